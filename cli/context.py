@@ -1,0 +1,69 @@
+"""What every `ioc` command resolves first: settings, and the embedded servers' URLs."""
+
+import argparse
+import json
+import logging
+import os
+from pathlib import Path
+from typing import TypeVar
+
+from services.errors import ConfigError
+from services.settings import IocSettings, load
+from services.vault import Vault
+
+T = TypeVar("T", bound=IocSettings)
+
+
+def data_dir_arg(value: str | None) -> None:
+    """`--data-dir` wins over IOC_DATA_DIR."""
+    if value:
+        os.environ["IOC_DATA_DIR"] = value
+
+
+def settings(cls: type[T] = IocSettings, *, need_db: bool = True, need_mqtt: bool = False) -> T:  # type: ignore[assignment]
+    """Settings with URLs of the embedded servers filled in when unset and `ioc up` runs them."""
+    s = load(cls)
+    d = s.data_dir
+    if s.database_url is None and (d / "pg.json").exists():
+        meta = json.loads((d / "pg.json").read_text())
+        auth = f"ioc:{meta['password']}@" if meta.get("password") else "ioc@"
+        s.database_url = f"postgresql://{auth}127.0.0.1:{meta['port']}/ioc"
+    if s.mqtt_url is None and (d / "mosquitto.json").exists():
+        meta = json.loads((d / "mosquitto.json").read_text())
+        s.mqtt_url = f"mqtt://{_ioc_mqtt_auth(d)}127.0.0.1:{meta['port']}"
+    if s.secret_key is None and (d / "secret_key").exists():
+        from pydantic import SecretStr
+
+        s.secret_key = SecretStr((d / "secret_key").read_text().strip())
+    if need_db and not s.database_url:
+        raise ConfigError(f"IOC_DATABASE_URL is not set and no embedded database runs in {d} (start `ioc up`)")
+    if need_mqtt and not s.mqtt_url:
+        raise ConfigError(f"IOC_MQTT_URL is not set and no embedded broker runs in {d} (start `ioc up`)")
+    return s
+
+
+def _ioc_mqtt_auth(d: Path) -> str:
+    f = d / "mqtt" / "ioc.password"
+    return f"ioc:{f.read_text().strip()}@" if f.exists() else ""
+
+
+def vault(s: IocSettings, *, required: bool = False) -> Vault | None:
+    if s.secret_key is None:
+        if required:
+            raise ConfigError("IOC_SECRET_KEY is not set")
+        return None
+    return Vault(s.secret_key.get_secret_value())
+
+
+def setup_logging(verbose: bool = False) -> None:
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+
+
+def common() -> "argparse.ArgumentParser":
+    """Options every leaf subcommand takes (give as `parents=[context.common()]`)."""
+    p = argparse.ArgumentParser(add_help=False)
+    p.add_argument("--data-dir", help="embedded data dir (default .ioc, or IOC_DATA_DIR)")
+    return p

@@ -1,0 +1,94 @@
+#!/usr/bin/env bash
+# Installs the system packages Commune IOC needs, from the distribution only:
+# PostgreSQL + TimescaleDB (built from Debian's source package where no binary
+# package exists), Mosquitto, and with --browser Debian's Chromium for browser tests.
+# Idempotent: a second run installs nothing and takes well under a second.
+set -euo pipefail
+
+want_browser=0
+for arg in "$@"; do
+  case "$arg" in
+    --browser) want_browser=1 ;;
+    *) echo "usage: $0 [--browser]" >&2; exit 2 ;;
+  esac
+done
+
+SUDO=""
+if [ "$(id -u)" != 0 ]; then SUDO="sudo"; fi
+export DEBIAN_FRONTEND=noninteractive
+
+pg_major() {
+  local cfg
+  for cfg in /usr/lib/postgresql/*/bin/pg_config; do
+    [ -x "$cfg" ] && basename "$(dirname "$(dirname "$cfg")")"
+  done | sort -n | tail -1
+}
+
+missing=()
+have() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "install ok installed"; }
+for p in postgresql mosquitto mosquitto-clients; do have "$p" || missing+=("$p"); done
+if [ "$want_browser" = 1 ]; then have chromium || missing+=(chromium); fi
+
+updated=0
+apt_update() {
+  if [ "$updated" = 0 ]; then $SUDO apt-get update -qq; updated=1; fi
+}
+
+if [ "${#missing[@]}" -gt 0 ]; then
+  echo "install-deps: installing ${missing[*]}"
+  apt_update
+  $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+# The package starts a cluster and a broker as system services; Commune IOC starts
+# its own (ioc up, the tests), so the system ones only take ports and memory.
+for svc in mosquitto; do
+  if command -v systemctl >/dev/null && systemctl is-active --quiet "$svc" 2>/dev/null; then
+    $SUDO systemctl disable --now "$svc" >/dev/null 2>&1 || true
+  fi
+done
+
+PGV=$(pg_major)
+if [ -z "$PGV" ]; then
+  have "postgresql-server-dev-all" || { apt_update; $SUDO apt-get install -y -qq postgresql-server-dev-all >/dev/null; }
+  PGV=$(pg_major)
+fi
+[ -n "$PGV" ] || { echo "install-deps: no PostgreSQL found after install" >&2; exit 1; }
+PGBIN=/usr/lib/postgresql/$PGV/bin
+EXTDIR=$("$PGBIN/pg_config" --sharedir 2>/dev/null || echo "/usr/share/postgresql/$PGV")/extension
+
+if ls "$EXTDIR"/timescaledb.control >/dev/null 2>&1; then
+  exit 0
+fi
+
+echo "install-deps: TimescaleDB for PostgreSQL $PGV"
+apt_update
+if apt-cache show "postgresql-$PGV-timescaledb" >/dev/null 2>&1; then
+  $SUDO apt-get install -y -qq "postgresql-$PGV-timescaledb" >/dev/null
+  exit 0
+fi
+
+# No binary package (Debian 12): build the Apache-licensed edition from Debian's
+# own source package in trixie, with a private sources list so the system's apt
+# configuration stays untouched.
+for p in "postgresql-server-dev-$PGV" build-essential cmake dpkg-dev libssl-dev libkrb5-dev; do
+  have "$p" || { $SUDO apt-get install -y -qq --no-install-recommends "$p" >/dev/null; }
+done
+work=$(mktemp -d /tmp/ioc-tsdb.XXXXXX)
+trap 'rm -rf "$work"' EXIT
+mkdir -p "$work/lists/partial"
+echo "deb-src http://deb.debian.org/debian trixie main" >"$work/sources.list"
+aptopts=(-oDir::Etc::SourceList="$work/sources.list" -oDir::Etc::SourceParts=/nonexistent
+         -oDir::State::Lists="$work/lists" -oAPT::Sandbox::User=root)
+apt-get "${aptopts[@]}" update -qq
+(cd "$work" && apt-get "${aptopts[@]}" source -qq timescaledb >/dev/null)
+src=$(find "$work" -maxdepth 1 -type d -name 'timescaledb-*' | head -1)
+[ -n "$src" ] || { echo "install-deps: apt-get source timescaledb gave no source tree" >&2; exit 1; }
+(
+  cd "$src"
+  ./bootstrap -DAPACHE_ONLY=1 -DREGRESS_CHECKS=OFF -DTAP_CHECKS=OFF -DUSE_TELEMETRY=OFF \
+    -DWARNINGS_AS_ERRORS=OFF -DPG_CONFIG="$PGBIN/pg_config" >/dev/null
+  make -C build -j"$(nproc)" >/dev/null
+  $SUDO make -C build install >/dev/null
+)
+echo "install-deps: TimescaleDB $(basename "$src" | sed 's/timescaledb-//') installed (Apache edition)"

@@ -1,0 +1,45 @@
+"""Connections to PostgreSQL: one pool per process, plus dedicated connections for locks."""
+
+from contextlib import contextmanager
+from collections.abc import Iterator
+
+import psycopg
+from psycopg.rows import dict_row
+from psycopg_pool import ConnectionPool
+
+from services.errors import Unavailable
+
+APP_NAME = "commune-ioc"
+
+
+def connect(url: str, *, autocommit: bool = False, name: str = APP_NAME) -> psycopg.Connection:
+    """A dedicated connection (advisory locks and LISTEN must not live on a pooled one)."""
+    try:
+        return psycopg.connect(url, autocommit=autocommit, application_name=name, connect_timeout=5)
+    except psycopg.OperationalError as err:
+        raise Unavailable(f"database unreachable: {first_line(err)}") from err
+
+
+def pool(url: str, *, min_size: int = 1, max_size: int = 8, name: str = APP_NAME) -> ConnectionPool:
+    """A pool of plain connections (tuple rows; ask a cursor for `dict_row` where wanted)."""
+    return ConnectionPool(
+        url,
+        min_size=min_size,
+        max_size=max_size,
+        kwargs={"application_name": name, "connect_timeout": 5},
+        open=False,
+        # A server restart leaves dead sockets in the pool; check before handing one out.
+        check=ConnectionPool.check_connection,
+    )
+
+
+@contextmanager
+def transaction(url: str) -> Iterator[psycopg.Connection]:
+    """A short-lived connection in one transaction (CLI commands)."""
+    with connect(url) as conn, conn.transaction():
+        conn.row_factory = dict_row  # type: ignore[assignment]
+        yield conn
+
+
+def first_line(err: BaseException) -> str:
+    return (str(err).strip().splitlines() or [type(err).__name__])[0]

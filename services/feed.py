@@ -1,0 +1,61 @@
+"""The live feed and the change log, numbered in commit order.
+
+Writers call these as the last statements of their transaction: the counter row lock is
+then held only until commit, so numbers are handed out in commit order and a reader that
+has seen N has seen every message up to N.
+"""
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+import orjson
+import psycopg
+from psycopg.types.json import Jsonb
+
+NOTIFY_CHANNEL = "ioc_feed"
+
+
+def _take(conn: psycopg.Connection, counter: str, n: int) -> int:
+    """Reserve n numbers; returns the first."""
+    row = conn.execute(
+        "UPDATE counters SET value = value + %s WHERE name = %s RETURNING value", (n, counter)
+    ).fetchone()
+    assert row is not None
+    return int(row[0]) - n + 1
+
+
+def publish(conn: psycopg.Connection, items: Sequence[dict[str, Any]]) -> int:
+    """Append live-feed messages (each a dict with a `type`); returns the seq of the first.
+
+    Items get `seq` set in place so callers can hand the same dicts on.
+    """
+    if not items:
+        return 0
+    first = _take(conn, "feed", len(items))
+    for i, item in enumerate(items):
+        item["seq"] = first + i
+    conn.execute(
+        "INSERT INTO feed (seq_first, seq_last, items) VALUES (%s, %s, %s)",
+        (first, first + len(items) - 1, Jsonb(list(items), dumps=_dumps)),
+    )
+    conn.execute("SELECT pg_notify(%s, %s)", (NOTIFY_CHANNEL, str(first + len(items) - 1)))
+    return first
+
+
+def record_changes(conn: psycopg.Connection, rows: Sequence[tuple[str, str, str | None, str, str, str | None,
+                                                                   datetime, str | None]]) -> None:
+    """Append state changes: (device_id, commune_id, village_id, kind, state, prev_state, at, reason)."""
+    if not rows:
+        return
+    first = _take(conn, "changes", len(rows))
+    with conn.cursor() as cur:
+        cur.executemany(
+            "INSERT INTO state_changes (seq, device_id, commune_id, village_id, kind, state, prev_state, at, reason)"
+            " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)",
+            [(first + i, *r) for i, r in enumerate(rows)],
+        )
+
+
+def _dumps(obj: Any) -> str:
+    return orjson.dumps(obj).decode()

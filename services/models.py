@@ -1,0 +1,91 @@
+"""Domain models: plain frozen dataclasses, no I/O."""
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+KINDS = ("camera", "speaker", "eboard", "wifi", "gateway")
+ROLES = ("admin", "operator", "technician", "viewer")
+DEFAULT_HEARTBEAT_S = 60
+DEFAULT_POLL_S = 30
+# A device is online while its last status is younger than this many heartbeats.
+LIVENESS_FACTOR = 3
+
+
+class State(StrEnum):
+    ONLINE = "online"
+    OFFLINE = "offline"
+    UNKNOWN = "unknown"
+    MAINTENANCE = "maintenance"
+    AUTH_FAILED = "auth_failed"
+
+
+@dataclass(frozen=True)
+class Commune:
+    id: str
+    name: str
+    district: str | None = None
+    province: str | None = None
+
+
+@dataclass(frozen=True)
+class Village:
+    commune_id: str
+    id: str
+    name: str
+
+
+@dataclass(frozen=True)
+class Onvif:
+    """How to reach a camera; the password is kept apart, encrypted."""
+
+    host: str
+    port: int = 80
+    username: str | None = None
+    path: str = "/onvif/device_service"
+    poll_s: int = DEFAULT_POLL_S
+
+
+@dataclass(frozen=True)
+class Device:
+    id: str
+    commune_id: str
+    kind: str
+    village_id: str | None = None
+    name: str | None = None
+    lat: float | None = None
+    lon: float | None = None
+    parent_id: str | None = None
+    heartbeat_s: int = DEFAULT_HEARTBEAT_S
+    onvif: Onvif | None = None
+    retired_at: datetime | None = None
+
+    @property
+    def liveness_window_s(self) -> int:
+        """How long a device stays online without news: 3 heartbeats (3 polls for cameras)."""
+        period = self.onvif.poll_s if self.kind == "camera" and self.onvif else self.heartbeat_s
+        return LIVENESS_FACTOR * period
+
+
+@dataclass(frozen=True)
+class Registry:
+    """A parsed registry file, validated, ready to upsert."""
+
+    communes: tuple[Commune, ...]
+    villages: tuple[Village, ...]
+    devices: tuple[Device, ...]
+    # device id -> plaintext camera password (encrypted before it is stored)
+    passwords: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Liveness:
+    """What the state machine knows of one device."""
+
+    kind: str
+    window_s: int
+    last_seen: datetime | None
+    availability: str | None
+    metrics: dict[str, Any] = field(default_factory=dict)
+    in_maintenance: bool = False

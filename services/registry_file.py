@@ -1,0 +1,285 @@
+"""Reading registry files (YAML or CSV, SPEC §3) into a validated `Registry`.
+
+Every problem is reported with its file line; a file with any bad row is rejected whole,
+so an import never leaves a half-applied registry behind.
+"""
+
+import csv
+import io
+import re
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from services.errors import InvalidInput
+from services.models import DEFAULT_HEARTBEAT_S, DEFAULT_POLL_S, KINDS, Commune, Device, Onvif, Registry, Village
+
+ID_RE = re.compile(r"[a-z0-9][a-z0-9-]{0,62}")
+CSV_COLUMNS = (
+    "commune", "id", "kind", "village", "name", "lat", "lon", "parent", "heartbeat_s",
+    "onvif_host", "onvif_port", "onvif_username", "onvif_password", "onvif_poll_s",
+)
+_COMMUNE_KEYS = {"id", "name", "district", "province"}
+_VILLAGE_KEYS = {"id", "name"}
+_DEVICE_KEYS = {"id", "kind", "village", "name", "lat", "lon", "parent", "heartbeat_s", "onvif"}
+_ONVIF_KEYS = {"host", "port", "username", "password", "path", "poll_s"}
+
+
+class _Errors:
+    def __init__(self, source: str) -> None:
+        self.source = source
+        self.lines: list[str] = []
+
+    def add(self, line: int | None, msg: str) -> None:
+        where = f"{self.source}:{line}" if line else self.source
+        self.lines.append(f"{where}: {msg}")
+
+    def raise_if_any(self) -> None:
+        if self.lines:
+            n = len(self.lines)
+            raise InvalidInput(
+                f"{n} error{'s' if n > 1 else ''} in {self.source}; nothing imported:\n" + "\n".join(self.lines),
+                detail=self.lines,
+            )
+
+
+def _check_id(errors: _Errors, line: int | None, what: str, value: Any) -> str | None:
+    if not isinstance(value, str) or not ID_RE.fullmatch(value):
+        errors.add(line, f"{what} {value!r} must match [a-z0-9][a-z0-9-]{{0,62}}")
+        return None
+    return value
+
+
+def _number(errors: _Errors, line: int | None, what: str, value: Any, lo: float, hi: float) -> float | None:
+    if value is None or value == "":
+        return None
+    try:
+        x = float(value)
+    except (TypeError, ValueError):
+        errors.add(line, f"{what} {value!r} is not a number")
+        return None
+    if isinstance(value, bool) or not lo <= x <= hi:
+        errors.add(line, f"{what} {value!r} must be between {lo} and {hi}")
+        return None
+    return x
+
+
+def _posint(errors: _Errors, line: int | None, what: str, value: Any, default: int, hi: int = 86400) -> int:
+    if value is None or value == "":
+        return default
+    try:
+        x = int(str(value))
+    except ValueError:
+        x = -1
+    if isinstance(value, bool) or not 0 < x <= hi:
+        errors.add(line, f"{what} {value!r} must be a whole number from 1 to {hi}")
+        return default
+    return x
+
+
+def _unknown_keys(errors: _Errors, line: int | None, what: str, row: dict[str, Any], allowed: set[str]) -> None:
+    extra = sorted(set(row) - allowed)
+    if extra:
+        errors.add(line, f"unknown {what} field(s) {', '.join(extra)} (allowed: {', '.join(sorted(allowed))})")
+
+
+def _device(errors: _Errors, line: int | None, commune_id: str, row: dict[str, Any],
+            passwords: dict[str, str]) -> Device | None:
+    n0 = len(errors.lines)
+    dev_id = _check_id(errors, line, "device id", row.get("id"))
+    kind = row.get("kind")
+    if kind not in KINDS:
+        errors.add(line, f"kind {kind!r} must be one of {', '.join(KINDS)}")
+    village = row.get("village") or None
+    if village is not None:
+        _check_id(errors, line, "village", village)
+    parent = row.get("parent") or None
+    if parent is not None:
+        _check_id(errors, line, "parent", parent)
+        if parent == dev_id:
+            errors.add(line, f"device {dev_id} cannot be its own parent")
+    lat = _number(errors, line, "lat", row.get("lat"), -90, 90)
+    lon = _number(errors, line, "lon", row.get("lon"), -180, 180)
+    heartbeat_s = _posint(errors, line, "heartbeat_s", row.get("heartbeat_s"), DEFAULT_HEARTBEAT_S)
+    name = row.get("name")
+    if name is not None and not isinstance(name, str):
+        name = str(name)
+    onvif = None
+    spec = row.get("onvif")
+    if spec is not None:
+        if not isinstance(spec, dict):
+            errors.add(line, "onvif must be a mapping")
+        else:
+            _unknown_keys(errors, line, "onvif", spec, _ONVIF_KEYS)
+            host = spec.get("host")
+            if not isinstance(host, str) or not host:
+                errors.add(line, "onvif.host is required")
+            if kind != "camera":
+                errors.add(line, f"onvif settings are for cameras, not {kind!r}")
+            port = _posint(errors, line, "onvif.port", spec.get("port"), 80, 65535)
+            poll_s = _posint(errors, line, "onvif.poll_s", spec.get("poll_s"), DEFAULT_POLL_S)
+            username = spec.get("username")
+            path = spec.get("path") or "/onvif/device_service"
+            if not isinstance(path, str) or not path.startswith("/"):
+                errors.add(line, f"onvif.path {path!r} must start with /")
+            password = spec.get("password")
+            if password is not None and dev_id:
+                passwords[dev_id] = str(password)
+            onvif = Onvif(str(host), port, None if username is None else str(username), str(path), poll_s)
+    if len(errors.lines) > n0 or dev_id is None:
+        return None
+    return Device(dev_id, commune_id, str(kind), village, name, lat, lon, parent, heartbeat_s, onvif)
+
+
+def _cross_check(errors: _Errors, reg: Registry, lines: dict[str, int | None]) -> None:
+    seen: set[str] = set()
+    for d in reg.devices:
+        if d.id in seen:
+            errors.add(lines.get(d.id), f"device id {d.id} appears twice")
+        seen.add(d.id)
+
+
+def parse_yaml(text: str, source: str = "registry") -> Registry:
+    errors = _Errors(source)
+    try:
+        root_node = yaml.compose(text, Loader=yaml.SafeLoader)
+        doc = yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        errors.add(mark.line + 1 if mark else None, f"not valid YAML: {getattr(err, 'problem', err)}")
+        errors.raise_if_any()
+        raise AssertionError("unreachable") from err
+    if not isinstance(doc, dict):
+        errors.add(1, "a registry file is a mapping with commune, villages and devices")
+        errors.raise_if_any()
+
+    def node_lines(key: str, parent: Any) -> list[int]:
+        if parent is None or not isinstance(parent, yaml.MappingNode):
+            return []
+        for k, v in parent.value:
+            if k.value == key and isinstance(v, yaml.SequenceNode):
+                return [item.start_mark.line + 1 for item in v.value]
+        return []
+
+    if "communes" in doc:
+        blocks = doc["communes"]
+        if not isinstance(blocks, list):
+            errors.add(1, "communes must be a list")
+            errors.raise_if_any()
+        block_nodes = []
+        for k, v in root_node.value:
+            if k.value == "communes":
+                block_nodes = v.value
+        _unknown_keys(errors, 1, "top-level", doc, {"communes"})
+    else:
+        blocks = [{**(doc.get("commune") or {}), "villages": doc.get("villages") or [],
+                   "devices": doc.get("devices") or []}]
+        block_nodes = [root_node]
+        _unknown_keys(errors, 1, "top-level", doc, {"commune", "villages", "devices"})
+        if not isinstance(doc.get("commune"), dict):
+            errors.add(1, "commune: {id, name} is required")
+            errors.raise_if_any()
+
+    communes, villages, devices, passwords, lines = [], [], [], {}, {}
+    for i, block in enumerate(blocks):
+        bnode = block_nodes[i] if i < len(block_nodes) else None
+        bline = bnode.start_mark.line + 1 if bnode is not None else None
+        if not isinstance(block, dict):
+            errors.add(bline, "a commune must be a mapping")
+            continue
+        cid = _check_id(errors, bline, "commune id", block.get("id"))
+        if not block.get("name"):
+            errors.add(bline, f"commune {block.get('id')!r} needs a name")
+        _unknown_keys(errors, bline, "commune", {k: v for k, v in block.items()
+                                                  if k not in ("villages", "devices")}, _COMMUNE_KEYS)
+        if cid is None:
+            continue
+        communes.append(Commune(cid, str(block.get("name")), block.get("district"), block.get("province")))
+        vlines = node_lines("villages", bnode)
+        for j, v in enumerate(block.get("villages") or []):
+            line = vlines[j] if j < len(vlines) else None
+            if not isinstance(v, dict):
+                errors.add(line, "a village must be a mapping {id, name}")
+                continue
+            _unknown_keys(errors, line, "village", v, _VILLAGE_KEYS)
+            vid = _check_id(errors, line, "village id", v.get("id"))
+            if not v.get("name"):
+                errors.add(line, f"village {v.get('id')!r} needs a name")
+            elif vid:
+                villages.append(Village(cid, vid, str(v["name"])))
+        dlines = node_lines("devices", bnode)
+        for j, row in enumerate(block.get("devices") or []):
+            line = dlines[j] if j < len(dlines) else None
+            if not isinstance(row, dict):
+                errors.add(line, "a device must be a mapping")
+                continue
+            _unknown_keys(errors, line, "device", row, _DEVICE_KEYS)
+            dev = _device(errors, line, cid, row, passwords)
+            if dev:
+                devices.append(dev)
+                lines[dev.id] = line
+    reg = Registry(tuple(communes), tuple(villages), tuple(devices), passwords)
+    _cross_check(errors, reg, lines)
+    errors.raise_if_any()
+    return reg
+
+
+def parse_csv(text: str, source: str = "registry") -> Registry:
+    """One device a row; communes and villages named here are created with their id as name
+    when they do not exist yet (names come from a YAML import)."""
+    errors = _Errors(source)
+    reader = csv.DictReader(io.StringIO(text.lstrip("\ufeff")))
+    header = reader.fieldnames or []
+    missing = [c for c in ("commune", "id", "kind") if c not in header]
+    unknown = [c for c in header if c not in CSV_COLUMNS]
+    if missing:
+        errors.add(1, f"missing column(s) {', '.join(missing)}; expected {','.join(CSV_COLUMNS)}")
+    if unknown:
+        errors.add(1, f"unknown column(s) {', '.join(unknown)}; expected {','.join(CSV_COLUMNS)}")
+    errors.raise_if_any()
+    communes: dict[str, Commune] = {}
+    villages: dict[tuple[str, str], Village] = {}
+    devices, passwords, lines = [], {}, {}
+    for row in reader:
+        line = reader.line_num
+        if None in row:
+            errors.add(line, f"{len(row[None])} value(s) more than the header has columns")  # type: ignore[index]
+            continue
+        cells = {k: (v.strip() if isinstance(v, str) else v) for k, v in row.items()}
+        if not any(cells.values()):
+            continue
+        cid = _check_id(errors, line, "commune id", cells.get("commune"))
+        if cid is None:
+            continue
+        communes.setdefault(cid, Commune(cid, cid))
+        spec: dict[str, Any] = {k: cells.get(k) or None for k in
+                                ("id", "kind", "village", "name", "lat", "lon", "parent", "heartbeat_s")}
+        if cells.get("onvif_host") or cells.get("onvif_username") or cells.get("onvif_password"):
+            spec["onvif"] = {k: cells.get(f"onvif_{k}") or None
+                             for k in ("host", "port", "username", "password", "poll_s")}
+            spec["onvif"] = {k: v for k, v in spec["onvif"].items() if v is not None}
+        dev = _device(errors, line, cid, spec, passwords)
+        if dev:
+            devices.append(dev)
+            lines[dev.id] = line
+            if dev.village_id:
+                villages.setdefault((cid, dev.village_id), Village(cid, dev.village_id, dev.village_id))
+    reg = Registry(tuple(communes.values()), tuple(villages.values()), tuple(devices), passwords)
+    _cross_check(errors, reg, lines)
+    errors.raise_if_any()
+    return reg
+
+
+def read(path: Path) -> Registry:
+    """Parse a registry file by its extension (.yaml/.yml or .csv)."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as err:
+        raise InvalidInput(f"cannot read {path}: {err}") from err
+    suffix = path.suffix.lower()
+    if suffix in (".yaml", ".yml"):
+        return parse_yaml(text, str(path))
+    if suffix == ".csv":
+        return parse_csv(text, str(path))
+    raise InvalidInput(f"{path}: registry files are .yaml, .yml or .csv")
