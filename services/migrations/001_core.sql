@@ -81,10 +81,13 @@ CREATE TABLE device_events (
     type         text NOT NULL,
     severity     text NOT NULL DEFAULT 'info' CHECK (severity IN ('info', 'warning', 'critical')),
     message      text,
-    fields       jsonb NOT NULL DEFAULT '{}'
+    fields       jsonb NOT NULL DEFAULT '{}',
+    -- the live-feed seq of this event: commit-ordered, so event pages never skip a late row
+    seq          bigint NOT NULL
 );
 SELECT create_hypertable('device_events', 'ts', chunk_time_interval => interval '7 days');
 CREATE UNIQUE INDEX device_events_key ON device_events (device_id, ts, type);
+CREATE INDEX device_events_seq ON device_events (device_id, seq);
 
 -- Gap-free sequences in commit order. A row lock on the counter is taken as the last
 -- statement of a writing transaction, so numbers are handed out in the order the
