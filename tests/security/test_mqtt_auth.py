@@ -1,0 +1,290 @@
+"""`ioc mqtt-auth` against a real Mosquitto: passwords, per-device ACLs, reload on SIGHUP."""
+
+import csv
+import subprocess
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import paho.mqtt.client as mqtt
+import psycopg
+import pytest
+
+from cli.embedded import Mosquitto
+from cli.main import main as ioc
+from services import mqtt_accounts, registry, registry_file
+from tests.fix_pg import private_dir
+
+REGISTRY = """
+commune: {id: thoai-giang, name: "Xã Thoại Giang"}
+villages:
+  - {id: trung-binh, name: "Ấp Trung Bình"}
+devices:
+  - {id: spk-1, kind: speaker, village: trung-binh}
+  - {id: spk-2, kind: speaker, village: trung-binh}
+  - {id: cam-1, kind: camera, village: trung-binh}
+"""
+
+
+def _import(db_url: str, text: str) -> None:
+    with psycopg.connect(db_url) as conn:
+        registry.import_registry(conn, registry_file.parse_yaml(text), None)
+
+
+def _creds(out: Path) -> dict[str, str]:
+    with (out / "credentials.csv").open() as f:
+        return {row["username"]: row["password"] for row in csv.DictReader(f)}
+
+
+class Client:
+    """A paho client that connects synchronously and records what it receives."""
+
+    def __init__(self, broker: Mosquitto, username: str, password: str) -> None:
+        self.c = mqtt.Client(
+            mqtt.CallbackAPIVersion.VERSION2, client_id=f"t-{username}-{uuid.uuid4().hex[:6]}"
+        )
+        self.c.username_pw_set(username, password)
+        self.received: list[tuple[str, bytes]] = []
+        self.got = threading.Event()
+        self.subscribed = threading.Event()
+        self.c.on_message = lambda c, u, m: (self.received.append((m.topic, m.payload)), self.got.set())
+        self.c.on_subscribe = lambda c, u, mid, rc, p: self.subscribed.set()
+        self.broker = broker
+
+    def connect(self) -> mqtt.ReasonCode:
+        done = threading.Event()
+        result: list[mqtt.ReasonCode] = []
+        self.c.on_connect = lambda c, u, f, rc, p: (result.append(rc), done.set())
+        self.c.connect("127.0.0.1", self.broker.port or 0)
+        self.c.loop_start()
+        assert done.wait(10), "no CONNACK"
+        return result[0]
+
+    def subscribe(self, topic: str) -> None:
+        self.subscribed.clear()
+        self.c.subscribe(topic, qos=1)
+        assert self.subscribed.wait(10)
+
+    def publish(self, topic: str, payload: bytes) -> None:
+        self.c.publish(topic, payload, qos=1).wait_for_publish(10)
+
+    def close(self) -> None:
+        self.c.disconnect()
+        self.c.loop_stop()
+
+
+@pytest.fixture
+def provisioned(db_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Mosquitto, Path, Path]]:
+    """The registry imported, `ioc mqtt-auth` run, and a broker started on its files."""
+    _import(db_url, REGISTRY)
+    data = private_dir("ioc-data-")
+    out = data / "mosquitto-auth"
+    monkeypatch.setenv("IOC_DATABASE_URL", db_url)
+    assert ioc(["mqtt-auth", "--out", str(out), "--data-dir", str(data)]) == 0
+    m = Mosquitto(private_dir("ioc-mqtt-"), passwd_file=out / "passwd", acl_file=out / "acl")
+    m.start()
+    yield m, out, data
+    m.stop()
+
+
+def test_passwd_hash_is_what_mosquitto_passwd_writes(tmp_path: Path) -> None:
+    f = tmp_path / "pw"
+    subprocess.run(["mosquitto_passwd", "-c", "-b", str(f), "alice", "s3cret-pw"], check=True)
+    theirs = f.read_text().strip().split(":", 1)[1]
+    assert mqtt_accounts.verify_password(theirs, "s3cret-pw")
+    assert not mqtt_accounts.verify_password(theirs, "s3cret-px")
+    salt = __import__("base64").b64decode(theirs.split("$")[3])
+    assert mqtt_accounts.hash_password("s3cret-pw", salt=salt) == theirs
+
+
+def test_files_list_every_device_and_the_ioc_account(provisioned: tuple[Mosquitto, Path, Path]) -> None:
+    _, out, data = provisioned
+    creds = _creds(out)
+    assert set(creds) == {"ioc", "spk-1", "spk-2", "cam-1"}
+    with (out / "credentials.csv").open() as f:
+        rows = {r["username"]: r["device_id"] for r in csv.DictReader(f)}
+    assert rows["ioc"] == "" and rows["spk-1"] == "spk-1"
+    users = [line.split(":")[0] for line in (out / "passwd").read_text().splitlines()]
+    assert sorted(users) == ["cam-1", "ioc", "spk-1", "spk-2"]
+    assert "topic readwrite ioc/v1/thoai-giang/speaker/spk-1/#" in (out / "acl").read_text()
+    pw_file = data / "mqtt" / "ioc.password"
+    assert pw_file.read_text().strip() == creds["ioc"]
+    assert pw_file.stat().st_mode & 0o777 == 0o600
+    assert (out / "credentials.csv").stat().st_mode & 0o777 == 0o600
+
+
+def test_device_with_its_password_connects_and_wrong_password_is_refused(
+    provisioned: tuple[Mosquitto, Path, Path],
+) -> None:
+    m, out, _ = provisioned
+    creds = _creds(out)
+    good = Client(m, "spk-1", creds["spk-1"])
+    assert good.connect() == 0
+    good.close()
+    bad = Client(m, "spk-1", creds["spk-1"] + "x")
+    assert bad.connect().is_failure
+    bad.close()
+    stranger = Client(m, "nobody", "whatever-password")
+    assert stranger.connect().is_failure
+    stranger.close()
+
+
+def test_device_cannot_publish_under_another_devices_topic(provisioned: tuple[Mosquitto, Path, Path]) -> None:
+    m, out, _ = provisioned
+    creds = _creds(out)
+    ioc_sub = Client(m, "ioc", creds["ioc"])
+    assert ioc_sub.connect() == 0
+    ioc_sub.subscribe("ioc/v1/#")
+    spk1 = Client(m, "spk-1", creds["spk-1"])
+    assert spk1.connect() == 0
+    # Forged: spk-1 pretends to be spk-2, and to be a camera; then its own message as a marker.
+    spk1.publish("ioc/v1/thoai-giang/speaker/spk-2/status", b'{"volume": 1}')
+    spk1.publish("ioc/v1/thoai-giang/camera/spk-1/status", b'{"reachable": false}')
+    spk1.publish("ioc/v1/other-commune/speaker/spk-1/status", b"{}")
+    spk1.publish("ioc/v1/thoai-giang/speaker/spk-1/status", b'{"volume": 50}')
+    assert ioc_sub.got.wait(10)
+    # Messages from one publisher arrive in order: once the marker is here, forged ones would be too.
+    time.sleep(0.2)
+    assert ioc_sub.received == [("ioc/v1/thoai-giang/speaker/spk-1/status", b'{"volume": 50}')]
+    spk1.close()
+    ioc_sub.close()
+
+
+def test_device_reads_nothing_of_other_devices(provisioned: tuple[Mosquitto, Path, Path]) -> None:
+    m, out, _ = provisioned
+    creds = _creds(out)
+    spy = Client(m, "spk-1", creds["spk-1"])
+    assert spy.connect() == 0
+    spy.subscribe("ioc/#")
+    spy.subscribe("ioc/internal/#")
+    spk2 = Client(m, "spk-2", creds["spk-2"])
+    assert spk2.connect() == 0
+    spk2.publish("ioc/v1/thoai-giang/speaker/spk-2/status", b'{"volume": 2}')
+    ioc_pub = Client(m, "ioc", creds["ioc"])
+    assert ioc_pub.connect() == 0
+    ioc_pub.publish("ioc/internal/probe", b"x")
+    ioc_pub.publish("ioc/v1/thoai-giang/camera/cam-1/status", b'{"reachable": true}')
+    # Its own topic still reaches it: proof the subscription works, and ordering makes it the last.
+    spk1_pub = Client(m, "spk-1", creds["spk-1"])
+    assert spk1_pub.connect() == 0
+    spk1_pub.publish("ioc/v1/thoai-giang/speaker/spk-1/status", b'{"volume": 1}')
+    assert spy.got.wait(10)
+    time.sleep(0.2)
+    assert [t for t, _ in spy.received] == ["ioc/v1/thoai-giang/speaker/spk-1/status"]
+    for c in (spy, spk2, ioc_pub, spk1_pub):
+        c.close()
+
+
+def test_ioc_account_reads_shared_subscription_and_internal_topics(
+    provisioned: tuple[Mosquitto, Path, Path],
+) -> None:
+    m, out, _ = provisioned
+    creds = _creds(out)
+    ingest = Client(m, "ioc", creds["ioc"])
+    assert ingest.connect() == 0
+    ingest.subscribe("$share/ingest/ioc/v1/+/+/+/+")
+    ingest.subscribe("ioc/internal/#")
+    poller = Client(m, "ioc", creds["ioc"])
+    assert poller.connect() == 0
+    poller.publish("ioc/v1/thoai-giang/camera/cam-1/status", b'{"reachable": true}')
+    poller.publish("ioc/internal/probe", b"p")
+    deadline = time.monotonic() + 10
+    while len(ingest.received) < 2 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert sorted(t for t, _ in ingest.received) == [
+        "ioc/internal/probe",
+        "ioc/v1/thoai-giang/camera/cam-1/status",
+    ]
+    ingest.close()
+    poller.close()
+
+
+def test_passwords_are_kept_across_runs_and_rotate_makes_a_new_one(
+    provisioned: tuple[Mosquitto, Path, Path],
+) -> None:
+    m, out, data = provisioned
+    first = _creds(out)
+    passwd_before = (out / "passwd").read_text()
+    assert ioc(["mqtt-auth", "--out", str(out), "--data-dir", str(data)]) == 0
+    assert _creds(out) == {}
+    assert (out / "passwd").read_text() == passwd_before
+    assert ioc(["mqtt-auth", "--out", str(out), "--data-dir", str(data), "--rotate", "spk-2"]) == 0
+    rotated = _creds(out)
+    assert set(rotated) == {"spk-2"} and rotated["spk-2"] != first["spk-2"]
+    m.reload()
+    old = Client(m, "spk-2", first["spk-2"])
+    new = Client(m, "spk-2", rotated["spk-2"])
+    kept = Client(m, "spk-1", first["spk-1"])
+    deadline = time.monotonic() + 10
+    # SIGHUP is asynchronous: wait until the broker has read the new file.
+    while (rc := old.connect()) == 0 and time.monotonic() < deadline:
+        old.close()
+        old = Client(m, "spk-2", first["spk-2"])
+        time.sleep(0.05)
+    assert rc.is_failure
+    assert new.connect() == 0
+    assert kept.connect() == 0
+    for c in (old, new, kept):
+        c.close()
+
+
+def test_rotate_of_unknown_device_fails_and_changes_nothing(
+    provisioned: tuple[Mosquitto, Path, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    _, out, data = provisioned
+    before = (out / "passwd").read_text()
+    assert ioc(["mqtt-auth", "--out", str(out), "--data-dir", str(data), "--rotate", "nope"]) == 1
+    assert "nope" in capsys.readouterr().err
+    assert (out / "passwd").read_text() == before
+
+
+def test_new_device_connects_after_regenerate_and_sighup(
+    db_url: str, provisioned: tuple[Mosquitto, Path, Path]
+) -> None:
+    m, out, data = provisioned
+    _import(db_url, REGISTRY + "  - {id: wifi-1, kind: wifi, village: trung-binh}\n")
+    assert ioc(["mqtt-auth", "--out", str(out), "--data-dir", str(data)]) == 0
+    creds = _creds(out)
+    assert set(creds) == {"wifi-1"}
+    m.reload()
+    deadline = time.monotonic() + 10
+    while True:
+        c = Client(m, "wifi-1", creds["wifi-1"])
+        rc = c.connect()
+        if rc == 0 or time.monotonic() > deadline:
+            break
+        c.close()
+        time.sleep(0.05)
+    assert rc == 0
+    sub = Client(m, "ioc", _creds_ioc(data))
+    assert sub.connect() == 0
+    sub.subscribe("ioc/v1/#")
+    c.publish("ioc/v1/thoai-giang/wifi/wifi-1/status", b'{"clients": 3}')
+    assert sub.got.wait(10)
+    assert sub.received[0][0] == "ioc/v1/thoai-giang/wifi/wifi-1/status"
+    c.close()
+    sub.close()
+
+
+def test_retired_device_loses_its_account(db_url: str, provisioned: tuple[Mosquitto, Path, Path]) -> None:
+    m, out, data = provisioned
+    with psycopg.connect(db_url) as conn:
+        registry.retire(conn, "spk-2")
+    assert ioc(["mqtt-auth", "--out", str(out), "--data-dir", str(data)]) == 0
+    assert "spk-2" not in (out / "passwd").read_text()
+    assert "spk-2" not in (out / "acl").read_text()
+
+
+def test_ioc_password_file_lost_gives_a_new_ioc_password(provisioned: tuple[Mosquitto, Path, Path]) -> None:
+    _, out, data = provisioned
+    (data / "mqtt" / "ioc.password").unlink()
+    assert ioc(["mqtt-auth", "--out", str(out), "--data-dir", str(data)]) == 0
+    creds = _creds(out)
+    assert set(creds) == {"ioc"}
+    assert (data / "mqtt" / "ioc.password").read_text().strip() == creds["ioc"]
+
+
+def _creds_ioc(data: Path) -> str:
+    return (data / "mqtt" / "ioc.password").read_text().strip()
