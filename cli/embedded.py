@@ -176,7 +176,9 @@ class Postgres:
             log.warning("stopping a PostgreSQL (pid %s) left running on %s", pid, self.pgdata)
             subprocess.run(
                 [self._bin("pg_ctl"), "stop", "-D", str(self.pgdata), "-m", "fast", "-w", "-t", "60"],
-                capture_output=True, check=False, **_run_as(PG_USER),  # type: ignore[call-overload]
+                capture_output=True,
+                check=False,
+                **_run_as(PG_USER),  # type: ignore[call-overload]
             )
 
     def start(self, timeout_s: float = 60) -> None:
@@ -197,7 +199,11 @@ class Postgres:
         logf = open(self.data_dir / "postgres.log", "ab")  # noqa: SIM115 - handed to the child
         self.proc = subprocess.Popen(  # type: ignore[call-overload]
             [self._bin("postgres"), "-D", str(self.pgdata)],
-            stdout=logf, stderr=logf, stdin=subprocess.DEVNULL, process_group=0, **_run_as(PG_USER),
+            stdout=logf,
+            stderr=logf,
+            stdin=subprocess.DEVNULL,
+            process_group=0,
+            **_run_as(PG_USER),
         )
         logf.close()
         self._wait_ready(timeout_s)
@@ -321,8 +327,11 @@ class Mosquitto:
         if self.acl_file:
             auth += f"acl_file {self.acl_file}\n"
         conf = MOSQUITTO_CONF.format(
-            port=self.port, host=self.host, dir=self.data_dir,
-            anonymous="false" if self.passwd_file else "true", auth=auth,
+            port=self.port,
+            host=self.host,
+            dir=self.data_dir,
+            anonymous="false" if self.passwd_file else "true",
+            auth=auth,
         )
         if _as_root():
             conf += f"user {MQTT_USER}\n"
@@ -334,7 +343,10 @@ class Mosquitto:
         binary = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
         self.proc = subprocess.Popen(
             [binary, "-c", str(self.conf_file)],
-            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, process_group=0,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            stdin=subprocess.DEVNULL,
+            process_group=0,
         )
         self.pid_file.write_text(str(self.proc.pid))
         deadline = time.monotonic() + timeout_s
@@ -356,6 +368,8 @@ class Mosquitto:
         if self.proc and self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait()
+        if self.proc and self.proc.stderr:
+            self.proc.stderr.close()
 
     def stop(self, timeout_s: float = 15) -> None:
         """Graceful stop: Mosquitto saves its persistent sessions and queues."""
@@ -366,5 +380,7 @@ class Mosquitto:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
+        if self.proc and self.proc.stderr:
+            self.proc.stderr.close()
         self.proc = None
         self.pid_file.unlink(missing_ok=True)

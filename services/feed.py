@@ -43,8 +43,10 @@ def publish(conn: psycopg.Connection, items: Sequence[dict[str, Any]]) -> int:
     return first
 
 
-def record_changes(conn: psycopg.Connection, rows: Sequence[tuple[str, str, str | None, str, str, str | None,
-                                                                   datetime, str | None]]) -> None:
+def record_changes(
+    conn: psycopg.Connection,
+    rows: Sequence[tuple[str, str, str | None, str, str, str | None, datetime, str | None]],
+) -> None:
     """Append state changes: (device_id, commune_id, village_id, kind, state, prev_state, at, reason)."""
     if not rows:
         return
@@ -59,3 +61,13 @@ def record_changes(conn: psycopg.Connection, rows: Sequence[tuple[str, str, str 
 
 def _dumps(obj: Any) -> str:
     return orjson.dumps(obj).decode()
+
+
+# The live feed only serves reconnecting clients (`?since=`); older gaps get a new snapshot.
+FEED_KEEP = "1 hour"
+
+
+def prune(conn: psycopg.Connection) -> int:
+    """Delete feed rows older than FEED_KEEP; returns how many."""
+    cur = conn.execute("DELETE FROM feed WHERE at < now() - %s::interval", (FEED_KEEP,))
+    return cur.rowcount

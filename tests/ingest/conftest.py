@@ -1,0 +1,107 @@
+"""Helpers for ingest tests: a registry, an in-process ingest, a publishing client, polling."""
+
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import paho.mqtt.client as paho
+import psycopg
+import pytest
+
+from ingest.service import IngestService, IngestSettings
+from services import registry, registry_file
+
+REGISTRY = """\
+commune: {id: thoai-giang, name: "Xã Thoại Giang"}
+villages:
+  - {id: trung-binh, name: "Ấp Trung Bình"}
+devices:
+  - {id: gw-1, kind: gateway, village: trung-binh, heartbeat_s: 60}
+  - {id: spk-1, kind: speaker, village: trung-binh, parent: gw-1, heartbeat_s: 60}
+  - {id: spk-fast, kind: speaker, village: trung-binh, heartbeat_s: 1}
+  - {id: eb-1, kind: eboard, village: trung-binh}
+  - {id: wifi-1, kind: wifi, village: trung-binh}
+  - {id: cam-1, kind: camera, village: trung-binh, onvif: {host: 127.0.0.1, port: 9, poll_s: 30}}
+"""
+
+
+def load_registry(url: str, text: str = REGISTRY) -> None:
+    with psycopg.connect(url) as conn:
+        registry.import_registry(conn, registry_file.parse_yaml(text), None)
+
+
+def wait_for(fn: Callable[[], Any], timeout: float = 20.0, interval: float = 0.05) -> Any:
+    """Poll until fn() is truthy; returns its value or fails with the last one."""
+    deadline = time.monotonic() + timeout
+    value = fn()
+    while not value:
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {timeout}s (last value {value!r})")
+        time.sleep(interval)
+        value = fn()
+    return value
+
+
+def scalar(url: str, sql: str, params: tuple[Any, ...] = ()) -> Any:
+    with psycopg.connect(url) as conn:
+        row = conn.execute(sql, params).fetchone()  # type: ignore[arg-type]
+        return row[0] if row else None
+
+
+class Publisher:
+    """A real MQTT client publishing at QoS 1 and waiting for every PUBACK."""
+
+    def __init__(
+        self, mqtt_url: str, client_id: str = "test-pub", will: tuple[str, bytes] | None = None
+    ) -> None:
+        host, port = mqtt_url.removeprefix("mqtt://").rsplit(":", 1)
+        self.client = paho.Client(paho.CallbackAPIVersion.VERSION2, client_id=client_id)
+        self.client.max_inflight_messages_set(1000)
+        self.client.max_queued_messages_set(0)
+        if will:
+            self.client.will_set(will[0], will[1], qos=1, retain=True)
+        self.client.connect(host, int(port))
+        self.client.loop_start()
+
+    def publish(self, topic: str, payload: bytes | str, retain: bool = False) -> None:
+        info = self.client.publish(topic, payload, qos=1, retain=retain)
+        info.wait_for_publish(10)
+
+    def publish_many(self, msgs: list[tuple[str, bytes]]) -> None:
+        infos = [self.client.publish(t, p, qos=1) for t, p in msgs]
+        for i in infos:
+            i.wait_for_publish(60)
+
+    def close(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()
+
+
+@pytest.fixture
+def settings_for(db_url: str, mqtt_url: str) -> Callable[..., IngestSettings]:
+    def make(**kw: Any) -> IngestSettings:
+        base: dict[str, Any] = {
+            "database_url": db_url,
+            "mqtt_url": mqtt_url,
+            "ingest_id": "ingest-test",
+            "ingest_onvif": False,
+        }
+        base.update(kw)
+        return IngestSettings(**base)
+
+    return make
+
+
+@pytest.fixture
+def ingest(db_url: str, settings_for: Callable[..., IngestSettings]) -> Iterator[IngestService]:
+    load_registry(db_url)
+    with IngestService(settings_for()) as svc:
+        wait_for(lambda: svc.health.check())
+        yield svc
+
+
+@pytest.fixture
+def pub(mqtt_url: str) -> Iterator[Publisher]:
+    p = Publisher(mqtt_url)
+    yield p
+    p.close()

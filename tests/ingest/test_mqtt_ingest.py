@@ -1,0 +1,205 @@
+"""MQTT ingest end to end: real Mosquitto -> ingest -> real TimescaleDB."""
+
+import json
+from datetime import UTC, datetime, timedelta
+
+import psycopg
+
+from ingest.service import IngestService
+from services.topics import device_topic
+from tests.ingest.conftest import Publisher, scalar, wait_for
+
+T = "thoai-giang"
+
+
+def status_topic(kind: str, dev: str) -> str:
+    return device_topic(T, kind, dev, "status")
+
+
+def test_status_of_each_kind_is_stored_and_marks_device_online(
+    ingest: IngestService, pub: Publisher, db_url: str
+) -> None:
+    payloads = {
+        ("speaker", "spk-1"): {
+            "volume": 70,
+            "playing": True,
+            "source": "fm",
+            "rssi_dbm": -71,
+            "power": "battery",
+            "battery_pct": 55.5,
+            "temperature_c": 41,
+            "firmware": "1.2",
+        },
+        ("eboard", "eb-1"): {
+            "screen_on": True,
+            "brightness_pct": 80,
+            "content_id": "ban-tin-1",
+            "errors": [],
+            "vendor_extra": {"x": 1},
+        },
+        ("wifi", "wifi-1"): {
+            "clients": 12,
+            "uptime_s": 3600,
+            "uplink_up": True,
+            "rx_bytes": 10,
+            "tx_bytes": 20,
+            "channel": 6,
+            "cpu_pct": 12.5,
+            "mem_pct": 40,
+        },
+        ("gateway", "gw-1"): {"uplink_up": True, "uptime_s": 10, "rtt_ms": 12.3, "cpu_pct": 5, "mem_pct": 20},
+        ("camera", "cam-1"): {
+            "reachable": True,
+            "rtt_ms": 8,
+            "clock_offset_s": -1.5,
+            "recording": True,
+            "tamper": False,
+            "motion": False,
+            "manufacturer": "Sim",
+            "model": "X",
+            "firmware": "2",
+        },
+    }
+    for (kind, dev), body in payloads.items():
+        pub.publish(status_topic(kind, dev), json.dumps(body))
+    wait_for(lambda: scalar(db_url, "SELECT count(*) FROM status_samples") == 5)
+    with psycopg.connect(db_url) as conn:
+        rows = dict(conn.execute("SELECT device_id, metrics FROM status_samples").fetchall())
+        states = dict(conn.execute("SELECT device_id, state FROM device_state").fetchall())
+    assert rows["spk-1"] == payloads[("speaker", "spk-1")]
+    assert rows["eb-1"]["vendor_extra"] == {"x": 1}  # unknown fields are kept
+    for _, dev in payloads:
+        assert states[dev] == "online"
+    assert states["spk-fast"] == "unknown"
+    changes = scalar(db_url, "SELECT count(*) FROM state_changes WHERE state = 'online'")
+    assert changes == 5
+
+
+def test_every_class_of_bad_input_is_dead_lettered_and_ingest_goes_on(
+    ingest: IngestService, pub: Publisher, db_url: str
+) -> None:
+    future = (datetime.now(UTC) + timedelta(minutes=10)).isoformat()
+    bad = [
+        (status_topic("speaker", "spk-1"), b"{not json", "not_json"),
+        (status_topic("speaker", "spk-1"), b"[1, 2]", "not_object"),
+        (status_topic("speaker", "spk-1"), b'{"volume": 150}', "wrong_type"),
+        (status_topic("speaker", "spk-1"), b'{"playing": "yes"}', "wrong_type"),
+        (status_topic("wifi", "wifi-1"), b'{"clients": 2.5}', "wrong_type"),
+        (status_topic("speaker", "spk-nobody"), b'{"volume": 1}', "unknown_device"),
+        (device_topic("other-commune", "speaker", "spk-1", "status"), b'{"volume": 1}', "topic_mismatch"),
+        (status_topic("eboard", "spk-1"), b'{"screen_on": true}', "topic_mismatch"),
+        (status_topic("speaker", "spk-1"), b'{"x": "' + b"a" * 70000 + b'"}', "too_large"),
+        (status_topic("speaker", "spk-1"), json.dumps({"ts": future}).encode(), "ts_future"),
+        (status_topic("speaker", "spk-1"), b'{"ts": "yesterday"}', "bad_ts"),
+        (device_topic(T, "speaker", "spk-1", "availability"), b"maybe", "bad_availability"),
+        (device_topic(T, "speaker", "spk-1", "event"), b'{"severity": "info"}', "wrong_type"),
+        (f"ioc/v1/{T}/speaker/spk-1/telemetry", b"{}", "bad_topic"),
+    ]
+    for topic, payload, _ in bad:
+        pub.publish(topic, payload)
+    pub.publish(status_topic("speaker", "spk-1"), b'{"volume": 10}')
+    wait_for(lambda: scalar(db_url, "SELECT count(*) FROM status_samples") == 1)
+    wait_for(lambda: scalar(db_url, "SELECT count(*) FROM dead_letters") == len(bad))
+    with psycopg.connect(db_url) as conn:
+        reasons = sorted(r[0] for r in conn.execute("SELECT reason FROM dead_letters"))
+        counters = dict(
+            conn.execute(
+                "SELECT label, value FROM metric_counters WHERE name = 'ioc_ingest_dead_letters_total'"
+            ).fetchall()
+        )
+        big = conn.execute(
+            "SELECT octet_length(payload), detail FROM dead_letters WHERE reason='too_large'"
+        ).fetchone()
+    assert reasons == sorted(r for _, _, r in bad)
+    assert counters["wrong_type"] == 4 and counters["topic_mismatch"] == 2 and counters["not_json"] == 1
+    assert big[0] > 65536 and "65536" in big[1]  # the payload itself is kept for inspection
+
+
+def test_redelivered_message_with_ts_is_stored_once(
+    ingest: IngestService, pub: Publisher, db_url: str
+) -> None:
+    ts = "2026-11-25T08:00:00+07:00"
+    body = json.dumps({"ts": ts, "volume": 30})
+    for _ in range(3):
+        pub.publish(status_topic("speaker", "spk-1"), body)
+    pub.publish(status_topic("speaker", "spk-1"), json.dumps({"ts": 1764032400000, "volume": 31}))
+    pub.publish(
+        device_topic(T, "speaker", "spk-1", "event"),
+        json.dumps({"ts": ts, "type": "broadcast_start", "severity": "info", "program": "tin sáng"}),
+    )
+    pub.publish(
+        device_topic(T, "speaker", "spk-1", "event"),
+        json.dumps({"ts": ts, "type": "broadcast_start", "severity": "info", "program": "tin sáng"}),
+    )
+    wait_for(
+        lambda: scalar(
+            db_url,
+            "SELECT count(*) FROM metric_counters WHERE name='ioc_ingest_messages_total'"
+            " AND label='event' AND value = 2",
+        )
+    )
+    assert scalar(db_url, "SELECT count(*) FROM status_samples") == 2
+    assert scalar(db_url, "SELECT count(*) FROM device_events") == 1
+    assert scalar(db_url, "SELECT fields->>'program' FROM device_events") == "tin sáng"
+    assert scalar(db_url, "SELECT seq > 0 FROM device_events") is True
+
+
+def test_last_will_marks_device_offline_and_retained_replay_changes_nothing(
+    ingest: IngestService, mqtt_url: str, db_url: str, settings_for
+) -> None:
+    avail = device_topic(T, "speaker", "spk-1", "availability")
+    dev = Publisher(mqtt_url, client_id="spk-1", will=(avail, b"offline"))
+    dev.publish(avail, b"online", retain=True)
+    dev.publish(status_topic("speaker", "spk-1"), b'{"volume": 5}')
+    wait_for(lambda: scalar(db_url, "SELECT state FROM device_state WHERE device_id='spk-1'") == "online")
+    # Drop the TCP connection without DISCONNECT: the broker publishes the will.
+    dev.client._sock.close()  # noqa: SLF001 - simulating a device losing power
+    dev.client.loop_stop()
+    wait_for(lambda: scalar(db_url, "SELECT state FROM device_state WHERE device_id='spk-1'") == "offline")
+    assert "last will" in scalar(db_url, "SELECT reason FROM device_state WHERE device_id='spk-1'")
+    n_changes = scalar(db_url, "SELECT count(*) FROM state_changes")
+    # A second ingest subscribing gets the retained 'offline' replayed: nothing changes.
+    with IngestService(settings_for(ingest_id="ingest-second")) as other:
+        wait_for(lambda: other.health.check())
+        wait_for(lambda: other.mqtt.committed >= 1)
+    assert scalar(db_url, "SELECT count(*) FROM state_changes") == n_changes
+
+
+def test_missed_heartbeats_mark_device_offline(ingest: IngestService, pub: Publisher, db_url: str) -> None:
+    pub.publish(status_topic("speaker", "spk-fast"), b'{"volume": 1}')
+    wait_for(lambda: scalar(db_url, "SELECT state FROM device_state WHERE device_id='spk-fast'") == "online")
+    # heartbeat_s 1: offline after 3 s of silence
+    wait_for(
+        lambda: scalar(db_url, "SELECT state FROM device_state WHERE device_id='spk-fast'") == "offline",
+        timeout=15,
+    )
+    assert scalar(db_url, "SELECT reason FROM device_state WHERE device_id='spk-fast'").startswith(
+        "no status for"
+    )
+    pub.publish(status_topic("speaker", "spk-fast"), b'{"volume": 2}')
+    wait_for(lambda: scalar(db_url, "SELECT state FROM device_state WHERE device_id='spk-fast'") == "online")
+    assert [
+        r
+        for r in [
+            scalar(
+                db_url,
+                "SELECT string_agg(state, ',' ORDER BY seq) FROM state_changes WHERE device_id='spk-fast'",
+            )
+        ]
+    ] == ["online,offline,online"]
+
+
+def test_status_changes_reach_the_live_feed_in_order(
+    ingest: IngestService, pub: Publisher, db_url: str
+) -> None:
+    for v in range(5):
+        pub.publish(status_topic("speaker", "spk-1"), json.dumps({"volume": v}))
+    wait_for(lambda: scalar(db_url, "SELECT count(*) FROM status_samples") == 5)
+    with psycopg.connect(db_url) as conn:
+        rows = conn.execute("SELECT seq_first, seq_last, items FROM feed ORDER BY seq_first").fetchall()
+    seqs = [item["seq"] for _, _, items in rows for item in items]
+    assert seqs == list(range(1, len(seqs) + 1))  # gap-free, in commit order
+    assert rows[-1][2][-1]["metrics"] == {"volume": 4}
+    assert all(
+        item["type"] == "status" and item["device_id"] == "spk-1" for _, _, items in rows for item in items
+    )
