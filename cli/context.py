@@ -28,8 +28,10 @@ def settings(cls: type[T] = IocSettings, *, need_db: bool = True, need_mqtt: boo
         meta = json.loads((d / "pg.json").read_text())
         auth = f"ioc:{meta['password']}@" if meta.get("password") else "ioc@"
         s.database_url = f"postgresql://{auth}127.0.0.1:{meta['port']}/ioc"
-    if s.mqtt_url is None and (d / "mosquitto.json").exists():
-        meta = json.loads((d / "mosquitto.json").read_text())
+    # `ioc up` runs its broker in DIR/mqtt; DIR/mosquitto.json is kept for older layouts.
+    mqtt_meta = next((f for f in (d / "mqtt" / "mosquitto.json", d / "mosquitto.json") if f.exists()), None)
+    if s.mqtt_url is None and mqtt_meta is not None:
+        meta = json.loads(mqtt_meta.read_text())
         s.mqtt_url = f"mqtt://{_ioc_mqtt_auth(d)}127.0.0.1:{meta['port']}"
     if s.secret_key is None and (d / "secret_key").exists():
         from pydantic import SecretStr
