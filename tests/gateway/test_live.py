@@ -249,9 +249,9 @@ def test_a_client_that_stops_reading_is_closed_with_1013(seeded: str, as_user: H
             recv(slow)
             recv(fast)
             total = 0
-            for _ in range(40):
-                event(seeded, "spk-xom-1", 100, size=2000)
-                total += 100
+            for _ in range(200):
+                event(seeded, "spk-xom-1", 20, size=2000)
+                total += 20
                 last = None
                 while last != total:
                     last = recv(fast)["seq"]
