@@ -79,6 +79,8 @@ def translate(err: BaseException, what: str) -> CameraError:
     if isinstance(err, zeep.exceptions.TransportError):
         if err.status_code in (401, 403):
             return CameraAuthError(f"{what}: HTTP {err.status_code}")
+        if "invalid XML" in str(err.message):
+            return CameraProtocolError(f"{what}: malformed XML in reply (HTTP {err.status_code})")
         return CameraProtocolError(f"{what}: HTTP {err.status_code}")
     if isinstance(err, zeep.exceptions.XMLSyntaxError | zeep.exceptions.XMLParseError | etree.LxmlError):
         return CameraProtocolError(f"{what}: malformed XML in reply")
@@ -211,6 +213,10 @@ class CameraClient:
         return self._cam
 
     @property
+    def is_open(self) -> bool:
+        return self._cam is not None
+
+    @property
     def has_events(self) -> bool:
         return EVENTS_NS in self.xaddrs
 
@@ -268,13 +274,17 @@ class CameraClient:
     async def device_info(self) -> DeviceInfo:
         dm = await self._call("device service", self.cam.create_devicemgmt_service())
         r = await self._call("GetDeviceInformation", dm.GetDeviceInformation())
-        return DeviceInfo(
+        info = DeviceInfo(
             _s(r, "Manufacturer"),
             _s(r, "Model"),
             _s(r, "FirmwareVersion"),
             _s(r, "SerialNumber"),
             _s(r, "HardwareId"),
         )
+        if info == DeviceInfo(None, None, None, None, None):
+            # zeep recovers what it can from broken XML: an empty reply is a malformed one.
+            raise CameraProtocolError("GetDeviceInformation: empty or malformed reply")
+        return info
 
     async def discover_services(self) -> dict[str, str]:
         """XAddrs by namespace: GetServices, or GetCapabilities on older firmware."""
