@@ -13,6 +13,7 @@ import psycopg
 
 from services import feed
 from services.db import connect, first_line
+from services.errors import Unavailable
 from services.settings import IocSettings
 
 log = logging.getLogger(__name__)
@@ -44,7 +45,7 @@ class Housekeeper:
                         log.info("this process is the housekeeper")
                     continue
                 self._run_due(conn)
-            except psycopg.OperationalError as err:
+            except (psycopg.OperationalError, Unavailable) as err:
                 log.warning("housekeeping failed: %s", first_line(err))
                 if conn is not None:
                     conn.close()

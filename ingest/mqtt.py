@@ -23,6 +23,7 @@ from paho.mqtt.properties import Properties
 
 from services import storage, topics
 from services.db import connect, first_line
+from services.errors import Unavailable
 from services.intake import Raw, classify
 from services.mqtt_url import parse as parse_mqtt_url
 from services.registry_cache import RegistryCache
@@ -164,7 +165,7 @@ class MqttIngest:
                     continue
             try:
                 self._commit(pending)
-            except (psycopg.OperationalError, psycopg.InterfaceError) as err:
+            except (psycopg.OperationalError, psycopg.InterfaceError, Unavailable) as err:
                 # Nothing was acknowledged: the batch stays ours (and the broker's) until a
                 # commit succeeds. Retry the same batch after a jittered backoff.
                 log.warning("database unavailable, retrying %d messages: %s", len(pending), first_line(err))

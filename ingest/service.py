@@ -16,6 +16,7 @@ import psycopg
 from ingest.mqtt import BrokerHealth, IngestConfig, MqttIngest
 from services import liveness
 from services.db import connect, first_line
+from services.errors import Unavailable
 from services.registry_cache import RegistryCache
 from services.settings import IocSettings
 
@@ -110,7 +111,7 @@ class IngestService:
                 maint = _in_maintenance(conn, now)
                 conn.commit()
                 liveness.sweep(conn, self.registry.devices, now, since, maint)
-            except psycopg.Error as err:
+            except (psycopg.Error, Unavailable) as err:
                 log.warning("liveness sweep failed: %s", first_line(err))
                 if conn is not None:
                     conn.close()
