@@ -26,6 +26,8 @@ SCENARIO = Scenario(
     battery_low=("tg-spk-tay-binh-2",),
     camera_wrong_password=("lt-cam-mieu-ba",),
     camera_clock_offset_s={"tg-cam-ben-do": 3 * 3600.0},
+    # fault names of simulator.onvif: a camera turned away, motion at the market
+    camera_faults={"tg-cam-cau-tay-binh": frozenset({"tamper"}), "tg-cam-cho": frozenset({"motion"})},
 )
 
 

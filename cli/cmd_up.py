@@ -1,0 +1,348 @@
+"""`ioc up`: the whole operations center in one command, on embedded servers.
+
+Order matters both ways: database and broker first, then migrations, the first admin and the
+demo registry, then the production processes as children (restarted with backoff when they
+die); on Ctrl-C or SIGTERM the children stop first, then the broker, then the database.
+"""
+
+import argparse
+import ctypes
+import json
+import logging
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from cli import context
+from cli.embedded import Mosquitto, Postgres, port_open
+from services import auth, registry, registry_file
+from services.db import connect, first_line
+from services.errors import ConfigError, IocError
+from services.migrate import migrate
+from services.settings import IocSettings, load
+
+log = logging.getLogger("ioc.up")
+
+PROCESSES = ("ingest", "gateway", "alerts")
+STATE_FILE = "up.json"
+BACKOFF_MAX_S = 30.0
+# A child that ran this long before dying is restarted without delay.
+HEALTHY_RUN_S = 60.0
+STOP_TIMEOUT_S = 15.0
+PR_SET_PDEATHSIG = 1
+
+
+def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    p = sub.add_parser(
+        "up",
+        parents=[context.common()],
+        help="run everything on embedded defaults",
+        description="Start the operations center: for IOC_DATABASE_URL and IOC_MQTT_URL that are unset, "
+        "an embedded PostgreSQL+TimescaleDB and Mosquitto with their data in the data dir "
+        "(kept across restarts); then migrations, `ioc ingest`, `ioc gateway` and `ioc alerts` "
+        "as child processes, restarted when they die. On first start it writes "
+        "DATA_DIR/secret_key (unless IOC_SECRET_KEY is set) and, if no user exists, creates "
+        "`admin` with a one-time password it prints. Ctrl-C stops everything.",
+    )
+    p.add_argument(
+        "--demo",
+        action="store_true",
+        help="also load the demo communes (Thoại Giang, Long Thành) and run their simulated devices",
+    )
+    p.add_argument(
+        "--rate-scale",
+        type=float,
+        default=1.0,
+        metavar="X",
+        help="with --demo: simulated devices X times faster (default 1)",
+    )
+    p.add_argument("--seed", type=int, default=0, help="with --demo: the simulator's random seed")
+    p.set_defaults(func=run)
+
+
+def _die_with_parent() -> None:
+    """Runs in the child before exec: a `kill -9` of `ioc up` takes its children along."""
+    try:
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    except OSError:
+        pass
+
+
+def _cmdline(pid: int) -> bytes:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return b""
+
+
+def registered_commands() -> set[str]:
+    from cli.main import parser
+
+    for action in parser()._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            return set(action.choices)
+    return set()
+
+
+@dataclass
+class Child:
+    name: str
+    argv: list[str]
+    proc: subprocess.Popen[bytes] | None = None
+    started_at: float = 0.0
+    failures: int = 0
+    restart_at: float = 0.0
+
+
+@dataclass
+class Up:
+    data_dir: Path
+    settings: IocSettings
+    demo: bool = False
+    rate_scale: float = 1.0
+    seed: int = 0
+    pg: Postgres | None = None
+    mqtt: Mosquitto | None = None
+    children: list[Child] = field(default_factory=list)
+    stopping: bool = False
+    env: dict[str, str] = field(default_factory=dict)
+
+    # -- first start and leftovers --------------------------------------------------------
+    def check_single(self) -> None:
+        """One `ioc up` per data dir; children of a killed one are stopped."""
+        f = self.data_dir / STATE_FILE
+        if not f.exists():
+            return
+        try:
+            state = json.loads(f.read_text())
+        except ValueError:
+            return
+        pid = int(state.get("pid", 0))
+        if (
+            pid
+            and pid != os.getpid()
+            and b"up" in _cmdline(pid)
+            and str(self.data_dir).encode() in _cmdline(pid)
+        ):
+            raise IocError(f"`ioc up` already runs on {self.data_dir} (pid {pid})")
+        for cpid in state.get("children", []):
+            if str(self.data_dir).encode() in _cmdline(int(cpid)):
+                log.warning("stopping process %s left running by a killed `ioc up`", cpid)
+                try:
+                    os.kill(int(cpid), signal.SIGTERM)
+                except ProcessLookupError:
+                    pass
+
+    def save_state(self) -> None:
+        pids = [c.proc.pid for c in self.children if c.proc and c.proc.poll() is None]
+        (self.data_dir / STATE_FILE).write_text(json.dumps({"pid": os.getpid(), "children": pids}))
+
+    def secret_key(self) -> str:
+        if self.settings.secret_key is not None:
+            return self.settings.secret_key.get_secret_value()
+        f = self.data_dir / "secret_key"
+        if not f.exists():
+            fd = os.open(f, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w") as out:
+                out.write(secrets.token_urlsafe(32) + "\n")
+            log.info("created %s (IOC_SECRET_KEY)", f)
+        return f.read_text().strip()
+
+    def start_servers(self) -> tuple[str, str]:
+        s = self.settings
+        db_url, mqtt_url = s.database_url, s.mqtt_url
+        try:
+            if db_url is None:
+                self.pg = Postgres(self.data_dir)
+                self.pg.start()
+                db_url = self.pg.url()
+                log.info("embedded PostgreSQL on 127.0.0.1:%s (data in %s)", self.pg.port, self.pg.pgdata)
+            if mqtt_url is None:
+                self.mqtt = Mosquitto(self.data_dir / "mqtt")
+                self.mqtt.start()
+                mqtt_url = self.mqtt.url()
+                log.info("embedded Mosquitto on 127.0.0.1:%s", self.mqtt.port)
+        except RuntimeError as err:
+            raise IocError(f"cannot start the embedded servers: {first_line(err)}") from err
+        return db_url, mqtt_url
+
+    def first_admin(self, db_url: str) -> str | None:
+        with connect(db_url) as conn:
+            if auth.count_users(conn):
+                return None
+            password = secrets.token_urlsafe(12)
+            auth.add_user(conn, "admin", password, "admin")
+            return password
+
+    def load_demo(self, db_url: str, key: str) -> int:
+        from cli.cmd_simulate import demo_registry
+        from services.vault import Vault
+
+        path, port = demo_registry(self.data_dir, choose_port=True)
+        reg = registry_file.read(path)
+        with connect(db_url) as conn:
+            registry.import_registry(conn, reg, Vault(key))
+        log.info("demo registry %s imported (ONVIF cameras on 127.0.0.1:%d)", path, port)
+        return len(reg.devices)
+
+    # -- children ----------------------------------------------------------------------------
+    def plan_children(self) -> None:
+        have = registered_commands()
+        base = [sys.executable, "-m", "cli.main"]
+        for name in PROCESSES:
+            if name in have:
+                self.children.append(Child(name, [*base, name, "--data-dir", str(self.data_dir)]))
+            else:
+                log.warning("`ioc %s` is not available in this build: not started", name)
+        if self.demo:
+            self.children.append(
+                Child(
+                    "simulate",
+                    [
+                        *base,
+                        "simulate",
+                        "--demo",
+                        "--data-dir",
+                        str(self.data_dir),
+                        "--rate-scale",
+                        str(self.rate_scale),
+                        "--seed",
+                        str(self.seed),
+                    ],
+                )
+            )
+
+    def spawn(self, child: Child) -> None:
+        child.proc = subprocess.Popen(  # noqa: S603 - our own interpreter and module
+            child.argv,
+            env=self.env,
+            stdin=subprocess.DEVNULL,
+            process_group=0,
+            preexec_fn=_die_with_parent,
+        )
+        child.started_at = time.monotonic()
+        log.info("started ioc %s (pid %s)", child.name, child.proc.pid)
+        self.save_state()
+
+    def supervise_once(self) -> None:
+        now = time.monotonic()
+        for c in self.children:
+            if c.proc is not None and c.proc.poll() is not None:
+                ran = now - c.started_at
+                c.failures = 0 if ran >= HEALTHY_RUN_S else c.failures + 1
+                delay = min(BACKOFF_MAX_S, 2.0**c.failures - 1)
+                log.warning(
+                    "ioc %s exited with code %s; restarting in %.0f s", c.name, c.proc.returncode, delay
+                )
+                c.proc = None
+                c.restart_at = now + delay
+            if c.proc is None and now >= c.restart_at and not self.stopping:
+                self.spawn(c)
+        for name, server in (("PostgreSQL", self.pg), ("Mosquitto", self.mqtt)):
+            if server is not None and server.proc is not None and server.proc.poll() is not None:
+                log.error("embedded %s exited with code %s; restarting it", name, server.proc.returncode)
+                try:
+                    server.start()
+                except RuntimeError as err:
+                    log.error("embedded %s did not restart: %s", name, first_line(err))
+
+    def stop_children(self) -> None:
+        live = [c for c in self.children if c.proc is not None and c.proc.poll() is None]
+        for c in live:
+            assert c.proc is not None
+            c.proc.terminate()
+        deadline = time.monotonic() + STOP_TIMEOUT_S
+        for c in live:
+            assert c.proc is not None
+            try:
+                c.proc.wait(max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                log.warning("ioc %s did not stop in %.0f s; killing it", c.name, STOP_TIMEOUT_S)
+                c.proc.kill()
+                c.proc.wait()
+        self.save_state()
+
+    def shutdown(self) -> None:
+        self.stop_children()
+        if self.mqtt is not None:
+            self.mqtt.stop()
+        if self.pg is not None:
+            self.pg.stop()
+        (self.data_dir / STATE_FILE).unlink(missing_ok=True)
+        log.info("stopped")
+
+    def wait_http(self, timeout_s: float = 60) -> bool:
+        """Until the gateway listens (or is missing, or we are told to stop)."""
+        gw = next((c for c in self.children if c.name == "gateway"), None)
+        deadline = time.monotonic() + timeout_s
+        while gw is not None and not self.stopping and time.monotonic() < deadline:
+            if port_open(self.settings.http_port, self.settings.http_host):
+                return True
+            self.supervise_once()
+            time.sleep(0.2)
+        return False
+
+
+def run(args: argparse.Namespace) -> int:
+    context.setup_logging(args.verbose)
+    context.data_dir_arg(args.data_dir)
+    s = load(IocSettings)
+    if args.rate_scale <= 0:
+        raise ConfigError("--rate-scale must be > 0")
+    data_dir = s.data_dir.resolve()
+    data_dir.mkdir(parents=True, exist_ok=True)
+    up = Up(data_dir, s, demo=args.demo, rate_scale=args.rate_scale, seed=args.seed)
+
+    def on_signal(signum: int, _frame: object) -> None:
+        up.stopping = True
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    up.check_single()
+    key = up.secret_key()
+    try:
+        db_url, mqtt_url = up.start_servers()
+        migrate(db_url)
+        password = up.first_admin(db_url)
+        n_demo = up.load_demo(db_url, key) if args.demo else 0
+        up.env = {
+            **os.environ,
+            "IOC_DATABASE_URL": db_url,
+            "IOC_MQTT_URL": mqtt_url,
+            "IOC_SECRET_KEY": key,
+            "IOC_DATA_DIR": str(data_dir),
+        }
+        up.plan_children()
+        up.supervise_once()
+        listening = up.wait_http()
+        if not up.stopping:
+            url = f"http://{s.http_host}:{s.http_port}/"
+            print(f"Commune IOC is up (data in {data_dir})", flush=True)
+            print(f"  dashboard: {url}" + ("" if listening else "  (gateway not answering yet)"), flush=True)
+            if password:
+                print(f"  login:     admin / {password}", flush=True)
+                print(
+                    "             (one-time password: shown only now; change it with `ioc users passwd admin`)",
+                    flush=True,
+                )
+            else:
+                print(
+                    "  login:     an existing user (add one with `ioc users add NAME --role admin`)",
+                    flush=True,
+                )
+            if n_demo:
+                print(
+                    f"  demo:      {n_demo} simulated devices in Xã Thoại Giang and Xã Long Thành", flush=True
+                )
+            print("Press Ctrl-C to stop.", flush=True)
+        while not up.stopping:
+            up.supervise_once()
+            time.sleep(0.5)
+    finally:
+        up.shutdown()
+    return 0
