@@ -1,0 +1,280 @@
+"""Data sharing with the district and province (`/api/share/v1`), with an API key.
+
+Every call is audited (key, route, parameters, rows, status, time), counted against the key's
+rate across all gateways, and limited to the key's communes and kinds. Lists are pages
+`{"items", "next_cursor"}`; `Accept: text/csv` or `format=csv` gives CSV of the same rows with
+the next cursor in the `X-Next-Cursor` header.
+"""
+
+import hashlib
+import logging
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Annotated, Any
+from urllib.parse import parse_qsl
+
+import anyio
+import orjson
+from fastapi import APIRouter, Depends, FastAPI, Query, Request
+from fastapi.responses import Response
+
+from gateway.deps import Conn, bearer
+from gateway.security import ASGIApp, Message, Receive, Send
+from gateway.security import Scope as AsgiScope
+from gateway.share_schemas import (
+    AlertItem,
+    AlertsQuery,
+    AvailabilityItem,
+    AvailabilityQuery,
+    BucketItem,
+    ChangesPage,
+    DeviceItem,
+    HistoryQuery,
+    ListQuery,
+    Page,
+    SampleItem,
+    StatusItem,
+)
+from services import audit, history, keys, paging, reports, share
+from services.errors import InvalidInput, Unauthorized
+from services.keys import ApiKey
+from services.share import Scope
+
+log = logging.getLogger(__name__)
+router = APIRouter(prefix="/api/share/v1", tags=["share"])
+AUDITED = ("/api/share/", "/ngsi-ld/")
+MAX_RANGE = timedelta(days=366)
+DEFAULT_SPAN = timedelta(hours=24)
+
+
+def share_key(request: Request, conn: Conn) -> ApiKey:
+    """The caller's API key: 401 without a valid one, 429 over its rate (counted even if the call fails)."""
+    secret = bearer(request)
+    if not secret:
+        raise Unauthorized("give an API key: Authorization: Bearer <key> (ioc keys create)")
+    key = keys.authenticate(conn, secret)
+    request.state.share_key = key
+    try:
+        keys.hit(conn, key)
+    finally:
+        conn.commit()
+    return key
+
+
+ShareKey = Annotated[ApiKey, Depends(share_key)]
+
+
+def wants_csv(request: Request, fmt: str | None) -> bool:
+    if fmt is not None:
+        return fmt == "csv"
+    accept = request.headers.get("accept", "")
+    return "text/csv" in accept and "application/json" not in accept
+
+
+def reply(
+    request: Request,
+    fmt: str | None,
+    items: Sequence[dict[str, Any]],
+    next_cursor: str | None,
+    columns: Sequence[str],
+    *,
+    etag: bool = False,
+) -> Response:
+    """A page as JSON or CSV; with `etag`, a strong ETag and 304 on a matching If-None-Match."""
+    request.state.audit_rows = len(items)
+    headers = {}
+    if wants_csv(request, fmt):
+        body, media = share.to_csv(items, columns), "text/csv; charset=utf-8"
+        if next_cursor is not None:
+            headers["X-Next-Cursor"] = next_cursor
+    else:
+        body, media = orjson.dumps({"items": items, "next_cursor": next_cursor}), "application/json"
+    if etag:
+        tag = '"' + hashlib.blake2b(body, digest_size=16).hexdigest() + '"'
+        headers["ETag"] = tag
+        headers["Cache-Control"] = "no-cache"
+        if tag in [t.strip().removeprefix("W/") for t in request.headers.get("if-none-match", "").split(",")]:
+            request.state.audit_rows = 0
+            return Response(status_code=304, headers=headers)
+    return Response(body, media_type=media, headers=headers)
+
+
+def time_range(from_: str | None, to: str | None, now: datetime) -> tuple[datetime, datetime]:
+    t1 = history.parse_time("to", to) if to else now
+    t0 = history.parse_time("from", from_) if from_ else t1 - DEFAULT_SPAN
+    if t0 >= t1:
+        raise InvalidInput(f"from ({t0.isoformat()}) must be before to ({t1.isoformat()})")
+    if t1 - t0 > MAX_RANGE:
+        raise InvalidInput(f"from and to are more than {MAX_RANGE.days} days apart; ask for a shorter range")
+    return t0, t1
+
+
+_DEVICE_COLUMNS = list(DeviceItem.model_fields)
+_STATUS_COLUMNS = list(StatusItem.model_fields)
+_BUCKET_COLUMNS = list(BucketItem.model_fields)
+_AVAIL_COLUMNS = list(AvailabilityItem.model_fields)
+
+
+@router.get("/devices", response_model=Page[DeviceItem], responses={200: {"content": {"text/csv": {}}}})
+def devices(request: Request, conn: Conn, key: ShareKey, q: Annotated[ListQuery, Query()]) -> Response:
+    """Registered devices in the key's communes and kinds, by id (retired devices are not shared).
+    / Danh sách thiết bị trong phạm vi của khóa. Supports ETag / If-None-Match."""
+    items, nxt = share.devices(conn, Scope.of(key, q.commune, q.village, q.kind), q.limit, q.cursor)
+    return reply(request, q.format, items, nxt, _DEVICE_COLUMNS, etag=True)
+
+
+@router.get("/status", response_model=Page[StatusItem], responses={200: {"content": {"text/csv": {}}}})
+def status(request: Request, conn: Conn, key: ShareKey, q: Annotated[ListQuery, Query()]) -> Response:
+    """Current state of each device, by id. / Trạng thái hiện tại của từng thiết bị.
+    Supports ETag / If-None-Match (304 when nothing changed)."""
+    items, nxt = share.status(conn, Scope.of(key, q.commune, q.village, q.kind), q.limit, q.cursor)
+    return reply(request, q.format, items, nxt, _STATUS_COLUMNS, etag=True)
+
+
+@router.get(
+    "/history",
+    response_model=Page[BucketItem] | Page[SampleItem],
+    responses={200: {"content": {"text/csv": {}}}},
+)
+def history_(request: Request, conn: Conn, key: ShareKey, q: Annotated[HistoryQuery, Query()]) -> Response:
+    """History over [from, to). With `bucket` (and `device`): one row per bucket with samples stored,
+    share of time online and min/avg/max of each numeric field. Without `bucket`: the raw status
+    samples of `device`, or of every device in scope, ordered by device and time — page through
+    with `cursor` to export everything (CSV is produced by the database and is fastest).
+    / Lịch sử: theo khoảng (bucket) hoặc dữ liệu thô để xuất toàn bộ."""
+    scope = Scope.of(key, q.commune, q.village, q.kind)
+    now = datetime.now(UTC)
+    if q.bucket is not None:
+        if q.device is None:
+            raise InvalidInput(
+                "bucket needs device=; without bucket, history is the raw samples of every device"
+            )
+        w = history.window(q.from_, q.to, q.bucket, now)
+        if w.end - w.start > MAX_RANGE:
+            raise InvalidInput(f"from and to are more than {MAX_RANGE.days} days apart")
+        share.device_in_scope(conn, scope, q.device)
+        items, nxt = history.history(conn, q.device, w, limit=q.limit, cursor=q.cursor)
+        for it in items:
+            it["device_id"] = q.device
+        return reply(request, q.format, items, nxt, _BUCKET_COLUMNS)
+    t0, t1 = time_range(q.from_, q.to, now)
+    if wants_csv(request, q.format):
+        body, n, nxt = share.samples_csv(conn, scope, q.device, t0, t1, q.limit, q.cursor)
+        request.state.audit_rows = n
+        return Response(
+            body, media_type="text/csv; charset=utf-8", headers={"X-Next-Cursor": nxt} if nxt else {}
+        )
+    body, n = share.samples_json(conn, scope, q.device, t0, t1, q.limit, q.cursor)
+    request.state.audit_rows = n
+    return Response(body, media_type="application/json")
+
+
+@router.get(
+    "/availability", response_model=Page[AvailabilityItem], responses={200: {"content": {"text/csv": {}}}}
+)
+def availability(
+    request: Request, conn: Conn, key: ShareKey, q: Annotated[AvailabilityQuery, Query()]
+) -> Response:
+    """Availability over [from, to) per device, village or (commune, kind): online / (online + offline)
+    time, auth_failed counting as offline, maintenance and unknown time left out; with the devices of
+    each group and how many are online now. / Tỉ lệ hoạt động theo thiết bị, ấp/xóm hoặc loại."""
+    now = datetime.now(UTC)
+    t0, t1 = time_range(q.from_, q.to, now)
+    scope = Scope.of(key, q.commune, q.village, q.kind)
+    rows = reports.availability(conn, share.report_devices(conn, scope), t0, t1, q.group_by, now)
+    items, nxt = page_of(rows, q.limit, q.cursor, q.group_by)
+    return reply(request, q.format, items, nxt, _AVAIL_COLUMNS)
+
+
+def page_of(
+    rows: list[dict[str, Any]], limit: int, cursor: str | None, group_by: str
+) -> tuple[list[dict[str, Any]], str | None]:
+    """Keyset paging of a computed, sorted report."""
+
+    def sort_key(r: dict[str, Any]) -> list[str]:
+        second = {"device": r["device_id"], "village": r["village"], "kind": r["kind"]}[group_by]
+        return [r["commune"], second or ""]
+
+    if cursor:
+        after = paging.decode(cursor, [str, str])
+        rows = [r for r in rows if sort_key(r) > after]
+    return paging.page(rows[: limit + 1], limit, sort_key)
+
+
+@router.get("/alerts", response_model=Page[AlertItem], responses={200: {"content": {"text/csv": {}}}})
+def alerts(request: Request, conn: Conn, key: ShareKey, q: Annotated[AlertsQuery, Query()]) -> Response:
+    """Alerts of devices in scope, by id; with `since`, those opened, acknowledged or resolved since then.
+    / Cảnh báo của các thiết bị trong phạm vi."""
+    since = history.parse_time("since", q.since) if q.since else None
+    items, nxt = share.alerts(conn, Scope.of(key, q.commune, q.village, q.kind), since, q.limit, q.cursor)
+    return reply(request, q.format, items, nxt, share.ALERT_COLUMNS)
+
+
+@router.get("/changes", response_model=ChangesPage, responses={200: {"content": {"text/csv": {}}}})
+def changes(request: Request, conn: Conn, key: ShareKey, q: Annotated[ListQuery, Query()]) -> Response:
+    """Every state change in order, for incremental sync: start without `cursor`, then always pass
+    the `next_cursor` you got (it is never null, also on an empty page) — no change is skipped or
+    repeated, even one committed late. / Nhật ký thay đổi trạng thái để đồng bộ dần."""
+    items, nxt = share.changes(conn, Scope.of(key, q.commune, q.village, q.kind), q.limit, q.cursor)
+    return reply(request, q.format, items, nxt, share.CHANGE_COLUMNS)
+
+
+class AuditMiddleware:
+    """Writes one audit row per share or NGSI-LD call, before the last byte of the answer leaves
+    (so an audit read right after a call sees it), including refused and failed calls."""
+
+    def __init__(self, app: ASGIApp, fastapi_app: FastAPI) -> None:
+        self.app = app
+        self.fastapi_app = fastapi_app
+
+    async def __call__(self, scope: AsgiScope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or not scope["path"].startswith(AUDITED):
+            await self.app(scope, receive, send)
+            return
+        state: dict[str, Any] = scope.setdefault("state", {})
+        status = 500
+        done = False
+
+        async def audited_send(message: Message) -> None:
+            nonlocal status, done
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            elif message["type"] == "http.response.body" and not message.get("more_body") and not done:
+                done = True
+                await self._write(scope, state, status)
+            await send(message)
+
+        try:
+            await self.app(scope, receive, audited_send)
+        finally:
+            if not done:
+                await self._write(scope, state, status)
+
+    async def _write(self, scope: AsgiScope, state: dict[str, Any], status: int) -> None:
+        key: ApiKey | None = state.get("share_key")
+        params: dict[str, Any] = {}
+        for k, v in parse_qsl(scope.get("query_string", b"").decode("latin-1"), keep_blank_values=True):
+            old = params.get(k)
+            params[k] = v if old is None else [*(old if isinstance(old, list) else [old]), v]
+
+        def write() -> None:
+            try:
+                with self.fastapi_app.state.pool.connection() as conn:
+                    audit.record(
+                        conn,
+                        actor_kind="key",
+                        actor=key.name if key else "(no valid key)",
+                        action=f"{scope['method']} {scope['path']}",
+                        params=params,
+                        status=status,
+                        rows=state.get("audit_rows"),
+                        key_id=key.id if key else None,
+                    )
+            except Exception:  # noqa: BLE001 - an audit failure is logged, the answer stands
+                log.exception("could not write the audit row of %s", scope["path"])
+
+        await anyio.to_thread.run_sync(write)
+
+
+def setup(app: FastAPI) -> None:
+    app.add_middleware(AuditMiddleware, fastapi_app=app)

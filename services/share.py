@@ -1,0 +1,304 @@
+"""What the district and province may read: devices, state, history, availability, alerts and
+the change log, always within an API key's communes and kinds, never a retired device."""
+
+import csv
+import io
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+import psycopg
+from psycopg.rows import dict_row
+
+from services import paging
+from services.errors import Forbidden, InvalidInput, NotFound
+from services.keys import ApiKey
+from services.models import KINDS
+from services.reports import ReportDevice
+from services.status import utc
+
+
+@dataclass(frozen=True)
+class Scope:
+    """An API key's reach narrowed by the list filters of one call."""
+
+    communes: tuple[str, ...] | None
+    kinds: tuple[str, ...] | None
+    commune: str | None = None
+    village: str | None = None
+    kind: str | None = None
+
+    @classmethod
+    def of(
+        cls, key: ApiKey, commune: str | None = None, village: str | None = None, kind: str | None = None
+    ) -> "Scope":
+        """403 when a filter asks for a commune or kind outside the key; 400 for a kind that does not exist."""
+        if kind is not None and kind not in KINDS:
+            raise InvalidInput(f"kind {kind!r} is not one of {', '.join(KINDS)}")
+        key.check_commune(commune)
+        key.check_kind(kind)
+        return cls(key.communes, key.kinds, commune, village, kind)
+
+    def where(self, d: str = "d") -> tuple[str, dict[str, Any]]:
+        clauses = [f"{d}.retired_at IS NULL"]
+        params: dict[str, Any] = {}
+        if self.communes is not None:
+            clauses.append(f"{d}.commune_id = ANY(%(s_communes)s)")
+            params["s_communes"] = list(self.communes)
+        if self.kinds is not None:
+            clauses.append(f"{d}.kind = ANY(%(s_kinds)s)")
+            params["s_kinds"] = list(self.kinds)
+        for column, name in (("commune_id", "commune"), ("village_id", "village"), ("kind", "kind")):
+            value = getattr(self, name)
+            if value is not None:
+                clauses.append(f"{d}.{column} = %(f_{name})s")
+                params[f"f_{name}"] = value
+        return " AND ".join(clauses), params
+
+    def allows(self, commune_id: str, kind: str) -> bool:
+        return (self.communes is None or commune_id in self.communes) and (
+            self.kinds is None or kind in self.kinds
+        )
+
+
+_DEVICES = (
+    "SELECT d.id AS device_id, d.commune_id AS commune, d.village_id AS village, d.kind,"
+    " d.name, d.lat, d.lon, d.parent_id AS parent FROM devices d"
+)
+_STATUS = (
+    "SELECT d.id AS device_id, d.commune_id AS commune, d.village_id AS village, d.kind,"
+    " coalesce(s.state, 'unknown') AS state, s.since, s.last_seen, coalesce(s.metrics, '{}'::jsonb) AS metrics"
+    " FROM devices d LEFT JOIN device_state s ON s.device_id = d.id"
+)
+_CHANGES = (
+    "SELECT c.seq, c.device_id, c.commune_id AS commune, c.village_id AS village, c.kind,"
+    " c.state, c.prev_state, c.at, c.reason FROM state_changes c JOIN devices d ON d.id = c.device_id"
+)
+_ALERTS = (
+    "SELECT a.id, a.rule, a.device_id, a.commune_id AS commune, a.village_id AS village,"
+    " a.kind, a.severity, a.state, a.message, a.affected, a.since, a.opened_at, a.acked_at,"
+    " a.resolved_at, a.updated_at FROM alerts a JOIN devices d ON d.id = a.device_id"
+)
+
+
+def _fetch(conn: psycopg.Connection, sql: str, params: dict[str, Any]) -> list[dict[str, Any]]:
+    with conn.cursor(row_factory=dict_row) as cur:
+        return cur.execute(sql, params).fetchall()  # type: ignore[arg-type]
+
+
+def device_in_scope(conn: psycopg.Connection, scope: Scope, device_id: str) -> None:
+    """404 for an unknown or retired device, 403 for one outside the key's communes or kinds."""
+    row = conn.execute(
+        "SELECT commune_id, kind FROM devices WHERE id = %s AND retired_at IS NULL", (device_id,)
+    ).fetchone()
+    if row is None:
+        raise NotFound(f"no device {device_id}")
+    if not scope.allows(row[0], row[1]):
+        raise Forbidden(f"this key has no access to device {device_id}")
+
+
+def devices(
+    conn: psycopg.Connection, scope: Scope, limit: int, cursor: str | None
+) -> tuple[list[dict[str, Any]], str | None]:
+    where, params = scope.where()
+    if cursor:
+        where += " AND d.id > %(after)s"
+        (params["after"],) = paging.decode(cursor, [str])
+    params["n"] = limit + 1
+    rows = _fetch(conn, f"{_DEVICES} WHERE {where} ORDER BY d.id LIMIT %(n)s", params)  # noqa: S608
+    return paging.page(rows, limit, lambda r: [r["device_id"]])
+
+
+def status(
+    conn: psycopg.Connection, scope: Scope, limit: int, cursor: str | None
+) -> tuple[list[dict[str, Any]], str | None]:
+    where, params = scope.where()
+    if cursor:
+        where += " AND d.id > %(after)s"
+        (params["after"],) = paging.decode(cursor, [str])
+    params["n"] = limit + 1
+    rows = _fetch(conn, f"{_STATUS} WHERE {where} ORDER BY d.id LIMIT %(n)s", params)  # noqa: S608
+    for r in rows:
+        r["since"], r["last_seen"] = utc(r["since"]), utc(r["last_seen"])
+    return paging.page(rows, limit, lambda r: [r["device_id"]])
+
+
+def report_devices(conn: psycopg.Connection, scope: Scope) -> list[ReportDevice]:
+    where, params = scope.where()
+    sql = (
+        "SELECT d.id, d.commune_id, d.village_id, d.kind, coalesce(s.state, 'unknown') FROM devices d"  # noqa: S608
+        f" LEFT JOIN device_state s ON s.device_id = d.id WHERE {where} ORDER BY d.id"
+    )
+    return [ReportDevice(*r) for r in conn.execute(sql, params)]  # type: ignore[arg-type]
+
+
+CHANGE_COLUMNS = ("seq", "device_id", "commune", "village", "kind", "state", "prev_state", "at", "reason")
+
+
+def changes(
+    conn: psycopg.Connection, scope: Scope, limit: int, cursor: str | None
+) -> tuple[list[dict[str, Any]], str]:
+    """State changes after the cursor in `seq` order; the next cursor is always where to resume.
+
+    `seq` is handed out in commit order, so once the counter reads N every change up to N is
+    visible: a page that is not full resumes from N, never skipping a change committed late.
+    """
+    after = paging.decode(cursor, [int])[0] if cursor else 0
+    if after < 0:
+        raise InvalidInput("cursor is malformed; use next_cursor from a previous page")
+    head = conn.execute("SELECT value FROM counters WHERE name = 'changes'").fetchone()
+    top = int(head[0]) if head else 0
+    where, params = scope.where()
+    params.update(after=after, top=top, n=limit)
+    sql = f"{_CHANGES} WHERE c.seq > %(after)s AND c.seq <= %(top)s AND {where} ORDER BY c.seq LIMIT %(n)s"  # noqa: S608
+    rows = _fetch(conn, sql, params)
+    for r in rows:
+        r["at"] = utc(r["at"])
+    if len(rows) == limit:
+        return rows, paging.encode([rows[-1]["seq"]])
+    return rows, paging.encode([max(top, after)])
+
+
+SAMPLE_COLUMNS = ("device_id", "ts", "received_at", "metrics")
+_SAMPLES_SQL = """
+SELECT s.device_id, {ts}, {received_at}, s.metrics::text
+FROM status_samples s
+WHERE s.device_id = ANY(%(ids)s) AND s.ts >= %(t0)s AND s.ts < %(t1)s AND (s.device_id, s.ts) > (%(cd)s, %(ct)s)
+ORDER BY s.device_id, s.ts LIMIT %(n)s
+"""
+_ISO = "to_char({c} AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"+00:00\"')"
+
+
+def _sample_ids(conn: psycopg.Connection, scope: Scope, device_id: str | None) -> list[str]:
+    if device_id is not None:
+        device_in_scope(conn, scope, device_id)
+        return [device_id]
+    where, params = scope.where()
+    return [r[0] for r in conn.execute(f"SELECT d.id FROM devices d WHERE {where}", params)]  # type: ignore[arg-type]  # noqa: S608
+
+
+def _sample_params(
+    ids: list[str], t0: datetime, t1: datetime, limit: int, cursor: str | None
+) -> dict[str, Any]:
+    cd, ct = paging.decode(cursor, [str, datetime]) if cursor else ("", datetime(1, 1, 1, tzinfo=UTC))
+    return {"ids": ids, "t0": t0, "t1": t1, "cd": cd, "ct": ct, "n": limit + 1}
+
+
+def samples_json(
+    conn: psycopg.Connection,
+    scope: Scope,
+    device_id: str | None,
+    t0: datetime,
+    t1: datetime,
+    limit: int,
+    cursor: str | None,
+) -> tuple[bytes, int]:
+    """Raw status samples as the JSON page body (built without parsing the stored metrics)."""
+    params = _sample_params(_sample_ids(conn, scope, device_id), t0, t1, limit, cursor)
+    sql = _SAMPLES_SQL.format(ts=_ISO.format(c="s.ts"), received_at=_ISO.format(c="s.received_at"))
+    rows = conn.execute(sql, params).fetchall()  # type: ignore[arg-type]
+    nxt = None
+    if len(rows) > limit:
+        rows = rows[:limit]
+        nxt = paging.encode([rows[-1][0], rows[-1][1]])
+    items = [
+        {"device_id": r[0], "ts": r[1], "received_at": r[2], "metrics": orjson.Fragment(r[3])} for r in rows
+    ]
+    return orjson.dumps({"items": items, "next_cursor": nxt}), len(items)
+
+
+def samples_csv(
+    conn: psycopg.Connection,
+    scope: Scope,
+    device_id: str | None,
+    t0: datetime,
+    t1: datetime,
+    limit: int,
+    cursor: str | None,
+) -> tuple[bytes, int, str | None]:
+    """Raw status samples as CSV straight from PostgreSQL's COPY: (body, rows, next cursor)."""
+    params = _sample_params(_sample_ids(conn, scope, device_id), t0, t1, limit, cursor)
+    sql = _SAMPLES_SQL.format(ts=_ISO.format(c="s.ts"), received_at=_ISO.format(c="s.received_at"))
+    buf = io.BytesIO()
+    buf.write(b"device_id,ts,received_at,metrics\r\n")
+    with conn.cursor() as cur:
+        # COPY takes no server-side parameters; psycopg binds these on the client.
+        with cur.copy(f"COPY ({sql}) TO STDOUT WITH (FORMAT csv)", params) as copy:  # type: ignore[arg-type]
+            for chunk in copy:
+                buf.write(chunk)
+    body = buf.getvalue()
+    lines = body.count(b"\n") - 1
+    nxt = None
+    if lines > limit:
+        # Device ids and times never need CSV quoting, so the last row's key is its first two fields.
+        cut = body.rstrip(b"\n").rfind(b"\n")
+        body = body[: cut + 1]
+        prev = body.rstrip(b"\n").rsplit(b"\n", 1)[-1].split(b",", 2)
+        nxt = paging.encode([prev[0].decode(), prev[1].decode()])
+        lines = limit
+    return body, lines, nxt
+
+
+ALERT_COLUMNS = (
+    "id",
+    "rule",
+    "device_id",
+    "commune",
+    "village",
+    "kind",
+    "severity",
+    "state",
+    "message",
+    "affected",
+    "since",
+    "opened_at",
+    "acked_at",
+    "resolved_at",
+    "updated_at",
+)
+
+
+def alerts(
+    conn: psycopg.Connection, scope: Scope, since: datetime | None, limit: int, cursor: str | None
+) -> tuple[list[dict[str, Any]], str | None]:
+    """Device alerts in scope opened, acknowledged or resolved at or after `since`, by id."""
+    if conn.execute("SELECT to_regclass('alerts')").fetchone() == (None,):
+        return [], None
+    where, params = scope.where()
+    if since is not None:
+        where += " AND (a.opened_at >= %(since)s OR a.acked_at >= %(since)s OR a.resolved_at >= %(since)s)"
+        params["since"] = since
+    if cursor:
+        where += " AND a.id > %(after)s"
+        (params["after"],) = paging.decode(cursor, [int])
+    params["n"] = limit + 1
+    rows = _fetch(conn, f"{_ALERTS} WHERE {where} ORDER BY a.id LIMIT %(n)s", params)  # noqa: S608
+    for r in rows:
+        for c in ("since", "opened_at", "acked_at", "resolved_at", "updated_at"):
+            r[c] = utc(r[c])
+        r["affected"] = list(r["affected"] or [])
+    return paging.page(rows, limit, lambda r: [r["id"]])
+
+
+def to_csv(rows: Sequence[dict[str, Any]], columns: Sequence[str]) -> bytes:
+    """Rows as CSV with a header; nested values as JSON, times as ISO 8601."""
+    out = io.StringIO()
+    w = csv.writer(out)
+    w.writerow(columns)
+    for r in rows:
+        w.writerow([_cell(r.get(c)) for c in columns])
+    return out.getvalue().encode()
+
+
+def _cell(v: Any) -> Any:
+    if v is None:
+        return ""
+    if isinstance(v, datetime):
+        return v.isoformat()
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, dict | list):
+        return orjson.dumps(v).decode()
+    return v
