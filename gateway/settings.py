@@ -13,3 +13,10 @@ class GatewaySettings(IocSettings):
     cors_origins: list[str] = []
     # Public base URL, used in alert links and NGSI-LD @context; defaults to the request's.
     public_url: str | None = None
+    # Live feed (/ws/live): fallback poll of the feed table when a notification is lost, and the
+    # most messages queued for one client before it is disconnected as too slow.
+    live_poll_s: float = 1.0
+    live_queue: int = 20000
+    # Dashboard map background, e.g. https://tile.openstreetmap.org/{z}/{x}/{y}.png; unset draws
+    # a plan from device coordinates with no tiles (works without internet).
+    map_tile_url: str | None = None

@@ -239,11 +239,15 @@ def test_queued_statuses_of_one_device_coalesce_before_a_client_is_dropped() -> 
 
 def test_a_client_that_stops_reading_is_closed_with_1013(seeded: str, as_user: Headers) -> None:
     with gateway(seeded, live_queue="50") as base:
-        sock = socket.create_connection(("127.0.0.1", int(base.rsplit(":", 1)[1])))
-        # A tiny receive window so the server's buffers fill after little data.
+        # A tiny receive window (set before connecting) and no compression: the server's buffers
+        # fill after little data, and its sender then waits on this client.
+        sock = socket.socket()
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        sock.connect(("127.0.0.1", int(base.rsplit(":", 1)[1])))
         with (
-            connect(ws_url(base), additional_headers=as_user(), sock=sock, max_queue=1) as slow,
+            connect(
+                ws_url(base), additional_headers=as_user(), sock=sock, max_queue=1, compression=None
+            ) as slow,
             connect(ws_url(base), additional_headers=as_user()) as fast,
         ):
             recv(slow)
@@ -255,10 +259,13 @@ def test_a_client_that_stops_reading_is_closed_with_1013(seeded: str, as_user: H
                 last = None
                 while last != total:
                     last = recv(fast)["seq"]
+            n = 0
             with pytest.raises(ConnectionClosed) as exc:
                 while True:
                     slow.recv(timeout=15)
+                    n += 1
             assert exc.value.rcvd is not None and exc.value.rcvd.code == 1013
+            assert n < total
             # The fast client was never held back.
             event(seeded, "spk-xom-1", 1)
             assert recv(fast)["seq"] == total + 1

@@ -1,0 +1,404 @@
+"""The live feed of one gateway process: a tailer follows the `feed` table and fans out to clients.
+
+The feed comes from the database, so every gateway of a deployment serves the same messages
+with the same `seq`. One dedicated connection per process LISTENs on `ioc_feed` and reads new
+rows when woken, and at least every `poll_s` in case a notification was lost.
+Clients each get a bounded queue: the tailer never waits for a client. A client that falls
+behind first has its queued `status` messages coalesced (the newest per device wins); if it is
+still over its limit it is disconnected with close code 1013 and resumes with `?since=`.
+"""
+
+import asyncio
+import bisect
+import logging
+import random
+from collections import deque
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import orjson
+import psycopg
+from psycopg.rows import dict_row
+from psycopg_pool import ConnectionPool
+
+from services.db import first_line
+from services.feed import NOTIFY_CHANNEL
+
+log = logging.getLogger(__name__)
+
+# Close codes a client sees; both mean "reconnect with ?since=<last seq you got>".
+CLOSE_TOO_SLOW = 1013
+CLOSE_NOT_READY = 1013
+# How far back `?since=` is served from the feed table; further back a snapshot is cheaper.
+MAX_REPLAY = 50_000
+RECENT = timedelta(hours=1)
+_BATCH_ROWS = 500
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    """One feed message, serialized once for every client."""
+
+    seq: int
+    type: str
+    commune: str | None
+    device_id: str | None
+    text: str
+
+
+def _message(item: dict[str, Any]) -> Message:
+    commune = item.get("commune")
+    device_id = item.get("device_id")
+    return Message(
+        int(item["seq"]),
+        str(item.get("type")),
+        commune if isinstance(commune, str) else None,
+        device_id if isinstance(device_id, str) else None,
+        orjson.dumps(item).decode(),
+    )
+
+
+def _rows_to_messages(rows: Iterable[tuple[int, int, str]]) -> list[Message]:
+    out: list[Message] = []
+    for _first, _last, items in rows:
+        out.extend(_message(item) for item in orjson.loads(items))
+    return out
+
+
+class Client:
+    """One WebSocket client's queue: filled by the tailer, drained by the client's sender."""
+
+    def __init__(self, communes: Iterable[str] | None, limit: int) -> None:
+        self.communes = frozenset(communes) if communes is not None else None
+        self.limit = limit
+        self.queue: deque[Message] = deque()
+        self.wake = asyncio.Event()
+        self.overflowed = asyncio.Event()
+
+    def visible(self, m: Message) -> bool:
+        return self.communes is None or m.commune is None or m.commune in self.communes
+
+    def offer(self, batch: list[Message]) -> None:
+        """Queue messages without ever waiting; coalesce or give up on a client that falls behind."""
+        if self.overflowed.is_set():
+            return
+        if self.communes is None:
+            self.queue.extend(batch)
+        else:
+            self.queue.extend(m for m in batch if self.visible(m))
+        if len(self.queue) > self.limit:
+            self._coalesce()
+            if len(self.queue) > self.limit:
+                self.queue.clear()
+                self.overflowed.set()
+        if self.queue:
+            self.wake.set()
+
+    def _coalesce(self) -> None:
+        # A newer status of a device supersedes an older one still queued; events and alerts stay.
+        seen: set[str] = set()
+        keep: list[Message] = []
+        for m in reversed(self.queue):
+            if m.type == "status" and m.device_id is not None:
+                if m.device_id in seen:
+                    continue
+                seen.add(m.device_id)
+            keep.append(m)
+        keep.reverse()
+        self.queue = deque(keep)
+
+    async def take(self) -> list[Message]:
+        """Everything queued, waiting for at least one message."""
+        while not self.queue:
+            self.wake.clear()
+            await self.wake.wait()
+        batch = list(self.queue)
+        self.queue.clear()
+        return batch
+
+
+class LiveFeed:
+    """The tailer of one gateway process and the set of its clients."""
+
+    def __init__(
+        self,
+        url: str,
+        pool: ConnectionPool,
+        *,
+        poll_s: float = 1.0,
+        queue_limit: int = 20_000,
+        ring_size: int = 20_000,
+    ) -> None:
+        self.url = url
+        self.pool = pool
+        self.poll_s = poll_s
+        self.queue_limit = queue_limit
+        self.clients: set[Client] = set()
+        self.ready = asyncio.Event()
+        # Last seq handed to clients; everything up to it has been fanned out.
+        self.position = 0
+        # Recent messages for cheap resumption; complete from `ring_from` to `position`.
+        self.ring: deque[Message] = deque(maxlen=ring_size)
+        self.ring_from = 1
+        self._task: asyncio.Task[None] | None = None
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._run(), name="live.tail")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            try:
+                await self._task
+            except asyncio.CancelledError:
+                pass
+            self._task = None
+
+    async def _run(self) -> None:
+        delay = 0.5
+        failing = False
+        while True:
+            try:
+                async with await psycopg.AsyncConnection.connect(
+                    self.url, autocommit=True, application_name="ioc-gateway-live", connect_timeout=5
+                ) as conn:
+                    await conn.execute(f"LISTEN {NOTIFY_CHANNEL}")
+                    if not self.ready.is_set():
+                        row = await (
+                            await conn.execute("SELECT value FROM counters WHERE name = 'feed'")
+                        ).fetchone()
+                        self.position = int(row[0]) if row else 0
+                        self.ring_from = self.position + 1
+                        self.ready.set()
+                    if failing:
+                        log.info("live feed: database reachable again; resuming after seq %d", self.position)
+                        failing = False
+                    delay = 0.5
+                    while True:
+                        await self._catch_up(conn)
+                        async for _ in conn.notifies(timeout=self.poll_s, stop_after=1):
+                            pass
+            except (psycopg.Error, OSError) as err:
+                if not failing:
+                    log.warning("live feed: lost the database (%s); retrying", first_line(err))
+                    failing = True
+                await asyncio.sleep(delay * (0.5 + random.random()))  # noqa: S311 - jitter, not crypto
+                delay = min(delay * 2, 10.0)
+
+    async def _catch_up(self, conn: psycopg.AsyncConnection) -> None:
+        while True:
+            cur = await conn.execute(
+                "SELECT seq_first, seq_last, items::text FROM feed WHERE seq_first > %s"
+                " ORDER BY seq_first LIMIT %s",
+                (self.position, _BATCH_ROWS),
+            )
+            rows = await cur.fetchall()
+            if not rows:
+                return
+            if rows[0][0] != self.position + 1:
+                self._gap(int(rows[0][0]))
+            self.dispatch(_rows_to_messages(rows))
+            self.position = int(rows[-1][1])
+            if len(rows) < _BATCH_ROWS:
+                return
+
+    def _gap(self, first: int) -> None:
+        # Rows were pruned before this process read them (it was cut off from the database for
+        # longer than the feed retention): clients may have missed messages, so they start over.
+        log.warning(
+            "live feed: messages %d..%d are gone; clients resynchronise", self.position + 1, first - 1
+        )
+        self.ring.clear()
+        self.ring_from = first
+        for client in self.clients:
+            client.queue.clear()
+            client.overflowed.set()
+
+    def dispatch(self, batch: list[Message]) -> None:
+        """Hand a batch to every client; never waits."""
+        if not batch:
+            return
+        if len(self.ring) + len(batch) > (self.ring.maxlen or 0):
+            drop = len(self.ring) + len(batch) - (self.ring.maxlen or 0)
+            self.ring_from = (
+                self.ring[drop].seq if drop < len(self.ring) else batch[drop - len(self.ring)].seq
+            )
+        self.ring.extend(batch)
+        for client in self.clients:
+            client.offer(batch)
+
+    # -- clients ---------------------------------------------------------------------------
+
+    def subscribe(self, communes: Iterable[str] | None) -> Client:
+        client = Client(communes, self.queue_limit)
+        self.clients.add(client)
+        return client
+
+    def unsubscribe(self, client: Client) -> None:
+        self.clients.discard(client)
+
+    def replay_from_ring(self, since: int, client: Client) -> list[Message] | None:
+        """Messages after `since` still held in memory; None when the ring does not reach back."""
+        if since + 1 < self.ring_from or since > self.position:
+            return None
+        seqs = [m.seq for m in self.ring]
+        start = bisect.bisect_right(seqs, since)
+        return [m for m in list(self.ring)[start:] if client.visible(m)]
+
+    def replay_from_db(self, since: int, client: Client) -> list[Message] | None:
+        """Messages after `since` from the feed table; None when they are gone or too many."""
+        with self.pool.connection() as conn:
+            row = conn.execute("SELECT value FROM counters WHERE name = 'feed'").fetchone()
+            head = int(row[0]) if row else 0
+            if since > head or head - since > MAX_REPLAY:
+                return None
+            if since == head:
+                return []
+            oldest = conn.execute("SELECT min(seq_first) FROM feed").fetchone()
+            if oldest is None or oldest[0] is None or oldest[0] > since + 1:
+                return None
+            rows = conn.execute(
+                "SELECT seq_first, seq_last, items::text FROM feed"
+                " WHERE seq_first >= (SELECT max(seq_first) FROM feed WHERE seq_first <= %s)"
+                " ORDER BY seq_first",
+                (since + 1,),
+            ).fetchall()
+        return [m for m in _rows_to_messages(rows) if m.seq > since and client.visible(m)]
+
+    def snapshot(self, communes: Iterable[str] | None) -> tuple[int, str]:
+        """(seq, text) of a snapshot message; the counter and the rows are read in one snapshot."""
+        scope = list(communes) if communes is not None else None
+        with self.pool.connection() as conn:
+            conn.rollback()
+            conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+            body = read_snapshot(conn, scope)
+            conn.rollback()
+        return int(body["seq"]), orjson.dumps(body).decode()
+
+
+def _utc(value: datetime | None) -> str | None:
+    return value.astimezone(UTC).isoformat() if value is not None else None
+
+
+def read_snapshot(conn: psycopg.Connection, scope: list[str] | None) -> dict[str, Any]:
+    """What a client starts from: device states, open alerts, names, and the last hour's changes."""
+    row = conn.execute("SELECT value FROM counters WHERE name = 'feed'").fetchone()
+    seq = int(row[0]) if row else 0
+    params = {"scope": scope, "recent": datetime.now(UTC) - RECENT}
+    with conn.cursor(row_factory=dict_row) as cur:
+        devices = [
+            {
+                "device_id": r["id"],
+                "commune": r["commune_id"],
+                "village": r["village_id"],
+                "kind": r["kind"],
+                "state": r["state"],
+                "since": _utc(r["since"]),
+                "last_seen": _utc(r["last_seen"]),
+                "metrics": r["metrics"],
+                "reason": r["reason"],
+                "name": r["name"],
+                "lat": r["lat"],
+                "lon": r["lon"],
+                "parent": r["parent_id"],
+                "attrs": r["attrs"],
+            }
+            for r in cur.execute(
+                "SELECT d.id, d.commune_id, d.village_id, d.kind, d.name, d.lat, d.lon, d.parent_id, d.attrs,"
+                " COALESCE(s.state, 'unknown') AS state, s.since, s.last_seen,"
+                " COALESCE(s.metrics, '{}'::jsonb) AS metrics, s.reason"
+                " FROM devices d LEFT JOIN device_state s ON s.device_id = d.id"
+                " WHERE d.retired_at IS NULL AND (%(scope)s::text[] IS NULL OR d.commune_id = ANY(%(scope)s))"
+                " ORDER BY d.id",
+                params,
+            )
+        ]
+        communes = cur.execute(
+            "SELECT id, name, district, province FROM communes d"
+            " WHERE (%(scope)s::text[] IS NULL OR d.id = ANY(%(scope)s)) ORDER BY id",
+            params,
+        ).fetchall()
+        villages = [
+            {"commune": r["commune_id"], "id": r["id"], "name": r["name"]}
+            for r in cur.execute(
+                "SELECT commune_id, id, name FROM villages d"
+                " WHERE (%(scope)s::text[] IS NULL OR d.commune_id = ANY(%(scope)s)) ORDER BY commune_id, id",
+                params,
+            )
+        ]
+        changes = [
+            {
+                "seq": r["seq"],
+                "device_id": r["device_id"],
+                "commune": r["commune_id"],
+                "village": r["village_id"],
+                "kind": r["kind"],
+                "state": r["state"],
+                "prev_state": r["prev_state"],
+                "at": _utc(r["at"]),
+                "reason": r["reason"],
+            }
+            for r in cur.execute(
+                "SELECT seq, device_id, commune_id, village_id, kind, state, prev_state, at, reason"
+                " FROM state_changes d WHERE at >= %(recent)s"
+                " AND (%(scope)s::text[] IS NULL OR d.commune_id = ANY(%(scope)s))"
+                " ORDER BY seq DESC LIMIT 500",
+                params,
+            )
+        ]
+        events = [
+            {
+                "device_id": r["device_id"],
+                "commune": r["commune_id"],
+                "village": r["village_id"],
+                "kind": r["kind"],
+                "ts": _utc(r["ts"]),
+                "event_type": r["type"],
+                "severity": r["severity"],
+                "message": r["message"],
+                "fields": r["fields"],
+                "seq": r["seq"],
+            }
+            for r in cur.execute(
+                "SELECT e.device_id, d.commune_id, d.village_id, d.kind, e.ts, e.type, e.severity, e.message,"
+                " e.fields, e.seq FROM device_events e JOIN devices d ON d.id = e.device_id"
+                " WHERE e.ts >= %(recent)s AND (%(scope)s::text[] IS NULL OR d.commune_id = ANY(%(scope)s))"
+                " ORDER BY e.ts DESC LIMIT 200",
+                params,
+            )
+        ]
+    return {
+        "type": "snapshot",
+        "seq": seq,
+        "devices": devices,
+        "alerts": open_alerts(conn, scope),
+        "communes": communes,
+        "villages": villages,
+        "changes": changes,
+        "events": events,
+    }
+
+
+def open_alerts(conn: psycopg.Connection, scope: list[str] | None) -> list[dict[str, Any]]:
+    """Unresolved alerts as the alerts API shows them; [] before the alerts schema exists."""
+    row = conn.execute("SELECT to_regclass('alerts') IS NOT NULL").fetchone()
+    if not row or not row[0]:
+        return []
+    out = []
+    with conn.cursor(row_factory=dict_row) as cur:
+        for r in cur.execute("SELECT to_jsonb(a) AS a FROM alerts a"):
+            a = dict(r["a"])
+            for old, new in (("commune_id", "commune"), ("village_id", "village")):
+                if old in a and new not in a:
+                    a[new] = a.pop(old)
+            if a.get("state", "open") not in ("open", "acked") or a.get("resolved_at"):
+                continue
+            if scope is not None and a.get("commune") not in scope:
+                continue
+            out.append(a)
+    out.sort(key=lambda a: str(a.get("opened_at") or ""), reverse=True)
+    return out[:1000]
