@@ -3,6 +3,7 @@
 import argparse
 import csv
 import sys
+from datetime import UTC, datetime
 
 from cli import context
 from services import keys
@@ -101,7 +102,8 @@ def run_list(args: argparse.Namespace) -> int:
         ["id", "name", "prefix", "communes", "kinds", "rate_per_min", "expires_at", "created_at", "status"]
     )
     for k in rows:
-        status = "revoked" if k.revoked_at else "active"
+        expired = k.expires_at is not None and k.expires_at <= datetime.now(UTC)
+        status = "revoked" if k.revoked_at else "expired" if expired else "active"
         w.writerow(
             [
                 k.id,

@@ -316,3 +316,27 @@ def test_every_call_is_audited_and_admins_can_read_it(client: TestClient, key_a:
     ]
     assert client.get("/api/v1/audit", headers=hdr(op)).status_code == 403
     assert client.get("/api/v1/audit", headers=hdr(key_a)).status_code == 401
+
+
+def test_operator_availability_report_keeps_to_the_users_communes(
+    client: TestClient, conn: psycopg.Connection
+) -> None:
+    now = datetime.now(UTC).replace(microsecond=0)
+    for d in world.A_DEVICES + world.B_DEVICES:
+        world.change(conn, d, "online", now - timedelta(hours=2))
+    op = client.post("/api/v1/auth/login", json={"username": "op", "password": "correct-horse-1"}).json()[
+        "token"
+    ]
+    r = client.get("/api/v1/reports/availability", headers=hdr(op), params={"group_by": "kind"})
+    assert r.status_code == 200, r.text
+    assert {x["commune"] for x in r.json()["items"]} == {"thoai-giang"}
+    assert all(x["availability_pct"] == 100.0 for x in r.json()["items"])
+    assert (
+        client.get(
+            "/api/v1/reports/availability", headers=hdr(op), params={"commune": "vong-the"}
+        ).status_code
+        == 403
+    )
+    r = client.get("/api/v1/reports/availability", headers=hdr(admin_token(client)), params={"format": "csv"})
+    assert r.text.splitlines()[0].startswith("commune,device_id,village,kind,availability_pct")
+    assert len(r.text.splitlines()) == 4  # header + 3 villages
