@@ -115,23 +115,23 @@ def test_repeated_failures_lock_the_account_even_for_the_right_password(client: 
     )
 
 
-def test_every_route_but_the_open_ones_needs_credentials(client: TestClient) -> None:
+def test_every_route_but_the_open_ones_needs_credentials(ro_client: TestClient) -> None:
     checked_http, checked_ws = [], []
-    for route, path in routes(client.app):  # type: ignore[arg-type]
+    for route, path in routes(ro_client.app):  # type: ignore[arg-type]
         if path in OPEN_PATHS or is_dashboard_static(route):
             continue
         if isinstance(route, APIWebSocketRoute | WebSocketRoute):
             url = concrete(path)
             # The handshake must be refused: closed before accept, or an HTTP denial.
             with pytest.raises((WebSocketDisconnect, WebSocketDenialResponse)):  # noqa: PT012
-                with client.websocket_connect(url) as ws:
+                with ro_client.websocket_connect(url) as ws:
                     ws.receive_text()
             checked_ws.append(url)
             continue
         assert isinstance(route, APIRoute | Route), f"unexpected route type {route!r}"
         for method in sorted((route.methods or set()) - {"HEAD", "OPTIONS"}):
             url = concrete(path)
-            r = client.request(method, url)
+            r = ro_client.request(method, url)
             assert r.status_code == 401, f"{method} {url} answered {r.status_code} without credentials"
             assert r.json()["error"]["code"], f"{method} {url}: no JSON error"
             checked_http.append(f"{method} {url}")
@@ -140,33 +140,33 @@ def test_every_route_but_the_open_ones_needs_credentials(client: TestClient) -> 
 
 
 def test_websocket_handshake_is_refused_without_credentials_even_with_a_bad_query_token(
-    client: TestClient,
+    ro_client: TestClient,
 ) -> None:
-    ws_paths = [p for r, p in routes(client.app) if isinstance(r, APIWebSocketRoute | WebSocketRoute)]  # type: ignore[arg-type]
+    ws_paths = [p for r, p in routes(ro_client.app) if isinstance(r, APIWebSocketRoute | WebSocketRoute)]  # type: ignore[arg-type]
     if not ws_paths:
         pytest.skip("no WebSocket route mounted yet")
     for path in ws_paths:
         with pytest.raises((WebSocketDisconnect, WebSocketDenialResponse)):  # noqa: PT012
-            with client.websocket_connect(concrete(path) + "?token=not-a-token") as ws:
+            with ro_client.websocket_connect(concrete(path) + "?token=not-a-token") as ws:
                 ws.receive_text()
 
 
-def test_open_routes_answer_without_credentials(client: TestClient) -> None:
-    assert client.get("/healthz").json() == {"status": "ok"}
-    spec = client.get("/openapi.json")
+def test_open_routes_answer_without_credentials(ro_client: TestClient) -> None:
+    assert ro_client.get("/healthz").json() == {"status": "ok"}
+    spec = ro_client.get("/openapi.json")
     assert spec.status_code == 200
     paths = spec.json()["paths"]
     assert {"/api/v1/devices", "/api/v1/status", "/api/v1/devices/{device_id}/history"} <= set(paths)
     params = {p["name"] for p in paths["/api/v1/devices/{device_id}/history"]["get"]["parameters"]}
     assert {"from", "to", "bucket"} <= params
-    docs = client.get("/docs")
+    docs = ro_client.get("/docs")
     assert docs.status_code == 200 and "swagger" in docs.text.lower()
-    m = client.get("/metrics")
+    m = ro_client.get("/metrics")
     assert m.status_code == 200 and "ioc_ingest_messages_total" in m.text
 
 
-def test_unknown_route_is_a_json_404(client: TestClient) -> None:
-    r = client.get("/api/v1/no-such-thing")
+def test_unknown_route_is_a_json_404(ro_client: TestClient) -> None:
+    r = ro_client.get("/api/v1/no-such-thing")
     assert r.status_code == 404 and r.json()["error"]["code"] == "not_found"
 
 

@@ -1,14 +1,14 @@
 """GET /api/v1/devices, /devices/{id} and /status: rows, filters, commune scope, pages, errors."""
 
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import datetime
 
 import psycopg
 import pytest
 from fastapi.testclient import TestClient
-from psycopg.types.json import Jsonb
 
 from services import registry
+from tests.gateway.conftest import LAST_SEEN
 
 Headers = Callable[..., dict[str, str]]
 ALL_IDS = sorted(
@@ -36,9 +36,9 @@ def assert_error(r, status: int) -> dict:  # type: ignore[no-untyped-def]
 
 
 def test_device_list_has_every_active_device_with_registry_fields(
-    client: TestClient, as_user: Headers
+    ro_client: TestClient, ro_user: Headers
 ) -> None:
-    r = client.get("/api/v1/devices", headers=as_user())
+    r = ro_client.get("/api/v1/devices", headers=ro_user())
     assert r.status_code == 200
     body = r.json()
     assert ids(body) == ALL_IDS and body["next_cursor"] is None
@@ -52,8 +52,7 @@ def test_device_list_has_every_active_device_with_registry_fields(
         "lon": 105.33,
         "parent": "gw-trung-binh",
         "heartbeat_s": 60,
-        "state": "unknown",
-        "last_seen": None,
+        "state": "online",
     }
     assert cam["onvif"] == {
         "host": "192.0.2.21",
@@ -62,52 +61,41 @@ def test_device_list_has_every_active_device_with_registry_fields(
         "path": "/onvif/device_service",
         "poll_s": 30,
     }
-    assert cam["since"] is not None
+    assert cam["since"] is not None and cam["last_seen"] is not None
+    spk = next(d for d in body["items"] if d["id"] == "spk-tay-binh-1")
+    assert spk["state"] == "unknown" and spk["last_seen"] is None and spk["onvif"] is None
 
 
-def test_camera_password_is_never_returned(client: TestClient, as_user: Headers) -> None:
+def test_camera_password_is_never_returned(ro_client: TestClient, ro_user: Headers) -> None:
     for path in ("/api/v1/devices", "/api/v1/devices/cam-ubnd-1", "/api/v1/status"):
-        r = client.get(path, headers=as_user())
+        r = ro_client.get(path, headers=ro_user())
         assert r.status_code == 200
         assert "cam-pass-XYZ" not in r.text and "password" not in r.text
 
 
-def test_filters_by_commune_village_kind_and_state(client: TestClient, as_user: Headers, seeded: str) -> None:
-    h = as_user()
-    assert ids(client.get("/api/v1/devices?commune=long-thanh", headers=h).json()) == [
+def test_filters_by_commune_village_kind_and_state(ro_client: TestClient, ro_user: Headers) -> None:
+    h = ro_user()
+    assert ids(ro_client.get("/api/v1/devices?commune=long-thanh", headers=h).json()) == [
         "spk-xom-1",
         "wifi-xom-1",
     ]
-    assert ids(client.get("/api/v1/devices?commune=thoai-giang&village=tay-binh", headers=h).json()) == [
+    assert ids(ro_client.get("/api/v1/devices?commune=thoai-giang&village=tay-binh", headers=h).json()) == [
         "eb-tay-binh",
         "spk-tay-binh-1",
     ]
-    assert ids(client.get("/api/v1/devices?kind=speaker", headers=h).json()) == [
+    assert ids(ro_client.get("/api/v1/devices?kind=speaker", headers=h).json()) == [
         "spk-tay-binh-1",
         "spk-trung-binh-1",
         "spk-xom-1",
     ]
-    with psycopg.connect(seeded) as conn:
-        conn.execute(
-            "UPDATE device_state SET state = 'online', last_seen = now() WHERE device_id IN"
-            " ('spk-xom-1', 'cam-ubnd-1')"
-        )
-    assert ids(client.get("/api/v1/devices?state=online", headers=h).json()) == ["cam-ubnd-1", "spk-xom-1"]
-    assert ids(client.get("/api/v1/status?state=online&kind=camera", headers=h).json()) == ["cam-ubnd-1"]
-    assert ids(client.get("/api/v1/devices?commune=nowhere", headers=h).json()) == []
+    assert ids(ro_client.get("/api/v1/devices?state=online", headers=h).json()) == ["cam-ubnd-1", "spk-xom-1"]
+    assert ids(ro_client.get("/api/v1/status?state=online&kind=camera", headers=h).json()) == ["cam-ubnd-1"]
+    assert ids(ro_client.get("/api/v1/devices?commune=nowhere", headers=h).json()) == []
 
 
-def test_status_rows_carry_state_metrics_and_reason(
-    client: TestClient, as_user: Headers, seeded: str
-) -> None:
-    seen = datetime(2026, 3, 1, 8, 0, tzinfo=UTC)
-    with psycopg.connect(seeded) as conn:
-        conn.execute(
-            "UPDATE device_state SET state = 'online', since = %s, last_seen = %s, metrics = %s,"
-            " reason = 'status received' WHERE device_id = 'spk-xom-1'",
-            (seen, seen, Jsonb({"volume": 70, "playing": True})),
-        )
-    r = client.get("/api/v1/status?commune=long-thanh", headers=as_user())
+def test_status_rows_carry_state_metrics_and_reason(ro_client: TestClient, ro_user: Headers) -> None:
+    seen = LAST_SEEN
+    r = ro_client.get("/api/v1/status?commune=long-thanh", headers=ro_user())
     assert r.status_code == 200
     rows = {row["device_id"]: row for row in r.json()["items"]}
     assert set(rows) == {"spk-xom-1", "wifi-xom-1"}
@@ -122,13 +110,15 @@ def test_status_rows_carry_state_metrics_and_reason(
 
 @pytest.mark.parametrize("path", ["/api/v1/devices", "/api/v1/status"])
 def test_pages_of_two_return_every_device_exactly_once(
-    client: TestClient, as_user: Headers, path: str
+    ro_client: TestClient, ro_user: Headers, path: str
 ) -> None:
     seen: list[str] = []
     cursor = None
     pages = 0
     while True:
-        r = client.get(path, params={"limit": 2, **({"cursor": cursor} if cursor else {})}, headers=as_user())
+        r = ro_client.get(
+            path, params={"limit": 2, **({"cursor": cursor} if cursor else {})}, headers=ro_user()
+        )
         assert r.status_code == 200
         body = r.json()
         assert len(body["items"]) <= 2
@@ -140,11 +130,11 @@ def test_pages_of_two_return_every_device_exactly_once(
     assert seen == ALL_IDS and pages == 4
 
 
-def test_paging_with_filter_returns_five_devices_once(client: TestClient, as_user: Headers) -> None:
+def test_paging_with_filter_returns_five_devices_once(ro_client: TestClient, ro_user: Headers) -> None:
     seen: list[str] = []
     params: dict[str, object] = {"limit": 2, "commune": "thoai-giang"}
     while True:
-        body = client.get("/api/v1/devices", params=params, headers=as_user()).json()
+        body = ro_client.get("/api/v1/devices", params=params, headers=ro_user()).json()
         seen += ids(body)
         if body["next_cursor"] is None:
             break
@@ -163,21 +153,23 @@ def test_get_device_and_404_for_unknown_or_retired(client: TestClient, as_user: 
     assert "spk-xom-1" not in ids(client.get("/api/v1/status", headers=as_user()).json())
 
 
-def test_user_limited_to_a_commune_sees_only_it(client: TestClient, as_user: Headers) -> None:
-    h = as_user("op-tg")
-    body = client.get("/api/v1/devices", headers=h).json()
+def test_user_limited_to_a_commune_sees_only_it(ro_client: TestClient, ro_user: Headers) -> None:
+    h = ro_user("op-tg")
+    body = ro_client.get("/api/v1/devices", headers=h).json()
     assert ids(body) == [d for d in ALL_IDS if d not in ("spk-xom-1", "wifi-xom-1")]
-    assert {r["commune"] for r in client.get("/api/v1/status", headers=h).json()["items"]} == {"thoai-giang"}
-    assert client.get("/api/v1/devices?commune=thoai-giang", headers=h).status_code == 200
-    assert_error(client.get("/api/v1/devices?commune=long-thanh", headers=h), 403)
-    assert_error(client.get("/api/v1/status?commune=long-thanh", headers=h), 403)
-    assert_error(client.get("/api/v1/devices/spk-xom-1", headers=h), 404)
-    assert_error(client.get("/api/v1/devices/spk-xom-1/history", headers=h), 404)
-    assert_error(client.get("/api/v1/devices/spk-xom-1/events", headers=h), 404)
+    assert {r["commune"] for r in ro_client.get("/api/v1/status", headers=h).json()["items"]} == {
+        "thoai-giang"
+    }
+    assert ro_client.get("/api/v1/devices?commune=thoai-giang", headers=h).status_code == 200
+    assert_error(ro_client.get("/api/v1/devices?commune=long-thanh", headers=h), 403)
+    assert_error(ro_client.get("/api/v1/status?commune=long-thanh", headers=h), 403)
+    assert_error(ro_client.get("/api/v1/devices/spk-xom-1", headers=h), 404)
+    assert_error(ro_client.get("/api/v1/devices/spk-xom-1/history", headers=h), 404)
+    assert_error(ro_client.get("/api/v1/devices/spk-xom-1/events", headers=h), 404)
 
 
-def test_viewer_may_read_devices(client: TestClient, as_user: Headers) -> None:
-    assert ids(client.get("/api/v1/devices", headers=as_user("viewer")).json()) == ALL_IDS
+def test_viewer_may_read_devices(ro_client: TestClient, ro_user: Headers) -> None:
+    assert ids(ro_client.get("/api/v1/devices", headers=ro_user("viewer")).json()) == ALL_IDS
 
 
 @pytest.mark.parametrize("path", ["/api/v1/devices", "/api/v1/status"])
@@ -194,12 +186,12 @@ def test_viewer_may_read_devices(client: TestClient, as_user: Headers) -> None:
     ],
 )
 def test_bad_list_parameters_are_400_with_json_error(
-    client: TestClient, as_user: Headers, path: str, query: str, needle: str
+    ro_client: TestClient, ro_user: Headers, path: str, query: str, needle: str
 ) -> None:
-    err = assert_error(client.get(f"{path}?{query}", headers=as_user()), 400)
+    err = assert_error(ro_client.get(f"{path}?{query}", headers=ro_user()), 400)
     assert needle in err["message"]
 
 
-def test_limit_of_max_is_accepted(client: TestClient, as_user: Headers) -> None:
-    r = client.get("/api/v1/devices?limit=10000", headers=as_user())
+def test_limit_of_max_is_accepted(ro_client: TestClient, ro_user: Headers) -> None:
+    r = ro_client.get("/api/v1/devices?limit=10000", headers=ro_user())
     assert r.status_code == 200 and len(r.json()["items"]) == len(ALL_IDS)

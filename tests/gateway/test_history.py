@@ -38,9 +38,8 @@ CHANGES = [  # (at, state, prev)
 ]
 
 
-@pytest.fixture
-def timeline(seeded: str) -> str:
-    with psycopg.connect(seeded) as conn:
+def insert_timeline(url: str) -> None:
+    with psycopg.connect(url) as conn:
         for ts, metrics in SAMPLES:
             conn.execute(
                 "INSERT INTO status_samples (device_id, ts, received_at, metrics) VALUES (%s, %s, %s, %s)",
@@ -57,7 +56,21 @@ def timeline(seeded: str) -> str:
             "INSERT INTO status_samples (device_id, ts, received_at, metrics) VALUES ('wifi-xom-1', %s, %s, %s)",
             (at("01:30"), at("01:30"), Jsonb({"clients": 5})),
         )
+
+
+@pytest.fixture
+def timeline(seeded: str) -> str:
+    """This test's own database with the timeline (for tests that change it)."""
+    insert_timeline(seeded)
     return seeded
+
+
+@pytest.fixture(scope="module")
+def history_db(shared_db: str) -> str:
+    """The module's shared database with the timeline and the events, for read-only tests."""
+    insert_timeline(shared_db)
+    insert_events(shared_db)
+    return shared_db
 
 
 def get_history(client: TestClient, h: dict[str, str], **params: object) -> dict:
@@ -67,10 +80,10 @@ def get_history(client: TestClient, h: dict[str, str], **params: object) -> dict
 
 
 def test_history_buckets_count_samples_share_online_and_metric_stats(
-    client: TestClient, as_user: Headers, timeline: str
+    ro_client: TestClient, ro_user: Headers, history_db: str
 ) -> None:
     body = get_history(
-        client, as_user(), **{"from": "2026-03-01T00:00:00Z", "to": "2026-03-01T04:00:00Z"}, bucket="1h"
+        ro_client, ro_user(), **{"from": "2026-03-01T00:00:00Z", "to": "2026-03-01T04:00:00Z"}, bucket="1h"
     )
     assert body["bucket"] == "1h" and body["next_cursor"] is None
     assert datetime.fromisoformat(body["from"]) == at("00:00") and datetime.fromisoformat(body["to"]) == at(
@@ -95,12 +108,12 @@ def test_history_buckets_count_samples_share_online_and_metric_stats(
 
 
 def test_history_clips_first_and_last_bucket_to_the_range(
-    client: TestClient, as_user: Headers, timeline: str
+    ro_client: TestClient, ro_user: Headers, history_db: str
 ) -> None:
     # "+07:00" left unescaped in the query string arrives as a space; it still reads as an offset.
-    r = client.get(
+    r = ro_client.get(
         f"/api/v1/devices/{DEV}/history?from=2026-03-01T07:30:00+07:00&to=2026-03-01T02:30:00Z&bucket=60m",
-        headers=as_user(),
+        headers=ro_user(),
     )
     assert r.status_code == 200, r.text
     rows = r.json()["items"]
@@ -113,9 +126,9 @@ def test_history_clips_first_and_last_bucket_to_the_range(
     }
 
 
-def test_history_pages_by_bucket(client: TestClient, as_user: Headers, timeline: str) -> None:
+def test_history_pages_by_bucket(ro_client: TestClient, ro_user: Headers, history_db: str) -> None:
     whole = get_history(
-        client, as_user(), **{"from": "2026-03-01T00:00:00Z", "to": "2026-03-01T04:00:00Z"}, bucket="30m"
+        ro_client, ro_user(), **{"from": "2026-03-01T00:00:00Z", "to": "2026-03-01T04:00:00Z"}, bucket="30m"
     )
     assert len(whole["items"]) == 8
     pages: list[dict] = []
@@ -126,7 +139,7 @@ def test_history_pages_by_bucket(client: TestClient, as_user: Headers, timeline:
         "limit": 3,
     }
     while True:
-        body = get_history(client, as_user(), **params)
+        body = get_history(ro_client, ro_user(), **params)
         pages += body["items"]
         if body["next_cursor"] is None:
             break
@@ -135,24 +148,26 @@ def test_history_pages_by_bucket(client: TestClient, as_user: Headers, timeline:
 
 
 def test_history_defaults_to_the_last_24_hours_in_at_most_300_buckets(
-    client: TestClient, as_user: Headers, timeline: str
+    ro_client: TestClient, ro_user: Headers, history_db: str
 ) -> None:
     before = datetime.now(UTC)
-    body = get_history(client, as_user())
+    body = get_history(ro_client, ro_user())
     assert body["bucket"] == "5m"
     assert 288 <= len(body["items"]) <= 289
     to = datetime.fromisoformat(body["to"])
     assert before <= to <= datetime.now(UTC)
     assert datetime.fromisoformat(body["from"]) == to - timedelta(hours=24)
-    # No samples in the last day; the device has been online since 03:30 on DAY (well, in this data).
+    # The timeline's samples are from 2026-03-01: none in the last day.
     assert all(r["n"] == 0 and r["metrics"] == {} for r in body["items"])
 
 
-def test_future_buckets_have_no_online_share(client: TestClient, as_user: Headers, timeline: str) -> None:
+def test_future_buckets_have_no_online_share(
+    ro_client: TestClient, ro_user: Headers, history_db: str
+) -> None:
     now = datetime.now(UTC)
     body = get_history(
-        client,
-        as_user(),
+        ro_client,
+        ro_user(),
         **{"from": (now - timedelta(hours=2)).isoformat(), "to": (now + timedelta(hours=3)).isoformat()},
         bucket="1h",
     )
@@ -190,16 +205,16 @@ def test_history_of_a_retired_device_is_kept(client: TestClient, as_user: Header
     ],
 )
 def test_bad_history_parameters_are_400(
-    client: TestClient, as_user: Headers, query: str, needle: str
+    ro_client: TestClient, ro_user: Headers, query: str, needle: str
 ) -> None:
-    r = client.get(f"/api/v1/devices/{DEV}/history?{query}", headers=as_user())
+    r = ro_client.get(f"/api/v1/devices/{DEV}/history?{query}", headers=ro_user())
     assert r.status_code == 400, r.text
     assert needle in r.json()["error"]["message"]
 
 
-def test_history_and_events_of_unknown_device_are_404(client: TestClient, as_user: Headers) -> None:
+def test_history_and_events_of_unknown_device_are_404(ro_client: TestClient, ro_user: Headers) -> None:
     for path in ("/api/v1/devices/ghost/history", "/api/v1/devices/ghost/events"):
-        r = client.get(path, headers=as_user())
+        r = ro_client.get(path, headers=ro_user())
         assert r.status_code == 404 and r.json()["error"]["code"] == "not_found"
 
 
@@ -223,9 +238,8 @@ EVENTS = [  # (seq, ts, type): seq is commit order, ts the device's own time
 ]
 
 
-@pytest.fixture
-def events(seeded: str) -> str:
-    with psycopg.connect(seeded) as conn:
+def insert_events(url: str) -> None:
+    with psycopg.connect(url) as conn:
         for seq, ts, typ in EVENTS:
             conn.execute(
                 "INSERT INTO device_events (device_id, ts, received_at, type, severity, message, fields, seq)"
@@ -236,6 +250,11 @@ def events(seeded: str) -> str:
             "INSERT INTO device_events (device_id, ts, received_at, type, seq) VALUES ('wifi-xom-1', %s, %s, 'x', 14)",
             (at("01:00"), at("01:00")),
         )
+
+
+@pytest.fixture
+def events(seeded: str) -> str:
+    insert_events(seeded)
     return seeded
 
 
@@ -272,11 +291,11 @@ def test_events_are_newest_first_in_commit_order_and_paged(
     assert [e["seq"] for e in page2["items"]] == [11, 10] and page2["next_cursor"] is None
 
 
-def test_events_filter_on_time(client: TestClient, as_user: Headers, events: str) -> None:
-    r = client.get(
+def test_events_filter_on_time(ro_client: TestClient, ro_user: Headers, history_db: str) -> None:
+    r = ro_client.get(
         f"/api/v1/devices/{DEV}/events",
         params={"from": "2026-03-01T00:30:00Z", "to": "2026-03-01T02:00:00Z"},
-        headers=as_user(),
+        headers=ro_user(),
     )
     assert [e["seq"] for e in r.json()["items"]] == [11, 10]
 
@@ -292,7 +311,9 @@ def test_events_filter_on_time(client: TestClient, as_user: Headers, events: str
         ("limit=100000", "limit"),
     ],
 )
-def test_bad_event_parameters_are_400(client: TestClient, as_user: Headers, query: str, needle: str) -> None:
-    r = client.get(f"/api/v1/devices/{DEV}/events?{query}", headers=as_user())
+def test_bad_event_parameters_are_400(
+    ro_client: TestClient, ro_user: Headers, query: str, needle: str
+) -> None:
+    r = ro_client.get(f"/api/v1/devices/{DEV}/events?{query}", headers=ro_user())
     assert r.status_code == 400, r.text
     assert needle in r.json()["error"]["message"]
