@@ -2,6 +2,7 @@
 ours (unreachable / auth refused / protocol), with every call under `asyncio.timeout`."""
 
 import asyncio
+import base64
 import logging
 import time
 from collections.abc import Awaitable
@@ -367,9 +368,8 @@ class CameraClient:
                     body, status = await r.read(), r.status
                     challenge = r.headers.get("WWW-Authenticate", "")
                 if status == 401 and challenge.lower().startswith("basic"):
-                    async with http.get(
-                        uri, auth=aiohttp.BasicAuth(self._user or "", self._password or "")
-                    ) as r:
+                    basic = base64.b64encode(f"{self._user or ''}:{self._password or ''}".encode()).decode()
+                    async with http.get(uri, headers={"Authorization": f"Basic {basic}"}) as r:
                         body, status = await r.read(), r.status
                     scheme = "basic"
                 else:
