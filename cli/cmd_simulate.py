@@ -14,6 +14,7 @@ from cli.embedded import free_port, port_open
 from services import registry_file
 from services.errors import ConfigError, InvalidInput
 from services.models import Registry
+from services.settings import IocSettings
 from simulator import demo
 from simulator.cameras import start_farms
 from simulator.devices import Simulator
@@ -111,7 +112,7 @@ async def simulate(
 def run(args: argparse.Namespace) -> int:
     context.setup_logging(args.verbose)
     context.data_dir_arg(args.data_dir)
-    s = context.settings(need_db=False, need_mqtt=True)
+    s: IocSettings = context.settings(need_db=False, need_mqtt=True)
     assert s.mqtt_url
     if args.rate_scale <= 0:
         raise ConfigError("--rate-scale must be > 0")

@@ -11,6 +11,7 @@ import asyncio
 import socket
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 from urllib.parse import unquote, urlsplit
 
 import paho.mqtt.client as mqtt
@@ -77,17 +78,17 @@ class Link:
         self.connected = False
 
     # paho callbacks, all called from the event loop's thread
-    def _on_open(self, client: mqtt.Client, _ud: object, sock: socket.socket) -> None:
+    def _on_open(self, client: mqtt.Client, _ud: object, sock: Any) -> None:
         self._loop.add_reader(sock, client.loop_read)
 
-    def _on_close(self, _client: mqtt.Client, _ud: object, sock: socket.socket) -> None:
+    def _on_close(self, _client: mqtt.Client, _ud: object, sock: Any) -> None:
         self._loop.remove_reader(sock)
         self._loop.remove_writer(sock)
 
-    def _on_register_write(self, client: mqtt.Client, _ud: object, sock: socket.socket) -> None:
+    def _on_register_write(self, client: mqtt.Client, _ud: object, sock: Any) -> None:
         self._loop.add_writer(sock, client.loop_write)
 
-    def _on_unregister_write(self, _client: mqtt.Client, _ud: object, sock: socket.socket) -> None:
+    def _on_unregister_write(self, _client: mqtt.Client, _ud: object, sock: Any) -> None:
         self._loop.remove_writer(sock)
 
     def _on_connect(self, _c: mqtt.Client, _ud: object, _flags: object, rc: object, _p: object) -> None:
@@ -135,7 +136,7 @@ class Link:
     def abort(self) -> None:
         """Drop the TCP connection without DISCONNECT, as a power cut or crash would:
         the broker publishes the last will."""
-        sock = self._client.socket()
+        sock: Any = self._client.socket()
         self.connected = False
         if sock is not None:
             try:

@@ -1,5 +1,6 @@
 """`ioc up` in a subprocess: embedded servers, first admin, children, clean stop, recovery after kill -9."""
 
+import json
 import os
 import queue
 import signal
@@ -97,6 +98,29 @@ def wait_gone(data_dir: Path, timeout_s: float = 30) -> list[str]:
     return left
 
 
+def child_pid(data_dir: Path, name: str) -> int | None:
+    """The pid of `ioc up`'s child `ioc NAME`, from the state file it keeps."""
+    try:
+        pids = json.loads((data_dir / "up.json").read_text())["children"]
+    except (OSError, ValueError):
+        return None
+    for pid in pids:
+        try:
+            argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if name.encode() in argv:
+            return int(pid)
+    return None
+
+
+def healthy(url: str) -> bool:
+    try:
+        return httpx.get(f"{url}healthz", timeout=2).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
 @pytest.fixture
 def data_dir() -> Iterator[Path]:
     d = private_dir("ioc-up-")
@@ -143,6 +167,15 @@ def test_up_demo_starts_prints_url_and_login_and_stops_cleanly(data_dir: Path) -
         assert {"tg-gw-trung-binh", "tg-cam-ubnd-cong", "lt-spk-xom-11"} <= ids and len(ids) == 79
         pg_pid = int((data_dir / "pg" / "postmaster.pid").read_text().split()[0])
         assert Path(f"/proc/{pg_pid}").stat().st_uid != 0, "PostgreSQL never runs as root"
+        # a child that dies is started again
+        gateway = child_pid(data_dir, "gateway")
+        os.kill(gateway, signal.SIGKILL)
+        deadline = time.monotonic() + 60
+        while (
+            child_pid(data_dir, "gateway") in (None, gateway) or not healthy(url)
+        ) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert child_pid(data_dir, "gateway") not in (None, gateway) and healthy(url)
     finally:
         rc = up.stop()
     assert rc == 0, up.tail()
