@@ -33,6 +33,10 @@ def settings(cls: type[T] = IocSettings, *, need_db: bool = True, need_mqtt: boo
     if s.mqtt_url is None and mqtt_meta is not None:
         meta = json.loads(mqtt_meta.read_text())
         s.mqtt_url = f"mqtt://{_ioc_mqtt_auth(d)}127.0.0.1:{meta['port']}"
+    elif s.mqtt_url and "://ioc@" in s.mqtt_url and (d / "mqtt" / "ioc.password").exists():
+        # Production (deploy/): IOC_MQTT_URL names the `ioc` account without its password, which
+        # `ioc mqtt-auth` keeps in DATA_DIR/mqtt/ioc.password, so rotating it needs no config edit.
+        s.mqtt_url = s.mqtt_url.replace("://ioc@", f"://{_ioc_mqtt_auth(d)}", 1)
     if s.secret_key is None and (d / "secret_key").exists():
         from pydantic import SecretStr
 
