@@ -288,3 +288,50 @@ def test_ioc_password_file_lost_gives_a_new_ioc_password(provisioned: tuple[Mosq
 
 def _creds_ioc(data: Path) -> str:
     return (data / "mqtt" / "ioc.password").read_text().strip()
+
+
+def test_ingest_runs_as_ioc_account_under_the_acl(
+    db_url: str, provisioned: tuple[Mosquitto, Path, Path]
+) -> None:
+    """The production wiring: IOC_MQTT_URL names `ioc` without a password; ingest reads it from
+    DATA_DIR/mqtt/ioc.password, subscribes, probes ioc/internal, and stores a device's status."""
+    import os
+    import sys
+
+    m, out, data = provisioned
+    env = {k: v for k, v in os.environ.items() if not k.startswith("IOC_")} | {
+        "IOC_DATABASE_URL": db_url,
+        "IOC_MQTT_URL": f"mqtt://ioc@127.0.0.1:{m.port}",
+        "IOC_DATA_DIR": str(data),
+    }
+    log = data / "ingest.log"
+    with log.open("wb") as f:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "cli.main", "ingest", "--id", "ioc-ingest-acl", "--no-onvif"],
+            env=env,
+            stdout=f,
+            stderr=f,
+        )
+    try:
+        spk = Client(m, "spk-1", _creds(out)["spk-1"])
+        assert spk.connect() == 0
+        found, healthy = None, None
+        deadline = time.monotonic() + 30
+        with psycopg.connect(db_url, autocommit=True) as conn:
+            while time.monotonic() < deadline and not (found and healthy):
+                # Re-published until stored: the first may precede ingest's subscription.
+                spk.publish("ioc/v1/thoai-giang/speaker/spk-1/status", b'{"volume": 42}')
+                found = conn.execute(
+                    "SELECT metrics FROM status_samples WHERE device_id = 'spk-1'"
+                ).fetchone()
+                healthy = conn.execute("SELECT 1 FROM process_health WHERE kind = 'ingest'").fetchone()
+                time.sleep(0.2)
+        spk.close()
+        assert proc.poll() is None, log.read_text()
+        assert found is not None and found[0]["volume"] == 42
+        assert healthy is not None, (
+            "ingest never heard its own probe on ioc/internal/probe:\n" + log.read_text()
+        )
+    finally:
+        proc.terminate()
+        proc.wait(20)
