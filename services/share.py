@@ -302,3 +302,53 @@ def _cell(v: Any) -> Any:
     if isinstance(v, dict | list):
         return orjson.dumps(v).decode()
     return v
+
+
+_ENTITY = (
+    "SELECT d.id AS device_id, d.commune_id AS commune, d.village_id AS village, d.kind, d.name, d.lat, d.lon,"
+    " d.parent_id AS parent, coalesce(s.state, 'unknown') AS state, s.since, s.last_seen,"
+    " coalesce(s.metrics, '{}'::jsonb) AS metrics, s.metrics_ts"
+    " FROM devices d LEFT JOIN device_state s ON s.device_id = d.id"
+)
+
+
+def entity_rows(conn: psycopg.Connection, scope: Scope, *, device_id: str | None = None,
+                state: str | None = None, name: str | None = None, not_equal: dict[str, str] | None = None,
+                limit: int = 20, offset: int = 0) -> tuple[list[dict[str, Any]], int]:
+    """Devices with their state for the NGSI-LD view, in id order, and how many match in all."""
+    where, params = scope.where()
+    for column, value, key in (("d.id", device_id, "e_id"), ("coalesce(s.state, 'unknown')", state, "e_state"),
+                               ("d.name", name, "e_name")):
+        if value is not None:
+            where += f" AND {column} = %({key})s"
+            params[key] = value
+    columns = {"deviceState": "coalesce(s.state, 'unknown')", "commune": "d.commune_id", "village": "d.village_id",
+               "kind": "d.kind", "name": "d.name"}
+    for i, (attr, value) in enumerate((not_equal or {}).items()):
+        where += f" AND {columns[attr]} IS DISTINCT FROM %(ne{i})s"
+        params[f"ne{i}"] = value
+    params.update(n=limit, off=offset)
+    rows = _fetch(conn, f"{_ENTITY} WHERE {where} ORDER BY d.id LIMIT %(n)s OFFSET %(off)s", params)  # noqa: S608
+    count_sql = f"SELECT count(*) FROM devices d LEFT JOIN device_state s ON s.device_id = d.id WHERE {where}"  # noqa: S608
+    total = conn.execute(count_sql, params).fetchone()  # type: ignore[arg-type]
+    for r in rows:
+        for c in ("since", "last_seen", "metrics_ts"):
+            r[c] = utc(r[c])
+    return rows, int(total[0]) if total else 0
+
+
+def temporal(conn: psycopg.Connection, device_id: str, t0: datetime | None, t1: datetime | None, limit: int
+             ) -> tuple[list[tuple[datetime, str]], list[tuple[datetime, dict[str, Any]]]]:
+    """A device's state changes and status samples in [t0, t1), oldest first, at most `limit` of each."""
+    cond, params = "device_id = %(d)s", {"d": device_id, "n": limit}
+    if t0 is not None:
+        cond += " AND {t} >= %(t0)s"
+        params["t0"] = t0
+    if t1 is not None:
+        cond += " AND {t} < %(t1)s"
+        params["t1"] = t1
+    sql_c = f"SELECT at, state FROM state_changes WHERE {cond.format(t='at')} ORDER BY at, seq LIMIT %(n)s"  # noqa: S608
+    sql_s = f"SELECT ts, metrics FROM status_samples WHERE {cond.format(t='ts')} ORDER BY ts LIMIT %(n)s"  # noqa: S608
+    changes = [(utc(r[0]), r[1]) for r in conn.execute(sql_c, params)]  # type: ignore[arg-type]
+    samples = [(utc(r[0]), r[1]) for r in conn.execute(sql_s, params)]  # type: ignore[arg-type]
+    return changes, samples  # type: ignore[return-value]

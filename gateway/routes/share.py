@@ -43,6 +43,7 @@ from services.share import Scope
 log = logging.getLogger(__name__)
 router = APIRouter(prefix="/api/share/v1", tags=["share"])
 AUDITED = ("/api/share/", "/ngsi-ld/")
+UNAUDITED = "/ngsi-ld/v1/jsonldContexts/"  # the public @context document
 MAX_RANGE = timedelta(days=366)
 DEFAULT_SPAN = timedelta(hours=24)
 
@@ -228,7 +229,11 @@ class AuditMiddleware:
         self.fastapi_app = fastapi_app
 
     async def __call__(self, scope: AsgiScope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or not scope["path"].startswith(AUDITED):
+        if (
+            scope["type"] != "http"
+            or not scope["path"].startswith(AUDITED)
+            or scope["path"].startswith(UNAUDITED)
+        ):
             await self.app(scope, receive, send)
             return
         state: dict[str, Any] = scope.setdefault("state", {})
