@@ -77,6 +77,7 @@ CREATE TABLE alert_outbox (
     channel     text,
     title       text NOT NULL DEFAULT '',
     body        text NOT NULL DEFAULT '',
+    data        jsonb NOT NULL DEFAULT '{}',       -- named fields for template channels (Zalo ZNS)
     severity    text NOT NULL DEFAULT 'warning',
     created_at  timestamptz NOT NULL DEFAULT now(),
     not_before  timestamptz NOT NULL DEFAULT now(),  -- quiet hours, retry backoff

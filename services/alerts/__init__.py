@@ -1,0 +1,1 @@
+"""Outage alerts for technicians: rules, the evaluator, notifications and their channels."""
