@@ -55,7 +55,7 @@ def password_hash() -> str:
 
 
 def seed(url: str) -> None:
-    """Two communes, seven devices (two of them online), three users with the password PASSWORD."""
+    """Two communes, seven devices (all unknown), three users with the password PASSWORD."""
     vault = Vault("test-secret-key-0123456789")
     with psycopg.connect(url) as conn:
         registry.import_registry(conn, registry_file.parse_yaml(THOAI_GIANG), vault)
@@ -65,14 +65,6 @@ def seed(url: str) -> None:
                 "INSERT INTO users (username, password_hash, role, communes) VALUES (%s, %s, %s, %s)",
                 (name, password_hash(), role, communes),
             )
-        conn.execute(
-            "UPDATE device_state SET state = 'online', since = %s, last_seen = %s, metrics = %s,"
-            " reason = 'status received' WHERE device_id = 'spk-xom-1'",
-            (LAST_SEEN, LAST_SEEN, Jsonb({"volume": 70, "playing": True})),
-        )
-        conn.execute(
-            "UPDATE device_state SET state = 'online', last_seen = now() WHERE device_id = 'cam-ubnd-1'"
-        )
 
 
 def headers_for(url: str) -> Headers:
@@ -118,10 +110,19 @@ def as_user(seeded: str) -> Headers:
 
 @pytest.fixture(scope="module")
 def shared_db(pg_server: Postgres) -> Iterator[str]:
-    """One seeded database for the read-only tests of a module."""
+    """One seeded database for the read-only tests of a module; spk-xom-1 and cam-ubnd-1 are online."""
     name = clone_db(pg_server)
     url = pg_server.url(name)
     seed(url)
+    with psycopg.connect(url) as conn:
+        conn.execute(
+            "UPDATE device_state SET state = 'online', since = %s, last_seen = %s, metrics = %s,"
+            " reason = 'status received' WHERE device_id = 'spk-xom-1'",
+            (LAST_SEEN, LAST_SEEN, Jsonb({"volume": 70, "playing": True})),
+        )
+        conn.execute(
+            "UPDATE device_state SET state = 'online', last_seen = now() WHERE device_id = 'cam-ubnd-1'"
+        )
     yield url
     drop_db(pg_server, name)
 

@@ -27,6 +27,8 @@ OPEN_PATHS = {
     # where credentials are obtained
     "/api/v1/auth/login",
 }
+# The NGSI-LD @context holds vocabulary only, no data; JSON-LD processors fetch it without credentials.
+OPEN_PREFIXES = ("/ngsi-ld/v1/jsonldContexts/",)
 
 
 def routes(app: FastAPI) -> list[tuple[BaseRoute, str]]:
@@ -118,7 +120,7 @@ def test_repeated_failures_lock_the_account_even_for_the_right_password(client: 
 def test_every_route_but_the_open_ones_needs_credentials(ro_client: TestClient) -> None:
     checked_http, checked_ws = [], []
     for route, path in routes(ro_client.app):  # type: ignore[arg-type]
-        if path in OPEN_PATHS or is_dashboard_static(route):
+        if path in OPEN_PATHS or path.startswith(OPEN_PREFIXES) or is_dashboard_static(route):
             continue
         if isinstance(route, APIWebSocketRoute | WebSocketRoute):
             url = concrete(path)
