@@ -7,7 +7,6 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import psycopg
-import pytest
 from psycopg.types.json import Jsonb
 
 from cli.embedded import Postgres
@@ -161,8 +160,3 @@ def test_backup_keeps_only_the_newest_dumps(own_pg: Postgres, tmp_path: Path) ->
     left = sorted(p.name for p in tmp_path.glob("ioc-*.dump"))
     assert len(left) == 2
     assert "ioc-20200102T000000Z.dump" in left
-
-
-@pytest.mark.parametrize("script", ["backup.sh", "restore.sh"])
-def test_scripts_pass_bash_syntax_check(script: str) -> None:
-    assert subprocess.run(["bash", "-n", str(DEPLOY / script)], capture_output=True).returncode == 0
