@@ -185,8 +185,10 @@ def write_config(tmp_path: Path, doc: dict[str, Any]) -> Path:
 
 
 def settings(db_url: str, alerts_file: Path | None, **kw: Any) -> AlertsSettings:
+    # No .env file: a developer's settings must not leak into tests.
     return load(
         AlertsSettings,
+        _env_file=None,
         database_url=db_url,
         alerts_file=alerts_file,
         alerts_tick_s=0.1,
