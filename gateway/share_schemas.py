@@ -241,3 +241,31 @@ class AlertsQuery(ListQuery):
 
 
 ChangesPage.model_rebuild()
+
+
+class ErrorDetail(BaseModel):
+    code: str = _f("machine-readable code", "mã lỗi", "forbidden")
+    message: str = _f(
+        "what went wrong, for people", "mô tả lỗi", "this key has no access to commune vong-the"
+    )
+    detail: Any | None = None
+
+
+class ErrorBody(BaseModel):
+    error: ErrorDetail
+
+
+ERRORS: dict[int | str, dict[str, Any]] = {
+    400: {"model": ErrorBody, "description": "bad parameter, date, range or cursor / tham số không hợp lệ"},
+    401: {"model": ErrorBody, "description": "missing, unknown, revoked or expired key / khóa không hợp lệ"},
+    403: {"model": ErrorBody, "description": "outside the key's communes or kinds / ngoài phạm vi của khóa"},
+    404: {"model": ErrorBody, "description": "no such device / không có thiết bị này"},
+    429: {
+        "model": ErrorBody,
+        "description": "over the key's rate; see Retry-After / vượt giới hạn tần suất",
+        "headers": {"Retry-After": {"description": "seconds to wait", "schema": {"type": "integer"}}},
+    },
+}
+NOT_MODIFIED: dict[int | str, dict[str, Any]] = {
+    304: {"description": "unchanged since the ETag given in If-None-Match"}
+}

@@ -153,6 +153,9 @@ def availability(
             "unknown_s": round(total[3], 3),
             "devices": len(members),
             "devices_online_now": sum(1 for d in members if d.state == "online"),
+            "by_kind": None,
+            "villages": None,
+            "villages_all_online_now": None,
         }
         if group_by == "village":
             by_kind: dict[str, dict[str, int]] = {}

@@ -17,11 +17,12 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from gateway.deps import Conn
 from gateway.routes.share import MAX_RANGE, ShareKey
+from gateway.share_schemas import ERRORS
 from services import history, share
 from services.errors import InvalidInput, NotFound
 from services.share import Scope
 
-router = APIRouter(prefix="/ngsi-ld/v1", tags=["ngsi-ld"])
+router = APIRouter(prefix="/ngsi-ld/v1", tags=["ngsi-ld"], responses=ERRORS)
 CONTEXT_PATH = "/ngsi-ld/v1/jsonldContexts/commune-ioc.jsonld"
 CORE_CONTEXT = "https://uri.etsi.org/ngsi-ld/v1/ngsi-ld-core-context.jsonld"
 SDM = "https://smartdatamodels.org/"

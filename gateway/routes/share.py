@@ -22,6 +22,8 @@ from gateway.deps import Conn, bearer
 from gateway.security import ASGIApp, Message, Receive, Send
 from gateway.security import Scope as AsgiScope
 from gateway.share_schemas import (
+    ERRORS,
+    NOT_MODIFIED,
     AlertItem,
     AlertsQuery,
     AvailabilityItem,
@@ -41,7 +43,7 @@ from services.keys import ApiKey
 from services.share import Scope
 
 log = logging.getLogger(__name__)
-router = APIRouter(prefix="/api/share/v1", tags=["share"])
+router = APIRouter(prefix="/api/share/v1", tags=["share"], responses=ERRORS)
 AUDITED = ("/api/share/", "/ngsi-ld/")
 UNAUDITED = "/ngsi-ld/v1/jsonldContexts/"  # the public @context document
 MAX_RANGE = timedelta(days=366)
@@ -116,7 +118,11 @@ _BUCKET_COLUMNS = list(BucketItem.model_fields)
 _AVAIL_COLUMNS = list(AvailabilityItem.model_fields)
 
 
-@router.get("/devices", response_model=Page[DeviceItem], responses={200: {"content": {"text/csv": {}}}})
+@router.get(
+    "/devices",
+    response_model=Page[DeviceItem],
+    responses={200: {"content": {"text/csv": {}}}, **NOT_MODIFIED},
+)
 def devices(request: Request, conn: Conn, key: ShareKey, q: Annotated[ListQuery, Query()]) -> Response:
     """Registered devices in the key's communes and kinds, by id (retired devices are not shared).
     / Danh sách thiết bị trong phạm vi của khóa. Supports ETag / If-None-Match."""
@@ -124,7 +130,9 @@ def devices(request: Request, conn: Conn, key: ShareKey, q: Annotated[ListQuery,
     return reply(request, q.format, items, nxt, _DEVICE_COLUMNS, etag=True)
 
 
-@router.get("/status", response_model=Page[StatusItem], responses={200: {"content": {"text/csv": {}}}})
+@router.get(
+    "/status", response_model=Page[StatusItem], responses={200: {"content": {"text/csv": {}}}, **NOT_MODIFIED}
+)
 def status(request: Request, conn: Conn, key: ShareKey, q: Annotated[ListQuery, Query()]) -> Response:
     """Current state of each device, by id. / Trạng thái hiện tại của từng thiết bị.
     Supports ETag / If-None-Match (304 when nothing changed)."""
