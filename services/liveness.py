@@ -27,21 +27,30 @@ def sweep(
     """Apply due transitions; returns how many devices changed state."""
     maint = set(in_maintenance)
     with conn.transaction():
+        # Candidates only: devices whose silence deadline has passed, and devices entering or
+        # leaving a maintenance window. Reading every device every second would cost more than
+        # the sweep itself; derive() still decides.
         rows = conn.execute(
-            "SELECT device_id, state, last_seen, availability, metrics FROM device_state"
+            "SELECT device_id, state, last_seen, availability, metrics->'reachable', metrics->'auth_failed'"
+            " FROM device_state WHERE (state IN ('online', 'auth_failed') AND deadline < %s)"
+            " OR (state = 'maintenance') <> (device_id = ANY(%s))",
+            (now, list(maint)),
         ).fetchall()
         due: list[tuple[Device, str, str, str, Any, Any]] = []
-        for device_id, state, last_seen, avail, metrics in rows:
+        for device_id, state, last_seen, avail, reachable, auth_failed in rows:
             device = devices.get(device_id)
             if device is None:
                 continue
+            flags = {
+                k: v for k, v in (("reachable", reachable), ("auth_failed", auth_failed)) if v is not None
+            }
             new_state, reason = derive(
                 Liveness(
                     device.kind,
                     device.liveness_window_s,
                     last_seen,
                     avail,
-                    metrics,
+                    flags,
                     in_maintenance=device_id in maint,
                 ),
                 now,

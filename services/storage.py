@@ -19,7 +19,10 @@ from services.state import derive
 
 _STAGE = (
     "CREATE TEMP TABLE IF NOT EXISTS stage_samples "
-    "(device_id text, ts timestamptz, received_at timestamptz, metrics jsonb) ON COMMIT DELETE ROWS"
+    "(device_id text, ts timestamptz, received_at timestamptz, metrics jsonb) ON COMMIT DELETE ROWS",
+    "CREATE TEMP TABLE IF NOT EXISTS stage_state (device_id text, last_seen timestamptz, metrics jsonb,"
+    " metrics_ts timestamptz, availability text, availability_at timestamptz, window_s int)"
+    " ON COMMIT DELETE ROWS",
 )
 
 
@@ -33,7 +36,8 @@ def _dumps(obj: Any) -> str:
 
 def prepare(conn: psycopg.Connection) -> None:
     """Per-connection setup (the staging table lives as long as the session)."""
-    conn.execute(_STAGE)
+    for sql in _STAGE:
+        conn.execute(sql)  # type: ignore[arg-type]
     conn.commit()
 
 
@@ -93,75 +97,101 @@ def _write_dead(conn: psycopg.Connection, batch: Batch) -> None:
         )
 
 
-def _status_item(device: Any, row: dict[str, Any]) -> dict[str, Any]:
+def _status_item(
+    device: Any, state: str, since: datetime, last_seen: datetime | None, reason: str | None, metrics: Any
+) -> dict[str, Any]:
     return {
         "type": "status",
         "device_id": device.id,
         "commune": device.commune_id,
         "village": device.village_id,
         "kind": device.kind,
-        "state": row["state"],
-        "since": row["since"].isoformat(),
-        "last_seen": row["last_seen"].isoformat() if row["last_seen"] else None,
-        "reason": row["reason"],
-        "metrics": row["metrics"],
+        "state": state,
+        "since": since.isoformat(),
+        "last_seen": last_seen.isoformat() if last_seen else None,
+        "reason": reason,
+        "metrics": metrics,
     }
 
 
 def _update_state(
     conn: psycopg.Connection, batch: Batch, now: datetime, listening_since: datetime | None
 ) -> tuple[list[dict[str, Any]], list[tuple[Any, ...]]]:
+    """Fold the batch into device_state; returns (feed status items, state changes).
+
+    The hot path is one COPY and one UPDATE for all devices of the batch; only devices
+    whose state changes (few) get a second, per-device statement.
+    """
     latest = latest_per_device(batch)
     if not latest:
         return [], []
     ids = sorted(latest)
-    # Lock in id order so two ingest processes touching the same devices cannot deadlock.
-    rows = conn.execute(
-        "SELECT device_id, state, since, last_seen, availability, availability_at, metrics, metrics_ts, reason"
-        " FROM device_state WHERE device_id = ANY(%s) ORDER BY device_id FOR UPDATE",
-        (ids,),
-    ).fetchall()
-    current = {r[0]: r for r in rows}
-    missing = [i for i in ids if i not in current]
-    if missing:
-        conn.execute(
-            "INSERT INTO device_state (device_id) SELECT unnest(%s::text[]) ON CONFLICT DO NOTHING",
-            (missing,),
-        )
-        for r in conn.execute(
-            "SELECT device_id, state, since, last_seen, availability, availability_at, metrics, metrics_ts, reason"
-            " FROM device_state WHERE device_id = ANY(%s) ORDER BY device_id FOR UPDATE",
-            (missing,),
-        ):
-            current[r[0]] = r
-    updates, items, changes = [], [], []
+    rows = []
     for device_id in ids:
         info = latest[device_id]
-        device = info["device"]
-        _, state, since, last_seen, avail, avail_at, metrics, metrics_ts, reason = current[device_id]
-        changed = False
-        if "status" in info:
-            st, received_at = info["status"]
-            if last_seen is None or received_at > last_seen:
-                last_seen = received_at
-            # A replay of old history proves the device is alive but does not replace newer readings.
-            if metrics_ts is None or st.ts >= metrics_ts:
-                metrics, metrics_ts = st.metrics, st.ts
-            changed = True
-        if "availability" in info:
-            value, received_at = info["availability"]
-            if value != avail:
-                avail, avail_at = value, received_at
-                changed = True
-        if not changed:
-            continue
+        st = info.get("status")
+        av = info.get("availability")
+        rows.append(
+            (
+                device_id,
+                st[1] if st else None,
+                _jsonb(st[0].metrics) if st else None,
+                st[0].ts if st else None,
+                av[0] if av else None,
+                av[1] if av else None,
+                info["device"].liveness_window_s,
+            )
+        )
+    with conn.cursor() as cur:
+        with cur.copy(
+            "COPY stage_state (device_id, last_seen, metrics, metrics_ts, availability, availability_at,"
+            " window_s) FROM STDIN (FORMAT BINARY)"
+        ) as cp:
+            cp.set_types(["text", "timestamptz", "jsonb", "timestamptz", "text", "timestamptz", "int4"])
+            for r in rows:
+                cp.write_row(r)
+        # Lock in id order so two ingest processes touching the same devices cannot deadlock.
+        cur.execute(
+            "SELECT count(*) FROM (SELECT 1 FROM device_state WHERE device_id IN"
+            " (SELECT device_id FROM stage_state) ORDER BY device_id FOR UPDATE) locked"
+        )
+        cur.execute(
+            "INSERT INTO device_state (device_id) SELECT device_id FROM stage_state ON CONFLICT DO NOTHING"
+        )
+        # A replayed old status proves the device alive (last_seen) but does not replace newer
+        # readings; a repeated availability report (retained replay) changes nothing.
+        cur.execute(
+            "UPDATE device_state d SET"
+            " last_seen = CASE WHEN s.last_seen IS NULL THEN d.last_seen"
+            "   ELSE GREATEST(d.last_seen, s.last_seen) END,"
+            " metrics = CASE WHEN s.metrics_ts IS NOT NULL AND (d.metrics_ts IS NULL OR s.metrics_ts >= d.metrics_ts)"
+            "   THEN s.metrics ELSE d.metrics END,"
+            " metrics_ts = CASE WHEN s.metrics_ts IS NOT NULL AND (d.metrics_ts IS NULL OR s.metrics_ts >= d.metrics_ts)"
+            "   THEN s.metrics_ts ELSE d.metrics_ts END,"
+            " availability = COALESCE(s.availability, d.availability),"
+            " availability_at = CASE WHEN s.availability IS DISTINCT FROM d.availability AND s.availability IS NOT NULL"
+            "   THEN s.availability_at ELSE d.availability_at END,"
+            " deadline = CASE WHEN s.last_seen IS NULL THEN d.deadline"
+            "   ELSE GREATEST(d.last_seen, s.last_seen) + make_interval(secs => s.window_s) END,"
+            " updated_at = now()"
+            " FROM stage_state s WHERE d.device_id = s.device_id"
+            "  AND (s.last_seen IS NOT NULL OR s.availability IS DISTINCT FROM d.availability)"
+            " RETURNING d.device_id, d.state, d.since, d.last_seen, d.availability, d.reason,"
+            "  d.metrics->'reachable', d.metrics->'auth_failed',"
+            "  CASE WHEN s.metrics IS NULL OR s.metrics_ts < d.metrics_ts THEN d.metrics END"
+        )
+        updated = cur.fetchall()
+    items, changes, flips = [], [], []
+    for device_id, state, since, last_seen, avail, reason, reachable, auth_failed, old_metrics in updated:
+        device = latest[device_id]["device"]
+        flags = {k: v for k, v in (("reachable", reachable), ("auth_failed", auth_failed)) if v is not None}
         new_state, new_reason = derive(
             Liveness(
                 device.kind,
                 device.liveness_window_s,
                 last_seen,
                 avail,
-                metrics,
+                flags,
                 in_maintenance=state == State.MAINTENANCE,
             ),
             now,
@@ -180,40 +210,17 @@ def _update_state(
                     new_reason,
                 )
             )
-            since = now
-        row = {
-            "state": str(new_state),
-            "since": since,
-            "last_seen": last_seen,
-            "reason": new_reason,
-            "metrics": metrics,
-        }
-        updates.append(
-            (
-                device_id,
-                str(new_state),
-                since,
-                last_seen,
-                avail,
-                avail_at,
-                _jsonb(metrics),
-                metrics_ts,
-                new_reason,
+            flips.append((device_id, str(new_state), new_reason))
+            state, since, reason = str(new_state), now, new_reason
+        st = latest[device_id].get("status")
+        metrics = old_metrics if old_metrics is not None or st is None else st[0].metrics
+        items.append(_status_item(device, state, since, last_seen, reason, metrics))
+    if flips:
+        with conn.cursor() as cur:
+            cur.executemany(
+                "UPDATE device_state SET state = %s, since = %s, reason = %s WHERE device_id = %s",
+                [(new, now, reason, device_id) for device_id, new, reason in flips],
             )
-        )
-        items.append(_status_item(device, row))
-    if updates:
-        cols = list(zip(*updates, strict=True))
-        conn.execute(
-            "UPDATE device_state d SET state = u.state, since = u.since, last_seen = u.last_seen,"
-            " availability = u.availability, availability_at = u.availability_at, metrics = u.metrics,"
-            " metrics_ts = u.metrics_ts, reason = u.reason, updated_at = now()"
-            " FROM unnest(%s::text[], %s::text[], %s::timestamptz[], %s::timestamptz[], %s::text[],"
-            "  %s::timestamptz[], %s::jsonb[], %s::timestamptz[], %s::text[])"
-            "  AS u(device_id, state, since, last_seen, availability, availability_at, metrics, metrics_ts, reason)"
-            " WHERE d.device_id = u.device_id",
-            [list(c) for c in cols],
-        )
     return items, changes
 
 

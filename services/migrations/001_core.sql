@@ -60,8 +60,12 @@ CREATE TABLE device_state (
     metrics          jsonb NOT NULL DEFAULT '{}',
     metrics_ts       timestamptz,
     reason           text,
+    -- last_seen + the device's liveness window: when silence would make it offline. Lets the
+    -- liveness sweep read only the devices that are due instead of all of them every second.
+    deadline         timestamptz,
     updated_at       timestamptz NOT NULL DEFAULT now()
 );
+CREATE INDEX device_state_due ON device_state (deadline) WHERE state IN ('online', 'auth_failed');
 
 CREATE TABLE status_samples (
     device_id    text NOT NULL,
