@@ -295,7 +295,10 @@ def run(args: argparse.Namespace) -> int:
     if args.rate_scale <= 0:
         raise ConfigError("--rate-scale must be > 0")
     data_dir = s.data_dir.resolve()
-    data_dir.mkdir(parents=True, exist_ok=True)
+    if not data_dir.exists():
+        data_dir.mkdir(parents=True)
+        # the unprivileged server users must be able to enter it, whatever the umask
+        data_dir.chmod(0o755)
     up = Up(data_dir, s, demo=args.demo, rate_scale=args.rate_scale, seed=args.seed)
 
     def on_signal(signum: int, _frame: object) -> None:

@@ -203,6 +203,17 @@ def test_up_recovers_after_kill_9(data_dir: Path) -> None:
         banner = second.banner()
         assert not any("admin /" in line for line in banner), "the admin exists: no new password"
         assert httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=10).status_code == 200
+        # one `ioc up` per data dir
+        env = {k: v for k, v in os.environ.items() if not k.startswith("IOC_")}
+        third = subprocess.run(
+            [sys.executable, "-m", "cli.main", "up", "--data-dir", str(data_dir)],
+            capture_output=True,
+            text=True,
+            env=env,
+            cwd=data_dir,
+            timeout=60,
+        )
+        assert third.returncode == 1 and "already runs" in third.stderr
     finally:
         rc = second.stop()
     assert rc == 0, second.tail()
