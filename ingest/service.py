@@ -17,6 +17,7 @@ from ingest.mqtt import BrokerHealth, IngestConfig, MqttIngest
 from services import liveness
 from services.db import connect, first_line
 from services.errors import Unavailable
+from services.maintenance import devices_in_maintenance
 from services.registry_cache import RegistryCache
 from services.settings import IocSettings
 
@@ -40,14 +41,6 @@ class IngestSettings(IocSettings):
 
 def default_client_id() -> str:
     return f"ioc-ingest-{socket.gethostname()}"
-
-
-def _in_maintenance(conn: psycopg.Connection, now: datetime) -> set[str]:
-    try:
-        from services.maintenance import devices_in_maintenance
-    except ImportError:  # TODO(lead): remove once services/maintenance.py lands
-        return set()
-    return devices_in_maintenance(conn, now)
 
 
 class IngestService:
@@ -108,7 +101,7 @@ class IngestService:
                 if time.monotonic() - last_health >= HEALTH_S:
                     liveness.report_health(conn, self.client_id, since)
                     last_health = time.monotonic()
-                maint = _in_maintenance(conn, now)
+                maint = devices_in_maintenance(conn, now, self.settings.tz)
                 conn.commit()
                 liveness.sweep(conn, self.registry.devices, now, since, maint)
             except (psycopg.Error, Unavailable) as err:

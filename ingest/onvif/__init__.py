@@ -73,6 +73,9 @@ async def run_onvif(
                 await Poller(conn, publisher.publish, vault, tuning or Tuning(), reload_s=reload_s).run(stop)
             except* LockLost as eg:
                 log.warning("ONVIF poller lost its database connection (%s); standing by", eg.exceptions[0])
+            except* Exception:
+                log.exception("ONVIF poller failed; starting again")
+                await wait(stop, lock_retry_s)
             finally:
                 await asyncio.to_thread(conn.close)
     finally:

@@ -5,9 +5,11 @@ import asyncio
 import base64
 import logging
 import time
+import weakref
 from collections.abc import Awaitable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
@@ -21,7 +23,7 @@ from services.errors import IocError, Unavailable
 _root = logging.getLogger()
 _handlers, _level = list(_root.handlers), _root.level
 import onvif  # noqa: E402
-from onvif.client import ONVIFCamera  # noqa: E402
+from onvif.client import ONVIFCamera, ONVIFService  # noqa: E402
 from onvif.exceptions import ONVIFError  # noqa: E402
 
 for _h in _root.handlers[len(_handlers) :]:
@@ -141,6 +143,46 @@ class _Camera(ONVIFCamera):
         return rewrite_host(normalize_url(url), self.host, self.port)
 
 
+_WSDLS = (
+    ("devicemgmt.wsdl", "DeviceBinding", "device"),
+    ("media.wsdl", "MediaBinding", "media"),
+    ("events.wsdl", "EventBinding", "events"),
+)
+_wsdls_loaded = False
+_wsdl_locks: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Lock]" = (
+    weakref.WeakKeyDictionary()
+)
+
+
+async def load_wsdls() -> None:
+    """Parse the WSDLs once per process, one at a time.
+
+    The library parses a WSDL on first use without a lock: a thousand cameras starting at once
+    would each parse it in parallel (seconds of CPU each) and time out.
+    """
+    global _wsdls_loaded
+    if _wsdls_loaded:
+        return
+    lock = _wsdl_locks.setdefault(asyncio.get_running_loop(), asyncio.Lock())
+    async with lock:
+        if _wsdls_loaded:
+            return
+        for wsdl, binding, ns in _WSDLS:
+            svc = ONVIFService(
+                "http://127.0.0.1/",
+                None,
+                None,
+                str(Path(onvif.__file__).parent / "wsdl" / wsdl),
+                binding_name=f"{{http://www.onvif.org/ver10/{ns}/wsdl}}{binding}",
+                no_cache=True,
+            )
+            try:
+                await svc.setup()
+            finally:
+                await svc.close()
+        _wsdls_loaded = True
+
+
 @dataclass(frozen=True)
 class Clock:
     offset_s: float
@@ -207,6 +249,20 @@ class CameraClient:
         except Exception as err:  # noqa: BLE001  # every library/network failure becomes ours
             raise translate(err, what) from err
 
+    async def _service(self, name: str) -> Any:
+        """A service proxy. Not under the call timeout: building one is local work, and a
+        timeout cancelling it half-way would leak its HTTP session."""
+        await load_wsdls()
+        cam = self.cam
+        try:
+            if name == "pullpoint":
+                return await cam.create_pullpoint_service()
+            if name == "subscription":
+                return await cam.create_subscription_service("PullPointSubscription")
+            return await cam.create_onvif_service(name)
+        except Exception as err:  # noqa: BLE001  # "service not offered" and the like
+            raise translate(err, f"{name} service") from err
+
     @property
     def cam(self) -> _Camera:
         if self._cam is None:
@@ -238,7 +294,7 @@ class CameraClient:
 
     async def clock(self) -> Clock:
         """GetSystemDateAndTime without credentials (PRE_AUTH): reachability, rtt, clock offset."""
-        dm = await self._call("device service", self.cam.create_devicemgmt_service())
+        dm = await self._service("devicemgmt")
         t0 = time.time()
         try:
             res = await self._call("GetSystemDateAndTime", dm.authless_GetSystemDateAndTime())
@@ -273,7 +329,7 @@ class CameraClient:
         return True
 
     async def device_info(self) -> DeviceInfo:
-        dm = await self._call("device service", self.cam.create_devicemgmt_service())
+        dm = await self._service("devicemgmt")
         r = await self._call("GetDeviceInformation", dm.GetDeviceInformation())
         info = DeviceInfo(
             _s(r, "Manufacturer"),
@@ -290,7 +346,7 @@ class CameraClient:
     async def discover_services(self) -> dict[str, str]:
         """XAddrs by namespace: GetServices, or GetCapabilities on older firmware."""
         cam = self.cam
-        dm = await self._call("device service", cam.create_devicemgmt_service())
+        dm = await self._service("devicemgmt")
         xaddrs: dict[str, str] = {}
         try:
             services = await self._call("GetServices", dm.GetServices({"IncludeCapability": False}))
@@ -317,7 +373,7 @@ class CameraClient:
 
     async def profiles(self) -> list[Profile]:
         """Media profiles with their RTSP stream and snapshot URIs (credentials stripped)."""
-        media = await self._call("media service", self.cam.create_media_service())
+        media = await self._service("media")
         out = []
         for p in await self._call("GetProfiles", media.GetProfiles()) or []:
             token = getattr(p, "token", None)
@@ -388,7 +444,7 @@ class CameraClient:
 
     async def subscribe(self, ttl_s: float) -> Subscription:
         cam = self.cam
-        events = await self._call("event service", cam.create_events_service())
+        events = await self._service("events")
         r = await self._call(
             "CreatePullPointSubscription",
             events.CreatePullPointSubscription({"InitialTerminationTime": f"PT{int(ttl_s)}S"}),
@@ -403,7 +459,7 @@ class CameraClient:
 
     async def pull(self, wait_s: float, limit: int = 100) -> list[Any]:
         """PullMessages, waiting up to `wait_s` on the camera for something to happen."""
-        pp = await self._call("pullpoint", self.cam.create_pullpoint_service())
+        pp = await self._service("pullpoint")
         r = await self._call(
             "PullMessages",
             pp.PullMessages({"Timeout": timedelta(seconds=wait_s), "MessageLimit": limit}),
@@ -412,9 +468,7 @@ class CameraClient:
         return list(getattr(r, "NotificationMessage", None) or [])
 
     async def renew(self, ttl_s: float) -> None:
-        sub = await self._call(
-            "subscription manager", self.cam.create_subscription_service("PullPointSubscription")
-        )
+        sub = await self._service("subscription")
         r = await self._call("Renew", sub.Renew(f"PT{int(ttl_s)}S"))
         if self.subscription is not None:
             self.subscription = Subscription(self.subscription.address, _expiry(r, ttl_s))
@@ -423,9 +477,7 @@ class CameraClient:
         if self.subscription is None or self._cam is None:
             return
         try:
-            sub = await self._call(
-                "subscription manager", self.cam.create_subscription_service("PullPointSubscription")
-            )
+            sub = await self._service("subscription")
             await self._call("Unsubscribe", sub.Unsubscribe())
         except CameraError:
             pass  # a courtesy: the camera drops it at its termination time anyway

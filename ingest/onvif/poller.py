@@ -108,9 +108,17 @@ class Poller:
             if device_id not in self.tasks:
                 cp = CameraPoller(target, self.publish, self.save_media, self.sem, self.tuning)
                 self.pollers[device_id] = cp
-                self.tasks[device_id] = tg.create_task(cp.run(), name=f"onvif[{device_id}]")
+                self.tasks[device_id] = tg.create_task(_guarded(cp), name=f"onvif[{device_id}]")
         self.targets = targets
         log.info("ONVIF poller: %d camera(s)", len(targets))
+
+
+async def _guarded(cp: CameraPoller) -> None:
+    """One camera's failure must never take the others down with the task group."""
+    try:
+        await cp.run()
+    except Exception:
+        log.exception("camera %s: poller stopped unexpectedly", cp.t.device_id)
 
 
 async def wait(stop: asyncio.Event, seconds: float) -> None:

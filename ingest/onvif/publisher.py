@@ -53,6 +53,7 @@ class MqttPublisher:
         self._client.on_disconnect = self._on_disconnect
         self.connected = threading.Event()
         self.published = 0
+        self._stopping = False
 
     def _on_connect(self, client: mqtt.Client, userdata: Any, flags: Any, rc: Any, props: Any = None) -> None:
         if rc == 0:
@@ -65,7 +66,7 @@ class MqttPublisher:
     def _on_disconnect(
         self, client: mqtt.Client, userdata: Any, flags: Any, rc: Any, props: Any = None
     ) -> None:
-        if self.connected.is_set():
+        if self.connected.is_set() and not self._stopping:
             log.warning("ONVIF poller lost MQTT %s:%s (%s); reconnecting", self._host, self._port, rc)
         self.connected.clear()
 
@@ -74,6 +75,7 @@ class MqttPublisher:
         self._client.loop_start()
 
     def stop(self) -> None:
+        self._stopping = True
         self._client.disconnect()
         self._client.loop_stop()
 

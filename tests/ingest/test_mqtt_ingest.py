@@ -203,3 +203,47 @@ def test_status_changes_reach_the_live_feed_in_order(
     assert all(
         item["type"] == "status" and item["device_id"] == "spk-1" for _, _, items in rows for item in items
     )
+
+
+def test_maintenance_window_puts_device_in_maintenance_and_back(
+    ingest: IngestService, pub: Publisher, db_url: str
+) -> None:
+    from services import maintenance
+
+    pub.publish(status_topic("speaker", "spk-1"), b'{"volume": 3}')
+    wait_for(lambda: scalar(db_url, "SELECT state FROM device_state WHERE device_id='spk-1'") == "online")
+    now = datetime.now(UTC)
+    with psycopg.connect(db_url) as conn:
+        w = maintenance.create(
+            conn,
+            commune_id=T,
+            device_id="spk-1",
+            village_id=None,
+            kind=None,
+            starts_at=now - timedelta(minutes=1),
+            ends_at=now + timedelta(seconds=3),
+            reason="thay loa",
+            rrule_text=None,
+            actor="test",
+        )
+    wait_for(
+        lambda: scalar(db_url, "SELECT state FROM device_state WHERE device_id='spk-1'") == "maintenance"
+    )
+    # A status during maintenance keeps the device in maintenance.
+    pub.publish(status_topic("speaker", "spk-1"), b'{"volume": 4}')
+    wait_for(
+        lambda: scalar(db_url, "SELECT metrics->>'volume' FROM device_state WHERE device_id='spk-1'") == "4"
+    )
+    assert scalar(db_url, "SELECT state FROM device_state WHERE device_id='spk-1'") == "maintenance"
+    # The window ends: the device is judged again (heard recently, so online).
+    wait_for(
+        lambda: scalar(db_url, "SELECT state FROM device_state WHERE device_id='spk-1'") == "online",
+        timeout=15,
+    )
+    assert w.id > 0
+    assert (
+        scalar(
+            db_url, "SELECT string_agg(state, ',' ORDER BY seq) FROM state_changes WHERE device_id='spk-1'"
+        )
+        == "online,maintenance,online"
+    )
