@@ -14,7 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from cli.embedded import free_port
+from cli.embedded import free_port, port_open
 from tests.fix_pg import private_dir
 
 pytestmark = pytest.mark.slow
@@ -176,6 +176,17 @@ def test_up_demo_starts_prints_url_and_login_and_stops_cleanly(data_dir: Path) -
         ) and time.monotonic() < deadline:
             time.sleep(0.2)
         assert child_pid(data_dir, "gateway") not in (None, gateway) and healthy(url)
+        # so is the embedded broker, on the same port
+        broker_pid = int((data_dir / "mqtt" / "mosquitto.pid").read_text())
+        broker_port = json.loads((data_dir / "mqtt" / "mosquitto.json").read_text())["port"]
+        os.kill(broker_pid, signal.SIGKILL)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and not (
+            int((data_dir / "mqtt" / "mosquitto.pid").read_text() or 0) != broker_pid
+            and port_open(broker_port)
+        ):
+            time.sleep(0.2)
+        assert int((data_dir / "mqtt" / "mosquitto.pid").read_text()) != broker_pid and port_open(broker_port)
     finally:
         rc = up.stop()
     assert rc == 0, up.tail()
