@@ -6,6 +6,7 @@ from pathlib import Path
 from cli import context
 from services import mqtt_accounts
 from services.db import connect
+from services.settings import IocSettings
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -42,7 +43,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
 
 def run(args: argparse.Namespace) -> int:
     context.data_dir_arg(args.data_dir)
-    s = context.settings()
+    s: IocSettings = context.settings()
     assert s.database_url
     pw_file = args.ioc_password_file or s.data_dir / "mqtt" / "ioc.password"
     with connect(s.database_url) as conn:
