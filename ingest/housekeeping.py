@@ -28,6 +28,7 @@ class Housekeeper:
         self.settings = settings
         self.lock_id = lock_id
         self._due = {"rollup": 0.0, "retention": 0.0, "feed": 0.0}
+        self.is_leader = False
 
     def run(self, stop: threading.Event) -> None:
         conn: psycopg.Connection | None = None
@@ -43,15 +44,18 @@ class Housekeeper:
                     )  # type: ignore[index]
                     if leader:
                         log.info("this process is the housekeeper")
-                    continue
-                self._run_due(conn)
+                self.is_leader = leader
+                if leader:
+                    self._run_due(conn)
             except (psycopg.OperationalError, Unavailable) as err:
                 log.warning("housekeeping failed: %s", first_line(err))
                 if conn is not None:
                     conn.close()
                 conn, leader = None, False
+                self.is_leader = False
         if conn is not None:
             conn.close()
+        self.is_leader = False
 
     def _run_due(self, conn: psycopg.Connection) -> None:
         now_m = time.monotonic()
