@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test check bench deps deps-browser venv clean
+.PHONY: run test check bench deps deps-browser venv clean dashboard-vendor
 
 run: deps venv
 	$(BIN)/ioc up --demo
@@ -38,3 +38,12 @@ $(STAMP): pyproject.toml
 
 clean:
 	rm -rf $(VENV) .pytest_cache test-output
+
+# Refresh the dashboard's vendored libraries from npm (committed; the page needs no build step).
+dashboard-vendor:
+	@d=$$(mktemp -d) && cd $$d && npm pack -q leaflet@1.9.4 uplot@1.6.32 >/dev/null && \
+	  mkdir l u && tar xzf leaflet-1.9.4.tgz -C l && tar xzf uplot-1.6.32.tgz -C u && cd - >/dev/null && \
+	  cp $$d/l/package/dist/leaflet.js $$d/l/package/dist/leaflet.css $$d/l/package/LICENSE dashboard/vendor/leaflet/ && \
+	  cp $$d/l/package/dist/images/*.png dashboard/vendor/leaflet/images/ && \
+	  cp $$d/u/package/dist/uPlot.iife.min.js $$d/u/package/dist/uPlot.min.css $$d/u/package/LICENSE dashboard/vendor/uplot/ && \
+	  rm -rf $$d

@@ -1,9 +1,9 @@
 """WS /ws/live on a real gateway process: auth, snapshot, ordered feed, resume, scope, slow clients."""
 
 import json
+import secrets
 import socket
 from collections.abc import Callable, Iterator
-from datetime import UTC, datetime
 from typing import Any
 
 import psycopg
@@ -14,6 +14,7 @@ from websockets.sync.client import ClientConnection, connect
 
 from gateway.live import Client, Message
 from services import auth, feed
+from tests.dashboard.pipeline import set_state
 from tests.dashboard.serve import gateway
 
 Headers = Callable[..., dict[str, str]]
@@ -28,44 +29,8 @@ DEVICES = {
 }
 
 
-def set_state(db_url: str, *changes: tuple[str, str]) -> int:
-    """Write (device_id, state) transitions the way ingest does; returns the first feed seq."""
-    now = datetime.now(UTC)
-    with psycopg.connect(db_url) as conn:
-        items, rows = [], []
-        for device_id, state in changes:
-            d = conn.execute(
-                "SELECT d.commune_id, d.village_id, d.kind, s.state FROM devices d"
-                " JOIN device_state s ON s.device_id = d.id WHERE d.id = %s",
-                (device_id,),
-            ).fetchone()
-            assert d is not None
-            conn.execute(
-                "UPDATE device_state SET state = %s, since = %s, last_seen = %s, metrics = %s, reason = 'test'"
-                " WHERE device_id = %s",
-                (state, now, now, Jsonb({"volume": 40}), device_id),
-            )
-            rows.append((device_id, d[0], d[1], d[2], state, d[3], now, "test"))
-            items.append(
-                {
-                    "type": "status",
-                    "device_id": device_id,
-                    "commune": d[0],
-                    "village": d[1],
-                    "kind": d[2],
-                    "state": state,
-                    "since": now.isoformat(),
-                    "last_seen": now.isoformat(),
-                    "reason": "test",
-                    "metrics": {"volume": 40},
-                }
-            )
-        feed.record_changes(conn, rows)
-        return feed.publish(conn, items)
-
-
 def event(db_url: str, device_id: str, n: int, size: int = 0) -> None:
-    """n events of one device in one transaction (each its own feed message)."""
+    # Random text: compression must not shrink what a slow client has to take.
     with psycopg.connect(db_url) as conn:
         feed.publish(
             conn,
@@ -76,7 +41,7 @@ def event(db_url: str, device_id: str, n: int, size: int = 0) -> None:
                     "commune": DEVICES[device_id],
                     "event_type": "test",
                     "severity": "info",
-                    "message": "x" * size,
+                    "message": secrets.token_hex(size // 2),
                     "i": i,
                 }
                 for i in range(n)

@@ -1,0 +1,160 @@
+// Start-up, sign-in, top bar and the hash router that swaps views.
+
+import { api, setUnauthorizedHandler } from "./api.js";
+import * as i18n from "./i18n.js";
+import { t } from "./i18n.js";
+import * as live from "./live.js";
+import * as overview from "./views/overview.js";
+import * as mapView from "./views/map.js";
+import * as devices from "./views/devices.js";
+import * as device from "./views/device.js";
+import * as report from "./views/report.js";
+
+const $ = (sel) => document.querySelector(sel);
+const ROUTES = [
+  [/^#?\/?$/, "overview", overview],
+  [/^#\/map$/, "map", mapView],
+  [/^#\/devices$/, "devices", devices],
+  [/^#\/device\/([^/]+)$/, "devices", device],
+  [/^#\/report$/, "report", report],
+];
+
+export const session = { user: null, config: {} };
+let current = null;
+let connState = "connecting";
+
+async function boot() {
+  session.config = await fetch("/ui/config.json").then((r) => r.json()).catch(() => ({}));
+  i18n.init(session.config);
+  i18n.applyI18n(document);
+  setUnauthorizedHandler(showLogin);
+  for (const b of document.querySelectorAll("[data-lang]")) b.addEventListener("click", () => i18n.setLang(b.dataset.lang));
+  $("#lang-switch").addEventListener("click", () => i18n.setLang(i18n.getLang() === "vi" ? "en" : "vi"));
+  $("#login").addEventListener("submit", login);
+  $("#logout").addEventListener("click", logout);
+  i18n.onLang(() => {
+    renderTopbar();
+    route(true);
+  });
+  live.onConnection((state) => {
+    connState = state;
+    renderConn();
+  });
+  live.subscribe((delta) => {
+    renderCommune();
+    if (current && current.view.update) current.view.update(delta);
+  });
+  window.addEventListener("hashchange", () => route());
+  setInterval(tick, 1000);
+  try {
+    session.user = await api("/api/v1/auth/me");
+    showApp();
+  } catch {
+    showLogin();
+  }
+}
+
+function showLogin() {
+  live.stop();
+  unmount();
+  session.user = null;
+  $("#app").hidden = true;
+  $("#login-view").hidden = false;
+  document.body.dataset.signedIn = "false";
+  $("#login input[name=username]").focus();
+}
+
+function showApp() {
+  $("#login-view").hidden = true;
+  $("#app").hidden = false;
+  document.body.dataset.signedIn = "true";
+  renderTopbar();
+  live.start();
+  route(true);
+}
+
+async function login(e) {
+  e.preventDefault();
+  const form = e.target;
+  const err = $("#login-error");
+  err.hidden = true;
+  form.querySelector("button[type=submit]").disabled = true;
+  try {
+    await api("/api/v1/auth/login", {
+      method: "POST",
+      body: { username: form.username.value.trim(), password: form.password.value },
+    });
+    session.user = await api("/api/v1/auth/me");
+    form.password.value = "";
+    showApp();
+  } catch (ex) {
+    err.textContent = ex.status === 401 ? t("login.failed") : t("misc.error", { msg: ex.message });
+    err.hidden = false;
+  } finally {
+    form.querySelector("button[type=submit]").disabled = false;
+  }
+}
+
+async function logout() {
+  try {
+    await api("/api/v1/auth/logout", { method: "POST" });
+  } catch {
+    // Signed out either way.
+  }
+  showLogin();
+}
+
+function renderTopbar() {
+  $("#lang-switch").textContent = i18n.getLang() === "vi" ? "EN" : "VI";
+  $("#lang-switch").dataset.lang = i18n.getLang() === "vi" ? "en" : "vi";
+  if (session.user) $("#user").textContent = `${session.user.username} · ${session.user.role}`;
+  renderConn();
+  renderCommune();
+}
+
+function renderConn() {
+  const el = $("#conn");
+  el.dataset.state = connState;
+  el.querySelector(".conn-label").textContent = t(`conn.${connState}`);
+}
+
+function renderCommune() {
+  const names = [...live.store.communes.values()].map((c) => c.name);
+  $("#commune-name").textContent = names.join(" · ");
+}
+
+function tick() {
+  if (!session.user) return;
+  $("#clock").textContent = i18n.fmtTime(new Date(), "time");
+  if (current && current.view.tick && Date.now() % 10000 < 1000) current.view.tick();
+}
+
+function unmount() {
+  if (current && current.view.unmount) current.view.unmount();
+  current = null;
+  $("#view").replaceChildren();
+}
+
+function route(force = false) {
+  if (!session.user) return;
+  const hash = location.hash || "#/";
+  for (const [re, nav, view] of ROUTES) {
+    const m = hash.match(re);
+    if (!m) continue;
+    if (!force && current && current.hash === hash) return;
+    unmount();
+    for (const a of document.querySelectorAll("[data-nav]")) {
+      a.classList.toggle("active", a.dataset.nav === nav);
+      if (a.dataset.nav === nav) a.setAttribute("aria-current", "page");
+      else a.removeAttribute("aria-current");
+    }
+    const el = $("#view");
+    el.dataset.view = view === device ? "device" : nav;
+    current = { hash, view };
+    view.mount(el, m.slice(1).map(decodeURIComponent), session);
+    return;
+  }
+  location.hash = "#/";
+}
+
+boot();

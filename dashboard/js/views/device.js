@@ -1,0 +1,249 @@
+// One device: live state, latest metrics, history charts (bucketed on the server), events,
+// and for cameras the stream and snapshot links they report.
+
+import { allPages, api, query } from "../api.js";
+import { esc, fmtMetric, STATE_COLORS, statePill } from "../dom.js";
+import { fmtAgo, fmtTime, getTz, t } from "../i18n.js";
+import { deviceName, store, villageName } from "../live.js";
+
+const uPlot = window.uPlot;
+const PERIODS = { "6h": [6 * 3600, "5m"], "24h": [86400, "15m"], "7d": [7 * 86400, "1h"], "30d": [30 * 86400, "6h"] };
+// Metrics charted first for each kind; any other numeric metric in the history follows.
+const KIND_METRICS = {
+  speaker: ["volume", "battery_pct", "rssi_dbm", "temperature_c"],
+  eboard: ["brightness_pct", "temperature_c"],
+  wifi: ["clients", "cpu_pct", "mem_pct"],
+  gateway: ["rtt_ms", "cpu_pct", "mem_pct"],
+  camera: ["rtt_ms", "clock_offset_s"],
+};
+let period = "24h";
+let root = null;
+let id = null;
+let charts = [];
+let resizeObs = null;
+
+export function mount(el, params) {
+  id = params[0];
+  root = document.createElement("section");
+  root.className = "device";
+  root.id = "device";
+  root.dataset.deviceId = id;
+  el.append(root);
+  renderShell();
+  loadHistory();
+}
+
+export function unmount() {
+  for (const c of charts) c.destroy();
+  charts = [];
+  if (resizeObs) resizeObs.disconnect();
+  resizeObs = null;
+  root = null;
+}
+
+export function update(delta) {
+  if (root && (delta.full || delta.devices.has(id))) renderLive();
+}
+
+export function tick() {
+  if (root) renderLive();
+}
+
+function renderShell() {
+  root.innerHTML = `
+    <a class="back" href="#/devices">${esc(t("dev.back"))}</a>
+    <header class="device-head" id="device-head"></header>
+    <div class="grid-2">
+      <div class="card"><h2>${esc(t("dev.metrics"))}</h2><dl id="device-metrics" class="kv"></dl></div>
+      <div class="card" id="device-links-card" hidden><h2>${esc(t("dev.links"))}</h2><ul id="device-links" class="links"></ul></div>
+    </div>
+    <div class="card"><div class="card-head"><h2>${esc(t("dev.history"))}</h2>
+      <div class="seg" role="group" aria-label="${esc(t("dev.period"))}">${Object.keys(PERIODS).map((p) =>
+        `<button type="button" data-period="${p}" class="${p === period ? "active" : ""}">${esc(t(`period.${p}`))}</button>`).join("")}</div></div>
+      <div id="charts" class="charts"><div class="loading">${esc(t("misc.loading"))}</div></div></div>
+    <div class="card"><h2>${esc(t("dev.events"))}</h2><div class="table-wrap"><table id="events" class="table"></table></div></div>`;
+  root.querySelector(".seg").addEventListener("click", (e) => {
+    const b = e.target.closest("[data-period]");
+    if (!b) return;
+    period = b.dataset.period;
+    for (const x of root.querySelectorAll("[data-period]")) x.classList.toggle("active", x === b);
+    loadHistory();
+  });
+  renderLive();
+}
+
+function renderLive() {
+  const d = store.devices.get(id);
+  const head = root.querySelector("#device-head");
+  if (!d) {
+    head.innerHTML = store.loaded ? `<h1>${esc(t("dev.not_found"))}: ${esc(id)}</h1>` : `<h1>${esc(id)}</h1>`;
+    return;
+  }
+  const parent = d.parent ? ` · ${esc(t("dev.parent"))}: <a href="#/device/${encodeURIComponent(d.parent)}">${esc(deviceName(d.parent))}</a>` : "";
+  head.innerHTML = `<div><h1>${esc(d.name || d.device_id)}</h1>
+      <p class="muted"><code>${esc(d.device_id)}</code> · ${esc(t(`kind.${d.kind}`))} · ${esc(villageName(d.commune, d.village))}${parent}</p></div>
+    <div class="device-state"><span id="device-state" data-state="${esc(d.state)}">${statePill(d.state)}</span>
+      <small>${esc(t("col.since"))} ${esc(fmtTime(d.since))}</small>
+      <small>${esc(t("col.last_seen"))}: ${esc(fmtAgo(d.last_seen))}</small>
+      ${d.reason ? `<small class="reason">${esc(t("col.reason"))}: ${esc(d.reason)}</small>` : ""}</div>`;
+  const m = d.metrics || {};
+  const keys = Object.keys(m).filter((k) => !isLink(k, m[k])).sort();
+  root.querySelector("#device-metrics").innerHTML = keys.length
+    ? keys.map((k) => `<dt>${esc(k)}</dt><dd data-metric="${esc(k)}">${esc(fmtMetric(k, m[k]))}</dd>`).join("")
+    : `<dt>${esc(t("misc.none"))}</dt><dd></dd>`;
+  const links = collectLinks({ ...(d.attrs || {}), ...m });
+  const card = root.querySelector("#device-links-card");
+  card.hidden = links.length === 0;
+  card.parentElement.classList.toggle("single", card.hidden);
+  root.querySelector("#device-metrics").classList.toggle("wide", card.hidden);
+  root.querySelector("#device-links").innerHTML = links.map(([k, url]) =>
+    `<li><span>${esc(k)}</span> <a href="${esc(url)}" target="_blank" rel="noopener noreferrer" data-link="${esc(k)}">${esc(url)}</a></li>`).join("");
+}
+
+function isLink(key, value) {
+  return /stream|snapshot|rtsp|uri|url/i.test(key) && (typeof value === "string" || Array.isArray(value) || typeof value === "object");
+}
+
+// Stream/snapshot URIs a camera reports, however they are nested (profiles, lists, strings).
+function collectLinks(obj, prefix = "", out = []) {
+  for (const [k, v] of Object.entries(obj || {})) {
+    const name = prefix ? `${prefix}.${k}` : k;
+    if (typeof v === "string" && /^(rtsp|rtsps|https?):\/\//i.test(v) && /stream|snapshot|rtsp|uri|url|video|image/i.test(name)) out.push([name, v]);
+    else if (v && typeof v === "object" && out.length < 20) collectLinks(v, name, out);
+  }
+  return out;
+}
+
+async function loadHistory() {
+  const [span, bucket] = PERIODS[period];
+  const to = new Date();
+  const from = new Date(to.getTime() - span * 1000);
+  const params = { from: from.toISOString(), to: to.toISOString() };
+  const mine = root;
+  try {
+    const [hist, events] = await Promise.all([
+      api(`/api/v1/devices/${encodeURIComponent(id)}/history${query({ ...params, bucket, limit: 10000 })}`),
+      allPages(`/api/v1/devices/${encodeURIComponent(id)}/events`, params, 500),
+    ]);
+    if (root !== mine) return;
+    renderCharts(hist.items || []);
+    renderEvents(events);
+  } catch (err) {
+    if (root !== mine) return;
+    root.querySelector("#charts").innerHTML = `<p class="error">${esc(t("misc.error", { msg: err.message }))}</p>`;
+  }
+}
+
+function renderCharts(rows) {
+  for (const c of charts) c.destroy();
+  charts = [];
+  const box = root.querySelector("#charts");
+  box.innerHTML = "";
+  box.dataset.buckets = rows.length;
+  if (!rows.length || rows.every((r) => !r.n && r.online_share === null)) {
+    box.innerHTML = `<p class="muted" id="no-history">${esc(t("dev.no_history"))}</p>`;
+  }
+  if (!rows.length) return;
+  const xs = rows.map((r) => Date.parse(r.bucket) / 1000);
+  const d = store.devices.get(id) || {};
+  const names = new Set();
+  for (const r of rows) for (const k of Object.keys(r.metrics || {})) names.add(k);
+  const preferred = (KIND_METRICS[d.kind] || []).filter((k) => names.has(k));
+  const metrics = [...preferred, ...[...names].filter((k) => !preferred.includes(k)).sort()].slice(0, 8);
+  const width = Math.max(280, box.clientWidth - 4);
+  const tz = getTz();
+  const span = xs.length > 1 ? xs[xs.length - 1] - xs[0] : 0;
+  const xAxis = {
+    values: (_, splits) => splits.map((s) => fmtTime(new Date(s * 1000), span > 2 * 86400 ? "day" : "hm")),
+    size: 36,
+  };
+  const base = {
+    width,
+    tzDate: (ts) => uPlot.tzDate(new Date(ts * 1000), tz),
+    cursor: { sync: { key: `dev-${id}` } },
+    legend: { live: true },
+  };
+  const xSeries = { label: t("ev.time"), value: (_, v) => (v === null ? "—" : fmtTime(new Date(v * 1000), "short")) };
+  // The state band: one block per bucket, coloured by the share of it spent online.
+  const share = rows.map((r) => (r.online_share === null ? null : Math.round(r.online_share * 1000) / 10));
+  const band = document.createElement("div");
+  band.className = "chart";
+  band.dataset.chart = "state";
+  box.append(band);
+  charts.push(new uPlot({
+    ...base,
+    height: 96,
+    title: t("dev.state_band"),
+    scales: { y: { range: [0, 100] } },
+    axes: [xAxis, { show: false }],
+    series: [xSeries, {
+      label: t("state.online"),
+      stroke: STATE_COLORS.online,
+      paths: () => null,
+      points: { show: false },
+      value: (_, v) => (v === null ? "—" : `${v}%`),
+    }],
+    hooks: { draw: [drawBand] },
+  }, [xs, share], band));
+  for (const name of metrics) {
+    const pick = (k) => rows.map((r) => (r.metrics && r.metrics[name] ? r.metrics[name][k] : null));
+    const el = document.createElement("div");
+    el.className = "chart";
+    el.dataset.chart = name;
+    el.dataset.metric = name;
+    box.append(el);
+    charts.push(new uPlot({
+      ...base,
+      height: 150,
+      title: name,
+      series: [xSeries, { label: "min", stroke: "#93c5fd", width: 1, dash: [4, 3] },
+        { label: "avg", stroke: "#0f4c81", width: 2, fill: "rgba(15,76,129,0.08)" },
+        { label: "max", stroke: "#93c5fd", width: 1, dash: [4, 3] }],
+      axes: [xAxis, { size: 56 }],
+    }, [xs, pick("min"), pick("avg"), pick("max")], el));
+  }
+  if (!resizeObs) {
+    resizeObs = new ResizeObserver(() => {
+      const w = Math.max(280, box.clientWidth - 4);
+      for (const c of charts) c.setSize({ width: w, height: c.height });
+    });
+    resizeObs.observe(box);
+  }
+}
+
+function shareColor(v) {
+  if (v === null || v === undefined) return "#e2e8f0";
+  if (v >= 99.5) return STATE_COLORS.online;
+  if (v >= 90) return "#84cc16";
+  if (v >= 50) return "#f59e0b";
+  return STATE_COLORS.offline;
+}
+
+function drawBand(u) {
+  const xs = u.data[0];
+  const ys = u.data[1];
+  const { left, top, width, height } = u.bbox;
+  const ctx = u.ctx;
+  ctx.save();
+  ctx.beginPath();
+  ctx.rect(left, top, width, height);
+  ctx.clip();
+  const step = xs.length > 1 ? xs[1] - xs[0] : 3600;
+  for (let i = 0; i < xs.length; i++) {
+    const x0 = u.valToPos(xs[i], "x", true);
+    const x1 = u.valToPos(xs[i] + step, "x", true);
+    ctx.fillStyle = shareColor(ys[i]);
+    ctx.fillRect(x0, top + height * 0.15, Math.max(1, x1 - x0 - 0.5), height * 0.7);
+  }
+  ctx.restore();
+}
+
+function renderEvents(events) {
+  const table = root.querySelector("#events");
+  table.dataset.n = events.length;
+  table.innerHTML = events.length
+    ? `<thead><tr><th>${esc(t("ev.time"))}</th><th>${esc(t("ev.type"))}</th><th>${esc(t("ev.severity"))}</th><th>${esc(t("ev.message"))}</th></tr></thead><tbody>` +
+      events.map((e) => `<tr data-event-seq="${esc(e.seq)}"><td>${esc(fmtTime(e.ts))}</td><td>${esc(e.type)}</td>` +
+        `<td><span class="sev" data-severity="${esc(e.severity)}">${esc(t(`sev.${e.severity}`))}</span></td><td>${esc(e.message || "")}</td></tr>`).join("") + "</tbody>"
+    : `<tbody><tr><td class="muted">${esc(t("dev.no_events"))}</td></tr></tbody>`;
+}

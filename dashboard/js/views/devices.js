@@ -1,0 +1,176 @@
+// The device list: filters, search, and a virtualised table (only visible rows exist in the DOM),
+// so 5,000 devices and a stream of updates cost a few dozen row repaints per frame.
+
+import { downloadCsv, esc, metricSummary, STATE_RANK, statePill } from "../dom.js";
+import { fmtAgo, fmtTime, KINDS, STATES, t } from "../i18n.js";
+import { store, villageName } from "../live.js";
+
+const ROW_H = 44;
+const OVERSCAN = 8;
+// Kept across visits so that coming back from a device page keeps the operator's filters.
+const filters = { q: "", kind: "", state: "", village: "" };
+let root = null;
+let list = null;
+let rowsEl = null;
+let spacer = null;
+let filtered = [];
+let rowPool = [];
+let frame = 0;
+let scrollTop = 0;
+
+export function mount(el) {
+  root = document.createElement("section");
+  root.className = "devices";
+  root.id = "devices";
+  root.innerHTML = `
+    <div class="toolbar">
+      <input name="q" type="search" placeholder="${esc(t("list.search"))}" value="${esc(filters.q)}" aria-label="${esc(t("list.search"))}">
+      <select name="kind" aria-label="${esc(t("col.kind"))}"><option value="">${esc(t("list.all_kinds"))}</option>
+        ${KINDS.map((k) => `<option value="${k}">${esc(t(`kind.${k}`))}</option>`).join("")}</select>
+      <select name="state" aria-label="${esc(t("col.state"))}"><option value="">${esc(t("list.all_states"))}</option>
+        ${STATES.map((s) => `<option value="${s}">${esc(t(`state.${s}`))}</option>`).join("")}</select>
+      <select name="village" aria-label="${esc(t("col.village"))}"></select>
+      <span id="device-count" class="muted"></span>
+      <button type="button" id="devices-csv" class="chip">${esc(t("list.csv"))}</button>
+    </div>
+    <div class="vhead vrow"><span>${esc(t("col.state"))}</span><span>${esc(t("col.name"))}</span><span>${esc(t("col.kind"))}</span>
+      <span>${esc(t("col.village"))}</span><span>${esc(t("col.last_seen"))}</span><span>${esc(t("col.metrics"))}</span></div>
+    <div id="device-list" class="vlist" tabindex="0"><div class="vspacer"><div class="vrows"></div></div></div>`;
+  el.append(root);
+  list = root.querySelector("#device-list");
+  spacer = root.querySelector(".vspacer");
+  rowsEl = root.querySelector(".vrows");
+  rowPool = [];
+  fillVillages();
+  for (const name of ["kind", "state", "village"]) root.querySelector(`select[name=${name}]`).value = filters[name];
+  root.querySelector("input[name=q]").addEventListener("input", (e) => setFilter("q", e.target.value));
+  for (const s of root.querySelectorAll("select")) s.addEventListener("change", (e) => setFilter(e.target.name, e.target.value));
+  root.querySelector("#devices-csv").addEventListener("click", exportCsv);
+  list.addEventListener("scroll", () => {
+    scrollTop = list.scrollTop;
+    schedule();
+  }, { passive: true });
+  list.addEventListener("click", (e) => {
+    const row = e.target.closest("[data-device-id]");
+    if (row) location.hash = `#/device/${encodeURIComponent(row.dataset.deviceId)}`;
+  });
+  window.addEventListener("resize", schedule);
+  refilter();
+  list.scrollTop = scrollTop;
+  paint();
+}
+
+export function unmount() {
+  cancelAnimationFrame(frame);
+  window.removeEventListener("resize", schedule);
+  root = null;
+}
+
+export function update(delta) {
+  if (!root) return;
+  if (delta.full) {
+    fillVillages();
+    refilter();
+  } else if (delta.devices.size) {
+    // A state change may move a row (sort puts problems first) or out of a state filter.
+    let moved = false;
+    for (const id of delta.devices) {
+      const d = store.devices.get(id);
+      if (d && d._rank !== STATE_RANK[d.state]) moved = true;
+    }
+    if (moved) refilter();
+  }
+  schedule();
+}
+
+export function tick() {
+  if (root) paint(true);
+}
+
+function setFilter(name, value) {
+  filters[name] = value;
+  refilter();
+  list.scrollTop = 0;
+  schedule();
+}
+
+function fillVillages() {
+  const sel = root.querySelector("select[name=village]");
+  const opts = [...store.villages.values()].sort((a, b) => a.name.localeCompare(b.name, "vi"));
+  const multi = store.communes.size > 1;
+  sel.innerHTML = `<option value="">${esc(t("list.all_villages"))}</option>` + opts.map((v) =>
+    `<option value="${esc(`${v.commune}/${v.id}`)}">${esc(v.name)}${multi ? ` (${esc((store.communes.get(v.commune) || {}).name || v.commune)})` : ""}</option>`).join("");
+  sel.value = filters.village;
+}
+
+function refilter() {
+  const q = filters.q.trim().toLowerCase();
+  const out = [];
+  for (const d of store.devices.values()) {
+    d._rank = STATE_RANK[d.state] ?? 5;
+    if (filters.kind && d.kind !== filters.kind) continue;
+    if (filters.state && d.state !== filters.state) continue;
+    if (filters.village && `${d.commune}/${d.village}` !== filters.village) continue;
+    if (q) {
+      if (d._search === undefined) d._search = `${d.device_id} ${d.name || ""} ${villageName(d.commune, d.village)} ${d.kind}`.toLowerCase();
+      if (!d._search.includes(q)) continue;
+    }
+    out.push(d);
+  }
+  out.sort((a, b) => a._rank - b._rank || (a.name || a.device_id).localeCompare(b.name || b.device_id, "vi"));
+  filtered = out.map((d) => d.device_id);
+  root.querySelector("#device-count").textContent = t("list.count", { n: filtered.length, total: store.devices.size });
+  root.querySelector("#device-count").dataset.n = filtered.length;
+}
+
+function schedule() {
+  if (!frame) frame = requestAnimationFrame(() => {
+    frame = 0;
+    paint();
+  });
+}
+
+function paint(force = false) {
+  if (!root) return;
+  spacer.style.height = `${filtered.length * ROW_H}px`;
+  const first = Math.max(0, Math.floor(list.scrollTop / ROW_H) - OVERSCAN);
+  const last = Math.min(filtered.length, Math.ceil((list.scrollTop + list.clientHeight) / ROW_H) + OVERSCAN);
+  const need = last - first;
+  while (rowPool.length < need) {
+    const r = document.createElement("div");
+    r.className = "vrow";
+    r.setAttribute("role", "row");
+    rowsEl.append(r);
+    rowPool.push(r);
+  }
+  rowPool.forEach((r, i) => {
+    if (i >= need) {
+      r.hidden = true;
+      r.removeAttribute("data-device-id");
+      return;
+    }
+    const d = store.devices.get(filtered[first + i]);
+    r.hidden = false;
+    r.style.transform = `translateY(${(first + i) * ROW_H}px)`;
+    // Repaint a row only when what it shows changed.
+    const sig = `${d.device_id}|${d.state}|${d.last_seen}|${force ? Date.now() : ""}|${JSON.stringify(d.metrics || {})}`;
+    if (r._sig === sig) return;
+    r._sig = sig;
+    r.dataset.deviceId = d.device_id;
+    r.dataset.state = d.state || "unknown";
+    r.innerHTML = `<span>${statePill(d.state)}</span>` +
+      `<span class="name"><strong>${esc(d.name || d.device_id)}</strong><small>${esc(d.device_id)}</small></span>` +
+      `<span>${esc(t(`kind.${d.kind}`))}</span><span>${esc(villageName(d.commune, d.village))}</span>` +
+      `<span title="${esc(fmtTime(d.last_seen))}">${esc(fmtAgo(d.last_seen))}</span><span class="metrics">${esc(metricSummary(d))}</span>`;
+  });
+}
+
+function exportCsv() {
+  const rows = filtered.map((id) => {
+    const d = store.devices.get(id);
+    return [d.device_id, d.name, d.kind, d.commune, d.village, villageName(d.commune, d.village), d.state,
+      d.since, d.last_seen, d.reason, d.metrics];
+  });
+  downloadCsv("devices.csv", ["device_id", "name", "kind", "commune", "village", "village_name", "state", "since",
+    "last_seen", "reason", "metrics"], rows);
+}

@@ -1,0 +1,185 @@
+// The commune map: every device a dot coloured by its state.
+// With no tile URL configured it is a plan drawn from device coordinates (no internet needed);
+// with no coordinates at all, a schematic plan with one block per village.
+
+import { esc, STATE_COLORS } from "../dom.js";
+import { STATES, t } from "../i18n.js";
+import { deviceName, store, villageName } from "../live.js";
+
+const L = window.L;
+let map = null;
+let markers = new Map();
+let root = null;
+let tileUrl = null;
+
+export function mount(el, _params, session) {
+  tileUrl = session.config.map_tile_url || null;
+  root = document.createElement("section");
+  root.className = "mapview";
+  root.innerHTML = `<div id="map" class="${tileUrl ? "tiles" : "plan"}"></div>
+    <div class="map-legend card" id="map-legend"></div><div class="map-note" id="map-note"></div>`;
+  el.append(root);
+  build();
+}
+
+export function unmount() {
+  if (map) map.remove();
+  map = null;
+  markers = new Map();
+  root = null;
+}
+
+export function update(delta) {
+  if (!root) return;
+  if (delta.full || !map) {
+    build();
+    return;
+  }
+  for (const id of delta.devices) {
+    const m = markers.get(id);
+    const d = store.devices.get(id);
+    if (m && d) m.setStyle(style(d.state));
+  }
+  renderLegend();
+}
+
+function style(state) {
+  const color = STATE_COLORS[state] || STATE_COLORS.unknown;
+  return { color: "#0f172a", weight: 1, fillColor: color, fillOpacity: 0.95, radius: state === "online" ? 6 : 8 };
+}
+
+function build() {
+  if (map) {
+    map.remove();
+    markers = new Map();
+  }
+  if (!store.loaded) return;
+  const devices = [...store.devices.values()];
+  const geo = devices.some((d) => d.lat !== null && d.lon !== null && d.lat !== undefined);
+  map = L.map(root.querySelector("#map"), {
+    preferCanvas: true,
+    crs: geo ? L.CRS.EPSG3857 : L.CRS.Simple,
+    minZoom: geo ? 3 : -5,
+    attributionControl: Boolean(tileUrl),
+    zoomSnap: 0.25,
+  });
+  if (tileUrl && geo) L.tileLayer(tileUrl, { maxZoom: 19, attribution: "© OpenStreetMap contributors" }).addTo(map);
+  const { pos, villages, placed } = geo ? geoLayout(devices) : planLayout(devices);
+  // The view must be set before any vector layer is added.
+  const points = [...pos.values()];
+  if (points.length) map.fitBounds(L.latLngBounds(points).pad(0.15));
+  else map.setView([0, 0], 0);
+  const links = L.layerGroup().addTo(map);
+  for (const d of devices) {
+    const p = pos.get(d.device_id);
+    const parent = d.parent && pos.get(d.parent);
+    if (p && parent) L.polyline([parent, p], { color: "#64748b", weight: 1, opacity: 0.45, interactive: false }).addTo(links);
+  }
+  for (const [, , area] of villages) {
+    if (area) L.circle(area.center, { radius: area.radius, color: "#0f4c81", weight: 1, opacity: 0.35, fillColor: "#0f4c81", fillOpacity: 0.05, interactive: false }).addTo(map);
+  }
+  for (const [label, center] of villages) {
+    L.marker(center, { icon: L.divIcon({ className: "village-label", html: `<span>${esc(label)}</span>`, iconSize: null }), interactive: false, keyboard: false }).addTo(map);
+  }
+  for (const d of devices) {
+    const p = pos.get(d.device_id);
+    if (!p) continue;
+    const m = L.circleMarker(p, style(d.state)).addTo(map);
+    m.bindTooltip(() => tooltip(d.device_id), { direction: "top", offset: [0, -6] });
+    m.on("click", () => { location.hash = `#/device/${encodeURIComponent(d.device_id)}`; });
+    markers.set(d.device_id, m);
+  }
+  root.querySelector("#map-note").textContent = [tileUrl ? "" : t("map.plan"), placed ? t("map.no_coords", { n: placed }) : ""]
+    .filter(Boolean).join(" · ");
+  renderLegend();
+  // The container got its size only now that the view is in the page.
+  requestAnimationFrame(() => map && map.invalidateSize());
+}
+
+function tooltip(id) {
+  const d = store.devices.get(id);
+  return `<strong>${esc(deviceName(id))}</strong><br>${esc(t(`kind.${d.kind}`))} · ${esc(villageName(d.commune, d.village))}<br>` +
+    `<span class="pill" data-state="${esc(d.state)}"><i class="dot"></i>${esc(t(`state.${d.state || "unknown"}`))}</span>`;
+}
+
+function renderLegend() {
+  const counts = Object.fromEntries(STATES.map((s) => [s, 0]));
+  for (const d of store.devices.values()) counts[d.state || "unknown"] += 1;
+  root.querySelector("#map-legend").innerHTML = STATES.map((s) =>
+    `<span class="legend-item" data-state="${s}"><i class="dot"></i>${esc(t(`state.${s}`))} <b data-map-count="${s}">${counts[s]}</b></span>`).join("");
+}
+
+function groupByVillage(devices) {
+  const groups = new Map();
+  for (const d of devices) {
+    const key = `${d.commune}/${d.village || ""}`;
+    if (!groups.has(key)) groups.set(key, []);
+    groups.get(key).push(d);
+  }
+  return groups;
+}
+
+// Real coordinates; devices without them go on rings around their village's centre.
+function geoLayout(devices) {
+  const pos = new Map();
+  const villages = [];
+  let placed = 0;
+  const all = devices.filter((d) => d.lat !== null && d.lon !== null && d.lat !== undefined);
+  const mid = centre(all);
+  for (const [key, members] of groupByVillage(devices)) {
+    const located = members.filter((d) => d.lat !== null && d.lon !== null && d.lat !== undefined);
+    for (const d of located) pos.set(d.device_id, [d.lat, d.lon]);
+    const c = located.length ? centre(located) : mid;
+    const missing = members.filter((d) => !pos.has(d.device_id));
+    missing.forEach((d, i) => {
+      const ring = Math.floor(i / 12) + 1;
+      const a = (2 * Math.PI * (i % 12)) / 12 + ring * 0.3;
+      pos.set(d.device_id, [c[0] + 0.0012 * ring * Math.sin(a), c[1] + 0.0012 * ring * Math.cos(a)]);
+      placed += 1;
+    });
+    const [commune, village] = key.split("/");
+    if (!village) continue;
+    // The village's area: a circle around its devices; its name just above it.
+    let radius = 120;
+    for (const d of members) {
+      const p = pos.get(d.device_id);
+      radius = Math.max(radius, L.latLng(c).distanceTo(p) + 90);
+    }
+    const top = [c[0] + radius / 111320, c[1]];
+    villages.push([villageName(commune, village), top, { center: c, radius }]);
+  }
+  return { pos, villages, placed };
+}
+
+// No coordinates anywhere: one square block per village, devices on a grid inside it.
+function planLayout(devices) {
+  const pos = new Map();
+  const villages = [];
+  const groups = [...groupByVillage(devices).entries()].sort((a, b) => a[0].localeCompare(b[0]));
+  const cols = Math.ceil(Math.sqrt(groups.length || 1));
+  const block = 120;
+  groups.forEach(([key, members], gi) => {
+    const bx = (gi % cols) * block;
+    const by = Math.floor(gi / cols) * block;
+    const per = Math.ceil(Math.sqrt(members.length));
+    const step = (block - 40) / Math.max(per, 1);
+    members.sort((a, b) => a.kind.localeCompare(b.kind) || a.device_id.localeCompare(b.device_id));
+    members.forEach((d, i) => {
+      pos.set(d.device_id, [-(by + 30 + Math.floor(i / per) * step), bx + 20 + (i % per) * step]);
+    });
+    const [commune, village] = key.split("/");
+    villages.push([village ? villageName(commune, village) : "—", [-(by + 12), bx + block / 2 - 10]]);
+  });
+  return { pos, villages, placed: devices.length };
+}
+
+function centre(list) {
+  if (!list.length) return [0, 0];
+  let lat = 0;
+  let lon = 0;
+  for (const d of list) {
+    lat += d.lat;
+    lon += d.lon;
+  }
+  return [lat / list.length, lon / list.length];
+}

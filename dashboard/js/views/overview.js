@@ -1,0 +1,185 @@
+// Overview: counts by state, by village and kind, open alerts, and what changed in the last hour.
+
+import { api } from "../api.js";
+import { esc, statePill } from "../dom.js";
+import { fmtAgo, fmtTime, KINDS, STATES, t } from "../i18n.js";
+import { deviceName, recentActivity, store, villageName } from "../live.js";
+
+let root = null;
+let session = null;
+
+export function mount(el, _params, sess) {
+  session = sess;
+  root = document.createElement("section");
+  root.id = "overview";
+  root.className = "overview";
+  root.innerHTML = `
+    <div class="kpis" id="kpis"></div>
+    <div class="kind-summary" id="kind-summary"></div>
+    <div class="grid-2">
+      <div class="card"><h2>${esc(t("ov.villages"))}</h2><div class="table-wrap"><table id="village-table" class="matrix"></table></div></div>
+      <div class="card"><h2>${esc(t("ov.alerts"))} <span class="badge" id="alert-count">0</span></h2><ul id="alerts" class="alerts"></ul></div>
+    </div>
+    <div class="card"><h2>${esc(t("ov.changes"))}</h2><ul id="changes" class="activity"></ul></div>`;
+  el.append(root);
+  root.addEventListener("click", onClick);
+  render({ full: true, alerts: true, changes: true });
+}
+
+export function unmount() {
+  root = null;
+}
+
+export function update(delta) {
+  if (root) render(delta);
+}
+
+export function tick() {
+  if (root) renderChanges();
+}
+
+function render(delta) {
+  if (!store.loaded) {
+    root.querySelector("#kpis").innerHTML = `<div class="loading">${esc(t("misc.loading"))}</div>`;
+    return;
+  }
+  renderCounts();
+  if (delta.full || delta.alerts) renderAlerts();
+  if (delta.full || delta.changes) renderChanges();
+}
+
+// villages: "commune/village" -> {kind -> {state -> n}}
+function tally() {
+  const total = Object.fromEntries(STATES.map((s) => [s, 0]));
+  const villages = new Map();
+  const kindsPresent = new Set();
+  for (const d of store.devices.values()) {
+    const state = d.state || "unknown";
+    total[state] = (total[state] || 0) + 1;
+    kindsPresent.add(d.kind);
+    const key = `${d.commune}/${d.village || ""}`;
+    let v = villages.get(key);
+    if (!v) villages.set(key, (v = {}));
+    const k = v[d.kind] || (v[d.kind] = Object.fromEntries(STATES.map((s) => [s, 0])));
+    k[state] += 1;
+  }
+  return { total, villages, kinds: KINDS.filter((k) => kindsPresent.has(k)) };
+}
+
+function renderCounts() {
+  const { total, villages, kinds } = tally();
+  const n = store.devices.size;
+  root.querySelector("#kpis").innerHTML =
+    `<div class="kpi total"><span class="kpi-label">${esc(t("ov.total"))}</span><span class="kpi-value" data-count="total">${n}</span></div>` +
+    STATES.map((s) => `<div class="kpi" data-state="${s}"><span class="kpi-label"><i class="dot"></i>${esc(t(`state.${s}`))}</span>` +
+      `<span class="kpi-value" data-count-state="${s}">${total[s]}</span></div>`).join("");
+
+  // "Loa hoạt động 11/11 xóm": villages whose every device of the kind is online.
+  const keys = [...villages.keys()].sort((a, b) => villageLabel(a).localeCompare(villageLabel(b), "vi"));
+  root.querySelector("#kind-summary").innerHTML = kinds.map((kind) => {
+    let ok = 0;
+    let withKind = 0;
+    let online = 0;
+    let count = 0;
+    for (const key of keys) {
+      const c = villages.get(key)[kind];
+      if (!c) continue;
+      withKind += 1;
+      const sum = STATES.reduce((a, s) => a + c[s], 0);
+      count += sum;
+      online += c.online;
+      if (c.online === sum) ok += 1;
+    }
+    const cls = ok === withKind ? "ok" : ok === 0 ? "bad" : "warn";
+    return `<div class="summary-chip ${cls}" data-kind-summary="${kind}" data-ok="${ok}" data-villages="${withKind}">` +
+      `<span class="kind-icon" data-kind="${kind}"></span><span>${esc(t("ov.kind_summary", { kind: t(`kinds.${kind}`), ok, n: withKind }))}</span>` +
+      `<small>${online}/${count} ${esc(t("state.online").toLowerCase())}</small></div>`;
+  }).join("");
+
+  const head = `<thead><tr><th>${esc(t("ov.village"))}</th>${kinds.map((k) => `<th data-kind="${k}">${esc(t(`kinds.${k}`))}</th>`).join("")}<th>${esc(t("ov.total"))}</th></tr></thead>`;
+  const rows = keys.map((key) => {
+    const [commune, village] = key.split("/");
+    const counts = villages.get(key);
+    let vOnline = 0;
+    let vTotal = 0;
+    const cells = kinds.map((kind) => {
+      const c = counts[kind];
+      if (!c) return `<td data-kind="${kind}" class="empty">·</td>`;
+      const sum = STATES.reduce((a, s) => a + c[s], 0);
+      vOnline += c.online;
+      vTotal += sum;
+      return `<td data-kind="${kind}" data-online="${c.online}" data-total="${sum}">${ratio(c.online, sum)}${bar(c, sum)}</td>`;
+    }).join("");
+    return `<tr data-village="${esc(village)}" data-commune="${esc(commune)}"><th scope="row">${esc(villageLabel(key))}</th>${cells}` +
+      `<td class="total" data-online="${vOnline}" data-total="${vTotal}">${ratio(vOnline, vTotal)}</td></tr>`;
+  }).join("");
+  root.querySelector("#village-table").innerHTML = head + `<tbody>${rows}</tbody>`;
+}
+
+function villageLabel(key) {
+  const [commune, village] = key.split("/");
+  const name = village ? villageName(commune, village) : "—";
+  return store.communes.size > 1 ? `${name} (${(store.communes.get(commune) || {}).name || commune})` : name;
+}
+
+function ratio(ok, n) {
+  const cls = ok === n ? "ok" : ok === 0 ? "bad" : "warn";
+  return `<span class="ratio ${cls}">${ok}/${n}</span>`;
+}
+
+function bar(c, sum) {
+  return `<span class="stackbar">${STATES.filter((s) => c[s]).map((s) =>
+    `<i data-state="${s}" style="width:${(100 * c[s]) / sum}%" title="${esc(t(`state.${s}`))}: ${c[s]}"></i>`).join("")}</span>`;
+}
+
+function renderAlerts() {
+  const alerts = [...store.alerts.values()].sort((a, b) => sevRank(a.severity) - sevRank(b.severity) ||
+    String(b.opened_at).localeCompare(String(a.opened_at)));
+  root.querySelector("#alert-count").textContent = alerts.length;
+  root.querySelector("#alert-count").dataset.n = alerts.length;
+  const canAck = session.user && ["admin", "operator", "technician"].includes(session.user.role);
+  root.querySelector("#alerts").innerHTML = alerts.length
+    ? alerts.map((a) => `<li data-alert-id="${esc(a.id)}" data-severity="${esc(a.severity)}" data-state="${esc(a.state)}">
+        <span class="sev" data-severity="${esc(a.severity)}">${esc(t(`sev.${a.severity}`))}</span>
+        <div class="alert-body"><strong>${esc(a.message || a.rule)}</strong>
+          <small>${a.device_id ? `<a href="#/device/${encodeURIComponent(a.device_id)}">${esc(deviceName(a.device_id))}</a> · ` : ""}` +
+          `${esc(villageName(a.commune, a.village))} · ${esc(fmtAgo(a.opened_at))}` +
+          `${a.affected && a.affected.length ? ` · ${esc(t("alert.affected", { n: a.affected.length }))}` : ""}` +
+          `${a.state === "acked" ? ` · ${esc(t("alert.acked"))}${a.acked_by ? ` (${esc(a.acked_by)})` : ""}` : ""}</small></div>
+        ${canAck && a.state === "open" ? `<button type="button" class="chip" data-ack="${esc(a.id)}">${esc(t("alert.ack"))}</button>` : ""}
+      </li>`).join("")
+    : `<li class="empty">${esc(t("ov.no_alerts"))}</li>`;
+}
+
+function sevRank(s) {
+  return { critical: 0, warning: 1, info: 2 }[s] ?? 3;
+}
+
+function renderChanges() {
+  const items = recentActivity(60);
+  root.querySelector("#changes").innerHTML = items.length
+    ? items.map((c) => {
+      const link = `<a href="#/device/${encodeURIComponent(c.device_id)}">${esc(deviceName(c.device_id))}</a>`;
+      const when = `<time datetime="${esc(c.time)}" title="${esc(fmtTime(c.time))}">${esc(fmtTime(c.time, "time"))}</time>`;
+      if (c.type === "change") {
+        return `<li data-change="${esc(c.device_id)}" data-state="${esc(c.state)}">${when}${link}` +
+          `<span class="transition">${c.prev_state ? statePill(c.prev_state) + "→" : ""}${statePill(c.state)}</span>` +
+          `<small>${esc(villageName(c.commune, c.village))}${c.reason ? ` · ${esc(c.reason)}` : ""}</small></li>`;
+      }
+      return `<li data-event="${esc(c.device_id)}">${when}${link}<span class="sev" data-severity="${esc(c.severity)}">${esc(c.event_type)}</span>` +
+        `<small>${esc(c.message || "")}</small></li>`;
+    }).join("")
+    : `<li class="empty">${esc(t("ov.no_changes"))}</li>`;
+}
+
+async function onClick(e) {
+  const btn = e.target.closest("[data-ack]");
+  if (!btn) return;
+  btn.disabled = true;
+  try {
+    await api(`/api/v1/alerts/${encodeURIComponent(btn.dataset.ack)}/ack`, { method: "POST", body: {} });
+  } catch (err) {
+    btn.disabled = false;
+    btn.title = err.message;
+  }
+}
