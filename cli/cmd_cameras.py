@@ -45,7 +45,7 @@ def run_discover(args: argparse.Namespace) -> int:
     context.data_dir_arg(args.data_dir)
     known: set[tuple[str, int, str]] = set()
     if not args.all:
-        s = context.settings()
+        s: context.IocSettings = context.settings()
         assert s.database_url
         with connect(s.database_url) as conn:
             for dev in registry.devices(conn, include_retired=True):

@@ -208,14 +208,14 @@ class CameraPoller:
             except CameraError as err:
                 log.debug("camera %s: snapshot check failed: %s", self.t.device_id, err)
                 snapshot_auth = None
-        i = self.info
+        i = self.info or DeviceInfo(None, None, None, None, None)
         media = CameraMedia(
             self.t.device_id,
-            i and i.manufacturer,
-            i and i.model,
-            i and i.firmware,
-            i and i.serial,
-            i and i.hardware_id,
+            i.manufacturer,
+            i.model,
+            i.firmware,
+            i.serial,
+            i.hardware_id,
             [
                 {
                     "token": p.token,
@@ -307,8 +307,7 @@ class CameraPoller:
                 session = self.session
             if not self.client.has_events:
                 self.events_ok = False
-                async with self._session_cond:
-                    await self._session_cond.wait_for(lambda s=session: self.session != s)
+                await self._new_session(session)
                 continue
             try:
                 await self._pump(session)
@@ -327,6 +326,13 @@ class CameraPoller:
             except Exception:
                 log.exception("camera %s: event loop failed unexpectedly", self.t.device_id)
                 await asyncio.sleep(self.tuning.backoff_max_s)
+
+    async def _new_session(self, session: int) -> None:
+        def moved_on() -> bool:
+            return self.session != session
+
+        async with self._session_cond:
+            await self._session_cond.wait_for(moved_on)
 
     async def _pump(self, session: int) -> None:
         c, tn = self.client, self.tuning
