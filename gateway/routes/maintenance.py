@@ -1,0 +1,79 @@
+"""Maintenance windows: devices inside one are in the `maintenance` state and raise no alerts."""
+
+from datetime import UTC, datetime
+from typing import Any
+
+from fastapi import APIRouter, Request, Response
+from pydantic import AliasChoices, BaseModel, Field
+
+from gateway.deps import Admin, Conn, CurrentUser, check_commune
+from services import maintenance, paging
+
+router = APIRouter(prefix="/api/v1/maintenance", tags=["maintenance"])
+
+
+class MaintenanceIn(BaseModel):
+    device_id: str | None = None
+    commune: str | None = Field(default=None, validation_alias=AliasChoices("commune", "commune_id"))
+    village: str | None = Field(default=None, validation_alias=AliasChoices("village", "village_id"))
+    kind: str | None = None
+    starts_at: datetime
+    ends_at: datetime
+    reason: str = Field(default="", max_length=500)
+    rrule: str | None = Field(
+        default=None, max_length=500, description="RFC 5545 RRULE, e.g. FREQ=WEEKLY;BYDAY=TU (local time)"
+    )
+
+
+def _tz(request: Request) -> str:
+    return str(request.app.state.settings.tz)
+
+
+@router.get("")
+def list_windows(
+    conn: Conn,
+    user: CurrentUser,
+    request: Request,
+    commune: str | None = None,
+    limit: int | None = None,
+    cursor: str | None = None,
+) -> dict[str, Any]:
+    """Maintenance windows (not deleted), oldest first; `active` tells whether one covers now."""
+    check_commune(user, commune)
+    windows, next_cursor = maintenance.list_windows(
+        conn, communes=user.communes, commune_id=commune, limit=paging.check_limit(limit), cursor=cursor
+    )
+    now = datetime.now(UTC)
+    return {"items": [maintenance.row(w, now, _tz(request)) for w in windows], "next_cursor": next_cursor}
+
+
+@router.post("", status_code=201)
+def create_window(body: MaintenanceIn, conn: Conn, user: Admin, request: Request) -> dict[str, Any]:
+    """Admins: a window for one `device_id`, or for a `commune` narrowed by `village` and/or `kind`;
+    `starts_at`..`ends_at` once, or repeated by `rrule` (each occurrence as long as the first; read on
+    the commune's clock). Times without an offset are UTC."""
+    if body.commune:
+        check_commune(user, body.commune)
+    w = maintenance.create(
+        conn,
+        commune_id=body.commune,
+        device_id=body.device_id,
+        village_id=body.village,
+        kind=body.kind,
+        starts_at=body.starts_at,
+        ends_at=body.ends_at,
+        reason=body.reason,
+        rrule_text=body.rrule,
+        actor=user.username,
+        tz=_tz(request),
+    )
+    check_commune(user, w.commune_id)
+    return maintenance.row(w, datetime.now(UTC), _tz(request))
+
+
+@router.delete("/{window_id}", status_code=204)
+def delete_window(window_id: int, conn: Conn, user: Admin) -> Response:
+    """Admins: end and remove a window (kept in the database for the record)."""
+    check_commune(user, maintenance.get(conn, window_id).commune_id)
+    maintenance.delete(conn, window_id, user.username)
+    return Response(status_code=204)
