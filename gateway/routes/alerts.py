@@ -129,7 +129,7 @@ def _file_doc(request: Request) -> dict[str, Any]:
     try:
         return alert_config.load_file(request.app.state.settings.alerts_file)
     except InvalidInput as err:
-        raise ConfigError(err.message) from err
+        raise ConfigError(f"IOC_ALERTS_FILE: {err.message}") from err
 
 
 def _rules_view(conn: Conn, request: Request) -> dict[str, Any]:

@@ -306,13 +306,13 @@ def load_file(path: Path | None) -> dict[str, Any]:
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as err:
-        raise InvalidInput(f"IOC_ALERTS_FILE {path}: {err.strerror}") from err
+        raise InvalidInput(f"{path}: {err.strerror}") from err
     try:
         doc = yaml.safe_load(text) or {}
     except yaml.YAMLError as err:
-        raise InvalidInput(f"IOC_ALERTS_FILE {path}: not valid YAML: {err}") from err
+        raise InvalidInput(f"{path}: not valid YAML: {err}") from err
     if not isinstance(doc, dict):
-        raise InvalidInput(f"IOC_ALERTS_FILE {path}: must be a mapping with rules, channels, routes")
+        raise InvalidInput(f"{path}: must be a mapping with rules, channels, routes")
     return doc
 
 

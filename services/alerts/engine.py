@@ -81,7 +81,7 @@ class ConfigSource:
             return True
         except InvalidInput as err:
             if strict:
-                raise ConfigError(f"IOC_ALERTS_FILE: {err.message}") from err
+                raise ConfigError(f"IOC_ALERTS_FILE: {_one_line(err)}") from err
             if err.message != self._last_error:
                 log.error("alert configuration not applied, keeping the previous one: %s", err.message)
                 self._last_error = err.message
@@ -233,14 +233,17 @@ class Engine:
 
 def check_config(settings: AlertsSettings) -> Config:
     """Validate IOC_ALERTS_FILE (and its channel URLs) without a database."""
-    doc = alert_config.load_file(settings.alerts_file)
     try:
-        cfg = alert_config.build(doc)
+        cfg = alert_config.build(alert_config.load_file(settings.alerts_file))
         for name, url in cfg.channels.items():
             try:
                 check(url)
             except InvalidInput as err:
                 raise InvalidInput(f"channels.{name}: {err.message}") from err
     except InvalidInput as err:
-        raise ConfigError(f"IOC_ALERTS_FILE: {err.message}") from err
+        raise ConfigError(f"IOC_ALERTS_FILE: {_one_line(err)}") from err
     return cfg
+
+
+def _one_line(err: InvalidInput) -> str:
+    return "; ".join(err.detail) if isinstance(err.detail, list) else err.message.replace("\n", "; ")

@@ -1,0 +1,75 @@
+"""`ioc alerts`: the alert evaluator and notifier (run any number; exactly one is active)."""
+
+import argparse
+import asyncio
+import logging
+import signal
+
+from cli import context
+from services.alerts.channels import Channels, DeliveryFailed
+from services.alerts.engine import AlertsSettings, Engine, check_config
+from services.errors import InvalidInput
+
+log = logging.getLogger(__name__)
+
+
+def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    p = sub.add_parser(
+        "alerts",
+        parents=[context.common()],
+        help="run the alert evaluator (one active per deployment)",
+        description="Evaluate alert rules and send notifications. Several may run: one holds the lock and "
+        "evaluates, the others stand by and take over within seconds. Rules, channels and routes "
+        "come from IOC_ALERTS_FILE (YAML) and from edits saved through /api/v1/alert-rules.",
+    )
+    p.add_argument(
+        "--check", action="store_true", help="validate IOC_ALERTS_FILE and its channel URLs, then exit"
+    )
+    p.add_argument("--test", metavar="CHANNEL", help="send a test notification to one channel, then exit")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    context.data_dir_arg(args.data_dir)
+    context.setup_logging(getattr(args, "verbose", False))
+    s = context.settings(AlertsSettings, need_db=not (args.check or args.test))
+    cfg = check_config(s)
+    if args.check:
+        print(
+            f"alert configuration OK: {len(cfg.rules)} rule(s), {len(cfg.channels)} channel(s), "
+            f"{len(cfg.routes)} route(s)"
+        )
+        return 0
+    if args.test:
+        if args.test not in cfg.channels:
+            raise InvalidInput(
+                f"no channel {args.test!r} in IOC_ALERTS_FILE (have: {', '.join(cfg.channels) or 'none'})"
+            )
+        return asyncio.run(_send_test(cfg.channels, args.test, s.lang))
+    return asyncio.run(_serve(s))
+
+
+async def _send_test(urls: dict[str, str], name: str, lang: str) -> int:
+    channels = Channels(urls)
+    title = "[THỬ] Kênh cảnh báo IOC hoạt động" if lang == "vi" else "[TEST] IOC alert channel works"
+    body = "Tin nhắn thử từ Commune IOC." if lang == "vi" else "A test message from Commune IOC."
+    try:
+        took = await channels.send(name, title, body, "info", {"status": body})
+    except DeliveryFailed as err:
+        print(f"ioc: {err.message}")
+        return 1
+    finally:
+        await channels.aclose()
+    print(f"sent a test notification to {name} in {took:.2f} s")
+    return 0
+
+
+async def _serve(s: AlertsSettings) -> int:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    engine = Engine(s)
+    log.info("alert evaluator %s starting (standby until it holds the lock)", engine.name)
+    await engine.run(stop)
+    return 0
