@@ -20,9 +20,11 @@ from typing import Any
 
 import orjson
 import psycopg
+from psycopg import sql
 from psycopg.rows import dict_row
 from psycopg_pool import ConnectionPool
 
+from services.alerts import store as alert_store
 from services.db import first_line
 from services.feed import NOTIFY_CHANNEL
 
@@ -384,21 +386,18 @@ def read_snapshot(conn: psycopg.Connection, scope: list[str] | None) -> dict[str
 
 
 def open_alerts(conn: psycopg.Connection, scope: list[str] | None) -> list[dict[str, Any]]:
-    """Unresolved alerts as the alerts API shows them; [] before the alerts schema exists."""
+    """Unresolved (open or acknowledged) alerts as GET /api/v1/alerts shows them, newest first.
+
+    IOC-wide alerts (no commune) are shown to everyone; [] before the alerts schema exists.
+    """
     row = conn.execute("SELECT to_regclass('alerts') IS NOT NULL").fetchone()
     if not row or not row[0]:
         return []
-    out = []
+    query = sql.SQL(
+        "SELECT {} FROM alerts WHERE state <> 'resolved'"
+        " AND (%(scope)s::text[] IS NULL OR commune_id = ANY(%(scope)s) OR commune_id IS NULL)"
+        " ORDER BY id DESC LIMIT 1000"
+    ).format(sql.SQL(alert_store.COLUMNS))
     with conn.cursor(row_factory=dict_row) as cur:
-        for r in cur.execute("SELECT to_jsonb(a) AS a FROM alerts a"):
-            a = dict(r["a"])
-            for old, new in (("commune_id", "commune"), ("village_id", "village")):
-                if old in a and new not in a:
-                    a[new] = a.pop(old)
-            if a.get("state", "open") not in ("open", "acked") or a.get("resolved_at"):
-                continue
-            if scope is not None and a.get("commune") not in scope:
-                continue
-            out.append(a)
-    out.sort(key=lambda a: str(a.get("opened_at") or ""), reverse=True)
-    return out[:1000]
+        rows = cur.execute(query, {"scope": scope}).fetchall()
+    return [{k: v for k, v in alert_store.feed_item(r).items() if k != "type"} for r in rows]

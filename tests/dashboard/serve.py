@@ -17,9 +17,9 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 @contextmanager
-def gateway(db_url: str, **settings: str) -> Iterator[str]:
+def gateway(db_url: str, port: int | None = None, **settings: str) -> Iterator[str]:
     """Run a gateway on `db_url`; yields its base URL. `settings` are IOC_* values (lowercase names)."""
-    port = free_port()
+    port = port or free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("IOC_")}
     env.update({"IOC_DATABASE_URL": db_url, "PYTHONUNBUFFERED": "1"})
     env.update({f"IOC_{k.upper()}": v for k, v in settings.items()})

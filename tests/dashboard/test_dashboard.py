@@ -3,14 +3,20 @@
 import csv
 import io
 from collections import Counter
+from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
+import psycopg
 import pytest
 from playwright.sync_api import Browser, Page, expect
 
+from cli.embedded import Postgres, free_port
+from services import auth, feed
 from tests.dashboard.conftest import PASSWORD, shot, sign_in
 from tests.dashboard.pipeline import set_state
+from tests.dashboard.serve import gateway
+from tests.fix_pg import clone_db, drop_db
 
 pytestmark = pytest.mark.browser
 
@@ -186,3 +192,147 @@ def test_phone_layout_shows_overview_and_list(browser: Browser, dash_url: str) -
     expect(page.locator("#device-list [data-device-id]").first).to_be_visible()
     shot(page, "phone-devices")
     ctx.close()
+
+
+def seed_many(db_url: str, n: int) -> None:
+    """n devices in 25 villages, all online, by plain SQL (an import of thousands is slower)."""
+    with psycopg.connect(db_url) as conn:
+        conn.execute("INSERT INTO communes (id, name) VALUES ('xa-lon', 'Xã Lớn')")
+        conn.execute(
+            "INSERT INTO villages (commune_id, id, name)"
+            " SELECT 'xa-lon', 'xom-' || v, 'Xóm ' || v FROM generate_series(1, 25) v"
+        )
+        conn.execute(
+            "INSERT INTO devices (id, commune_id, village_id, kind, name, lat, lon)"
+            " SELECT 'dev-' || i, 'xa-lon', 'xom-' || (i %% 25 + 1),"
+            " (ARRAY['camera','speaker','eboard','wifi','gateway'])[i %% 5 + 1], 'Thiết bị ' || i,"
+            " 10.2 + (i %% 25 / 5) * 0.01 + (i %% 7) * 0.0004, 105.2 + (i %% 5) * 0.01 + (i %% 11) * 0.0003"
+            " FROM generate_series(1, %s) i",
+            (n,),
+        )
+        conn.execute(
+            "INSERT INTO device_state (device_id, state, last_seen, metrics)"
+            " SELECT id, 'online', now(), '{\"volume\": 50}' FROM devices"
+        )
+
+
+def bulk_offline(db_url: str, ids: list[str]) -> None:
+    """One ingest-like transaction turning many devices offline (one feed row, many messages)."""
+    now = datetime.now(UTC)
+    with psycopg.connect(db_url) as conn:
+        rows = conn.execute(
+            "UPDATE device_state s SET state = 'offline', since = %s, reason = 'bulk' FROM devices d"
+            " WHERE d.id = s.device_id AND s.device_id = ANY(%s)"
+            " RETURNING d.id, d.commune_id, d.village_id, d.kind",
+            (now, ids),
+        ).fetchall()
+        feed.publish(
+            conn,
+            [
+                {
+                    "type": "status",
+                    "device_id": r[0],
+                    "commune": r[1],
+                    "village": r[2],
+                    "kind": r[3],
+                    "state": "offline",
+                    "since": now.isoformat(),
+                    "last_seen": now.isoformat(),
+                    "reason": "bulk",
+                    "metrics": {"volume": 50},
+                }
+                for r in rows
+            ],
+        )
+
+
+def test_five_thousand_devices_stay_virtualised_through_bulk_updates(
+    browser: Browser, pg_server: Postgres
+) -> None:
+    name = clone_db(pg_server)
+    url = pg_server.url(name)
+    try:
+        seed_many(url, 5000)
+        with psycopg.connect(url) as conn:
+            auth.add_user(conn, "admin", PASSWORD, "admin")
+        with gateway(url) as base:
+            ctx = browser.new_context(viewport={"width": 1366, "height": 768})
+            page = ctx.new_page()
+            sign_in(page, base)
+            expect(page.locator("[data-count=total]")).to_have_text("5000")
+            page.click("[data-nav=devices]")
+            expect(page.locator("#device-count")).to_have_attribute("data-n", "5000")
+            # Only the rows in view (plus a margin) exist.
+            assert page.locator("#device-list .vrow").count() < 60
+            page.evaluate("window.__rows = document.querySelectorAll('#device-list .vrow').length")
+            bulk_offline(url, [f"dev-{i}" for i in range(1, 2001)])
+            expect(page.locator("#device-list .vrow[data-state=offline]").first).to_be_visible()
+            page.click("[data-nav=overview]")
+            expect(page.locator("[data-count-state=offline]")).to_have_text("2000")
+            expect(page.locator("[data-count-state=online]")).to_have_text("3000")
+            page.click("[data-nav=devices]")
+            page.locator("#device-list").evaluate("el => el.scrollTop = el.scrollHeight")
+            expect(page.locator("#device-list .vrow[data-device-id=dev-4999]")).to_be_visible()
+            assert page.locator("#device-list .vrow").count() < 60
+            shot(page, "devices-5000")
+            page.click("[data-nav=map]")
+            expect(page.locator("[data-map-count=offline]")).to_have_text("2000")
+            shot(page, "map-5000")
+            ctx.close()
+    finally:
+        drop_db(pg_server, name)
+
+
+def test_page_reconnects_and_resumes_with_since_after_a_gateway_restart(
+    browser: Browser, dash_db: str
+) -> None:
+    port = free_port()
+    ctx = browser.new_context(viewport={"width": 1366, "height": 768})
+    page = ctx.new_page()
+    try:
+        with gateway(dash_db, port=port) as base:
+            sign_in(page, base)
+            page.click("[data-nav=devices]")
+            row = page.locator("#device-list [data-device-id=eb-ubnd]")
+            expect(row).to_have_attribute("data-state", "online")
+            page.evaluate("window.__noReload = true")
+        expect(page.locator("#conn")).to_have_attribute("data-state", "offline")
+        # Missed while no gateway ran.
+        set_state(dash_db, ("eb-ubnd", "offline"))
+        with gateway(dash_db, port=port):
+            expect(page.locator("#conn")).to_have_attribute("data-state", "live", timeout=20000)
+            expect(row).to_have_attribute("data-state", "offline")
+            assert page.evaluate("window.__noReload") is True
+        assert "/ws/live?since=" in gateway.last_log  # type: ignore[attr-defined]
+    finally:
+        set_state(dash_db, ("eb-ubnd", "online"))
+        ctx.close()
+
+
+def test_alert_messages_open_and_resolve_on_the_overview(page: Page, dash_db: str) -> None:
+    expect(page.locator("#alert-count")).to_have_text("0")
+    alert = {
+        "type": "alert",
+        "id": 9001,
+        "rule": "offline",
+        "device_id": "spk-tay-binh-1",
+        "commune": "thoai-giang",
+        "village": "tay-binh",
+        "severity": "critical",
+        "state": "open",
+        "message": "Loa ấp Tây Bình 1 mất kết nối",
+        "opened_at": datetime.now(UTC).isoformat(),
+        "acked_at": None,
+        "acked_by": None,
+        "resolved_at": None,
+        "affected": [],
+    }
+    with psycopg.connect(dash_db) as conn:
+        feed.publish(conn, [dict(alert)])
+    expect(page.locator("#alerts li[data-alert-id='9001']")).to_contain_text("Loa ấp Tây Bình 1 mất kết nối")
+    expect(page.locator("#alert-count")).to_have_text("1")
+    shot(page, "overview-alert")
+    with psycopg.connect(dash_db) as conn:
+        feed.publish(conn, [{**alert, "state": "resolved", "resolved_at": datetime.now(UTC).isoformat()}])
+    expect(page.locator("#alerts li[data-alert-id='9001']")).to_have_count(0)
+    expect(page.locator("#alert-count")).to_have_text("0")

@@ -178,14 +178,31 @@ def test_a_feed_row_without_notification_arrives_by_polling(gw: str, seeded: str
         assert recv(ws) == {"type": "registry", "seq": 1}
 
 
-def test_snapshot_lists_open_alerts_when_the_alerts_table_exists(
-    gw: str, seeded: str, as_user: Headers
-) -> None:
+def test_snapshot_lists_unresolved_alerts_in_the_users_scope(gw: str, seeded: str, as_user: Headers) -> None:
     with psycopg.connect(seeded) as conn:
-        if conn.execute("SELECT to_regclass('alerts')").fetchone() == (None,):
-            pytest.skip("alerts schema not landed")
-    with connect(ws_url(gw), additional_headers=as_user()) as ws:
-        assert isinstance(recv(ws)["alerts"], list)
+        for rule, device, commune, state in (
+            ("offline", "spk-xom-1", "long-thanh", "open"),
+            ("offline", "cam-ubnd-1", "thoai-giang", "acked"),
+            ("offline", "eb-tay-binh", "thoai-giang", "resolved"),
+            ("broker_lost", None, None, "open"),
+        ):
+            conn.execute(
+                "INSERT INTO alerts (rule, device_id, commune_id, severity, state, message, since, opened_at)"
+                " VALUES (%s, %s, %s, 'critical', %s, 'm', now(), now())",
+                (rule, device, commune, state),
+            )
+    with connect(ws_url(gw), additional_headers=as_user("admin")) as ws:
+        alerts = recv(ws)["alerts"]
+    assert sorted((a["device_id"] or "", a["state"]) for a in alerts) == [
+        ("", "open"),
+        ("cam-ubnd-1", "acked"),
+        ("spk-xom-1", "open"),
+    ]
+    row = next(a for a in alerts if a["device_id"] == "spk-xom-1")
+    assert row["commune"] == "long-thanh" and {"id", "rule", "severity", "opened_at", "affected"} <= set(row)
+    with connect(ws_url(gw), additional_headers=as_user("op-tg")) as ws:
+        scoped = recv(ws)["alerts"]
+    assert sorted(a["device_id"] or "" for a in scoped) == ["", "cam-ubnd-1"]
 
 
 def _msg(seq: int, kind: str, device_id: str) -> Message:
