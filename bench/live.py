@@ -1,0 +1,290 @@
+"""Live feed: MQTT publish -> `ioc ingest` -> feed table -> `ioc gateway` -> WebSocket clients.
+
+Starts its own embedded PostgreSQL+TimescaleDB and Mosquitto, one `ioc ingest` and one
+`ioc gateway`, then runs two phases and prints JSON:
+  latency   `--rate` msg/s (default 2,000) for `--seconds` to a few clients: p50/p99/max of
+            publish -> WebSocket receive, and the share of messages delivered
+  fanout    `--fanout-rate` msg/s to `--clients` (default 200) concurrent WebSocket clients
+            at once: the same figures, and how many clients were dropped as too slow (1013)
+Every status carries its publish time (`bench_t`, kept by ingest as an unknown field), so
+latency is measured end to end on one clock. Ingest puts at most one status per device every
+5 s on the feed, so the registry has enough devices that each one reports less often than that.
+
+    .venv/bin/python bench/live.py [--rate 2000] [--seconds 20] [--clients 200] [--fanout-rate 200]
+"""
+
+import argparse
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+
+def percentile(xs: list[float], p: float) -> float | None:
+    if not xs:
+        return None
+    xs = sorted(xs)
+    return round(xs[min(len(xs) - 1, int(p / 100 * len(xs)))] * 1000, 1)
+
+
+# -- the WebSocket clients (run in a child process so they do not share a core with the publisher)
+
+
+async def _client(url: str, token: str, ready: asyncio.Event, stop: asyncio.Event, out: dict) -> None:
+    import orjson
+    from websockets.asyncio.client import connect
+    from websockets.exceptions import ConnectionClosed
+
+    try:
+        async with connect(
+            url,
+            additional_headers={"Authorization": f"Bearer {token}"},
+            max_size=None,
+            open_timeout=120,
+            compression=None,
+        ) as ws:
+            first = orjson.loads(await ws.recv())
+            assert first["type"] == "snapshot"
+            out["ready"] += 1
+            if out["ready"] == out["clients"]:
+                ready.set()
+            while not stop.is_set():
+                try:
+                    raw = await asyncio.wait_for(ws.recv(), timeout=0.5)
+                except TimeoutError:
+                    continue
+                now = time.time()
+                m = orjson.loads(raw)
+                t = (m.get("metrics") or {}).get("bench_t") if m.get("type") == "status" else None
+                if t is not None:
+                    out["latencies"].append(now - t)
+    except ConnectionClosed as err:
+        out["closed"].append(err.rcvd.code if err.rcvd else 1006)
+
+
+async def _clients(url: str, token: str, n: int) -> dict:
+    out: dict = {"clients": n, "ready": 0, "latencies": [], "closed": []}
+    ready = asyncio.Event()
+    stop = asyncio.Event()
+    tasks = []
+    for i in range(n):
+        tasks.append(asyncio.create_task(_client(url, token, ready, stop, out), name=f"bench.client[{i}]"))
+        await asyncio.sleep(0.01)
+    await asyncio.wait_for(ready.wait(), 300)
+    print("ready", flush=True)
+    # The parent says when to stop (a line on stdin), after its last message had time to arrive.
+    await asyncio.get_running_loop().run_in_executor(None, sys.stdin.readline)
+    stop.set()
+    await asyncio.gather(*tasks)
+    return out
+
+
+def client_main(args: argparse.Namespace) -> None:
+    out = asyncio.run(_clients(args.url, args.token, args.client))
+    Path(args.out).write_text(json.dumps(out))
+
+
+# -- the run
+
+
+def seed(url: str, devices: int) -> str:
+    import psycopg
+
+    from services import auth
+
+    with psycopg.connect(url) as conn:
+        conn.execute("INSERT INTO communes (id, name) VALUES ('bench', 'Bench')")
+        conn.execute("INSERT INTO villages (commune_id, id, name) VALUES ('bench', 'v', 'V')")
+        conn.execute(
+            "INSERT INTO devices (id, commune_id, village_id, kind, heartbeat_s)"
+            " SELECT 'spk-' || i, 'bench', 'v', 'speaker', 600 FROM generate_series(1, %s) i",
+            (devices,),
+        )
+        conn.execute("INSERT INTO device_state (device_id) SELECT id FROM devices")
+        conn.execute("UPDATE registry_version SET version = version + 1")
+        auth.add_user(conn, "bench", "bench-password", "admin")
+        token, _ = auth.login(conn, "bench", "bench-password")
+    return token
+
+
+def wait_http(url: str, timeout: float = 60) -> None:
+    import httpx
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(url, timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    raise RuntimeError(f"{url} did not answer")
+
+
+def publish(mqtt_port: int, devices: int, rate: float, seconds: float, start: int = 0) -> int:
+    """Round-robin statuses over the devices at `rate` msg/s; returns how many were sent."""
+    import paho.mqtt.client as paho
+
+    from services.topics import device_topic
+
+    c = paho.Client(paho.CallbackAPIVersion.VERSION2, client_id=f"bench-pub-{os.getpid()}")
+    c.max_inflight_messages_set(1000)
+    c.max_queued_messages_set(0)
+    c.connect("127.0.0.1", mqtt_port)
+    c.loop_start()
+    n = 0
+    t0 = time.perf_counter()
+    total = int(rate * seconds)
+    while n < total:
+        due = int((time.perf_counter() - t0) * rate) + 1
+        while n < min(due, total):
+            d = (start + n) % devices + 1
+            body = json.dumps({"volume": n % 100, "bench_t": time.time()})
+            c.publish(device_topic("bench", "speaker", f"spk-{d}", "status"), body, qos=1)
+            n += 1
+        time.sleep(0.002)
+    c.loop_stop()
+    c.disconnect()
+    return n
+
+
+def phase(
+    name: str,
+    args: argparse.Namespace,
+    gw: str,
+    token: str,
+    mqtt_port: int,
+    clients: int,
+    rate: float,
+    start: int,
+    base: Path,
+) -> dict:
+    out = base / f"{name}.json"
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            __file__,
+            "--client",
+            str(clients),
+            "--url",
+            gw.replace("http", "ws") + "/ws/live",
+            "--token",
+            token,
+            "--out",
+            str(out),
+        ],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stdout is not None
+    assert proc.stdout.readline().strip() == "ready"
+    sent = publish(mqtt_port, args.devices, rate, args.seconds, start)
+    # Let the last messages arrive, then stop the clients.
+    time.sleep(5)
+    assert proc.stdin is not None
+    proc.stdin.write("stop\n")
+    proc.stdin.flush()
+    proc.wait(120)
+    res = json.loads(out.read_text())
+    lat = res["latencies"]
+    return {
+        "clients": clients,
+        "rate_msg_s": rate,
+        "seconds": args.seconds,
+        "sent": sent,
+        "received_per_client": round(len(lat) / clients, 1),
+        "delivered_share": round(len(lat) / (sent * clients), 4) if sent else None,
+        "latency_ms": {"p50": percentile(lat, 50), "p99": percentile(lat, 99), "max": percentile(lat, 100)},
+        "clients_closed": {str(c): res["closed"].count(c) for c in sorted(set(res["closed"]))},
+    }
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--devices", type=int, default=0, help="devices in the registry (default: rate x 6 s)")
+    p.add_argument("--rate", type=float, default=2000)
+    p.add_argument("--seconds", type=float, default=20)
+    p.add_argument("--latency-clients", type=int, default=5)
+    p.add_argument("--clients", type=int, default=200)
+    p.add_argument("--fanout-rate", type=float, default=200)
+    p.add_argument("--client", type=int, help=argparse.SUPPRESS)
+    p.add_argument("--url", help=argparse.SUPPRESS)
+    p.add_argument("--token", help=argparse.SUPPRESS)
+    p.add_argument("--out", help=argparse.SUPPRESS)
+    args = p.parse_args()
+    if args.client:
+        client_main(args)
+        return
+
+    from cli.embedded import Mosquitto, Postgres, free_port
+    from services.migrate import migrate
+    from tests.fix_pg import private_dir
+
+    args.devices = args.devices or int(max(args.rate, args.fanout_rate) * 6)
+    base = private_dir("ioc-bench-live-")
+    pg = Postgres(base / "pg", fast_unsafe=True)
+    mq = Mosquitto(base / "mqtt")
+    procs: list[subprocess.Popen[bytes]] = []
+    try:
+        pg.start()
+        mq.start()
+        migrate(pg.url())
+        token = seed(pg.url(), args.devices)
+        env = {k: v for k, v in os.environ.items() if not k.startswith("IOC_")}
+        env.update(
+            IOC_DATABASE_URL=pg.url(), IOC_MQTT_URL=mq.url(), IOC_DATA_DIR=str(base), PYTHONPATH=str(ROOT)
+        )
+        port = free_port()
+        log = (base / "procs.log").open("wb")
+        procs.append(
+            subprocess.Popen(
+                [sys.executable, "-m", "cli.main", "ingest", "--no-onvif", "--id", "bench"],
+                env=env,
+                cwd=base,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        )
+        procs.append(
+            subprocess.Popen(
+                [sys.executable, "-m", "cli.main", "gateway", "--port", str(port)],
+                env=env,
+                cwd=base,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        )
+        gw = f"http://127.0.0.1:{port}"
+        wait_http(gw + "/healthz")
+        # Warm-up: every device heard once (unknown -> online), then past ingest's 5 s feed throttle.
+        publish(mq.port, args.devices, max(args.rate, 2000), args.devices / max(args.rate, 2000))
+        time.sleep(8)
+        result = {
+            "devices": args.devices,
+            "latency": phase("latency", args, gw, token, mq.port, args.latency_clients, args.rate, 0, base),
+        }
+        time.sleep(6)
+        result["fanout"] = phase("fanout", args, gw, token, mq.port, args.clients, args.fanout_rate, 0, base)
+        result["cpus"] = os.cpu_count()
+        print(json.dumps(result, indent=2))
+    finally:
+        for proc in procs:
+            proc.terminate()
+        for proc in procs:
+            try:
+                proc.wait(15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+        mq.stop()
+        pg.stop()
+
+
+if __name__ == "__main__":
+    main()
