@@ -52,15 +52,20 @@ async def run_onvif(
         log.warning("IOC_SECRET_KEY is not set: cameras with a stored password cannot be polled")
     publisher = MqttPublisher(mqtt_url)
     publisher.start()
-    standby_logged = False
+    standby_logged = db_down = False
     try:
         while not stop.is_set():
             try:
                 conn = await asyncio.to_thread(_try_lock, db_url)
             except (Unavailable, psycopg.Error) as err:
-                log.warning("ONVIF poller: database unavailable: %s", err)
+                if not db_down:
+                    log.warning("ONVIF poller: database unavailable: %s", err)
+                    db_down = True
                 await wait(stop, lock_retry_s)
                 continue
+            if db_down:
+                log.info("ONVIF poller: database reachable again")
+                db_down = False
             if conn is None:
                 if not standby_logged:
                     log.info("ONVIF poller standing by: another one is active")

@@ -169,3 +169,42 @@ def test_one_poller_active_and_a_standby_takes_over(
         asyncio.run(main())
     finally:
         sub.close()
+
+
+def test_poller_stands_down_when_its_lock_connection_dies_and_resumes(
+    db_url: str, mqtt_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="ingest.onvif")
+    sub = Subscriber(mqtt_url)
+
+    def said(text: str) -> int:
+        return sum(text in r.getMessage() for r in caplog.records)
+
+    async def main() -> None:
+        async with CameraFarm([CameraSpec("cam-a", "admin", PASSWORD)], discovery=False) as farm:
+            import_cameras(db_url, farm.port, {"cam-a": PASSWORD})
+            stop = asyncio.Event()
+            task = asyncio.create_task(
+                run_onvif(db_url, mqtt_url, SECRET, stop, tuning=QUICK, lock_retry_s=0.2, reload_s=0.3)
+            )
+            try:
+                await sub.until(lambda: len(sub.of(topic("cam-a"))) >= 2)
+                # What a database restart or a network cut does to the connection holding the lock.
+                with psycopg.connect(db_url, autocommit=True) as conn:
+                    conn.execute(
+                        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                        "WHERE application_name = 'ioc-onvif-poller'"
+                    )
+                await sub.until(lambda: said("lost its database connection") == 1)
+                n = len(sub.of(topic("cam-a")))
+                await sub.until(
+                    lambda: said("ONVIF poller active") == 2 and len(sub.of(topic("cam-a"))) > n + 1
+                )
+            finally:
+                stop.set()
+                await task
+
+    try:
+        asyncio.run(main())
+    finally:
+        sub.close()
