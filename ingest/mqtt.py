@@ -71,6 +71,7 @@ class MqttIngest:
         self._conn: psycopg.Connection | None = None
         self._writer = threading.Thread(target=self._write_loop, name="ingest.writer", daemon=True)
         self.committed = 0
+        self._throttle = storage.FeedThrottle()
         self.client = self._make_client()
 
     def _make_client(self) -> paho.Client:
@@ -186,7 +187,7 @@ class MqttIngest:
         self._registry.refresh_if_due(conn)
         now = datetime.now(UTC)
         batch = classify([m.raw for m in msgs], self._registry.devices)
-        storage.write_batch(conn, batch, now, self._health.listening_since)
+        storage.write_batch(conn, batch, now, self._health.listening_since, self._throttle)
 
     def _ack(self, msgs: list[_Msg]) -> None:
         gen = self._generation

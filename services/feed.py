@@ -11,7 +11,7 @@ from typing import Any
 
 import orjson
 import psycopg
-from psycopg.types.json import Jsonb
+from psycopg.types.json import Json
 
 NOTIFY_CHANNEL = "ioc_feed"
 
@@ -37,7 +37,7 @@ def publish(conn: psycopg.Connection, items: Sequence[dict[str, Any]]) -> int:
         item["seq"] = first + i
     conn.execute(
         "INSERT INTO feed (seq_first, seq_last, items) VALUES (%s, %s, %s)",
-        (first, first + len(items) - 1, Jsonb(list(items), dumps=_dumps)),
+        (first, first + len(items) - 1, Json(list(items), dumps=_dumps)),
     )
     conn.execute("SELECT pg_notify(%s, %s)", (NOTIFY_CHANNEL, str(first + len(items) - 1)))
     return first

@@ -5,12 +5,13 @@ touch (device state, counters), and the feed/change counters last, so their row 
 held only until commit and numbers are handed out in commit order.
 """
 
+import time
 from datetime import datetime
 from typing import Any
 
 import orjson
 import psycopg
-from psycopg.types.json import Jsonb
+from psycopg.types.json import Jsonb, set_json_loads
 
 from services import feed
 from services.intake import Batch, latest_per_device
@@ -36,6 +37,7 @@ def _dumps(obj: Any) -> str:
 
 def prepare(conn: psycopg.Connection) -> None:
     """Per-connection setup (the staging table lives as long as the session)."""
+    set_json_loads(orjson.loads, conn)
     for sql in _STAGE:
         conn.execute(sql)  # type: ignore[arg-type]
     conn.commit()
@@ -115,7 +117,11 @@ def _status_item(
 
 
 def _update_state(
-    conn: psycopg.Connection, batch: Batch, now: datetime, listening_since: datetime | None
+    conn: psycopg.Connection,
+    batch: Batch,
+    now: datetime,
+    listening_since: datetime | None,
+    throttle: "FeedThrottle | None",
 ) -> tuple[list[dict[str, Any]], list[tuple[Any, ...]]]:
     """Fold the batch into device_state; returns (feed status items, state changes).
 
@@ -197,7 +203,8 @@ def _update_state(
             now,
             listening_since,
         )
-        if new_state != state:
+        changed = new_state != state
+        if changed:
             changes.append(
                 (
                     device_id,
@@ -212,6 +219,8 @@ def _update_state(
             )
             flips.append((device_id, str(new_state), new_reason))
             state, since, reason = str(new_state), now, new_reason
+        if throttle is not None and not throttle.allow(device_id, state_changed=changed):
+            continue
         st = latest[device_id].get("status")
         metrics = old_metrics if old_metrics is not None or st is None else st[0].metrics
         items.append(_status_item(device, state, since, last_seen, reason, metrics))
@@ -237,15 +246,39 @@ def bump_counters(conn: psycopg.Connection, counts: dict[tuple[str, str], int]) 
     )
 
 
+class FeedThrottle:
+    """At most one live-feed status per device every `every_s` unless its state changes.
+
+    A device that reports several times a second would otherwise put every reading on the
+    feed (thousands of items a second under load); operators see state changes at once and
+    readings at most `every_s` old. A device at a normal heartbeat is never throttled.
+    """
+
+    def __init__(self, every_s: float = 5.0) -> None:
+        self.every_s = every_s
+        self._last: dict[str, float] = {}
+
+    def allow(self, device_id: str, *, state_changed: bool) -> bool:
+        now = time.monotonic()
+        if not state_changed and now - self._last.get(device_id, -1e9) < self.every_s:
+            return False
+        self._last[device_id] = now
+        return True
+
+
 def write_batch(
-    conn: psycopg.Connection, batch: Batch, now: datetime, listening_since: datetime | None
+    conn: psycopg.Connection,
+    batch: Batch,
+    now: datetime,
+    listening_since: datetime | None,
+    throttle: FeedThrottle | None = None,
 ) -> int:
     """Store a batch in one transaction; returns the number of feed items published."""
     with conn.transaction():
         _write_samples(conn, batch)
         _write_dead(conn, batch)
         event_items = _write_events(conn, batch)
-        status_items, changes = _update_state(conn, batch, now, listening_since)
+        status_items, changes = _update_state(conn, batch, now, listening_since, throttle)
         counts = {("ioc_ingest_messages_total", ch): n for ch, n in batch.counts.items()}
         for d in batch.dead:
             key = ("ioc_ingest_dead_letters_total", d.reason)

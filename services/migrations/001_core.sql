@@ -61,11 +61,11 @@ CREATE TABLE device_state (
     metrics_ts       timestamptz,
     reason           text,
     -- last_seen + the device's liveness window: when silence would make it offline. Lets the
-    -- liveness sweep read only the devices that are due instead of all of them every second.
+    -- liveness sweep return only the devices that are due. Deliberately not indexed: an index
+    -- on a column every status rewrites would make each update non-HOT.
     deadline         timestamptz,
     updated_at       timestamptz NOT NULL DEFAULT now()
 );
-CREATE INDEX device_state_due ON device_state (deadline) WHERE state IN ('online', 'auth_failed');
 
 CREATE TABLE status_samples (
     device_id    text NOT NULL,
@@ -124,7 +124,8 @@ CREATE TABLE feed (
     seq_first  bigint PRIMARY KEY,
     seq_last   bigint NOT NULL,
     at         timestamptz NOT NULL DEFAULT now(),
-    items      jsonb NOT NULL
+    -- json, not jsonb: written once, read back as text by gateways; no binary conversion
+    items      json NOT NULL
 );
 CREATE INDEX feed_at ON feed (at);
 
