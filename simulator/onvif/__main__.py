@@ -23,9 +23,16 @@ async def serve(args: argparse.Namespace) -> None:
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     async with CameraFarm(specs, host=args.host, port=args.port, multicast=not args.no_multicast) as farm:
-        print(json.dumps({"port": farm.port, "discovery_port": farm.discovery_port,
-                          "url_template": f"http://{farm.host}:{farm.port}/onvif/{{device_id}}/device_service"}),
-              flush=True)
+        print(
+            json.dumps(
+                {
+                    "port": farm.port,
+                    "discovery_port": farm.discovery_port,
+                    "url_template": f"http://{farm.host}:{farm.port}/onvif/{{device_id}}/device_service",
+                }
+            ),
+            flush=True,
+        )
         await stop.wait()
 
 
