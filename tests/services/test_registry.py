@@ -61,10 +61,12 @@ def test_not_yaml_is_a_clear_error() -> None:
 
 
 def test_csv_rows_with_errors_are_reported_by_line() -> None:
-    text = ("commune,id,kind,village,name,lat,lon,parent,heartbeat_s,onvif_host,onvif_port,onvif_username,"
-            "onvif_password,onvif_poll_s\n"
-            "long-thanh,spk-1,speaker,xom-1,Loa 1,,,,30,,,,,\n"
-            "long-thanh,cam-1,camera,xom-1,Cam,19.0,105.5,,,10.0.0.5,8080,admin,pw,notanumber\n")
+    text = (
+        "commune,id,kind,village,name,lat,lon,parent,heartbeat_s,onvif_host,onvif_port,onvif_username,"
+        "onvif_password,onvif_poll_s\n"
+        "long-thanh,spk-1,speaker,xom-1,Loa 1,,,,30,,,,,\n"
+        "long-thanh,cam-1,camera,xom-1,Cam,19.0,105.5,,,10.0.0.5,8080,admin,pw,notanumber\n"
+    )
     with pytest.raises(InvalidInput) as exc:
         registry_file.parse_csv(text, "d.csv")
     assert "d.csv:3: onvif.poll_s 'notanumber'" in exc.value.message
@@ -74,8 +76,9 @@ def test_import_is_an_upsert_and_encrypts_camera_passwords(db_url: str) -> None:
     with psycopg.connect(db_url) as conn:
         r1 = registry.import_registry(conn, registry_file.parse_yaml(YAML), VAULT)
         assert (r1.devices_added, r1.devices_updated) == (3, 0)
-        r2 = registry.import_registry(conn, registry_file.parse_yaml(YAML.replace("heartbeat_s: 30", "heartbeat_s: 20")),
-                                      VAULT)
+        r2 = registry.import_registry(
+            conn, registry_file.parse_yaml(YAML.replace("heartbeat_s: 30", "heartbeat_s: 20")), VAULT
+        )
         assert (r2.devices_added, r2.devices_updated) == (0, 3)
         raw = conn.execute("SELECT onvif_password FROM devices WHERE id = 'cam-ubnd-1'").fetchone()[0]
         assert b"s3cret-pw" not in bytes(raw)
