@@ -5,6 +5,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, time, timedelta
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -85,7 +86,12 @@ def parse_hours(v: Any) -> tuple[time, time]:
     """'22:00-06:00' or {start, end} -> (start, end); the span may cross midnight."""
     if isinstance(v, Mapping):
         return _hhmm(str(v["start"])), _hhmm(str(v["end"]))
-    start, _, end = str(v).partition("-")
+    return _parse_span(str(v))
+
+
+@lru_cache(maxsize=64)
+def _parse_span(v: str) -> tuple[time, time]:
+    start, _, end = v.partition("-")
     return _hhmm(start), _hhmm(end)
 
 

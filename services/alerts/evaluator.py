@@ -11,9 +11,10 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
+import orjson
 import psycopg
 from psycopg.rows import dict_row
-from psycopg.types.json import Jsonb
+from psycopg.types.json import Jsonb, set_json_loads
 
 from services import feed
 from services.alerts import messages, outbox, store
@@ -65,6 +66,8 @@ class Evaluator:
         public_url: str | None = None,
     ) -> None:
         self.conn = conn
+        # Every tick reads the metrics of every device: orjson parses them several times faster.
+        set_json_loads(orjson.loads, conn)
         self.config = config
         self.tz = ZoneInfo(tz)
         self.tz_name = tz

@@ -6,6 +6,7 @@ import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import lru_cache
 from typing import Any
 
 from services.alerts.config import in_hours, parse_hours
@@ -72,10 +73,17 @@ def _auth_failed(d: DeviceView, s: Mapping[str, Any], now: datetime) -> Conditio
     return Condition(True, d.since) if d.state == "auth_failed" else INACTIVE
 
 
+@lru_cache(maxsize=64)
+def _patterns(types: tuple[str, ...]) -> tuple[str, ...]:
+    return tuple(p for p in (norm_type(t) for t in types) if p)
+
+
 def _event_rule(d: DeviceView, s: Mapping[str, Any], now: datetime) -> Condition:
-    patterns = [norm_type(p) for p in s.get("events") or ()]
+    if not d.events:
+        return INACTIVE
+    patterns = _patterns(tuple(s.get("events") or ()))
     for received_at, etype, fields in reversed(d.events):
-        if not any(p and p in etype for p in patterns):
+        if not any(p in etype for p in patterns):
             continue
         # ONVIF events carry a boolean State (true when raised, false when cleared)
         cleared = any(fields.get(k) is False for k in ("state", "active", "value", "istamper"))
