@@ -93,7 +93,8 @@ class CameraPoller:
         self.clock: Clock | None = None
         self.info: DeviceInfo | None = None
         self.media: CameraMedia | None = None
-        self.problem: str | None = None
+        self.problem: str | None = None  # found while connecting; kept until the next connect
+        self._poll_problem: str | None = None
         self._published_uris: tuple[str | None, str | None] | None = None
         self._polls_since_media = 0
         self._last_event_at = datetime.min.replace(tzinfo=UTC)
@@ -138,6 +139,7 @@ class CameraPoller:
     async def _poll(self) -> dict[str, Any]:
         c = self.client
         self.clock = None
+        self._poll_problem = None
         try:
             if not c.is_open:
                 await c.open()
@@ -151,7 +153,7 @@ class CameraPoller:
                 try:
                     self.info = await c.device_info()
                 except CameraProtocolError as err:
-                    self.problem = str(err)  # it answered without refusing us: credentials are fine
+                    self._poll_problem = str(err)  # it answered without refusing us: credentials are fine
             self._polls_since_media += 1
             if self.connected and self._polls_since_media >= self.tuning.media_every:
                 await self._refresh_media()
@@ -165,8 +167,7 @@ class CameraPoller:
             return self._clock_fields({"ts": self._now(), "reachable": True, "auth_failed": True})
         except CameraProtocolError as err:
             # It answers, but not as ONVIF says: reachable, and the operator sees why it is odd.
-            self.problem = str(err)
-            await self._drop_session()
+            self._poll_problem = str(err)
         self._transition("online", None)
         return self._status()
 
@@ -290,8 +291,8 @@ class CameraPoller:
             if uris != self._published_uris:
                 p["stream_uri"], p["snapshot_uri"] = uris
                 self._published_uris = uris
-        if self.problem:
-            p["error"] = self.problem
+        if self._poll_problem or self.problem:
+            p["error"] = self._poll_problem or self.problem
         return p
 
     def _publish(self, channel: str, payload: dict[str, Any]) -> None:
