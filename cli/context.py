@@ -5,7 +5,7 @@ import json
 import logging
 import os
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar, overload
 
 from services.errors import ConfigError
 from services.settings import IocSettings, load
@@ -20,7 +20,15 @@ def data_dir_arg(value: str | None) -> None:
         os.environ["IOC_DATA_DIR"] = value
 
 
-def settings(cls: type[T] = IocSettings, *, need_db: bool = True, need_mqtt: bool = False) -> T:  # type: ignore[assignment]
+@overload
+def settings(*, need_db: bool = True, need_mqtt: bool = False) -> IocSettings: ...
+
+
+@overload
+def settings(cls: type[T], *, need_db: bool = True, need_mqtt: bool = False) -> T: ...
+
+
+def settings(cls: type[Any] = IocSettings, *, need_db: bool = True, need_mqtt: bool = False) -> Any:
     """Settings with URLs of the embedded servers filled in when unset and `ioc up` runs them."""
     s = load(cls)
     d = s.data_dir
@@ -42,7 +50,9 @@ def settings(cls: type[T] = IocSettings, *, need_db: bool = True, need_mqtt: boo
 
         s.secret_key = SecretStr((d / "secret_key").read_text().strip())
     if need_db and not s.database_url:
-        raise ConfigError(f"IOC_DATABASE_URL is not set and no embedded database runs in {d} (start `ioc up`)")
+        raise ConfigError(
+            f"IOC_DATABASE_URL is not set and no embedded database runs in {d} (start `ioc up`)"
+        )
     if need_mqtt and not s.mqtt_url:
         raise ConfigError(f"IOC_MQTT_URL is not set and no embedded broker runs in {d} (start `ioc up`)")
     return s

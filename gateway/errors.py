@@ -11,16 +11,32 @@ from services import errors as e
 
 log = logging.getLogger(__name__)
 
-STATUS = {
-    e.InvalidInput: 400, e.Unauthorized: 401, e.Forbidden: 403, e.NotFound: 404,
-    e.Conflict: 409, e.RateLimited: 429, e.Unavailable: 503, e.ConfigError: 500,
+STATUS: dict[type[e.IocError], int] = {
+    e.InvalidInput: 400,
+    e.Unauthorized: 401,
+    e.Forbidden: 403,
+    e.NotFound: 404,
+    e.Conflict: 409,
+    e.RateLimited: 429,
+    e.Unavailable: 503,
+    e.ConfigError: 500,
 }
-_CODES = {400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found", 405: "method_not_allowed",
-          409: "conflict", 422: "unprocessable", 429: "rate_limited", 503: "unavailable"}
+_CODES = {
+    400: "bad_request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    409: "conflict",
+    422: "unprocessable",
+    429: "rate_limited",
+    503: "unavailable",
+}
 
 
-def error_response(status: int, code: str, message: str, headers: dict[str, str] | None = None,
-                   detail: object | None = None) -> JSONResponse:
+def error_response(
+    status: int, code: str, message: str, headers: dict[str, str] | None = None, detail: object | None = None
+) -> JSONResponse:
     body: dict[str, object] = {"code": code, "message": message}
     if detail is not None:
         body["detail"] = detail

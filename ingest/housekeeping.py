@@ -39,9 +39,8 @@ class Housekeeper:
                     conn = connect(self.settings.database_url or "", autocommit=True, name="ioc-housekeeping")
                     leader = False
                 if not leader:
-                    leader = bool(
-                        conn.execute("SELECT pg_try_advisory_lock(%s)", (self.lock_id,)).fetchone()[0]
-                    )  # type: ignore[index]
+                    row = conn.execute("SELECT pg_try_advisory_lock(%s)", (self.lock_id,)).fetchone()
+                    leader = bool(row and row[0])
                     if leader:
                         log.info("this process is the housekeeper")
                 self.is_leader = leader

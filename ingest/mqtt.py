@@ -87,7 +87,7 @@ class MqttIngest:
             c.tls_set()
         c.max_inflight_messages_set(100)
         c.max_queued_messages_set(0)
-        c.reconnect_delay_set(0.5, 10)
+        c.reconnect_delay_set(1, 10)
         c.on_connect = self._on_connect
         c.on_disconnect = self._on_disconnect
         c.on_message = self._on_message
@@ -137,9 +137,9 @@ class MqttIngest:
     def _on_message(self, _c: paho.Client, _u: Any, msg: paho.MQTTMessage) -> None:
         now = datetime.now(UTC)
         if msg.topic == self._health.topic:
-            self._health.heard(msg.payload, now)
+            self._health.heard(bytes(msg.payload), now)
             return
-        self._queue.append(_Msg(Raw(msg.topic, msg.payload, now), msg.mid, msg.qos, self._generation))
+        self._queue.append(_Msg(Raw(msg.topic, bytes(msg.payload), now), msg.mid, msg.qos, self._generation))
         if len(self._queue) >= self._cfg.batch_max:
             self._wake.set()
 

@@ -69,30 +69,59 @@ def _one_of(*values: str) -> Callable[[Any], bool]:
     return check
 
 
-_EXPECT = {
-    _num: "a number", _nonneg: "a number >= 0", _pct: "a number 0-100", _int: "an integer",
-    _count: "an integer >= 0", _bool: "true or false", _str: "a string",
-    _str_or_int: "a string or integer", _str_list: "a list of strings",
+_EXPECT: dict[Callable[[Any], bool], str] = {
+    _num: "a number",
+    _nonneg: "a number >= 0",
+    _pct: "a number 0-100",
+    _int: "an integer",
+    _count: "an integer >= 0",
+    _bool: "true or false",
+    _str: "a string",
+    _str_or_int: "a string or integer",
+    _str_list: "a list of strings",
 }
 
 FIELDS: dict[str, dict[str, Callable[[Any], bool]]] = {
     "speaker": {
-        "volume": _pct, "playing": _bool, "source": _str, "rssi_dbm": _num,
-        "power": _one_of("mains", "battery", "solar"), "battery_pct": _pct,
-        "temperature_c": _num, "firmware": _str,
+        "volume": _pct,
+        "playing": _bool,
+        "source": _str,
+        "rssi_dbm": _num,
+        "power": _one_of("mains", "battery", "solar"),
+        "battery_pct": _pct,
+        "temperature_c": _num,
+        "firmware": _str,
     },
     "eboard": {
-        "screen_on": _bool, "brightness_pct": _pct, "temperature_c": _num,
-        "content_id": _str_or_int, "errors": _str_list, "firmware": _str,
+        "screen_on": _bool,
+        "brightness_pct": _pct,
+        "temperature_c": _num,
+        "content_id": _str_or_int,
+        "errors": _str_list,
+        "firmware": _str,
     },
     "wifi": {
-        "clients": _count, "uptime_s": _nonneg, "uplink_up": _bool, "rx_bytes": _count,
-        "tx_bytes": _count, "channel": _count, "cpu_pct": _pct, "mem_pct": _pct, "firmware": _str,
+        "clients": _count,
+        "uptime_s": _nonneg,
+        "uplink_up": _bool,
+        "rx_bytes": _count,
+        "tx_bytes": _count,
+        "channel": _count,
+        "cpu_pct": _pct,
+        "mem_pct": _pct,
+        "firmware": _str,
     },
     "gateway": {"uplink_up": _bool, "uptime_s": _nonneg, "rtt_ms": _nonneg, "cpu_pct": _pct, "mem_pct": _pct},
     "camera": {
-        "reachable": _bool, "rtt_ms": _nonneg, "clock_offset_s": _num, "recording": _bool,
-        "tamper": _bool, "motion": _bool, "manufacturer": _str, "model": _str, "firmware": _str,
+        "reachable": _bool,
+        "rtt_ms": _nonneg,
+        "clock_offset_s": _num,
+        "recording": _bool,
+        "tamper": _bool,
+        "motion": _bool,
+        "manufacturer": _str,
+        "model": _str,
+        "firmware": _str,
         # set by the ONVIF poller when the camera answers but refuses our credentials
         "auth_failed": _bool,
     },
@@ -177,7 +206,9 @@ def parse_event(raw: bytes, now: datetime) -> Event:
         raise BadPayload("wrong_type", "event field 'type' must be a non-empty string")
     severity = doc.pop("severity", "info")
     if severity not in SEVERITIES:
-        raise BadPayload("wrong_type", f"event field 'severity' must be info/warning/critical, got {severity!r}")
+        raise BadPayload(
+            "wrong_type", f"event field 'severity' must be info/warning/critical, got {severity!r}"
+        )
     message = doc.pop("message", None)
     if message is not None and type(message) is not str:
         raise BadPayload("wrong_type", "event field 'message' must be a string")
@@ -189,5 +220,7 @@ def parse_availability(raw: bytes) -> str:
         raise BadPayload("too_large", f"payload of {len(raw)} bytes exceeds 65536")
     value = raw.strip().decode("utf-8", errors="replace")
     if value not in ("online", "offline"):
-        raise BadPayload("bad_availability", f"availability must be 'online' or 'offline', got {value[:40]!r}")
+        raise BadPayload(
+            "bad_availability", f"availability must be 'online' or 'offline', got {value[:40]!r}"
+        )
     return value

@@ -13,12 +13,33 @@ from typing import Any
 import yaml
 
 from services.errors import InvalidInput
-from services.models import DEFAULT_HEARTBEAT_S, DEFAULT_POLL_S, KINDS, Commune, Device, Onvif, Registry, Village
+from services.models import (
+    DEFAULT_HEARTBEAT_S,
+    DEFAULT_POLL_S,
+    KINDS,
+    Commune,
+    Device,
+    Onvif,
+    Registry,
+    Village,
+)
 
 ID_RE = re.compile(r"[a-z0-9][a-z0-9-]{0,62}")
 CSV_COLUMNS = (
-    "commune", "id", "kind", "village", "name", "lat", "lon", "parent", "heartbeat_s",
-    "onvif_host", "onvif_port", "onvif_username", "onvif_password", "onvif_poll_s",
+    "commune",
+    "id",
+    "kind",
+    "village",
+    "name",
+    "lat",
+    "lon",
+    "parent",
+    "heartbeat_s",
+    "onvif_host",
+    "onvif_port",
+    "onvif_username",
+    "onvif_password",
+    "onvif_poll_s",
 )
 _COMMUNE_KEYS = {"id", "name", "district", "province"}
 _VILLAGE_KEYS = {"id", "name"}
@@ -39,7 +60,8 @@ class _Errors:
         if self.lines:
             n = len(self.lines)
             raise InvalidInput(
-                f"{n} error{'s' if n > 1 else ''} in {self.source}; nothing imported:\n" + "\n".join(self.lines),
+                f"{n} error{'s' if n > 1 else ''} in {self.source}; nothing imported:\n"
+                + "\n".join(self.lines),
                 detail=self.lines,
             )
 
@@ -78,14 +100,19 @@ def _posint(errors: _Errors, line: int | None, what: str, value: Any, default: i
     return x
 
 
-def _unknown_keys(errors: _Errors, line: int | None, what: str, row: dict[str, Any], allowed: set[str]) -> None:
+def _unknown_keys(
+    errors: _Errors, line: int | None, what: str, row: dict[str, Any], allowed: set[str]
+) -> None:
     extra = sorted(set(row) - allowed)
     if extra:
-        errors.add(line, f"unknown {what} field(s) {', '.join(extra)} (allowed: {', '.join(sorted(allowed))})")
+        errors.add(
+            line, f"unknown {what} field(s) {', '.join(extra)} (allowed: {', '.join(sorted(allowed))})"
+        )
 
 
-def _device(errors: _Errors, line: int | None, commune_id: str, row: dict[str, Any],
-            passwords: dict[str, str]) -> Device | None:
+def _device(
+    errors: _Errors, line: int | None, commune_id: str, row: dict[str, Any], passwords: dict[str, str]
+) -> Device | None:
     n0 = len(errors.lines)
     dev_id = _check_id(errors, line, "device id", row.get("id"))
     kind = row.get("kind")
@@ -168,20 +195,29 @@ def parse_yaml(text: str, source: str = "registry") -> Registry:
             errors.add(1, "communes must be a list")
             errors.raise_if_any()
         block_nodes = []
-        for k, v in root_node.value:
+        for k, v in root_node.value if root_node is not None else ():
             if k.value == "communes":
                 block_nodes = v.value
         _unknown_keys(errors, 1, "top-level", doc, {"communes"})
     else:
-        blocks = [{**(doc.get("commune") or {}), "villages": doc.get("villages") or [],
-                   "devices": doc.get("devices") or []}]
+        blocks = [
+            {
+                **(doc.get("commune") or {}),
+                "villages": doc.get("villages") or [],
+                "devices": doc.get("devices") or [],
+            }
+        ]
         block_nodes = [root_node]
         _unknown_keys(errors, 1, "top-level", doc, {"commune", "villages", "devices"})
         if not isinstance(doc.get("commune"), dict):
             errors.add(1, "commune: {id, name} is required")
             errors.raise_if_any()
 
-    communes, villages, devices, passwords, lines = [], [], [], {}, {}
+    communes: list[Commune] = []
+    villages: list[Village] = []
+    devices: list[Device] = []
+    passwords: dict[str, str] = {}
+    lines: dict[str, int | None] = {}
     for i, block in enumerate(blocks):
         bnode = block_nodes[i] if i < len(block_nodes) else None
         bline = bnode.start_mark.line + 1 if bnode is not None else None
@@ -191,8 +227,13 @@ def parse_yaml(text: str, source: str = "registry") -> Registry:
         cid = _check_id(errors, bline, "commune id", block.get("id"))
         if not block.get("name"):
             errors.add(bline, f"commune {block.get('id')!r} needs a name")
-        _unknown_keys(errors, bline, "commune", {k: v for k, v in block.items()
-                                                  if k not in ("villages", "devices")}, _COMMUNE_KEYS)
+        _unknown_keys(
+            errors,
+            bline,
+            "commune",
+            {k: v for k, v in block.items() if k not in ("villages", "devices")},
+            _COMMUNE_KEYS,
+        )
         if cid is None:
             continue
         communes.append(Commune(cid, str(block.get("name")), block.get("district"), block.get("province")))
@@ -240,7 +281,9 @@ def parse_csv(text: str, source: str = "registry") -> Registry:
     errors.raise_if_any()
     communes: dict[str, Commune] = {}
     villages: dict[tuple[str, str], Village] = {}
-    devices, passwords, lines = [], {}, {}
+    devices: list[Device] = []
+    passwords: dict[str, str] = {}
+    lines: dict[str, int | None] = {}
     for row in reader:
         line = reader.line_num
         if None in row:
@@ -253,11 +296,14 @@ def parse_csv(text: str, source: str = "registry") -> Registry:
         if cid is None:
             continue
         communes.setdefault(cid, Commune(cid, cid))
-        spec: dict[str, Any] = {k: cells.get(k) or None for k in
-                                ("id", "kind", "village", "name", "lat", "lon", "parent", "heartbeat_s")}
+        spec: dict[str, Any] = {
+            k: cells.get(k) or None
+            for k in ("id", "kind", "village", "name", "lat", "lon", "parent", "heartbeat_s")
+        }
         if cells.get("onvif_host") or cells.get("onvif_username") or cells.get("onvif_password"):
-            spec["onvif"] = {k: cells.get(f"onvif_{k}") or None
-                             for k in ("host", "port", "username", "password", "poll_s")}
+            spec["onvif"] = {
+                k: cells.get(f"onvif_{k}") or None for k in ("host", "port", "username", "password", "poll_s")
+            }
             spec["onvif"] = {k: v for k, v in spec["onvif"].items() if v is not None}
         dev = _device(errors, line, cid, spec, passwords)
         if dev:
