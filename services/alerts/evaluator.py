@@ -82,7 +82,8 @@ class Evaluator:
         self.communes: dict[str, str] = {}
         self.dev_rules: dict[str, list[tuple[str, dict[str, Any]]]] = {}
         self.tracks: dict[tuple[str, str], Track] = {}
-        self.latched: set[tuple[str, str]] = set()
+        # resolved by hand while the condition held: (rule, device) -> when
+        self.latched: dict[tuple[str, str], datetime] = {}
         self.flaps: dict[str, deque[datetime]] = {}
         self.events: dict[str, deque[tuple[datetime, str, Mapping[str, Any]]]] = {}
         self.change_seq = 0
@@ -308,7 +309,7 @@ class Evaluator:
                         continue
                     track = self.tracks[key] = Track()
                 if not cond.active:
-                    self.latched.discard(key)
+                    self.latched.pop(key, None)
                 before = track.since
                 suppressed = below_down or (name == "offline" and broker_lost)
                 action = step(
@@ -454,7 +455,8 @@ class Evaluator:
         states: Mapping[str, StateRow],
     ) -> None:
         key = (rule, dev.id if dev else IOC_WIDE)
-        if key in self.latched:
+        latched_at = self.latched.get(key)
+        if latched_at is not None and track.since is not None and track.since <= latched_at:
             return
         last = self.conn.execute(
             "SELECT resolved_by, resolved_at FROM alerts WHERE rule = %s AND coalesce(device_id, '') = %s"
@@ -463,7 +465,7 @@ class Evaluator:
         ).fetchone()
         if last and last[0] is not None and track.since is not None and last[1] >= track.since:
             # Resolved by hand while the condition held: it comes back only after it clears.
-            self.latched.add(key)
+            self.latched[key] = last[1]
             return
         affected = self._affected(dev.id, states) if dev and rule == "offline" else []
         headline = messages.headline(

@@ -79,18 +79,25 @@ def _patterns(types: tuple[str, ...]) -> tuple[str, ...]:
 
 
 def _event_rule(d: DeviceView, s: Mapping[str, Any], now: datetime) -> Condition:
+    """Raised by a matching event for `hold_s`, or until an event that clears it; the condition
+    began at the first of a run of events each less than `hold_s` after the previous one."""
     if not d.events:
         return INACTIVE
     patterns = _patterns(tuple(s.get("events") or ()))
+    hold_s = float(s["hold_s"])
+    since: datetime | None = None
+    last_type = ""
     for received_at, etype, fields in reversed(d.events):
         if not any(p in etype for p in patterns):
             continue
         # ONVIF events carry a boolean State (true when raised, false when cleared)
         cleared = any(fields.get(k) is False for k in ("state", "active", "value", "istamper"))
-        if cleared or (now - received_at).total_seconds() >= float(s["hold_s"]):
+        if cleared or ((since or now) - received_at).total_seconds() >= hold_s:
             break
-        return Condition(True, received_at, {"event": etype})
-    return INACTIVE
+        since, last_type = received_at, last_type or etype
+    if since is None:
+        return INACTIVE
+    return Condition(True, since, {"event": last_type})
 
 
 def _tamper(d: DeviceView, s: Mapping[str, Any], now: datetime) -> Condition:

@@ -55,6 +55,9 @@ def step(
     if t.since is None:
         t.since = now if t.held or cond_since is None else min(cond_since, now)
         t.held = False
+    elif cond_since is not None and t.since < cond_since <= now:
+        # It cleared and came back between two looks (a device back online for a moment).
+        t.since = cond_since
     if alert_open:
         return Action.NONE
     if immediate or (now - t.since).total_seconds() >= for_s:

@@ -198,3 +198,21 @@ def test_message_names_device_place_since_and_link() -> None:
     assert body.endswith("http://ioc.local:8000/#/devices/gw-1")
     title_en, _ = messages.render("resolve", {**alert, "resolved_at": s(600)}, place, lang="en")
     assert title_en == "[RESOLVED] Router ấp Trung Bình is offline"
+
+
+def test_a_blip_between_two_looks_restarts_the_for_clock() -> None:
+    t = Track()
+    kw = {"for_s": 60, "clear_s": 0, "suppressed": False, "alert_open": False}
+    assert step(t, True, s(0), s(1), **kw) is Action.NONE
+    # Seen offline again, but since a later time: it was back online in between.
+    assert step(t, True, s(50), s(61), **kw) is Action.NONE
+    assert step(t, True, s(50), s(110), **kw) is Action.OPEN
+
+
+def test_repeated_events_keep_one_condition_from_the_first() -> None:
+    rule = {**config.build({}).rules["camera_tamper"].settings, "hold_s": 60}
+    events = ((s(0), "tamper", {}), (s(40), "tamper", {}), (s(80), "tamper", {}))
+    d = DeviceView("c", "camera", "online", s(0), {}, events)
+    cond = evaluate("camera_tamper", rule, d, s(90), s(90))
+    assert cond.active and cond.since == s(0)
+    assert not evaluate("camera_tamper", rule, d, s(140), s(140)).active
