@@ -45,7 +45,7 @@ def run(args: argparse.Namespace) -> int:
             raise InvalidInput(
                 f"no channel {args.test!r} in IOC_ALERTS_FILE (have: {', '.join(cfg.channels) or 'none'})"
             )
-        return asyncio.run(_send_test(cfg.channels, args.test, s.lang))
+        return asyncio.run(_send_test(dict(cfg.channels), args.test, s.lang))
     return asyncio.run(_serve(s))
 
 

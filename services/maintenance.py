@@ -228,7 +228,8 @@ def list_windows(
     cursor: str | None,
 ) -> tuple[list[Window], str | None]:
     """Windows not deleted, by id; `communes` None means every commune."""
-    where, args = ["deleted_at IS NULL"], []
+    where: list[str] = ["deleted_at IS NULL"]
+    args: list[Any] = []
     if communes is not None:
         where.append("commune_id = ANY(%s)")
         args.append(list(communes))

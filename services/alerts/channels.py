@@ -54,7 +54,7 @@ def _apprise(url: str) -> Any:
     if plugin is None:
         raise InvalidInput(f"not a usable Apprise URL: {urlsplit(url).scheme}://…")
     if api:
-        plugin.notify_url = api
+        plugin.notify_url = api  # type: ignore[attr-defined]  # Telegram's plugin has it
     return plugin
 
 

@@ -418,7 +418,7 @@ def _routes(err: _Errors, v: Any, channels: Mapping[str, str]) -> list[Route]:
         for j, e in enumerate(escalate):
             ep = f"{p}.escalate[{j}]"
             if not err.check(
-                isinstance(e, Mapping) and e.get("channels"), ep, "needs channels (and after_s)"
+                isinstance(e, Mapping) and bool(e.get("channels")), ep, "needs channels (and after_s)"
             ):
                 continue
             ech = [e["channels"]] if isinstance(e["channels"], str) else list(e["channels"])

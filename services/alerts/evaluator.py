@@ -185,7 +185,7 @@ class Evaluator:
         self.queued = 0
         self._items = []
         self._cond = {}
-        self._resolved: set[int] = set()
+        self._resolved = set()
         with self.conn.transaction():
             now = self._now()
             cfg = self.config()

@@ -247,7 +247,8 @@ def stats(
     if group_by not in keys:
         raise InvalidInput(f"group_by must be one of {', '.join(keys)}")
     cols = keys[group_by]
-    where, args = ["device_id IS NOT NULL"], []
+    where: list[str] = ["device_id IS NOT NULL"]
+    args: list[Any] = []
     if communes is not None:
         where.append("commune_id = ANY(%s)")
         args.append(list(communes))
