@@ -108,14 +108,27 @@ def classify(messages: list[Raw], devices: dict[str, Device]) -> Batch:
 
 
 def latest_per_device(batch: Batch) -> dict[str, dict[str, Any]]:
-    """What the batch says about each device's present: newest status (by receive time, then ts)
-    and newest availability report."""
+    """What the batch says about each device's present.
+
+    `status`: (a Status whose metrics merge the batch's statuses of the device in `ts` order,
+    so each field keeps its newest value, with the newest `ts`; the latest receive time).
+    `availability`: the last report received.
+    """
+    per_device: dict[str, list[tuple[Status, datetime]]] = {}
     out: dict[str, dict[str, Any]] = {}
     for device, st, received_at in batch.statuses:
-        cur = out.setdefault(device.id, {"device": device})
-        prev = cur.get("status")
-        if prev is None or (received_at, st.ts) >= (prev[1], prev[0].ts):
-            cur["status"] = (st, received_at)
+        out.setdefault(device.id, {"device": device})
+        per_device.setdefault(device.id, []).append((st, received_at))
+    for device_id, sts in per_device.items():
+        if len(sts) == 1:
+            out[device_id]["status"] = sts[0]
+            continue
+        sts.sort(key=lambda x: x[0].ts)
+        merged: dict[str, Any] = {}
+        for st, _ in sts:
+            merged.update(st.metrics)
+        newest = sts[-1][0]
+        out[device_id]["status"] = (Status(newest.ts, newest.has_ts, merged), max(r for _, r in sts))
     for device, value, received_at in batch.availability:
         cur = out.setdefault(device.id, {"device": device})
         cur["availability"] = (value, received_at)

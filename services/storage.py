@@ -164,14 +164,15 @@ def _update_state(
         cur.execute(
             "INSERT INTO device_state (device_id) SELECT device_id FROM stage_state ON CONFLICT DO NOTHING"
         )
-        # A replayed old status proves the device alive (last_seen) but does not replace newer
-        # readings; a repeated availability report (retained replay) changes nothing.
+        # Fields merge: a device may report only what changed, and the last known value of each
+        # field stays. A replayed old status proves the device alive (last_seen) but does not
+        # replace newer readings; a repeated availability report (retained replay) changes nothing.
         cur.execute(
             "UPDATE device_state d SET"
             " last_seen = CASE WHEN s.last_seen IS NULL THEN d.last_seen"
             "   ELSE GREATEST(d.last_seen, s.last_seen) END,"
             " metrics = CASE WHEN s.metrics_ts IS NOT NULL AND (d.metrics_ts IS NULL OR s.metrics_ts >= d.metrics_ts)"
-            "   THEN s.metrics ELSE d.metrics END,"
+            "   THEN d.metrics || s.metrics ELSE d.metrics END,"
             " metrics_ts = CASE WHEN s.metrics_ts IS NOT NULL AND (d.metrics_ts IS NULL OR s.metrics_ts >= d.metrics_ts)"
             "   THEN s.metrics_ts ELSE d.metrics_ts END,"
             " availability = COALESCE(s.availability, d.availability),"
@@ -183,21 +184,19 @@ def _update_state(
             " FROM stage_state s WHERE d.device_id = s.device_id"
             "  AND (s.last_seen IS NOT NULL OR s.availability IS DISTINCT FROM d.availability)"
             " RETURNING d.device_id, d.state, d.since, d.last_seen, d.availability, d.reason,"
-            "  d.metrics->'reachable', d.metrics->'auth_failed',"
-            "  CASE WHEN s.metrics IS NULL OR s.metrics_ts < d.metrics_ts THEN d.metrics END"
+            "  d.metrics"
         )
         updated = cur.fetchall()
     items, changes, flips = [], [], []
-    for device_id, state, since, last_seen, avail, reason, reachable, auth_failed, old_metrics in updated:
+    for device_id, state, since, last_seen, avail, reason, metrics in updated:
         device = latest[device_id]["device"]
-        flags = {k: v for k, v in (("reachable", reachable), ("auth_failed", auth_failed)) if v is not None}
         new_state, new_reason = derive(
             Liveness(
                 device.kind,
                 device.liveness_window_s,
                 last_seen,
                 avail,
-                flags,
+                metrics,
                 in_maintenance=state == State.MAINTENANCE,
             ),
             now,
@@ -221,8 +220,6 @@ def _update_state(
             state, since, reason = str(new_state), now, new_reason
         if throttle is not None and not throttle.allow(device_id, state_changed=changed):
             continue
-        st = latest[device_id].get("status")
-        metrics = old_metrics if old_metrics is not None or st is None else st[0].metrics
         items.append(_status_item(device, state, since, last_seen, reason, metrics))
     if flips:
         with conn.cursor() as cur:

@@ -247,3 +247,22 @@ def test_maintenance_window_puts_device_in_maintenance_and_back(
         )
         == "online,maintenance,online"
     )
+
+
+def test_partial_statuses_merge_and_old_replays_do_not_overwrite(
+    ingest: IngestService, pub: Publisher, db_url: str
+) -> None:
+    topic = status_topic("speaker", "spk-1")
+    pub.publish(topic, json.dumps({"ts": "2026-11-25T08:00:00+07:00", "volume": 40, "firmware": "1.0"}))
+    pub.publish(topic, json.dumps({"ts": "2026-11-25T08:01:00+07:00", "playing": True}))
+    wait_for(lambda: scalar(db_url, "SELECT count(*) FROM status_samples") == 2)
+    wait_for(
+        lambda: (
+            scalar(db_url, "SELECT metrics FROM device_state WHERE device_id='spk-1'")
+            == {"volume": 40, "firmware": "1.0", "playing": True}
+        )
+    )
+    # a device replaying buffered history: stored, proves liveness, but older than what we show
+    pub.publish(topic, json.dumps({"ts": "2026-11-25T07:00:00+07:00", "volume": 5}))
+    wait_for(lambda: scalar(db_url, "SELECT count(*) FROM status_samples") == 3)
+    assert scalar(db_url, "SELECT metrics->>'volume' FROM device_state WHERE device_id='spk-1'") == "40"
