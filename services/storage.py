@@ -27,12 +27,17 @@ _STAGE = (
 )
 
 
+# derive() reads metrics only for cameras: other kinds get this empty stand-in until needed
+_CAMERA_ONLY: dict[str, Any] = {}
+
+
 def _jsonb(obj: Any) -> Jsonb:
     return Jsonb(obj, dumps=_dumps)
 
 
-def _dumps(obj: Any) -> str:
-    return orjson.dumps(obj).decode()
+def _dumps(obj: Any) -> bytes:
+    # psycopg takes bytes as they are: no decode/encode round trip per row.
+    return orjson.dumps(obj)
 
 
 def prepare(conn: psycopg.Connection) -> None:
@@ -184,12 +189,14 @@ def _update_state(
             " FROM stage_state s WHERE d.device_id = s.device_id"
             "  AND (s.last_seen IS NOT NULL OR s.availability IS DISTINCT FROM d.availability)"
             " RETURNING d.device_id, d.state, d.since, d.last_seen, d.availability, d.reason,"
-            "  d.metrics"
+            # as text: parsed only for the few rows that need it (cameras, published items)
+            "  d.metrics::text"
         )
         updated = cur.fetchall()
     items, changes, flips = [], [], []
-    for device_id, state, since, last_seen, avail, reason, metrics in updated:
+    for device_id, state, since, last_seen, avail, reason, metrics_text in updated:
         device = latest[device_id]["device"]
+        metrics = orjson.loads(metrics_text) if device.kind == "camera" else _CAMERA_ONLY
         new_state, new_reason = derive(
             Liveness(
                 device.kind,
@@ -220,6 +227,8 @@ def _update_state(
             state, since, reason = str(new_state), now, new_reason
         if throttle is not None and not throttle.allow(device_id, state_changed=changed):
             continue
+        if metrics is _CAMERA_ONLY:
+            metrics = orjson.loads(metrics_text)
         items.append(_status_item(device, state, since, last_seen, reason, metrics))
     if flips:
         with conn.cursor() as cur:
