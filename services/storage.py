@@ -233,7 +233,7 @@ def _update_state(
     if flips:
         with conn.cursor() as cur:
             cur.executemany(
-                "UPDATE device_state SET state = %s, since = %s, reason = %s WHERE device_id = %s",
+                "UPDATE device_state SET state = %s, since = %s, reason = %s, updated_at = now() WHERE device_id = %s",
                 [(new, now, reason, device_id) for device_id, new, reason in flips],
             )
     return items, changes
