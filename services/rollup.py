@@ -84,7 +84,7 @@ def progress(conn: psycopg.Connection) -> tuple[datetime | None, int]:
 
 
 def run(conn: psycopg.Connection, now: datetime) -> int:
-    """Bring the rollup up to `now`; returns the number of device-hours written. Commits."""
+    """Bring the rollup up to `now`; returns the device-hours written. One transaction (a savepoint in the caller's)."""
     with conn.transaction():
         # One run at a time across every ingest process: the job row (or its absence) is locked.
         conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (JOB,))
