@@ -65,10 +65,11 @@ export function stop() {
 
 function connect() {
   if (stopped) return;
-  const since = !fresh && store.seq !== null ? `?since=${store.seq}` : "";
+  // batch=1: after the snapshot each frame is an array of messages (fewer frames under load).
+  const since = !fresh && store.seq !== null ? `&since=${store.seq}` : "";
   fresh = false;
   const proto = location.protocol === "https:" ? "wss" : "ws";
-  const sock = new WebSocket(`${proto}://${location.host}/ws/live${since}`);
+  const sock = new WebSocket(`${proto}://${location.host}/ws/live?batch=1${since}`);
   ws = sock;
   let opened = false;
   statusListener("connecting");
@@ -79,7 +80,9 @@ function connect() {
   };
   sock.onmessage = (e) => {
     if (sock !== ws) return;
-    pending.push(JSON.parse(e.data));
+    const data = JSON.parse(e.data);
+    if (Array.isArray(data)) for (const m of data) pending.push(m);
+    else pending.push(data);
     schedule();
   };
   sock.onclose = async () => {

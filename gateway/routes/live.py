@@ -2,7 +2,9 @@
 
 import asyncio
 import logging
+from collections.abc import Awaitable, Callable
 
+import anyio
 from fastapi import APIRouter, FastAPI, Query, WebSocket
 from fastapi.responses import JSONResponse
 from psycopg_pool import ConnectionPool
@@ -19,6 +21,8 @@ log = logging.getLogger(__name__)
 router = APIRouter(tags=["live"])
 # A slow client must read what is already buffered before it sees the close frame.
 _CLOSE_TIMEOUT_S = 30.0
+# Most messages in one frame of a `?batch=1` client.
+_BATCH_FRAME = 1000
 
 
 def setup(app: FastAPI) -> None:
@@ -71,6 +75,7 @@ async def live(
     websocket: WebSocket,
     since: int | None = Query(None, ge=0, description="resume after this seq"),
     token: str | None = Query(None, description="session token, when no header or cookie can be sent"),
+    batch: bool = Query(False, description="after the snapshot, send JSON arrays of messages (fewer frames)"),
 ) -> None:
     """Live feed for operators.
 
@@ -80,6 +85,8 @@ async def live(
     with seq > N in order: `status`, `event`, `alert`, `registry` (refetch: reconnect without `since`).
     `?since=N` resumes with every message after N, or a new snapshot when N is too old.
     A client that cannot keep up is closed with code 1013; it reconnects with `?since=`.
+    With `?batch=1` every frame after the snapshot is a JSON array of messages in seq order
+    (what the dashboard uses: far fewer frames under load).
     """
     tok = _token(websocket, token)
     user = await run_in_threadpool(_session_user, websocket.app.state.pool, tok) if tok else None
@@ -95,26 +102,37 @@ async def live(
     await websocket.accept()
     client = feed.subscribe(user.communes)
     try:
-        await _serve(websocket, feed, client, since, user.username)
+        await _serve(websocket, feed, client, since, batch, user.username)
     finally:
         feed.unsubscribe(client)
 
 
-async def _serve(ws: WebSocket, feed: LiveFeed, client: Client, since: int | None, who: str) -> None:
-    sender = asyncio.create_task(_send(ws, feed, client, since), name=f"live[{who}].send")
-    receiver = asyncio.create_task(_receive(ws), name=f"live[{who}].receive")
-    overflow = asyncio.create_task(client.overflowed.wait(), name=f"live[{who}].overflow")
-    done, pending = await asyncio.wait({sender, receiver, overflow}, return_when=asyncio.FIRST_COMPLETED)
-    for task in pending:
-        task.cancel()
-    await asyncio.gather(*pending, return_exceptions=True)
-    if overflow in done:
+async def _serve(
+    ws: WebSocket, feed: LiveFeed, client: Client, since: int | None, batch: bool, who: str
+) -> None:
+    # Whichever ends first (client gone, sender failed, client too slow) ends the other two;
+    # an anyio task group, so that a cancelled endpoint (shutdown) cancels all three.
+    first: list[tuple[str, BaseException | None]] = []
+
+    async def run(name: str, fn: Callable[[], Awaitable[object]]) -> None:
+        try:
+            await fn()
+            first.append((name, None))
+        except Exception as err:  # noqa: BLE001 - reported below, after the others are stopped
+            first.append((name, err))
+        tg.cancel_scope.cancel()
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(run, "send", lambda: _send(ws, feed, client, since, batch), name=f"live[{who}].send")
+        tg.start_soon(run, "receive", lambda: _receive(ws), name=f"live[{who}].receive")
+        tg.start_soon(run, "overflow", client.overflowed.wait, name=f"live[{who}].overflow")
+    name, err = first[0] if first else ("receive", None)
+    if name == "overflow":
         log.info("live feed: closing %s's connection: too slow", who)
         await _close(ws, CLOSE_TOO_SLOW, "too slow or resynchronising; reconnect with ?since=")
-    elif sender in done and (err := sender.exception()) is not None:
-        if not isinstance(err, WebSocketDisconnect | OSError):
-            log.error("live feed: sending to %s failed", who, exc_info=err)
-            await _close(ws, CLOSE_NOT_READY, "feed error; reconnect with ?since=")
+    elif err is not None and not isinstance(err, WebSocketDisconnect | OSError):
+        log.error("live feed: sending to %s failed", who, exc_info=err)
+        await _close(ws, CLOSE_NOT_READY, "feed error; reconnect with ?since=")
 
 
 async def _close(ws: WebSocket, code: int, reason: str) -> None:
@@ -133,7 +151,7 @@ async def _receive(ws: WebSocket) -> None:
             return
 
 
-async def _send(ws: WebSocket, feed: LiveFeed, client: Client, since: int | None) -> None:
+async def _send(ws: WebSocket, feed: LiveFeed, client: Client, since: int | None, batch: bool) -> None:
     backlog = None
     if since is not None:
         backlog = feed.replay_from_ring(since, client)
@@ -145,13 +163,16 @@ async def _send(ws: WebSocket, feed: LiveFeed, client: Client, since: int | None
     else:
         assert since is not None
         last = since
-        for m in backlog:
-            if m.seq > last:
-                await ws.send_text(m.text)
-                last = m.seq
+    pending = backlog or []
     while True:
-        for m in await client.take():
-            # Messages fanned out while the snapshot or backlog was read are already covered.
-            if m.seq > last:
-                await ws.send_text(m.text)
-                last = m.seq
+        # Messages fanned out while the snapshot or backlog was read are already covered.
+        fresh = [m for m in pending if m.seq > last]
+        if fresh:
+            last = fresh[-1].seq
+            if batch:
+                for i in range(0, len(fresh), _BATCH_FRAME):
+                    await ws.send_text("[" + ",".join(m.text for m in fresh[i : i + _BATCH_FRAME]) + "]")
+            else:
+                for m in fresh:
+                    await ws.send_text(m.text)
+        pending = await client.take()

@@ -303,7 +303,7 @@ def test_page_reconnects_and_resumes_with_since_after_a_gateway_restart(
             expect(page.locator("#conn")).to_have_attribute("data-state", "live", timeout=20000)
             expect(row).to_have_attribute("data-state", "offline")
             assert page.evaluate("window.__noReload") is True
-        assert "/ws/live?since=" in gateway.last_log  # type: ignore[attr-defined]
+        assert "/ws/live?batch=1&since=" in gateway.last_log  # type: ignore[attr-defined]
     finally:
         set_state(dash_db, ("eb-ubnd", "online"))
         ctx.close()

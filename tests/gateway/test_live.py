@@ -8,7 +8,9 @@ from typing import Any
 
 import psycopg
 import pytest
+from fastapi.testclient import TestClient
 from psycopg.types.json import Jsonb
+from starlette.testclient import WebSocketDenialResponse
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import ClientConnection, connect
 
@@ -251,3 +253,50 @@ def test_a_client_that_stops_reading_is_closed_with_1013(seeded: str, as_user: H
             # The fast client was never held back.
             event(seeded, "spk-xom-1", 1)
             assert recv(fast)["seq"] == total + 1
+
+
+def test_in_process_app_serves_the_feed_and_refuses_without_token(
+    client: TestClient, as_user: Headers
+) -> None:
+    with client.websocket_connect("/ws/live", headers=as_user("viewer")) as ws:
+        snap = ws.receive_json()
+        assert snap["type"] == "snapshot" and len(snap["devices"]) == len(DEVICES)
+    with pytest.raises(WebSocketDenialResponse) as exc, client.websocket_connect("/ws/live"):
+        pass
+    assert exc.value.status_code == 401
+
+
+def test_a_gap_in_the_feed_makes_clients_start_over_from_a_snapshot(
+    gw: str, seeded: str, as_user: Headers
+) -> None:
+    with connect(ws_url(gw), additional_headers=as_user()) as ws:
+        assert recv(ws)["seq"] == 0
+        # Messages 1..4 were pruned before this gateway read them (it was cut off for too long).
+        with psycopg.connect(seeded) as conn:
+            conn.execute("UPDATE counters SET value = 5 WHERE name = 'feed'")
+            conn.execute(
+                "INSERT INTO feed (seq_first, seq_last, items) VALUES (5, 5, %s)",
+                (Jsonb([{"type": "registry", "seq": 5}]),),
+            )
+            conn.execute("SELECT pg_notify('ioc_feed', '5')")
+        with pytest.raises(ConnectionClosed) as exc:
+            while True:
+                recv(ws)
+        assert exc.value.rcvd is not None and exc.value.rcvd.code == 1013
+    with connect(ws_url(gw, "?since=0"), additional_headers=as_user()) as ws:
+        snap = recv(ws)
+        assert snap["type"] == "snapshot" and snap["seq"] == 5
+
+
+def test_batch_mode_sends_arrays_of_messages_in_order(gw: str, seeded: str, as_user: Headers) -> None:
+    with connect(ws_url(gw, "?batch=1"), additional_headers=as_user()) as ws:
+        assert recv(ws)["type"] == "snapshot"
+        set_state(seeded, ("spk-xom-1", "online"), ("wifi-xom-1", "online"))
+        event(seeded, "spk-xom-1", 3)
+        got: list[dict[str, Any]] = []
+        while len(got) < 5:
+            frame = json.loads(ws.recv(timeout=10))
+            assert isinstance(frame, list)
+            got.extend(frame)
+    assert [m["seq"] for m in got] == [1, 2, 3, 4, 5]
+    assert [m["type"] for m in got] == ["status", "status", "event", "event", "event"]
