@@ -5,6 +5,11 @@ local json:// receiver, minus the rule's `for` duration (p50/p99), and how many 
 sent per incident. Uses IOC_DATABASE_URL, or starts a private PostgreSQL in a temp dir.
 
     .venv/bin/python bench/alerts.py [--villages 50] [--per-village 100] [--routers 5] [--for-s 5]
+
+With --idle, only the evaluator's tick on an idle commune: every device online with a few status
+fields, no incident; prints the tick time (p50/max over --ticks) and the tick after one device's
+status changed, and while --recent rows are inside the re-read margin (the rows that devices at a
+60 s heartbeat write in ~10 s: statuses that change nothing but `updated_at`).
 """
 
 import argparse
@@ -258,6 +263,69 @@ def run(url: str, args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
+def idle(url: str, args: argparse.Namespace) -> dict[str, Any]:
+    """The cost of a tick when nothing happens, the steady state of a commune."""
+    from services.alerts import config
+
+    with psycopg.connect(url) as conn:
+        registry.import_registry(
+            conn, registry_file.parse_yaml(registry_yaml(args.villages, args.per_village)), None
+        )
+        conn.execute(
+            "UPDATE device_state SET state = 'online', since = now(), last_seen = now(), updated_at = now(),"
+            " metrics = jsonb_build_object('power', 'mains', 'battery_pct', 80, 'rssi', -61,"
+            " 'temperature_c', 41.5, 'uptime_s', 86400, 'fw', '2.4.1', 'screen_on', true, 'uplink_up', true)"
+        )
+        conn.commit()
+        n_devices = conn.execute("SELECT count(*) FROM device_state").fetchone()[0]  # type: ignore[index]
+    cfg = config.build({"rules": {"offline": {"for_s": args.for_s}}})
+    with psycopg.connect(url, autocommit=True) as conn:
+        ev = Evaluator(conn, lambda: cfg, public_url="http://x")
+        ev.load()
+        t0 = time.perf_counter()
+        ev.tick()  # the first tick after a takeover reads and evaluates everything
+        full_ms = (time.perf_counter() - t0) * 1000
+        # past the re-read margin of rows written just before: the steady state
+        time.sleep(args.settle_s)
+        ticks = []
+        for _ in range(args.ticks):
+            t0 = time.perf_counter()
+            ev.tick()
+            ticks.append((time.perf_counter() - t0) * 1000)
+        with psycopg.connect(url, autocommit=True) as other:
+            other.execute(
+                "UPDATE device_state SET metrics = metrics || '{\"battery_pct\": 79}', updated_at = now()"
+                " WHERE device_id = 'd-v1-1'"
+            )
+        t0 = time.perf_counter()
+        ev.tick()
+        changed_ms = (time.perf_counter() - t0) * 1000
+        with psycopg.connect(url, autocommit=True) as other:
+            other.execute(
+                "UPDATE device_state SET last_seen = now(), updated_at = now() WHERE device_id IN"
+                " (SELECT device_id FROM device_state ORDER BY device_id LIMIT %s)",
+                (args.recent,),
+            )
+        ev.tick()
+        recent = []
+        for _ in range(args.ticks):
+            t0 = time.perf_counter()
+            ev.tick()
+            recent.append((time.perf_counter() - t0) * 1000)
+    return {
+        "devices": n_devices,
+        "ticks": len(ticks),
+        "first_tick_full_read_ms": round(full_ms, 3),
+        "idle_tick_ms": {"p50": pct(ticks, 50), "p90": pct(ticks, 90), "max": pct(ticks, 100)},
+        "tick_after_one_status_ms": round(changed_ms, 3),
+        f"idle_tick_ms_{args.recent}_rows_in_margin": {
+            "p50": pct(recent, 50),
+            "p90": pct(recent, 90),
+            "max": pct(recent, 100),
+        },
+    }
+
+
 def engine_cfg(path: Path) -> Any:
     from services.alerts import config
 
@@ -270,6 +338,10 @@ def main() -> None:
     p.add_argument("--per-village", type=int, default=100)
     p.add_argument("--routers", type=int, default=5, help="village routers that go down, 1 s apart")
     p.add_argument("--for-s", type=float, default=5.0, help="the offline rule's `for` duration")
+    p.add_argument("--idle", action="store_true", help="measure only the idle tick")
+    p.add_argument("--ticks", type=int, default=50, help="idle ticks measured (--idle)")
+    p.add_argument("--settle-s", type=float, default=11.0, help="wait before measuring (--idle)")
+    p.add_argument("--recent", type=int, default=900, help="rows written within the margin (--idle)")
     args = p.parse_args()
     url = os.environ.get("IOC_DATABASE_URL")
     pg = None
@@ -281,7 +353,7 @@ def main() -> None:
         url = pg.url()
     try:
         migrate(url)
-        print(json.dumps(run(url, args), indent=2, ensure_ascii=False))
+        print(json.dumps((idle if args.idle else run)(url, args), indent=2, ensure_ascii=False))
     finally:
         if pg is not None:
             pg.stop()

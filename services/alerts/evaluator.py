@@ -1,7 +1,11 @@
 """One evaluation tick: read device state, transitions and events; open, update and resolve
 alerts; queue notifications; publish every alert change on the live feed. Runs on the
 evaluator's dedicated connection, one transaction per tick, so an evaluator that lost its lock
-(its connection) cannot write anything more."""
+(its connection) cannot write anything more.
+
+A tick evaluates only the devices whose data changed (row, state change, event) and those with
+something pending (a `for`/hysteresis/suppression clock, an open alert, a condition that can
+change with the time alone); after a full read of device state it evaluates every device."""
 
 import logging
 from collections import deque
@@ -19,7 +23,8 @@ from psycopg.types.json import Jsonb, set_json_loads
 from services import feed
 from services.alerts import messages, outbox, store
 from services.alerts.config import Config
-from services.alerts.rules import DeviceView, applies, evaluate, flapping, norm_type
+from services.alerts.rules import DeviceView, applies, clock_bound, evaluate, flapping, norm_type
+from services.alerts.statecache import StateCache, StateRow
 from services.alerts.timing import Action, Track, step
 from services.maintenance import devices_in_maintenance
 
@@ -46,13 +51,6 @@ class DeviceRef:
     parent_id: str | None
 
 
-@dataclass(frozen=True)
-class StateRow:
-    state: str
-    since: datetime
-    metrics: Mapping[str, Any]
-
-
 class Evaluator:
     """The alert engine's memory and its tick; one per active evaluator."""
 
@@ -66,7 +64,7 @@ class Evaluator:
         public_url: str | None = None,
     ) -> None:
         self.conn = conn
-        # Every tick reads the metrics of every device: orjson parses them several times faster.
+        # A full read parses the metrics of every device: orjson does it several times faster.
         set_json_loads(orjson.loads, conn)
         self.config = config
         self.tz = ZoneInfo(tz)
@@ -76,6 +74,7 @@ class Evaluator:
         self.cfg = config()
         self.registry_version = -1
         self.devices: dict[str, DeviceRef] = {}
+        self.order: dict[str, int] = {}  # registry order: devices are evaluated in it
         self.ancestors: dict[str, tuple[str, ...]] = {}
         self.descendants: dict[str, list[str]] = {}
         self.villages: dict[tuple[str, str], str] = {}
@@ -88,6 +87,11 @@ class Evaluator:
         self.events: dict[str, deque[tuple[datetime, str, Mapping[str, Any]]]] = {}
         self.change_seq = 0
         self.event_seq = 0
+        self.cache = StateCache()
+        # devices with a condition that can change with the time alone (rules.clock_bound)
+        self.clocked: set[str] = set()
+        # devices evaluated by the last tick
+        self.evaluated = 0
         self._cond: dict[tuple[str, str], datetime | None] = {}
         self._items: list[dict[str, Any]] = []
         self._resolved: set[int] = set()
@@ -139,6 +143,7 @@ class Evaluator:
             (r[0], r[1]): r[2] for r in self.conn.execute("SELECT commune_id, id, name FROM villages")
         }
         self.communes = dict(self.conn.execute("SELECT id, name FROM communes").fetchall())
+        self.order = {d: i for i, d in enumerate(self.devices)}
         self.ancestors, self.descendants = {}, {d: [] for d in self.devices}
         for dev in self.devices.values():
             chain: list[str] = []
@@ -150,6 +155,8 @@ class Evaluator:
             for a in chain:
                 self.descendants[a].append(dev.id)
         self.dev_rules = {}
+        # Rules per device may have changed too: read and evaluate everything on this tick.
+        self.cache.invalidate()
 
     def _rules_for(self, dev: DeviceRef) -> list[tuple[str, dict[str, Any]]]:
         out = self.dev_rules.get(dev.id)
@@ -193,14 +200,16 @@ class Evaluator:
             if cfg is not self.cfg or (row and int(row[0]) != self.registry_version):
                 self.cfg = cfg
                 self._load_registry()
-            self._read_changes()
-            self._read_events(now)
-            states = self._read_states()
+            flipped = self._read_changes()
+            evented = self._read_events(now)
+            changed = self.cache.refresh(self.conn, now, flipped)
+            states = self.cache.rows
             maint = devices_in_maintenance(self.conn, now, self.tz_name)
             open_alerts = self._open_alerts()
             broker = self._broker_lost(now)
             self._route_requests(now)
-            self._evaluate_devices(now, states, maint, open_alerts, broker[0])
+            dirty = None if changed is None else changed | flipped | evented
+            self._evaluate_devices(now, states, maint, open_alerts, broker[0], dirty)
             self._evaluate_broker(now, open_alerts, broker)
             self._update_affected(states, open_alerts)
             self._repeat_and_escalate(now, open_alerts)
@@ -209,7 +218,8 @@ class Evaluator:
             feed.publish(self.conn, self._items)
         return self.queued
 
-    def _read_changes(self) -> None:
+    def _read_changes(self) -> set[str]:
+        """Read new state transitions (flap history); returns the devices that made one."""
         rows = self.conn.execute(
             "SELECT seq, device_id, state, at FROM state_changes WHERE seq > %s ORDER BY seq",
             (self.change_seq,),
@@ -218,8 +228,11 @@ class Evaluator:
             self.change_seq = seq
             if state == "offline":
                 self.flaps.setdefault(device_id, deque(maxlen=_MAX_FLAPS)).append(at)
+        return {r[1] for r in rows}
 
-    def _read_events(self, now: datetime, since: datetime | None = None) -> None:
+    def _read_events(self, now: datetime, since: datetime | None = None) -> set[str]:
+        """Read new events the event rules look for; returns the devices that sent one."""
+        got: set[str] = set()
         patterns = self._event_patterns()
         if since is not None:
             sql = (
@@ -239,15 +252,11 @@ class Evaluator:
             if any(p in t for p in patterns):
                 lowered = {str(k).lower(): v for k, v in (fields or {}).items()}
                 self.events.setdefault(device_id, deque(maxlen=32)).append((received_at, t, lowered))
+                got.add(device_id)
         horizon = now - timedelta(seconds=self._hold_s())
         for device_id in [d for d, q in self.events.items() if q and q[-1][0] < horizon]:
             del self.events[device_id]
-
-    def _read_states(self) -> dict[str, StateRow]:
-        return {
-            r[0]: StateRow(r[1], r[2], r[3] or {})
-            for r in self.conn.execute("SELECT device_id, state, since, metrics FROM device_state")
-        }
+        return got
 
     def _open_alerts(self) -> dict[tuple[str, str], dict[str, Any]]:
         with self.conn.cursor(row_factory=dict_row) as cur:
@@ -261,16 +270,33 @@ class Evaluator:
         maint: set[str],
         open_alerts: dict[tuple[str, str], dict[str, Any]],
         broker_lost: bool,
+        dirty: set[str] | None,
     ) -> None:
+        """Evaluate every device (`dirty` None) or the dirty ones and those with something pending.
+
+        Skipping the others changes nothing: an unchanged device whose conditions do not depend
+        on the clock has the same conditions as on its last look; those conditions are inactive
+        or unknown, else it would have a track (a down parent, maintenance or a lost broker only
+        matter to active conditions)."""
         local_now = now.astimezone(self.tz)
-        down = {d for d, s in states.items() if s.state == "offline"} | maint
+        down = self.cache.offline | maint
         broker_lost = broker_lost or ("broker_lost", IOC_WIDE) in open_alerts
         offline = self.cfg.rules["offline"]
-        seen: set[tuple[str, str]] = set()
-        for dev in self.devices.values():
+        if dirty is None:
+            self.clocked = set()
+            devices: list[DeviceRef] = list(self.devices.values())
+        else:
+            ids = dirty | self.clocked | {k[1] for k in self.tracks} | {k[1] for k in open_alerts}
+            devices = sorted(
+                (self.devices[d] for d in ids if d in self.devices), key=lambda dev: self.order[dev.id]
+            )
+        self.evaluated = 0
+        for dev in devices:
             st = states.get(dev.id)
             if st is None:
+                self.clocked.discard(dev.id)
                 continue
+            self.evaluated += 1
             below_down = dev.id in maint or any(a in down for a in self.ancestors.get(dev.id, ()))
             flap_since, flap_n = None, 0
             times = self.flaps.get(dev.id)
@@ -298,10 +324,11 @@ class Evaluator:
                 flap_since,
                 flap_n,
             )
+            clocked = False
             for name, s in self._rules_for(dev):
                 key = (name, dev.id)
-                seen.add(key)
                 cond = evaluate(name, s, view, now, local_now)
+                clocked = clocked or clock_bound(name, view)
                 alert = open_alerts.get(key)
                 track = self.tracks.get(key)
                 if track is None:
@@ -331,12 +358,22 @@ class Evaluator:
                     self._resolve(alert, now, None)
                 elif track.since is None and track.clear_since is None and not track.held and alert is None:
                     del self.tracks[key]
+            if clocked:
+                self.clocked.add(dev.id)
+            else:
+                self.clocked.discard(dev.id)
         # Alerts whose rule no longer applies (disabled, removed) or whose device left.
         for key, alert in open_alerts.items():
-            if key[1] != IOC_WIDE and key not in seen and alert["state"] != "resolved":
+            if key[1] != IOC_WIDE and not self._applies(key, states) and alert["state"] != "resolved":
                 self._resolve(alert, now, None, notify=False, reason="rule no longer applies")
                 self.tracks.pop(key, None)
                 self._cond[key] = None
+
+    def _applies(self, key: tuple[str, str], states: Mapping[str, StateRow]) -> bool:
+        dev = self.devices.get(key[1])
+        return (
+            dev is not None and dev.id in states and any(name == key[0] for name, _ in self._rules_for(dev))
+        )
 
     def _broker_lost(self, now: datetime) -> tuple[bool, datetime | None]:
         rule = self.cfg.rules["broker_lost"]

@@ -196,6 +196,20 @@ def evaluate(
     return check(d, settings, local_now if rule == "eboard_screen_off" else now)
 
 
+def clock_bound(rule: str, d: DeviceView) -> bool:
+    """Whether the condition can change with the time alone, the device's data staying as it is:
+    such a device is evaluated on every tick, any other only when its data changes or while a
+    `for`, hysteresis or suppression clock of it runs."""
+    if rule == "offline":
+        # a flap episode ends by itself after flap_clear_s; without one, only the state counts
+        return d.flapping_since is not None
+    if rule in ("camera_tamper", "camera_signal_loss", "camera_storage_failure"):
+        return bool(d.events)  # raised for hold_s
+    if rule == "eboard_screen_off":
+        return d.state == "online" and d.metrics.get("screen_on") is False  # on-hours begin and end
+    return False
+
+
 def flapping(
     times: Sequence[datetime], now: datetime, count: int, window_s: float, clear_s: float
 ) -> datetime | None:
