@@ -165,8 +165,8 @@ SAMPLE_COLUMNS = ("device_id", "ts", "received_at", "metrics")
 _SAMPLES_SQL = """
 SELECT s.device_id, {ts}, {received_at}, s.metrics::text
 FROM status_samples s
-WHERE s.device_id = ANY(%(ids)s) AND s.ts >= %(t0)s AND s.ts < %(t1)s AND (s.device_id, s.ts) > (%(cd)s, %(ct)s)
-ORDER BY s.device_id, s.ts LIMIT %(n)s
+WHERE s.device_id = ANY(%(ids)s) AND s.ts >= %(t0)s AND s.ts < %(t1)s AND (s.ts, s.device_id) > (%(ct)s, %(cd)s)
+ORDER BY s.ts, s.device_id LIMIT %(n)s
 """
 _ISO = "to_char({c} AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"+00:00\"')"
 
@@ -182,7 +182,9 @@ def _sample_ids(conn: psycopg.Connection, scope: Scope, device_id: str | None) -
 def _sample_params(
     ids: list[str], t0: datetime, t1: datetime, limit: int, cursor: str | None
 ) -> dict[str, Any]:
-    cd, ct = paging.decode(cursor, [str, datetime]) if cursor else ("", datetime(1, 1, 1, tzinfo=UTC))
+    # Time order: chunks are by time, so a page is one short ordered index scan (device order
+    # would make every page probe every device in every chunk).
+    ct, cd = paging.decode(cursor, [datetime, str]) if cursor else (datetime(1, 1, 1, tzinfo=UTC), "")
     return {"ids": ids, "t0": t0, "t1": t1, "cd": cd, "ct": ct, "n": limit + 1}
 
 
@@ -202,7 +204,7 @@ def samples_json(
     nxt = None
     if len(rows) > limit:
         rows = rows[:limit]
-        nxt = paging.encode([rows[-1][0], rows[-1][1]])
+        nxt = paging.encode([rows[-1][1], rows[-1][0]])
     items = [
         {"device_id": r[0], "ts": r[1], "received_at": r[2], "metrics": orjson.Fragment(r[3])} for r in rows
     ]
@@ -236,7 +238,7 @@ def samples_csv(
         cut = body.rstrip(b"\n").rfind(b"\n")
         body = body[: cut + 1]
         prev = body.rstrip(b"\n").rsplit(b"\n", 1)[-1].split(b",", 2)
-        nxt = paging.encode([prev[0].decode(), prev[1].decode()])
+        nxt = paging.encode([prev[1].decode(), prev[0].decode()])
         lines = limit
     return body, lines, nxt
 
@@ -312,18 +314,34 @@ _ENTITY = (
 )
 
 
-def entity_rows(conn: psycopg.Connection, scope: Scope, *, device_id: str | None = None,
-                state: str | None = None, name: str | None = None, not_equal: dict[str, str] | None = None,
-                limit: int = 20, offset: int = 0) -> tuple[list[dict[str, Any]], int]:
+def entity_rows(
+    conn: psycopg.Connection,
+    scope: Scope,
+    *,
+    device_id: str | None = None,
+    state: str | None = None,
+    name: str | None = None,
+    not_equal: dict[str, str] | None = None,
+    limit: int = 20,
+    offset: int = 0,
+) -> tuple[list[dict[str, Any]], int]:
     """Devices with their state for the NGSI-LD view, in id order, and how many match in all."""
     where, params = scope.where()
-    for column, value, key in (("d.id", device_id, "e_id"), ("coalesce(s.state, 'unknown')", state, "e_state"),
-                               ("d.name", name, "e_name")):
+    for column, value, key in (
+        ("d.id", device_id, "e_id"),
+        ("coalesce(s.state, 'unknown')", state, "e_state"),
+        ("d.name", name, "e_name"),
+    ):
         if value is not None:
             where += f" AND {column} = %({key})s"
             params[key] = value
-    columns = {"deviceState": "coalesce(s.state, 'unknown')", "commune": "d.commune_id", "village": "d.village_id",
-               "kind": "d.kind", "name": "d.name"}
+    columns = {
+        "deviceState": "coalesce(s.state, 'unknown')",
+        "commune": "d.commune_id",
+        "village": "d.village_id",
+        "kind": "d.kind",
+        "name": "d.name",
+    }
     for i, (attr, value) in enumerate((not_equal or {}).items()):
         where += f" AND {columns[attr]} IS DISTINCT FROM %(ne{i})s"
         params[f"ne{i}"] = value
@@ -337,8 +355,9 @@ def entity_rows(conn: psycopg.Connection, scope: Scope, *, device_id: str | None
     return rows, int(total[0]) if total else 0
 
 
-def temporal(conn: psycopg.Connection, device_id: str, t0: datetime | None, t1: datetime | None, limit: int
-             ) -> tuple[list[tuple[datetime, str]], list[tuple[datetime, dict[str, Any]]]]:
+def temporal(
+    conn: psycopg.Connection, device_id: str, t0: datetime | None, t1: datetime | None, limit: int
+) -> tuple[list[tuple[datetime, str]], list[tuple[datetime, dict[str, Any]]]]:
     """A device's state changes and status samples in [t0, t1), oldest first, at most `limit` of each."""
     cond, params = "device_id = %(d)s", {"d": device_id, "n": limit}
     if t0 is not None:

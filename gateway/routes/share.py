@@ -148,7 +148,7 @@ def status(request: Request, conn: Conn, key: ShareKey, q: Annotated[ListQuery, 
 def history_(request: Request, conn: Conn, key: ShareKey, q: Annotated[HistoryQuery, Query()]) -> Response:
     """History over [from, to). With `bucket` (and `device`): one row per bucket with samples stored,
     share of time online and min/avg/max of each numeric field. Without `bucket`: the raw status
-    samples of `device`, or of every device in scope, ordered by device and time — page through
+    samples of `device`, or of every device in scope, ordered by time then device — page through
     with `cursor` to export everything (CSV is produced by the database and is fastest).
     / Lịch sử: theo khoảng (bucket) hoặc dữ liệu thô để xuất toàn bộ."""
     scope = Scope.of(key, q.commune, q.village, q.kind)

@@ -216,6 +216,7 @@ def test_raw_history_exports_every_sample_in_pages_as_json_and_csv(
                 break
         assert len(rows) == 10 and len(set(rows)) == 10
         assert rows[0] == ("cam-ubnd-1", "2026-11-01T00:00:00.000000+00:00", 0)
+        assert [(t, d) for d, t, _ in rows] == sorted((t, d) for d, t, _ in rows)
         assert {d for d, _, _ in rows} == {"cam-ubnd-1", "spk-trung-binh-1"}
 
 
