@@ -58,7 +58,8 @@ def _from_changes(
 ) -> None:
     if t1 <= t0 or not ids:
         return
-    rows = conn.execute(_EDGE_SQL, {"ids": ids, "starts": [t0] * len(ids), "t1": t1})  # type: ignore[arg-type]
+    conn.execute("SET LOCAL jit = off")  # compiling costs more than this short query
+    rows = conn.execute(_EDGE_SQL, {"ids": ids, "starts": [t0] * len(ids), "tmin": t0, "t1": t1})  # type: ignore[arg-type]
     for device_id, state, s in rows:
         i = STATES.index(state) if state in STATES else 3
         out[device_id][i] += float(s)

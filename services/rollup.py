@@ -32,7 +32,7 @@ WITH dev AS (
     SELECT device_id, at, seq, state FROM start
     UNION ALL
     SELECT c.device_id, c.at, c.seq, c.state FROM state_changes c JOIN dev ON dev.device_id = c.device_id
-    WHERE c.at > dev.t0 AND c.at < %(t1)s
+    WHERE c.at > dev.t0 AND c.at > %(tmin)s AND c.at < %(t1)s
 ), iv AS (
     SELECT device_id, CASE WHEN state = 'auth_failed' THEN 'offline' ELSE state END AS state, at AS a,
            coalesce(lead(at) OVER (PARTITION BY device_id ORDER BY at, seq), %(t1)s) AS b
@@ -106,7 +106,12 @@ def run(conn: psycopg.Connection, now: datetime) -> int:
             starts[device_id] = min(starts.get(device_id, base), floor_hour(at))
         written = 0
         if starts:
-            args = {"ids": list(starts), "starts": list(starts.values()), "t1": now}
+            args = {
+                "ids": list(starts),
+                "starts": list(starts.values()),
+                "tmin": min(starts.values()),
+                "t1": now,
+            }
             written = conn.execute(_HOURLY_SQL, args).rowcount  # type: ignore[arg-type]
             conn.execute(_DAILY_SQL, args)  # type: ignore[arg-type]
         conn.execute(
