@@ -136,6 +136,7 @@ def test_router_outage_takes_its_children_silent(broker: Mosquitto, recorder: Re
         await until(
             lambda: all(availability(recorder.snapshot(), c)[-2:] == ["offline", "online"] for c in CHILDREN)
         )
+        marks["back"] = time.monotonic()
 
     run_sim(sim, body)
     msgs = recorder.snapshot()
