@@ -58,7 +58,6 @@ def _from_changes(
 ) -> None:
     if t1 <= t0 or not ids:
         return
-    conn.execute("SET LOCAL jit = off")  # compiling costs more than this short query
     rows = conn.execute(_EDGE_SQL, {"ids": ids, "starts": [t0] * len(ids), "tmin": t0, "t1": t1})  # type: ignore[arg-type]
     for device_id, state, s in rows:
         i = STATES.index(state) if state in STATES else 3
@@ -94,6 +93,8 @@ def device_seconds(
     t1 = min(t1, now)
     if t1 <= t0:
         return out
+    # These queries are short but look costly to the planner; JIT compiling would cost more than it saves.
+    conn.execute("SET LOCAL jit = off")
     done_until, _ = progress(conn)
     h0 = _ceil(t0, HOUR)
     h1 = min(floor_hour(t1), floor_hour(done_until)) if done_until else h0
