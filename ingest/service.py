@@ -34,7 +34,7 @@ class IngestSettings(IocSettings):
     """`ioc ingest`: a stable, distinct client id per process (the broker keeps its session)."""
 
     ingest_id: str = ""
-    ingest_batch_max: int = 5000
+    ingest_batch_max: int = 20000
     ingest_flush_ms: int = 50
     ingest_onvif: bool = True
 

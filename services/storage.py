@@ -11,7 +11,7 @@ from typing import Any
 
 import orjson
 import psycopg
-from psycopg.types.json import Jsonb, set_json_loads
+from psycopg.types.json import Jsonb, JsonbBinaryDumper, set_json_loads
 
 from services import feed
 from services.intake import Batch, latest_per_device
@@ -40,9 +40,19 @@ def _dumps(obj: Any) -> bytes:
     return orjson.dumps(obj)
 
 
+class _SerializedJsonb(JsonbBinaryDumper):
+    """COPY jsonb columns from JSON already serialised (bytes), without a wrapper per row."""
+
+    def dump(self, obj: Any) -> bytes:
+        return b"\x01" + obj
+
+
 def prepare(conn: psycopg.Connection) -> None:
     """Per-connection setup (the staging table lives as long as the session)."""
     set_json_loads(orjson.loads, conn)
+    # By oid only: COPY with set_types(["jsonb"]) takes this dumper; parameters of other
+    # queries still choose their dumper by Python type (Jsonb wrappers).
+    conn.adapters.register_dumper(None, _SerializedJsonb)
     for sql in _STAGE:
         conn.execute(sql)  # type: ignore[arg-type]
     conn.commit()
@@ -59,7 +69,7 @@ def _write_samples(conn: psycopg.Connection, batch: Batch) -> None:
         ) as cp:
             cp.set_types(["text", "timestamptz", "timestamptz", "jsonb"])
             for device, st, received_at in batch.statuses:
-                cp.write_row((device.id, st.ts, received_at, _jsonb(st.metrics)))
+                cp.write_row((device.id, st.ts, received_at, orjson.dumps(st.metrics)))
         cur.execute("INSERT INTO status_samples SELECT * FROM stage_samples ON CONFLICT DO NOTHING")
 
 
@@ -146,7 +156,7 @@ def _update_state(
             (
                 device_id,
                 st[1] if st else None,
-                _jsonb(st[0].metrics) if st else None,
+                orjson.dumps(st[0].metrics) if st else None,
                 st[0].ts if st else None,
                 av[0] if av else None,
                 av[1] if av else None,
