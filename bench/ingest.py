@@ -8,7 +8,7 @@ Prints JSON with, from the same run on the same machine:
 Both ingest figures are end to end: parsed, validated, stored idempotently, state updated,
 acknowledged after commit.
 
-    .venv/bin/python bench/ingest.py [--messages 200000] [--devices 5000]
+    .venv/bin/python bench/ingest.py [--messages 200000] [--devices 5000] [--processes 1]
 """
 
 import argparse
@@ -19,7 +19,6 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -40,14 +39,31 @@ START = datetime(2026, 11, 1, tzinfo=UTC)
 
 def payload(kind: str, i: int, rnd: random.Random) -> dict:
     if kind == "speaker":
-        return {"volume": rnd.randint(0, 100), "playing": rnd.random() < 0.3, "source": "fm",
-                "rssi_dbm": rnd.randint(-90, -50), "power": "mains", "temperature_c": round(rnd.uniform(28, 45), 1)}
+        return {
+            "volume": rnd.randint(0, 100),
+            "playing": rnd.random() < 0.3,
+            "source": "fm",
+            "rssi_dbm": rnd.randint(-90, -50),
+            "power": "mains",
+            "temperature_c": round(rnd.uniform(28, 45), 1),
+        }
     if kind == "eboard":
-        return {"screen_on": True, "brightness_pct": rnd.randint(40, 100), "temperature_c": 38.5,
-                "content_id": f"tin-{i % 7}", "errors": []}
+        return {
+            "screen_on": True,
+            "brightness_pct": rnd.randint(40, 100),
+            "temperature_c": 38.5,
+            "content_id": f"tin-{i % 7}",
+            "errors": [],
+        }
     if kind == "wifi":
-        return {"clients": rnd.randint(0, 40), "uptime_s": 86400 + i, "uplink_up": True,
-                "rx_bytes": rnd.randint(0, 10**9), "tx_bytes": rnd.randint(0, 10**9), "cpu_pct": 12.5}
+        return {
+            "clients": rnd.randint(0, 40),
+            "uptime_s": 86400 + i,
+            "uplink_up": True,
+            "rx_bytes": rnd.randint(0, 10**9),
+            "tx_bytes": rnd.randint(0, 10**9),
+            "cpu_pct": 12.5,
+        }
     return {"uplink_up": True, "uptime_s": 86400 + i, "rtt_ms": round(rnd.uniform(5, 60), 1), "cpu_pct": 8}
 
 
@@ -71,15 +87,47 @@ def registry_text(devices: int) -> str:
 def raw_broker_rate(broker: Mosquitto, msgs: list[tuple[str, bytes]]) -> float:
     """mosquitto_pub -l (in chunks: -q 1 stops at 65,535 ids) -> mosquitto_sub -C N, QoS 1."""
     n = len(msgs)
-    sub = subprocess.Popen(["mosquitto_sub", "-p", str(broker.port), "-h", "127.0.0.1", "-q", "1", "-t", "raw/#",
-                            "-C", str(n), "-i", "raw-sub"], stdout=subprocess.DEVNULL)
+    sub = subprocess.Popen(
+        [
+            "mosquitto_sub",
+            "-p",
+            str(broker.port),
+            "-h",
+            "127.0.0.1",
+            "-q",
+            "1",
+            "-t",
+            "raw/#",
+            "-C",
+            str(n),
+            "-i",
+            "raw-sub",
+        ],
+        stdout=subprocess.DEVNULL,
+    )
     time.sleep(0.5)
     lines = [p for _, p in msgs]
     t0 = time.perf_counter()
     for k in range(0, n, 60_000):
-        chunk = b"\n".join(lines[k:k + 60_000]) + b"\n"
-        subprocess.run(["mosquitto_pub", "-p", str(broker.port), "-h", "127.0.0.1", "-q", "1", "-t", "raw/t",
-                        "-l", "-i", f"raw-pub-{k}"], input=chunk, check=True)
+        chunk = b"\n".join(lines[k : k + 60_000]) + b"\n"
+        subprocess.run(
+            [
+                "mosquitto_pub",
+                "-p",
+                str(broker.port),
+                "-h",
+                "127.0.0.1",
+                "-q",
+                "1",
+                "-t",
+                "raw/t",
+                "-l",
+                "-i",
+                f"raw-pub-{k}",
+            ],
+            input=chunk,
+            check=True,
+        )
     sub.wait(300)
     return n / (time.perf_counter() - t0)
 
@@ -91,14 +139,16 @@ def raw_copy_rate(url: str, msgs: list[tuple[str, bytes]]) -> float:
         ts = datetime.fromisoformat(doc.pop("ts"))
         rows.append((topic.split("/")[4], ts, ts, json.dumps(doc)))
     with psycopg.connect(url) as conn:
-        conn.execute("CREATE TABLE raw_copy (device_id text, ts timestamptz, received_at timestamptz, metrics jsonb)")
+        conn.execute(
+            "CREATE TABLE raw_copy (device_id text, ts timestamptz, received_at timestamptz, metrics jsonb)"
+        )
         conn.execute("SELECT create_hypertable('raw_copy', 'ts', chunk_time_interval => interval '1 day')")
         conn.commit()
         t0 = time.perf_counter()
         for k in range(0, len(rows), 10_000):
             with conn.cursor() as cur, cur.copy("COPY raw_copy FROM STDIN (FORMAT BINARY)") as cp:
                 cp.set_types(["text", "timestamptz", "timestamptz", "jsonb"])
-                for r in rows[k:k + 10_000]:
+                for r in rows[k : k + 10_000]:
                     cp.write_row(r)
             conn.commit()
         rate = len(rows) / (time.perf_counter() - t0)
@@ -108,16 +158,27 @@ def raw_copy_rate(url: str, msgs: list[tuple[str, bytes]]) -> float:
 
 def committed(url: str) -> int:
     with psycopg.connect(url) as conn:
-        row = conn.execute("SELECT COALESCE(sum(value), 0) FROM metric_counters"
-                           " WHERE name = 'ioc_ingest_messages_total'").fetchone()
+        row = conn.execute(
+            "SELECT COALESCE(sum(value), 0) FROM metric_counters WHERE name = 'ioc_ingest_messages_total'"
+        ).fetchone()
         return int(row[0]) if row else 0
 
 
-def start_ingest(url: str, mqtt_url: str, data_dir: Path) -> subprocess.Popen[bytes]:
-    env = {**os.environ, "IOC_DATABASE_URL": url, "IOC_MQTT_URL": mqtt_url, "IOC_INGEST_ID": "bench-ingest",
-           "IOC_INGEST_ONVIF": "false", "IOC_DATA_DIR": str(data_dir)}
-    return subprocess.Popen([sys.executable, "-m", "cli.main", "ingest"], env=env, stdout=subprocess.DEVNULL,
-                            stderr=open(data_dir / "ingest.log", "ab"))  # noqa: SIM115
+def start_ingest(url: str, mqtt_url: str, data_dir: Path, index: int = 0) -> subprocess.Popen[bytes]:
+    env = {
+        **os.environ,
+        "IOC_DATABASE_URL": url,
+        "IOC_MQTT_URL": mqtt_url,
+        "IOC_INGEST_ID": f"bench-ingest-{index}",
+        "IOC_INGEST_ONVIF": "false",
+        "IOC_DATA_DIR": str(data_dir),
+    }
+    return subprocess.Popen(
+        [sys.executable, "-m", "cli.main", "ingest"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=open(data_dir / "ingest.log", "ab"),
+    )  # noqa: SIM115
 
 
 def publish_all(mqtt_url: str, msgs: list[tuple[str, bytes]]) -> float:
@@ -156,13 +217,14 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--messages", type=int, default=200_000)
     ap.add_argument("--devices", type=int, default=5_000)
+    ap.add_argument("--processes", type=int, default=1, help="ingest processes sharing the subscription")
     args = ap.parse_args()
     base = Path(tempfile.mkdtemp(prefix="ioc-bench-"))
     base.chmod(0o755)
     pg, broker = Postgres(base / "pg"), Mosquitto(base / "mqtt")
     pg.start()
     broker.start()
-    ingest = None
+    ingests: list[subprocess.Popen[bytes]] = []
     try:
         url = pg.url()
         migrate(url)
@@ -171,14 +233,19 @@ def main() -> None:
         msgs = make_messages(args.messages, args.devices)
         half = len(msgs) // 2
         live, backlog = msgs[:half], msgs[half:]
-        result: dict[str, object] = {"messages": len(msgs), "devices": args.devices, "qos": 1,
-                                     "payload_bytes_avg": round(sum(len(p) for _, p in msgs) / len(msgs)),
-                                     "cpus": os.cpu_count()}
+        result: dict[str, object] = {
+            "messages": len(msgs),
+            "devices": args.devices,
+            "qos": 1,
+            "ingest_processes": args.processes,
+            "payload_bytes_avg": round(sum(len(p) for _, p in msgs) / len(msgs)),
+            "cpus": os.cpu_count(),
+        }
         result["raw_broker_msg_s"] = round(raw_broker_rate(broker, msgs))
         result["raw_copy_rows_s"] = round(raw_copy_rate(url, msgs))
 
-        ingest = start_ingest(url, broker.url(), base)
-        while committed(url) == 0 and not _session_ready(url):
+        ingests = [start_ingest(url, broker.url(), base, i) for i in range(args.processes)]
+        while _sessions_ready(url) < args.processes:
             time.sleep(0.2)
         t0 = time.perf_counter()
         pub_done = publish_all(broker.url(), live)
@@ -186,11 +253,12 @@ def main() -> None:
         result["live_msg_s"] = round(len(live) / (t1 - t0))
         result["live_publish_msg_s"] = round(len(live) / (pub_done - t0))
 
-        ingest.terminate()
-        ingest.wait(60)
-        publish_all(broker.url(), backlog)  # queued by the broker for the stopped ingest's session
+        for p in ingests:
+            p.terminate()
+            p.wait(60)
+        publish_all(broker.url(), backlog)  # queued by the broker for the stopped ingests' sessions
         t0 = time.perf_counter()
-        ingest = start_ingest(url, broker.url(), base)
+        ingests = [start_ingest(url, broker.url(), base, i) for i in range(args.processes)]
         t1 = wait_committed(url, len(msgs))
         result["drain_msg_s"] = round(len(backlog) / (t1 - t0))
         with psycopg.connect(url) as conn:
@@ -201,17 +269,19 @@ def main() -> None:
         result["drain_vs_raw_broker"] = round(result["drain_msg_s"] / result["raw_broker_msg_s"], 3)  # type: ignore[operator]
         print(json.dumps(result, indent=2))
     finally:
-        if ingest is not None:
-            ingest.terminate()
-            ingest.wait(60)
+        for p in ingests:
+            p.terminate()
+            p.wait(60)
         broker.stop()
         pg.stop()
         shutil.rmtree(base, ignore_errors=True)
 
 
-def _session_ready(url: str) -> bool:
+def _sessions_ready(url: str) -> int:
+    """How many ingest processes hear the broker (their persistent sessions then exist)."""
     with psycopg.connect(url) as conn:
-        return bool(conn.execute("SELECT count(*) FROM process_health WHERE name = 'bench-ingest'").fetchone()[0])  # type: ignore[index]
+        row = conn.execute("SELECT count(*) FROM process_health WHERE name LIKE 'bench-ingest-%'").fetchone()
+        return int(row[0]) if row else 0
 
 
 if __name__ == "__main__":
