@@ -7,7 +7,12 @@ from services.migrate import migrate
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    p = sub.add_parser("migrate", parents=[context.common()], help="apply database migrations", description="Apply missing migrations.")
+    p = sub.add_parser(
+        "migrate",
+        parents=[context.common()],
+        help="apply database migrations",
+        description="Apply missing migrations.",
+    )
     p.set_defaults(func=run)
 
 

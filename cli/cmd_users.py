@@ -13,13 +13,22 @@ from services.models import ROLES
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p = sub.add_parser("users", help="operators' accounts", description="Manage operators' accounts.")
     s = p.add_subparsers(dest="action", metavar="ACTION", required=True)
-    add = s.add_parser("add", parents=[context.common()], help="add a user; the password is read from stdin (one line)",
-                       description="Add a user. The password is read from standard input (one line).")
+    add = s.add_parser(
+        "add",
+        parents=[context.common()],
+        help="add a user; the password is read from stdin (one line)",
+        description="Add a user. The password is read from standard input (one line).",
+    )
     add.add_argument("name")
     add.add_argument("--role", required=True, choices=ROLES)
     add.add_argument("--communes", help="comma-separated commune ids this user may see (default: all)")
     add.set_defaults(func=run_add)
-    pw = s.add_parser("passwd", parents=[context.common()], help="set a user's password from stdin", description="Set a password (stdin).")
+    pw = s.add_parser(
+        "passwd",
+        parents=[context.common()],
+        help="set a user's password from stdin",
+        description="Set a password (stdin).",
+    )
     pw.add_argument("name")
     pw.set_defaults(func=run_passwd)
 

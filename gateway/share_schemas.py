@@ -19,8 +19,7 @@ TIME_DOC = (
 
 
 def _f(en: str, vi: str, example: Any = None, **kw: Any) -> Any:
-    extra = {"examples": [example]} if example is not None else {}
-    return Field(description=f"{en} / {vi}", **extra, **kw)
+    return Field(description=f"{en} / {vi}", examples=[example] if example is not None else None, **kw)
 
 
 class Page(BaseModel, Generic[T]):

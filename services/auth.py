@@ -33,8 +33,9 @@ def token_hash(token: str) -> bytes:
     return hashlib.sha256(token.encode()).digest()
 
 
-def add_user(conn: psycopg.Connection, username: str, password: str, role: str,
-             communes: list[str] | None = None) -> int:
+def add_user(
+    conn: psycopg.Connection, username: str, password: str, role: str, communes: list[str] | None = None
+) -> int:
     if role not in ROLES:
         raise InvalidInput(f"role must be one of {', '.join(ROLES)}")
     if not ID_RE.fullmatch(username):
@@ -55,8 +56,10 @@ def add_user(conn: psycopg.Connection, username: str, password: str, role: str,
 def set_password(conn: psycopg.Connection, username: str, password: str) -> None:
     if len(password) < 8:
         raise InvalidInput("password must be at least 8 characters")
-    cur = conn.execute("UPDATE users SET password_hash = %s, failed_logins = 0, locked_until = NULL"
-                       " WHERE username = %s", (_hasher.hash(password), username))
+    cur = conn.execute(
+        "UPDATE users SET password_hash = %s, failed_logins = 0, locked_until = NULL WHERE username = %s",
+        (_hasher.hash(password), username),
+    )
     if cur.rowcount == 0:
         raise NotFound(f"no user {username}")
 
@@ -83,14 +86,18 @@ def login(conn: psycopg.Connection, username: str, password: str) -> tuple[str, 
         conn.execute(
             "UPDATE users SET failed_logins = failed_logins + 1,"
             " locked_until = CASE WHEN failed_logins + 1 >= %s THEN now() + %s ELSE locked_until END"
-            " WHERE id = %s", (MAX_FAILED_LOGINS, LOCKOUT, uid))
+            " WHERE id = %s",
+            (MAX_FAILED_LOGINS, LOCKOUT, uid),
+        )
         raise Unauthorized("wrong username or password")
     conn.execute("UPDATE users SET failed_logins = 0, locked_until = NULL WHERE id = %s", (uid,))
     if _hasher.check_needs_rehash(phash):
         conn.execute("UPDATE users SET password_hash = %s WHERE id = %s", (_hasher.hash(password), uid))
     token = secrets.token_urlsafe(32)
-    conn.execute("INSERT INTO sessions (token_hash, user_id, expires_at) VALUES (%s, %s, %s)",
-                 (token_hash(token), uid, now + SESSION_TTL))
+    conn.execute(
+        "INSERT INTO sessions (token_hash, user_id, expires_at) VALUES (%s, %s, %s)",
+        (token_hash(token), uid, now + SESSION_TTL),
+    )
     return token, User(uid, username, role, tuple(communes) if communes else None)
 
 

@@ -1,7 +1,7 @@
 """Connections to PostgreSQL: one pool per process, plus dedicated connections for locks."""
 
-from contextlib import contextmanager
 from collections.abc import Iterator
+from contextlib import contextmanager
 
 import psycopg
 from psycopg.rows import dict_row

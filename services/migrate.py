@@ -42,9 +42,7 @@ def migrate(url: str) -> list[str]:
                 continue
             with conn.transaction():
                 conn.execute(sql)  # type: ignore[arg-type]  # trusted file shipped with the package
-                conn.execute(
-                    "INSERT INTO schema_migrations (version, name) VALUES (%s, %s)", (version, name)
-                )
+                conn.execute("INSERT INTO schema_migrations (version, name) VALUES (%s, %s)", (version, name))
             log.info("applied migration %s", name)
             applied.append(name)
         conn.execute("SELECT pg_advisory_unlock(%s)", (_LOCK_ID,))

@@ -42,7 +42,9 @@ def decode(cursor: str, types: Sequence[type]) -> list[Any]:
                 out.append(t(v))
         return out
     except (ValueError, TypeError, orjson.JSONDecodeError) as err:
-        raise InvalidInput(f"cursor {cursor[:40]!r} is malformed; use next_cursor from a previous page") from err
+        raise InvalidInput(
+            f"cursor {cursor[:40]!r} is malformed; use next_cursor from a previous page"
+        ) from err
 
 
 def check_limit(limit: int | None) -> int:

@@ -24,8 +24,9 @@ class ImportResult:
 def _check_against_db(conn: psycopg.Connection, reg: Registry) -> None:
     errors: list[str] = []
     ids = [d.id for d in reg.devices]
-    existing = {r[0]: r[1] for r in conn.execute(
-        "SELECT id, commune_id FROM devices WHERE id = ANY(%s)", (ids,))}
+    existing = {
+        r[0]: r[1] for r in conn.execute("SELECT id, commune_id FROM devices WHERE id = ANY(%s)", (ids,))
+    }
     for d in reg.devices:
         if d.id in existing and existing[d.id] != d.commune_id:
             errors.append(f"device {d.id} already belongs to commune {existing[d.id]}; device ids are unique")
@@ -53,8 +54,9 @@ def _check_against_db(conn: psycopg.Connection, reg: Registry) -> None:
         )
 
 
-def import_registry(conn: psycopg.Connection, reg: Registry, vault: Vault | None,
-                    *, names_authoritative: bool = True) -> ImportResult:
+def import_registry(
+    conn: psycopg.Connection, reg: Registry, vault: Vault | None, *, names_authoritative: bool = True
+) -> ImportResult:
     """Upsert communes, villages and devices in one transaction; history is never deleted.
 
     CSV files carry no commune or village names: with `names_authoritative=False` an
@@ -64,27 +66,35 @@ def import_registry(conn: psycopg.Connection, reg: Registry, vault: Vault | None
         raise InvalidInput("camera passwords need IOC_SECRET_KEY to be stored encrypted")
     with conn.transaction():
         _check_against_db(conn, reg)
-        name_update = "name = EXCLUDED.name," if names_authoritative else ""
         for c in reg.communes:
             conn.execute(
                 "INSERT INTO communes (id, name, district, province) VALUES (%s, %s, %s, %s) "
-                f"ON CONFLICT (id) DO UPDATE SET {name_update} "
+                "ON CONFLICT (id) DO UPDATE SET"
+                " name = CASE WHEN %s THEN EXCLUDED.name ELSE communes.name END,"
                 " district = COALESCE(EXCLUDED.district, communes.district),"
                 " province = COALESCE(EXCLUDED.province, communes.province), updated_at = now()",
-                (c.id, c.name, c.district, c.province),
+                (c.id, c.name, c.district, c.province, names_authoritative),
             )
         for v in reg.villages:
             conn.execute(
                 "INSERT INTO villages (commune_id, id, name) VALUES (%s, %s, %s) "
-                f"ON CONFLICT (commune_id, id) DO UPDATE SET {name_update} updated_at = now()",
-                (v.commune_id, v.id, v.name),
+                "ON CONFLICT (commune_id, id) DO UPDATE SET"
+                " name = CASE WHEN %s THEN EXCLUDED.name ELSE villages.name END, updated_at = now()",
+                (v.commune_id, v.id, v.name, names_authoritative),
             )
         added = updated = 0
         for d in reg.devices:
             onvif = None
             if d.onvif:
-                onvif = Jsonb({"host": d.onvif.host, "port": d.onvif.port, "username": d.onvif.username,
-                               "path": d.onvif.path, "poll_s": d.onvif.poll_s})
+                onvif = Jsonb(
+                    {
+                        "host": d.onvif.host,
+                        "port": d.onvif.port,
+                        "username": d.onvif.username,
+                        "path": d.onvif.path,
+                        "poll_s": d.onvif.poll_s,
+                    }
+                )
             secret = vault.encrypt(reg.passwords[d.id]) if vault and d.id in reg.passwords else None
             row = conn.execute(
                 "INSERT INTO devices (id, commune_id, village_id, kind, name, lat, lon, parent_id,"
@@ -96,16 +106,25 @@ def import_registry(conn: psycopg.Connection, reg: Registry, vault: Vault | None
                 " onvif_password = COALESCE(EXCLUDED.onvif_password, devices.onvif_password),"
                 " retired_at = NULL, updated_at = now() "
                 "RETURNING (xmax = 0) AS inserted",
-                (d.id, d.commune_id, d.village_id, d.kind, d.name, d.lat, d.lon, d.parent_id,
-                 d.heartbeat_s, onvif, secret),
+                (
+                    d.id,
+                    d.commune_id,
+                    d.village_id,
+                    d.kind,
+                    d.name,
+                    d.lat,
+                    d.lon,
+                    d.parent_id,
+                    d.heartbeat_s,
+                    onvif,
+                    secret,
+                ),
             ).fetchone()
             if row and row[0]:
                 added += 1
             else:
                 updated += 1
-            conn.execute(
-                "INSERT INTO device_state (device_id) VALUES (%s) ON CONFLICT DO NOTHING", (d.id,)
-            )
+            conn.execute("INSERT INTO device_state (device_id) VALUES (%s) ON CONFLICT DO NOTHING", (d.id,))
         bump_version(conn)
     return ImportResult(len(reg.communes), len(reg.villages), added, updated)
 
@@ -124,7 +143,8 @@ def retire(conn: psycopg.Connection, device_id: str) -> None:
     with conn.transaction():
         row = conn.execute(
             "UPDATE devices SET retired_at = now(), updated_at = now() "
-            "WHERE id = %s AND retired_at IS NULL RETURNING id", (device_id,)
+            "WHERE id = %s AND retired_at IS NULL RETURNING id",
+            (device_id,),
         ).fetchone()
         if row is None:
             exists = conn.execute("SELECT 1 FROM devices WHERE id = %s", (device_id,)).fetchone()
@@ -135,10 +155,30 @@ def retire(conn: psycopg.Connection, device_id: str) -> None:
 
 def _device(r: dict[str, Any]) -> Device:
     o = r["onvif"]
-    onvif = Onvif(o["host"], o.get("port", 80), o.get("username"),
-                  o.get("path", "/onvif/device_service"), o.get("poll_s", 30)) if o else None
-    return Device(r["id"], r["commune_id"], r["kind"], r["village_id"], r["name"], r["lat"], r["lon"],
-                  r["parent_id"], r["heartbeat_s"], onvif, r["retired_at"])
+    onvif = (
+        Onvif(
+            o["host"],
+            o.get("port", 80),
+            o.get("username"),
+            o.get("path", "/onvif/device_service"),
+            o.get("poll_s", 30),
+        )
+        if o
+        else None
+    )
+    return Device(
+        r["id"],
+        r["commune_id"],
+        r["kind"],
+        r["village_id"],
+        r["name"],
+        r["lat"],
+        r["lon"],
+        r["parent_id"],
+        r["heartbeat_s"],
+        onvif,
+        r["retired_at"],
+    )
 
 
 _COLUMNS = "id, commune_id, kind, village_id, name, lat, lon, parent_id, heartbeat_s, onvif, retired_at"

@@ -35,8 +35,15 @@ def login(body: LoginIn, request: Request, response: Response, conn: Conn) -> Lo
     finally:
         conn.commit()
     settings = request.app.state.settings
-    response.set_cookie(SESSION_COOKIE, token, httponly=True, samesite="strict",
-                        secure=settings.cookie_secure, max_age=int(auth.SESSION_TTL.total_seconds()), path="/")
+    response.set_cookie(
+        SESSION_COOKIE,
+        token,
+        httponly=True,
+        samesite="strict",
+        secure=settings.cookie_secure,
+        max_age=int(auth.SESSION_TTL.total_seconds()),
+        path="/",
+    )
     return LoginOut(token=token, role=user.role, username=user.username)
 
 

@@ -39,8 +39,11 @@ def readyz(request: Request) -> JSONResponse:
         db_ok = False
     mqtt_ok = _broker_reachable(request.app.state.settings.mqtt_url)
     ok = db_ok and mqtt_ok
-    body = {"status": "ok" if ok else "unavailable",
-            "database": "ok" if db_ok else "unreachable", "broker": "ok" if mqtt_ok else "unreachable"}
+    body = {
+        "status": "ok" if ok else "unavailable",
+        "database": "ok" if db_ok else "unreachable",
+        "broker": "ok" if mqtt_ok else "unreachable",
+    }
     return JSONResponse(body, status_code=200 if ok else 503)
 
 

@@ -111,3 +111,18 @@ def test_read_rejects_unknown_extension(tmp_path: Path) -> None:
     f.write_text(YAML)
     with pytest.raises(InvalidInput, match=r"\.yaml, \.yml or \.csv"):
         registry_file.read(f)
+
+
+def test_csv_import_keeps_names_from_yaml(db_url: str) -> None:
+    csv_text = (
+        "commune,id,kind,village\n"
+        "thoai-giang,spk-csv-1,speaker,trung-binh\n"
+        "thoai-giang,spk-csv-2,speaker,tay-binh\n"
+    )
+    with psycopg.connect(db_url) as conn:
+        registry.import_registry(conn, registry_file.parse_yaml(YAML), VAULT)
+        registry.import_registry(conn, registry_file.parse_csv(csv_text), VAULT, names_authoritative=False)
+        names = dict(conn.execute("SELECT id, name FROM villages").fetchall())
+        commune = conn.execute("SELECT name FROM communes WHERE id = 'thoai-giang'").fetchone()[0]
+    assert names == {"trung-binh": "Ấp Trung Bình", "tay-binh": "tay-binh"}
+    assert commune == "Xã Thoại Giang"
