@@ -24,6 +24,7 @@ from psycopg import sql
 from psycopg.rows import dict_row
 from psycopg_pool import ConnectionPool
 
+from services import status
 from services.alerts import store as alert_store
 from services.db import first_line
 from services.feed import NOTIFY_CHANNEL
@@ -282,10 +283,6 @@ class LiveFeed:
         return int(body["seq"]), orjson.dumps(body).decode()
 
 
-def _utc(value: datetime | None) -> str | None:
-    return value.astimezone(UTC).isoformat() if value is not None else None
-
-
 def read_snapshot(conn: psycopg.Connection, scope: list[str] | None) -> dict[str, Any]:
     """What a client starts from: device states, open alerts, names, and the last hour's changes."""
     row = conn.execute("SELECT value FROM counters WHERE name = 'feed'").fetchone()
@@ -294,15 +291,7 @@ def read_snapshot(conn: psycopg.Connection, scope: list[str] | None) -> dict[str
     with conn.cursor(row_factory=dict_row) as cur:
         devices = [
             {
-                "device_id": r["id"],
-                "commune": r["commune_id"],
-                "village": r["village_id"],
-                "kind": r["kind"],
-                "state": r["state"],
-                "since": _utc(r["since"]),
-                "last_seen": _utc(r["last_seen"]),
-                "metrics": r["metrics"],
-                "reason": r["reason"],
+                **status.status_row(r),
                 "name": r["name"],
                 "lat": r["lat"],
                 "lon": r["lon"],
@@ -341,7 +330,7 @@ def read_snapshot(conn: psycopg.Connection, scope: list[str] | None) -> dict[str
                 "kind": r["kind"],
                 "state": r["state"],
                 "prev_state": r["prev_state"],
-                "at": _utc(r["at"]),
+                "at": status.utc(r["at"]),
                 "reason": r["reason"],
             }
             for r in cur.execute(
@@ -358,7 +347,7 @@ def read_snapshot(conn: psycopg.Connection, scope: list[str] | None) -> dict[str
                 "commune": r["commune_id"],
                 "village": r["village_id"],
                 "kind": r["kind"],
-                "ts": _utc(r["ts"]),
+                "ts": status.utc(r["ts"]),
                 "event_type": r["type"],
                 "severity": r["severity"],
                 "message": r["message"],

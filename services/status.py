@@ -92,7 +92,8 @@ def _device_row(r: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _status_row(r: dict[str, Any]) -> dict[str, Any]:
+def status_row(r: dict[str, Any]) -> dict[str, Any]:
+    """A device's current-state row as every status list shows it (device columns + state columns)."""
     return {
         "device_id": r["id"],
         "commune": r["commune_id"],
@@ -137,7 +138,7 @@ def list_status(
     """A page of current states, one row per active device, in device id order."""
     rows = _page(conn, _STATUS_SQL, f, limit, cursor)
     items, nxt = paging.page(rows, paging.check_limit(limit), lambda r: [r["id"]])
-    return [_status_row(r) for r in items], nxt
+    return [status_row(r) for r in items], nxt
 
 
 def get_device(

@@ -3,7 +3,7 @@
 from datetime import datetime
 from typing import Annotated, Any, Generic, TypeVar
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Depends, Query
 from pydantic import BaseModel, ConfigDict, Field
 
 from gateway.deps import Conn, CurrentUser, check_commune
@@ -110,21 +110,24 @@ def _filter(
     return f
 
 
-@router.get("/devices", response_model=Page[DeviceOut])
-def list_devices(
-    conn: Conn,
+def device_filter(
     user: CurrentUser,
     commune: Commune = None,
     village: Village = None,
     kind: Kind = None,
     state: StateQ = None,
-    limit: Limit = None,
-    cursor: Cursor = None,
-) -> dict[str, Any]:
+) -> DeviceFilter:
+    """The list filters of /devices and /status, checked against the user's communes."""
+    return _filter(user, commune, village, kind, state)
+
+
+Filters = Annotated[DeviceFilter, Depends(device_filter)]
+
+
+@router.get("/devices", response_model=Page[DeviceOut])
+def list_devices(conn: Conn, f: Filters, limit: Limit = None, cursor: Cursor = None) -> dict[str, Any]:
     """Registered (not retired) devices in id order, with their current state; paged."""
-    items, nxt = status.list_devices(
-        conn, _filter(user, commune, village, kind, state), limit=limit, cursor=cursor
-    )
+    items, nxt = status.list_devices(conn, f, limit=limit, cursor=cursor)
     return {"items": items, "next_cursor": nxt}
 
 
@@ -135,20 +138,9 @@ def get_device(device_id: str, conn: Conn, user: CurrentUser) -> dict[str, Any]:
 
 
 @router.get("/status", response_model=Page[StatusOut])
-def list_status(
-    conn: Conn,
-    user: CurrentUser,
-    commune: Commune = None,
-    village: Village = None,
-    kind: Kind = None,
-    state: StateQ = None,
-    limit: Limit = None,
-    cursor: Cursor = None,
-) -> dict[str, Any]:
+def list_status(conn: Conn, f: Filters, limit: Limit = None, cursor: Cursor = None) -> dict[str, Any]:
     """Current state of every active device, one row each, in device id order; paged."""
-    items, nxt = status.list_status(
-        conn, _filter(user, commune, village, kind, state), limit=limit, cursor=cursor
-    )
+    items, nxt = status.list_status(conn, f, limit=limit, cursor=cursor)
     return {"items": items, "next_cursor": nxt}
 
 
