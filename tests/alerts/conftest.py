@@ -5,7 +5,7 @@ import asyncio
 import json
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -17,9 +17,10 @@ import pytest
 import yaml
 from psycopg.types.json import Jsonb
 
-from services import feed, registry, registry_file
+from services import feed
 from services.alerts.engine import AlertsSettings, Engine
 from services.settings import load
+from tests.support import load_registry as _load_registry
 
 REGISTRY = """\
 commune: {id: thoai-giang, name: "Xã Thoại Giang"}
@@ -37,20 +38,7 @@ devices:
 
 
 def load_registry(url: str, text: str = REGISTRY) -> None:
-    with psycopg.connect(url) as conn:
-        registry.import_registry(conn, registry_file.parse_yaml(text), None)
-
-
-def wait_for(fn: Callable[[], Any], timeout: float = 15.0, interval: float = 0.05) -> Any:
-    """Poll until fn() is truthy; returns its value or fails with the last one."""
-    deadline = time.monotonic() + timeout
-    value = fn()
-    while not value:
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout}s (last value {value!r})")
-        time.sleep(interval)
-        value = fn()
-    return value
+    _load_registry(url, text)
 
 
 def query(url: str, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:

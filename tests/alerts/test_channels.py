@@ -25,9 +25,9 @@ from tests.alerts.conftest import (
     running,
     set_state,
     settings,
-    wait_for,
     write_config,
 )
+from tests.support import wait_for
 
 
 class Mailbox:

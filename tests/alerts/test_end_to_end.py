@@ -16,9 +16,9 @@ from tests.alerts.conftest import (
     load_registry,
     running,
     settings,
-    wait_for,
     write_config,
 )
+from tests.support import wait_for
 
 
 def test_last_will_becomes_one_notification(

@@ -16,9 +16,9 @@ from tests.alerts.conftest import (
     running,
     set_state,
     settings,
-    wait_for,
     write_config,
 )
+from tests.support import wait_for
 
 
 def test_offline_after_for_opens_one_alert_notifies_and_resolves_by_itself(

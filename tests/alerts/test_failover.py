@@ -15,9 +15,9 @@ from tests.alerts.conftest import (
     running,
     set_state,
     settings,
-    wait_for,
     write_config,
 )
+from tests.support import wait_for
 
 
 def _kill(url: str, engine: Engine) -> None:

@@ -18,9 +18,9 @@ from tests.alerts.conftest import (
     running,
     set_state,
     settings,
-    wait_for,
     write_config,
 )
+from tests.support import wait_for
 
 
 def _ingest_heard(url: str, seconds_ago: float) -> None:

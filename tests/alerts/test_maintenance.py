@@ -18,9 +18,9 @@ from tests.alerts.conftest import (
     running,
     set_state,
     settings,
-    wait_for,
     write_config,
 )
+from tests.support import wait_for
 
 NOW = datetime(2026, 11, 25, 3, 30, tzinfo=UTC)  # 10:30 in Asia/Ho_Chi_Minh
 

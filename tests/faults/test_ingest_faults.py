@@ -14,7 +14,8 @@ import pytest
 from cli.embedded import Mosquitto, Postgres
 from ingest.service import IngestService, IngestSettings
 from services.topics import device_topic
-from tests.ingest.conftest import Publisher, load_registry, scalar, wait_for
+from tests.ingest.conftest import Publisher, load_registry
+from tests.support import scalar, wait_for
 
 N_DEVICES = 50
 REGISTRY = "commune: {id: xa, name: Xã}\nvillages: [{id: ap, name: Ấp}]\ndevices:\n" + "".join(

@@ -1,15 +1,14 @@
 """Helpers for ingest tests: a registry, an in-process ingest, a publishing client, polling."""
 
-import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import paho.mqtt.client as paho
-import psycopg
 import pytest
 
 from ingest.service import IngestService, IngestSettings
-from services import registry, registry_file
+from tests.support import load_registry as _load_registry
+from tests.support import wait_for
 
 REGISTRY = """\
 commune: {id: thoai-giang, name: "Xã Thoại Giang"}
@@ -26,26 +25,7 @@ devices:
 
 
 def load_registry(url: str, text: str = REGISTRY) -> None:
-    with psycopg.connect(url) as conn:
-        registry.import_registry(conn, registry_file.parse_yaml(text), None)
-
-
-def wait_for(fn: Callable[[], Any], timeout: float = 20.0, interval: float = 0.05) -> Any:
-    """Poll until fn() is truthy; returns its value or fails with the last one."""
-    deadline = time.monotonic() + timeout
-    value = fn()
-    while not value:
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout}s (last value {value!r})")
-        time.sleep(interval)
-        value = fn()
-    return value
-
-
-def scalar(url: str, sql: str, params: tuple[Any, ...] = ()) -> Any:
-    with psycopg.connect(url) as conn:
-        row = conn.execute(sql, params).fetchone()  # type: ignore[arg-type]
-        return row[0] if row else None
+    _load_registry(url, text)
 
 
 class Publisher:

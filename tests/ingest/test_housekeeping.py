@@ -8,7 +8,8 @@ import psycopg
 from ingest.housekeeping import Housekeeper
 from services import feed
 from services.settings import IocSettings
-from tests.ingest.conftest import load_registry, scalar, wait_for
+from tests.ingest.conftest import load_registry
+from tests.support import scalar, wait_for
 
 
 def test_housekeeper_rolls_up_drops_old_chunks_and_prunes_the_feed(db_url: str) -> None:

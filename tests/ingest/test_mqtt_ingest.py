@@ -7,7 +7,8 @@ import psycopg
 
 from ingest.service import IngestService
 from services.topics import device_topic
-from tests.ingest.conftest import Publisher, scalar, wait_for
+from tests.ingest.conftest import Publisher
+from tests.support import scalar, wait_for
 
 T = "thoai-giang"
 
