@@ -99,27 +99,29 @@ def device_in_scope(conn: psycopg.Connection, scope: Scope, device_id: str) -> N
         raise Forbidden(f"this key has no access to device {device_id}")
 
 
-def devices(
-    conn: psycopg.Connection, scope: Scope, limit: int, cursor: str | None
-) -> tuple[list[dict[str, Any]], str | None]:
+def _device_page(
+    conn: psycopg.Connection, select: str, scope: Scope, limit: int, cursor: str | None
+) -> list[dict[str, Any]]:
+    """Up to limit+1 rows of `select` in device id order, after the cursor's device."""
     where, params = scope.where()
     if cursor:
         where += " AND d.id > %(after)s"
         (params["after"],) = paging.decode(cursor, [str])
     params["n"] = limit + 1
-    rows = _fetch(conn, f"{_DEVICES} WHERE {where} ORDER BY d.id LIMIT %(n)s", params)  # noqa: S608
+    return _fetch(conn, f"{select} WHERE {where} ORDER BY d.id LIMIT %(n)s", params)  # noqa: S608
+
+
+def devices(
+    conn: psycopg.Connection, scope: Scope, limit: int, cursor: str | None
+) -> tuple[list[dict[str, Any]], str | None]:
+    rows = _device_page(conn, _DEVICES, scope, limit, cursor)
     return paging.page(rows, limit, lambda r: [r["device_id"]])
 
 
 def status(
     conn: psycopg.Connection, scope: Scope, limit: int, cursor: str | None
 ) -> tuple[list[dict[str, Any]], str | None]:
-    where, params = scope.where()
-    if cursor:
-        where += " AND d.id > %(after)s"
-        (params["after"],) = paging.decode(cursor, [str])
-    params["n"] = limit + 1
-    rows = _fetch(conn, f"{_STATUS} WHERE {where} ORDER BY d.id LIMIT %(n)s", params)  # noqa: S608
+    rows = _device_page(conn, _STATUS, scope, limit, cursor)
     for r in rows:
         r["since"], r["last_seen"] = utc(r["since"]), utc(r["last_seen"])
     return paging.page(rows, limit, lambda r: [r["device_id"]])
