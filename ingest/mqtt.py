@@ -142,7 +142,7 @@ class MqttIngest:
     def _on_message(self, _c: paho.Client, _u: Any, msg: paho.MQTTMessage) -> None:
         now = datetime.now(UTC)
         if msg.topic == self._health.topic:
-            self._health.heard(bytes(msg.payload), now)
+            self._health.heard(now)
             return
         self._queue.append(_Msg(Raw(msg.topic, bytes(msg.payload), now), msg.mid, msg.qos, self._generation))
         if len(self._queue) == self._cfg.batch_max:
@@ -227,7 +227,7 @@ class BrokerHealth:
         self._since: datetime | None = None
         self._lock = threading.Lock()
 
-    def heard(self, _payload: bytes, now: datetime) -> None:
+    def heard(self, now: datetime) -> None:
         with self._lock:
             self._last_heard = time.monotonic()
             if self._since is None:

@@ -5,7 +5,6 @@ One owner (`IngestService`, a context manager) starts and stops every named thre
 
 import asyncio
 import logging
-import os
 import socket
 import threading
 import time
@@ -134,8 +133,3 @@ class IngestService:
             log.exception("ONVIF poller stopped with an error")
         finally:
             loop.close()
-
-
-def client_id_for(index: int | None) -> str:
-    base = default_client_id()
-    return f"{base}-{index}" if index is not None else f"{base}-{os.getpid()}"

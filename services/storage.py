@@ -27,10 +27,6 @@ _STAGE = (
 )
 
 
-# derive() reads metrics only for cameras: other kinds get this empty stand-in until needed
-_CAMERA_ONLY: dict[str, Any] = {}
-
-
 def _jsonb(obj: Any) -> Jsonb:
     return Jsonb(obj, dumps=_dumps)
 
@@ -206,14 +202,15 @@ def _update_state(
     items, changes, flips = [], [], []
     for device_id, state, since, last_seen, avail, reason, metrics_text in updated:
         device = latest[device_id]["device"]
-        metrics = orjson.loads(metrics_text) if device.kind == "camera" else _CAMERA_ONLY
+        # derive() reads metrics only for cameras; other kinds' are parsed only if published
+        camera_metrics = orjson.loads(metrics_text) if device.kind == "camera" else None
         new_state, new_reason = derive(
             Liveness(
                 device.kind,
                 device.liveness_window_s,
                 last_seen,
                 avail,
-                metrics,
+                camera_metrics or {},
                 in_maintenance=state == State.MAINTENANCE,
             ),
             now,
@@ -237,8 +234,7 @@ def _update_state(
             state, since, reason = str(new_state), now, new_reason
         if throttle is not None and not throttle.allow(device_id, state_changed=changed):
             continue
-        if metrics is _CAMERA_ONLY:
-            metrics = orjson.loads(metrics_text)
+        metrics = camera_metrics if camera_metrics is not None else orjson.loads(metrics_text)
         items.append(_status_item(device, state, since, last_seen, reason, metrics))
     if flips:
         with conn.cursor() as cur:
