@@ -2,8 +2,9 @@
 
 Why threads and not asyncio here: paho's own loop is the fastest consumer measured on this
 machine (LIMITS.md: 30k msg/s at QoS 1, aiomqtt 19k), and ingest must sustain 20k msg/s end
-to end. The paho network thread only appends to a deque; the writer thread classifies, writes
-one transaction per batch and then acknowledges the batch in arrival order. A message is
+to end. The paho network thread (`FastClient`: buffered reads, a lean QoS 1 path) only appends
+to a deque; the writer thread classifies, writes one transaction per batch and then
+acknowledges the batch in arrival order. A message is
 never acknowledged before its batch is committed.
 """
 
@@ -23,6 +24,7 @@ from paho.mqtt.client import PUBACK
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
+from ingest.paho_fast import FastClient
 from services import storage, topics
 from services.db import connect, first_line
 from services.errors import Unavailable
@@ -80,11 +82,12 @@ class MqttIngest:
         self.client = self._make_client()
 
     def _make_client(self) -> paho.Client:
-        c = paho.Client(
+        c = FastClient(
             paho.CallbackAPIVersion.VERSION2,
             client_id=self._cfg.client_id,
             protocol=paho.MQTTv5,
             manual_ack=True,
+            on_qos1=self._on_qos1,
         )
         if self._target.username:
             c.username_pw_set(self._target.username, self._target.password)
@@ -139,7 +142,13 @@ class MqttIngest:
         if not self._stop.is_set():
             log.warning("lost the broker (%s); reconnecting", reason)
 
+    def _on_qos1(self, topic: str, payload: bytes, mid: int) -> None:
+        self._queue.append(_Msg(Raw(topic, payload, datetime.now(UTC)), mid, 1, self._generation))
+        if len(self._queue) == self._cfg.batch_max:
+            self._wake.set()
+
     def _on_message(self, _c: paho.Client, _u: Any, msg: paho.MQTTMessage) -> None:
+        """QoS 0 messages (our probe, devices publishing at QoS 0); QoS 1 takes `_on_qos1`."""
         now = datetime.now(UTC)
         if msg.topic == self._health.topic:
             self._health.heard(now)
