@@ -11,6 +11,11 @@ timeline is `state_changes`: the last change at or before the bucket's start giv
 begins in, later changes split it. Time before the first known change, and time in any other state
 (offline, unknown, maintenance, auth_failed), counts as not online. A bucket wholly in the future
 has `online_share` null.
+
+`known_share` is the part of the same time in which the device's state was known: after its first
+state change and not `unknown`. A bucket with `known_share` 0 is one the device had not yet been
+heard in (or with no state on record): no data, rather than offline. Null in the future, like
+`online_share`.
 """
 
 import math
@@ -149,8 +154,12 @@ WITH b AS (
         (SELECT state, at, seq FROM state_changes WHERE device_id = %(d)s AND at > %(lo)s AND at < %(hi)s)
     ) AS c
 ), up AS (
-    SELECT b.bucket, sum(extract(epoch FROM least(t.until, b.e) - greatest(t.at, b.s))) AS online_s
-    FROM b JOIN timeline t ON t.state = 'online' AND t.at < b.e AND t.until > b.s
+    SELECT b.bucket,
+           sum(extract(epoch FROM least(t.until, b.e) - greatest(t.at, b.s)))
+               FILTER (WHERE t.state = 'online') AS online_s,
+           sum(extract(epoch FROM least(t.until, b.e) - greatest(t.at, b.s)))
+               FILTER (WHERE t.state <> 'unknown') AS known_s
+    FROM b JOIN timeline t ON t.at < b.e AND t.until > b.s
     GROUP BY b.bucket
 ), n AS (
     SELECT time_bucket(%(w)s, ts, %(origin)s) AS bucket, count(*) AS n
@@ -158,7 +167,8 @@ WITH b AS (
     GROUP BY 1
 )
 SELECT b.bucket, COALESCE(n.n, 0) AS n,
-       CASE WHEN b.e > b.s THEN COALESCE(up.online_s, 0) / extract(epoch FROM b.e - b.s) END AS online_share
+       CASE WHEN b.e > b.s THEN COALESCE(up.online_s, 0) / extract(epoch FROM b.e - b.s) END AS online_share,
+       CASE WHEN b.e > b.s THEN COALESCE(up.known_s, 0) / extract(epoch FROM b.e - b.s) END AS known_share
 FROM b LEFT JOIN n USING (bucket) LEFT JOIN up USING (bucket)
 ORDER BY b.bucket
 """
@@ -180,7 +190,8 @@ def history(
     limit: int | None = None,
     cursor: str | None = None,
 ) -> tuple[list[dict[str, Any]], str | None]:
-    """One row per bucket: `bucket`, `n`, `online_share`, `metrics` {name: {min, avg, max}}; paged by bucket."""
+    """One row per bucket: `bucket`, `n`, `online_share`, `known_share`, `metrics` {name: {min, avg, max}};
+    paged by bucket."""
     n = paging.check_limit(limit)
     k0 = 0
     if cursor:
@@ -216,6 +227,7 @@ def history(
             "bucket": utc(r["bucket"]),
             "n": r["n"],
             "online_share": float(r["online_share"]) if r["online_share"] is not None else None,
+            "known_share": float(r["known_share"]) if r["known_share"] is not None else None,
             "metrics": dict(sorted(metrics.get(r["bucket"], {}).items())),
         }
         for r in rows

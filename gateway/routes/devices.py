@@ -68,6 +68,11 @@ class BucketOut(BaseModel):
     online_share: float | None = Field(
         description="share of the bucket's time online, 0..1; null in the future"
     )
+    known_share: float | None = Field(
+        default=None,
+        description="share of the bucket's time in which the state was known (the device had been heard "
+        "and was not `unknown`), 0..1; 0 = no data, not offline; null in the future",
+    )
     metrics: dict[str, MetricStats] = Field(description="min/avg/max of each numeric status field")
 
 

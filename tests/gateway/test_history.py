@@ -177,6 +177,22 @@ def test_future_buckets_have_no_online_share(
     assert rows[-2]["online_share"] is None
 
 
+def test_buckets_before_the_device_was_first_heard_have_no_known_state(
+    ro_client: TestClient, ro_user: Headers, history_db: str
+) -> None:
+    # The device's first state change is at DAY-1h: before it there is no data, not "offline".
+    body = get_history(
+        ro_client, ro_user(), **{"from": "2026-02-28T21:00:00Z", "to": "2026-03-01T01:00:00Z"}, bucket="1h"
+    )
+    rows = body["items"]
+    assert [r["known_share"] for r in rows] == pytest.approx([0.0, 0.0, 1.0, 1.0])
+    assert [r["online_share"] for r in rows] == pytest.approx([0.0, 0.0, 1.0, 0.75])
+    half = get_history(
+        ro_client, ro_user(), **{"from": "2026-02-28T22:30:00Z", "to": "2026-02-28T23:30:00Z"}, bucket="1h"
+    )
+    assert [r["known_share"] for r in half["items"]] == pytest.approx([0.0, 1.0])
+
+
 def test_history_of_a_retired_device_is_kept(client: TestClient, as_user: Headers, timeline: str) -> None:
     with psycopg.connect(timeline) as conn:
         registry.retire(conn, DEV)
