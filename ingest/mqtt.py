@@ -142,9 +142,10 @@ class MqttIngest:
         if not self._stop.is_set():
             log.warning("lost the broker (%s); reconnecting", reason)
 
-    def _on_qos1(self, topic: str, payload: bytes, mid: int) -> None:
-        self._queue.append(_Msg(Raw(topic, payload, datetime.now(UTC)), mid, 1, self._generation))
-        if len(self._queue) == self._cfg.batch_max:
+    def _on_qos1(self, msgs: list[tuple[str, bytes, int]]) -> None:
+        now, gen = datetime.now(UTC), self._generation  # arrived in one read
+        self._queue.extend([_Msg(Raw(topic, payload, now), mid, 1, gen) for topic, payload, mid in msgs])
+        if len(self._queue) >= self._cfg.batch_max:
             self._wake.set()
 
     def _on_message(self, _c: paho.Client, _u: Any, msg: paho.MQTTMessage) -> None:

@@ -9,8 +9,11 @@ This subclass changes two private steps of paho 2.2 and nothing of its protocol 
 - `_sock_recv` serves paho's small reads from a 256 KiB read buffer, refilled by one
   `recv()`; `loop_read` goes on while the buffer holds bytes (paho reads one packet per
   call and would otherwise wait in `select()` with data already in hand);
-- `_handle_publish` decodes a QoS 1 PUBLISH itself and passes (topic, payload, mid) to
-  `on_qos1`; other packets (QoS 0/2, malformed) take paho's own path.
+- between packets, `loop_read` takes every complete QoS 1 PUBLISH at the head of the buffer
+  itself and passes them, in order, as one list of (topic, payload, mid) to `on_qos1`;
+  anything else (CONNACK, SUBACK, PINGRESP, QoS 0/2, a packet cut by the buffer's end, a
+  malformed one) goes through paho's own `_packet_read`, whose `_handle_publish` still
+  hands QoS 1 over the same way.
 
 PUBLISH properties are skipped: ingest uses none, and the broker sends no topic aliases
 because we announce no Topic Alias Maximum. paho is pinned to 2.2.x for these internals;
@@ -56,7 +59,9 @@ def decode_qos1_publish(packet: bytes | bytearray, mqtt5: bool) -> tuple[str, in
 class FastClient(paho.Client):
     """paho.Client with buffered reads and a lean QoS 1 PUBLISH path (see module doc)."""
 
-    def __init__(self, *args: Any, on_qos1: Callable[[str, bytes, int], None], **kwargs: Any) -> None:
+    def __init__(
+        self, *args: Any, on_qos1: Callable[[list[tuple[str, bytes, int]]], None], **kwargs: Any
+    ) -> None:
         self._rbuf = b""
         self._rpos = 0
         self._on_qos1 = on_qos1
@@ -93,5 +98,5 @@ class FastClient(paho.Client):
             )
         except (IndexError, ValueError):
             return super()._handle_publish()  # paho reports the malformed packet its way
-        self._on_qos1(topic, payload, mid)
+        self._on_qos1([(topic, payload, mid)])
         return MQTTErrorCode.MQTT_ERR_SUCCESS

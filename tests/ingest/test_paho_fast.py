@@ -75,9 +75,10 @@ def _collector(mqtt_url: str, client_id: str) -> tuple[FastClient, list[tuple[st
     qos0: list[bytes] = []
     subscribed = threading.Event()
 
-    def on_qos1(topic: str, payload: bytes, mid: int) -> None:
-        qos1.append((topic, payload, mid))
-        c.ack(mid, 1)  # the broker sends at most its inflight window unacknowledged
+    def on_qos1(msgs: list[tuple[str, bytes, int]]) -> None:
+        qos1.extend(msgs)
+        for _, _, mid in msgs:
+            c.ack(mid, 1)  # the broker sends at most its inflight window unacknowledged
 
     c = FastClient(
         paho.CallbackAPIVersion.VERSION2,
