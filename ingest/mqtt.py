@@ -43,7 +43,9 @@ SESSION_EXPIRY_S = 7 * 24 * 3600
 class IngestConfig:
     client_id: str
     batch_max: int = 20000
-    flush_s: float = 0.05
+    # How long the writer gathers messages after the first one arrives at an idle writer.
+    # Under load no wait is added: a batch is whatever arrived while the last one committed.
+    linger_s: float = 0.005
 
     @property
     def receive_maximum(self) -> int:
@@ -145,7 +147,12 @@ class MqttIngest:
     def _on_qos1(self, msgs: list[tuple[str, bytes, int]]) -> None:
         now, gen = datetime.now(UTC), self._generation  # arrived in one read
         self._queue.extend([_Msg(Raw(topic, payload, now), mid, 1, gen) for topic, payload, mid in msgs])
-        if len(self._queue) >= self._cfg.batch_max:
+        self._queued(len(msgs))
+
+    def _queued(self, n: int) -> None:
+        """Wake the writer when it may be idle (the queue was empty) or a batch is full."""
+        size = len(self._queue)
+        if size == n or size >= self._cfg.batch_max:
             self._wake.set()
 
     def _on_message(self, _c: paho.Client, _u: Any, msg: paho.MQTTMessage) -> None:
@@ -155,8 +162,7 @@ class MqttIngest:
             self._health.heard(now)
             return
         self._queue.append(_Msg(Raw(msg.topic, bytes(msg.payload), now), msg.mid, msg.qos, self._generation))
-        if len(self._queue) == self._cfg.batch_max:
-            self._wake.set()
+        self._queued(1)
 
     # -- writer thread -------------------------------------------------------------------
 
@@ -171,10 +177,7 @@ class MqttIngest:
         pending: list[_Msg] = []
         while True:
             if not pending:
-                self._wake.wait(self._cfg.flush_s)
-                self._wake.clear()
-                n = min(len(self._queue), self._cfg.batch_max)
-                pending = [self._queue.popleft() for _ in range(n)]
+                pending = self._take()
                 if not pending:
                     if self._stop.is_set():
                         return
@@ -196,6 +199,24 @@ class MqttIngest:
             self._ack(pending)
             self.committed += len(pending)
             pending = []
+
+    def _take(self) -> list[_Msg]:
+        """The next batch: what is queued; at an idle writer, what arrives within `linger_s`.
+
+        Messages that queued while the previous batch committed have waited already, so
+        they are taken at once; that is what lets batches grow with the load.
+        """
+        if not self._queue:
+            self._wake.clear()
+            # Re-check after clearing: a message queued in between set the event before the clear.
+            if not self._queue:
+                self._wake.wait(1.0)
+            if not self._queue:
+                return []
+            if len(self._queue) < self._cfg.batch_max:
+                time.sleep(self._cfg.linger_s)
+        n = min(len(self._queue), self._cfg.batch_max)
+        return [self._queue.popleft() for _ in range(n)]
 
     def _commit(self, msgs: list[_Msg]) -> None:
         conn = self._db()

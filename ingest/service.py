@@ -34,7 +34,7 @@ class IngestSettings(IocSettings):
 
     ingest_id: str = ""
     ingest_batch_max: int = 20000
-    ingest_flush_ms: int = 50
+    ingest_linger_ms: float = 5
     ingest_onvif: bool = True
 
 
@@ -53,7 +53,7 @@ class IngestService:
         self.mqtt = MqttIngest(
             settings.database_url,
             settings.mqtt_url,
-            IngestConfig(self.client_id, settings.ingest_batch_max, settings.ingest_flush_ms / 1000),
+            IngestConfig(self.client_id, settings.ingest_batch_max, settings.ingest_linger_ms / 1000),
             self.registry,
             self.health,
         )
