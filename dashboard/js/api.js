@@ -1,10 +1,11 @@
 // Calls to the gateway with the session cookie; a 401 anywhere sends the user back to sign-in.
 
 export class ApiError extends Error {
-  constructor(status, code, message) {
+  constructor(status, code, message, detail = null) {
     super(message);
     this.status = status;
     this.code = code;
+    this.detail = detail;
   }
 }
 
@@ -31,7 +32,7 @@ export async function api(path, { method = "GET", body } = {}) {
   if (!res.ok) {
     const err = data && data.error ? data.error : { code: String(res.status), message: res.statusText };
     if (res.status === 401 && !path.endsWith("/auth/login")) onUnauthorized();
-    throw new ApiError(res.status, err.code, err.message);
+    throw new ApiError(res.status, err.code, err.message, err.detail || null);
   }
   return data;
 }

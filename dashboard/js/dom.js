@@ -1,6 +1,6 @@
 // Small DOM and formatting pieces shared by the views.
 
-import { t } from "./i18n.js";
+import { METRIC_UNITS, metricLabel, t } from "./i18n.js";
 
 export const STATE_COLORS = {
   online: "#16a34a",
@@ -40,16 +40,38 @@ export function downloadCsv(filename, header, rows) {
   setTimeout(() => URL.revokeObjectURL(a.href), 10000);
 }
 
-const UNITS = {
-  volume: "%", battery_pct: "%", brightness_pct: "%", cpu_pct: "%", mem_pct: "%", temperature_c: "°C",
-  rssi_dbm: " dBm", rtt_ms: " ms", clock_offset_s: " s", uptime_s: " s",
-};
+function fmtDuration(s) {
+  const d = Math.floor(s / 86400);
+  const h = Math.floor((s % 86400) / 3600);
+  const m = Math.floor((s % 3600) / 60);
+  if (d) return t("dur.d", { d, h });
+  if (h) return t("dur.h", { h, m });
+  return t("dur.m", { m });
+}
+
+function fmtBytes(n) {
+  const units = ["B", "KB", "MB", "GB", "TB"];
+  let i = 0;
+  let v = n;
+  while (Math.abs(v) >= 1024 && i < units.length - 1) {
+    v /= 1024;
+    i += 1;
+  }
+  return `${i ? v.toFixed(1) : v} ${units[i]}`;
+}
 
 export function fmtMetric(name, value) {
   if (typeof value === "boolean") return value ? "✓" : "✗";
   if (typeof value === "number") {
+    if (name === "uptime_s") return fmtDuration(value);
+    if (name === "rx_bytes" || name === "tx_bytes") return fmtBytes(value);
     const v = Number.isInteger(value) ? value : value.toFixed(Math.abs(value) < 10 ? 2 : 1);
-    return `${v}${UNITS[name] || ""}`;
+    const unit = METRIC_UNITS[name] || "";
+    return unit === "%" || unit === "°C" || !unit ? `${v}${unit}` : `${v} ${unit}`;
+  }
+  if (name === "power" && typeof value === "string") {
+    const label = t(`power.${value}`);
+    return label === `power.${value}` ? value : label;
   }
   if (Array.isArray(value)) return value.join(", ") || t("misc.none");
   if (value && typeof value === "object") return JSON.stringify(value);
@@ -68,5 +90,5 @@ const KEY_METRICS = {
 export function metricSummary(d) {
   const m = d.metrics || {};
   const keys = (KEY_METRICS[d.kind] || []).filter((k) => k in m).slice(0, 3);
-  return keys.map((k) => `${k.replace(/_(pct|c|ms|s|dbm)$/, "")} ${fmtMetric(k, m[k])}`).join(" · ");
+  return keys.map((k) => `${metricLabel(k)}: ${fmtMetric(k, m[k])}`).join(" · ");
 }

@@ -9,6 +9,8 @@ import * as mapView from "./views/map.js";
 import * as devices from "./views/devices.js";
 import * as device from "./views/device.js";
 import * as report from "./views/report.js";
+import * as alerts from "./views/alerts.js";
+import * as maintenance from "./views/maintenance.js";
 
 const $ = (sel) => document.querySelector(sel);
 const ROUTES = [
@@ -17,6 +19,8 @@ const ROUTES = [
   [/^#\/devices$/, "devices", devices],
   [/^#\/device\/([^/]+)$/, "devices", device],
   [/^#\/report$/, "report", report],
+  [/^#\/alerts$/, "alerts", alerts],
+  [/^#\/maintenance$/, "maintenance", maintenance],
 ];
 
 export const session = { user: null, config: {} };
@@ -42,6 +46,7 @@ async function boot() {
   });
   live.subscribe((delta) => {
     renderCommune();
+    if (delta.full || delta.alerts) renderAlertBadge();
     if (current && current.view.update) current.view.update(delta);
   });
   window.addEventListener("hashchange", () => route());
@@ -107,9 +112,19 @@ async function logout() {
 function renderTopbar() {
   $("#lang-switch").textContent = i18n.getLang() === "vi" ? "EN" : "VI";
   $("#lang-switch").dataset.lang = i18n.getLang() === "vi" ? "en" : "vi";
-  if (session.user) $("#user").textContent = `${session.user.username} · ${session.user.role}`;
+  if (session.user) $("#user").textContent = `${session.user.username} · ${t(`role.${session.user.role}`)}`;
   renderConn();
   renderCommune();
+  renderAlertBadge();
+}
+
+// Open (not yet acknowledged) alerts on the nav tab, visible from every view.
+function renderAlertBadge() {
+  const n = [...live.store.alerts.values()].filter((a) => a.state === "open").length;
+  const el = $("#nav-alerts-n");
+  el.textContent = String(n);
+  el.dataset.n = n;
+  el.hidden = n === 0;
 }
 
 function renderConn() {
@@ -148,6 +163,9 @@ function route(force = false) {
       if (a.dataset.nav === nav) a.setAttribute("aria-current", "page");
       else a.removeAttribute("aria-current");
     }
+    // On a phone the tabs scroll sideways: keep the current one in view.
+    const tab = document.querySelector(`[data-nav="${nav}"]`);
+    if (tab) tab.scrollIntoView({ block: "nearest", inline: "nearest" });
     const el = $("#view");
     el.dataset.view = view === device ? "device" : nav;
     current = { hash, view };

@@ -1,13 +1,16 @@
-"""Device state changes and events written the way ingest writes them (device_state, state_changes,
-then the live feed as the last statement of the transaction), for live-feed and browser tests."""
+"""Device state changes, events and alerts written the way ingest and the alert evaluator write them
+(the rows, then the live feed as the last statement of the transaction), for live-feed and browser tests."""
 
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
 import psycopg
+from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
 from services import feed
+from services.alerts import store
 
 
 def set_state(db_url: str, *changes: tuple[str, str], metrics: dict[str, Any] | None = None) -> int:
@@ -65,3 +68,27 @@ def events(db_url: str, device_id: str, commune: str, n: int, size: int = 0) -> 
                 for i in range(n)
             ],
         )
+
+
+def open_alert(
+    db_url: str,
+    rule: str,
+    device_id: str,
+    *,
+    severity: str = "critical",
+    message: str = "",
+    affected: Sequence[str] = (),
+) -> int:
+    """An alert opened as the evaluator opens one; returns its id."""
+    now = datetime.now(UTC)
+    with psycopg.connect(db_url) as conn:
+        with conn.cursor(row_factory=dict_row) as cur:
+            row = cur.execute(
+                "INSERT INTO alerts (rule, device_id, commune_id, village_id, kind, severity, message, affected,"  # noqa: S608
+                " since, opened_at) SELECT %s, id, commune_id, village_id, kind, %s, %s, %s, %s, %s"
+                f" FROM devices WHERE id = %s RETURNING {store.COLUMNS}",
+                (rule, severity, message, list(affected), now, now, device_id),
+            ).fetchone()
+        assert row is not None, device_id
+        feed.publish(conn, [store.feed_item(row)])
+        return int(row["id"])

@@ -142,6 +142,71 @@ def test_device_page_draws_history_charts_events_and_camera_links(page: Page, da
     expect(page.locator("#device-links a[data-link=snapshot_uri]")).to_be_visible()
 
 
+def test_metrics_read_as_labels_with_units_in_vietnamese_then_english(
+    page: Page, dash_url: str, dash_db: str
+) -> None:
+    metrics = {"clients": 14, "uplink_up": True, "cpu_pct": 22, "rssi_dbm": -67, "vendor_fan_rpm": 3200}
+    set_state(dash_db, ("wifi-cho", "online"), metrics=metrics)
+    page.goto(dash_url + "/#/device/spk-trung-binh-1")
+    expect(page.locator("[data-chart=volume] .u-title")).to_have_text("Âm lượng (%)")
+    expect(page.locator("[data-chart=temperature_c] .u-title")).to_have_text("Nhiệt độ (°C)")
+    page.goto(dash_url + "/#/device/wifi-cho")
+    labels = page.locator("#device-metrics")
+    expect(labels.locator("[data-metric-label=rssi_dbm]")).to_have_text("Cường độ sóng")
+    expect(labels.locator("[data-metric=rssi_dbm]")).to_have_text("-67 dBm")
+    expect(labels.locator("[data-metric-label=cpu_pct]")).to_have_text("Tải CPU")
+    # A field the page has no name for keeps its key.
+    expect(labels.locator("[data-metric-label=vendor_fan_rpm]")).to_have_text("vendor_fan_rpm")
+    page.click("[data-nav=devices]")
+    row = page.locator("#device-list [data-device-id=spk-trung-binh-1] .metrics")
+    expect(row).to_have_text("Âm lượng: 60% · Pin: 97% · Nguồn điện: điện lưới")
+    page.click("#lang-switch")
+    expect(row).to_have_text("Volume: 60% · Battery: 97% · Power supply: mains")
+    page.goto(dash_url + "/#/device/wifi-cho")
+    expect(labels.locator("[data-metric-label=rssi_dbm]")).to_have_text("Signal strength")
+    expect(labels.locator("[data-metric-label=vendor_fan_rpm]")).to_have_text("vendor_fan_rpm")
+    page.goto(dash_url + "/#/device/spk-trung-binh-1")
+    expect(page.locator("[data-chart=volume] .u-title")).to_have_text("Volume (%)")
+    page.click("#lang-switch")
+    expect(page.locator("[data-chart=volume] .u-title")).to_have_text("Âm lượng (%)")
+
+
+def band_at(page: Page, fraction: float) -> tuple[str, list[int]]:
+    """Hover the state band at `fraction` of its width: the legend's text and the colour drawn there."""
+    box = page.locator("[data-chart=state] .u-over").bounding_box()
+    assert box is not None
+    x, y = box["x"] + box["width"] * fraction, box["y"] + box["height"] / 2
+    page.mouse.move(x, y)
+    text = page.locator("[data-chart=state] .u-legend .u-series").nth(1).locator(".u-value").inner_text()
+    rgb = page.evaluate(
+        """([x, y]) => { const c = document.querySelector('[data-chart=state] canvas');
+                         const r = c.getBoundingClientRect(), k = c.width / r.width;
+                         return [...c.getContext('2d').getImageData((x - r.left) * k, (y - r.top) * k, 1, 1).data]; }""",
+        [x, y],
+    )
+    return text, rgb[:3]
+
+
+def test_history_band_shows_no_data_before_the_device_was_first_heard(page: Page, dash_url: str) -> None:
+    # Seeded: first heard 20 minutes ago, offline since. The 24 h band is grey until then, red after.
+    page.goto(dash_url + "/#/device/spk-tay-binh-1")
+    expect(page.locator("[data-period='24h']")).to_have_class("active")
+    expect(page.locator("[data-chart=state] canvas")).to_have_count(1)
+    expect(page.locator("[data-chart=state]")).not_to_have_attribute("data-no-data", "0")
+    text, rgb = band_at(page, 0.1)
+    assert text == "Không có dữ liệu"
+    assert rgb == [203, 213, 225]  # grey, not the offline red
+    text, rgb = band_at(page, 0.995)
+    assert text == "0%"
+    assert rgb == [220, 38, 38]
+    expect(page.locator(".band-key [data-key=no-data]")).to_have_text("Không có dữ liệu")
+    shot(page, "device-no-data")
+    page.click("#lang-switch")
+    expect(page.locator("[data-chart=state] canvas")).to_have_count(1)
+    assert band_at(page, 0.1)[0] == "No data"
+    page.click("#lang-switch")
+
+
 def test_language_switch_turns_the_page_english_and_back(page: Page) -> None:
     expect(page.locator("[data-nav=overview]")).to_have_text("Tổng quan")
     expect(page.locator(".kpi[data-state=online] .kpi-label")).to_have_text("Trực tuyến")

@@ -3,7 +3,7 @@
 
 import { allPages, api, query } from "../api.js";
 import { esc, fmtMetric, STATE_COLORS, statePill } from "../dom.js";
-import { fmtAgo, fmtTime, getTz, t } from "../i18n.js";
+import { fmtAgo, fmtTime, getLang, getTz, metricLabel, t } from "../i18n.js";
 import { deviceName, store, villageName } from "../live.js";
 
 const uPlot = window.uPlot;
@@ -87,9 +87,10 @@ function renderLive() {
       <small>${esc(t("col.last_seen"))}: ${esc(fmtAgo(d.last_seen))}</small>
       ${d.reason ? `<small class="reason">${esc(t("col.reason"))}: ${esc(d.reason)}</small>` : ""}</div>`;
   const m = d.metrics || {};
-  const keys = Object.keys(m).filter((k) => !isLink(k, m[k])).sort();
+  const keys = Object.keys(m).filter((k) => !isLink(k, m[k])).sort((a, b) => metricLabel(a).localeCompare(metricLabel(b), getLang()));
   root.querySelector("#device-metrics").innerHTML = keys.length
-    ? keys.map((k) => `<dt>${esc(k)}</dt><dd data-metric="${esc(k)}">${esc(fmtMetric(k, m[k]))}</dd>`).join("")
+    ? keys.map((k) => `<dt title="${esc(k)}" data-metric-label="${esc(k)}">${esc(metricLabel(k))}</dt>` +
+      `<dd data-metric="${esc(k)}">${esc(fmtMetric(k, m[k]))}</dd>`).join("")
     : `<dt>${esc(t("misc.none"))}</dt><dd></dd>`;
   const links = collectLinks({ ...(d.attrs || {}), ...m });
   const card = root.querySelector("#device-links-card");
@@ -140,7 +141,7 @@ function renderCharts(rows) {
   const box = root.querySelector("#charts");
   box.innerHTML = "";
   box.dataset.buckets = rows.length;
-  if (!rows.length || rows.every((r) => !r.n && r.online_share === null)) {
+  if (!rows.length || rows.every((r) => !r.n && !known(r))) {
     box.innerHTML = `<p class="muted" id="no-history">${esc(t("dev.no_history"))}</p>`;
   }
   if (!rows.length) return;
@@ -164,27 +165,36 @@ function renderCharts(rows) {
     legend: { live: true },
   };
   const xSeries = { label: t("ev.time"), value: (_, v) => (v === null ? "—" : fmtTime(new Date(v * 1000), "short")) };
-  // The state band: one block per bucket, coloured by the share of it spent online.
-  const share = rows.map((r) => (r.online_share === null ? null : Math.round(r.online_share * 1000) / 10));
+  // The state band: one block per bucket, coloured by the share of it spent online while the
+  // device's state was known. Time before it was first heard is "no data" (grey), not offline.
+  const share = rows.map((r) => (known(r) ? Math.min(100, Math.round((r.online_share / known(r)) * 1000) / 10) : null));
+  const knownPct = rows.map((r) => Math.round(known(r) * 100));
   const band = document.createElement("div");
   band.className = "chart";
   band.dataset.chart = "state";
+  band.dataset.noData = share.filter((v) => v === null).length;
   box.append(band);
   charts.push(new uPlot({
     ...base,
     height: 96,
     title: t("dev.state_band"),
     scales: { y: { range: [0, 100] } },
-    axes: [xAxis, { show: false }],
+    // An empty y axis as wide as the metric charts' keeps every chart's time axis aligned.
+    axes: [xAxis, { size: 56, values: () => [], grid: { show: false }, ticks: { show: false } }],
     series: [xSeries, {
       label: t("state.online"),
       stroke: STATE_COLORS.online,
       paths: () => null,
       points: { show: false },
-      value: (_, v) => (v === null ? "—" : `${v}%`),
+      value: (_, v, _s, idx) => {
+        if (idx === null || idx === undefined) return "—";
+        if (v === null) return t("dev.no_data");
+        return knownPct[idx] < 100 ? t("dev.with_data", { v, k: knownPct[idx] }) : `${v}%`;
+      },
     }],
     hooks: { draw: [drawBand] },
   }, [xs, share], band));
+  box.append(bandKey());
   for (const name of metrics) {
     const pick = (k) => rows.map((r) => (r.metrics && r.metrics[name] ? r.metrics[name][k] : null));
     const el = document.createElement("div");
@@ -195,10 +205,10 @@ function renderCharts(rows) {
     charts.push(new uPlot({
       ...base,
       height: 150,
-      title: name,
-      series: [xSeries, { label: "min", stroke: "#93c5fd", width: 1, dash: [4, 3] },
-        { label: "avg", stroke: "#0f4c81", width: 2, fill: "rgba(15,76,129,0.08)" },
-        { label: "max", stroke: "#93c5fd", width: 1, dash: [4, 3] }],
+      title: metricLabel(name, true),
+      series: [xSeries, { label: t("chart.min"), stroke: "#93c5fd", width: 1, dash: [4, 3] },
+        { label: t("chart.avg"), stroke: "#0f4c81", width: 2, fill: "rgba(15,76,129,0.08)" },
+        { label: t("chart.max"), stroke: "#93c5fd", width: 1, dash: [4, 3] }],
       axes: [xAxis, { size: 56 }],
     }, [xs, pick("min"), pick("avg"), pick("max")], el));
   }
@@ -211,8 +221,27 @@ function renderCharts(rows) {
   }
 }
 
+// The share of a bucket's time in which the device's state was known (gateways before
+// known_share existed: all of it, as they had no way to tell).
+function known(r) {
+  if (r.online_share === null || r.online_share === undefined) return 0;
+  const k = r.known_share === undefined ? 1 : r.known_share || 0;
+  return k < 0.001 ? 0 : k;
+}
+
+const NO_DATA = "#cbd5e1";
+const BAND_KEY = [["ok", STATE_COLORS.online], ["good", "#84cc16"], ["poor", "#f59e0b"], ["bad", STATE_COLORS.offline]];
+
+function bandKey() {
+  const el = document.createElement("div");
+  el.className = "band-key";
+  el.innerHTML = BAND_KEY.map(([k, c]) => `<span><i style="background:${c}"></i>${esc(t(`band.${k}`))}</span>`).join("") +
+    `<span data-key="no-data"><i style="background:${NO_DATA}"></i>${esc(t("dev.no_data"))}</span>`;
+  return el;
+}
+
 function shareColor(v) {
-  if (v === null || v === undefined) return "#e2e8f0";
+  if (v === null || v === undefined) return NO_DATA;
   if (v >= 99.5) return STATE_COLORS.online;
   if (v >= 90) return "#84cc16";
   if (v >= 50) return "#f59e0b";

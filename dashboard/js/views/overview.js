@@ -2,7 +2,7 @@
 
 import { api } from "../api.js";
 import { esc, statePill } from "../dom.js";
-import { fmtAgo, fmtTime, KINDS, STATES, t } from "../i18n.js";
+import { fmtAgo, fmtTime, KINDS, ROLES_THAT_HANDLE_ALERTS, STATES, t } from "../i18n.js";
 import { deviceName, recentActivity, store, villageName } from "../live.js";
 
 let root = null;
@@ -18,7 +18,8 @@ export function mount(el, _params, sess) {
     <div class="kind-summary" id="kind-summary"></div>
     <div class="grid-2">
       <div class="card"><h2>${esc(t("ov.villages"))}</h2><div class="table-wrap"><table id="village-table" class="matrix"></table></div></div>
-      <div class="card"><h2>${esc(t("ov.alerts"))} <span class="badge" id="alert-count">0</span></h2><ul id="alerts" class="alerts"></ul></div>
+      <div class="card"><div class="card-head"><h2>${esc(t("ov.alerts"))} <span class="badge" id="alert-count">0</span></h2>
+        <a href="#/alerts" id="all-alerts">${esc(t("ov.all_alerts"))}</a></div><ul id="alerts" class="alerts"></ul></div>
     </div>
     <div class="card"><h2>${esc(t("ov.changes"))}</h2><ul id="changes" class="activity"></ul></div>`;
   el.append(root);
@@ -137,7 +138,7 @@ function renderAlerts() {
     String(b.opened_at).localeCompare(String(a.opened_at)));
   root.querySelector("#alert-count").textContent = alerts.length;
   root.querySelector("#alert-count").dataset.n = alerts.length;
-  const canAck = session.user && ["admin", "operator", "technician"].includes(session.user.role);
+  const canAck = session.user && ROLES_THAT_HANDLE_ALERTS.includes(session.user.role);
   root.querySelector("#alerts").innerHTML = alerts.length
     ? alerts.map((a) => `<li data-alert-id="${esc(a.id)}" data-severity="${esc(a.severity)}" data-state="${esc(a.state)}">
         <span class="sev" data-severity="${esc(a.severity)}">${esc(t(`sev.${a.severity}`))}</span>

@@ -1,0 +1,310 @@
+// Alerts by state (open, acknowledged, resolved) and what technicians do about them: acknowledge
+// with a comment, assign, resolve. Open and acknowledged alerts are the live feed's; resolved ones
+// are read from the API, and read again when an alert message arrives while that tab is shown.
+
+import { api, query } from "../api.js";
+import { downloadCsv, esc } from "../dom.js";
+import { fmtAgo, fmtTime, getLang, ROLES_THAT_HANDLE_ALERTS, t } from "../i18n.js";
+import { deviceName, store, villageName } from "../live.js";
+
+const TABS = ["open", "acked", "resolved"];
+const PAGE = 100;
+const AFFECTED_OPEN = 8;
+const SEV_RANK = { critical: 0, warning: 1, info: 2 };
+// What a role may do to an alert in each state (gateway: ack/resolve/assign need a technician).
+const ACTIONS = { open: ["ack", "assign", "resolve"], acked: ["assign", "resolve"], resolved: [] };
+const FORM_TITLE = { ack: "al.do_ack", assign: "al.do_assign", resolve: "al.do_resolve" };
+
+let tab = "open"; // kept across visits
+let root = null;
+let session = null;
+let resolved = { items: [], next: null, loaded: false };
+let resolvedGen = 0;
+let refetchTimer = 0;
+
+export function mount(el, _params, sess) {
+  session = sess;
+  root = document.createElement("section");
+  root.className = "alerts-view";
+  root.id = "alerts-view";
+  root.innerHTML = `
+    <div class="card">
+      <div class="card-head"><h2>${esc(t("al.title"))}</h2>
+        <div class="seg" role="tablist" aria-label="${esc(t("al.title"))}">${TABS.map((s) =>
+          `<button type="button" role="tab" data-tab="${s}">${esc(t(`al.tab.${s}`))}<span class="tab-n" data-tab-count="${s}"></span></button>`).join("")}</div>
+        <button type="button" id="alerts-csv" class="chip">${esc(t("misc.csv"))}</button></div>
+      ${canAct() ? "" : `<p class="muted" id="alerts-view-only">${esc(t("al.view_only"))}</p>`}
+      <div id="alert-list" class="alert-list"></div>
+      <button type="button" id="alerts-more" class="chip" hidden>${esc(t("misc.more"))}</button>
+    </div>
+    <datalist id="alert-users"></datalist>`;
+  el.append(root);
+  root.addEventListener("click", onClick);
+  root.addEventListener("submit", onSubmit);
+  showTab(tab);
+}
+
+export function unmount() {
+  clearTimeout(refetchTimer);
+  root = null;
+}
+
+export function update(delta) {
+  if (!root || !(delta.full || delta.alerts)) return;
+  renderCounts();
+  if (tab === "resolved") {
+    // A burst of alert messages costs one request.
+    clearTimeout(refetchTimer);
+    refetchTimer = setTimeout(loadResolved, 300);
+  } else renderList();
+}
+
+export function tick() {
+  if (!root) return;
+  for (const el of root.querySelectorAll("[data-ago]")) el.textContent = `(${fmtAgo(el.dataset.ago)})`;
+}
+
+function canAct() {
+  return Boolean(session.user && ROLES_THAT_HANDLE_ALERTS.includes(session.user.role));
+}
+
+function showTab(next) {
+  tab = next;
+  for (const b of root.querySelectorAll("[data-tab]")) {
+    b.classList.toggle("active", b.dataset.tab === tab);
+    b.setAttribute("aria-selected", String(b.dataset.tab === tab));
+  }
+  root.querySelector("#alert-list").replaceChildren();
+  renderCounts();
+  if (tab === "resolved") {
+    resolved = { items: [], next: null, loaded: false };
+    loadResolved();
+  }
+  renderList();
+}
+
+async function loadResolved(more = false) {
+  const gen = ++resolvedGen;
+  const mine = root;
+  try {
+    // A refresh asks for as many rows as are shown, so "show more" is not undone by a new alert.
+    const limit = more ? PAGE : Math.max(PAGE, resolved.items.length);
+    const page = await api(`/api/v1/alerts${query({ state: "resolved", limit, cursor: more ? resolved.next : null })}`);
+    if (root !== mine || gen !== resolvedGen) return;
+    const items = more ? [...resolved.items, ...page.items] : page.items;
+    resolved = { items, next: page.next_cursor, loaded: true };
+    if (tab === "resolved") renderList();
+  } catch (err) {
+    if (root !== mine || gen !== resolvedGen) return;
+    root.querySelector("#alert-list").innerHTML = `<p class="error">${esc(t("misc.error", { msg: err.message }))}</p>`;
+  }
+}
+
+function rows() {
+  if (tab === "resolved") return resolved.items;
+  const list = [...store.alerts.values()].filter((a) => a.state === tab);
+  if (tab === "open") {
+    list.sort((a, b) => (SEV_RANK[a.severity] ?? 3) - (SEV_RANK[b.severity] ?? 3) ||
+      String(b.opened_at).localeCompare(String(a.opened_at)));
+  } else list.sort((a, b) => String(b.acked_at).localeCompare(String(a.acked_at)));
+  return list;
+}
+
+function renderCounts() {
+  for (const s of ["open", "acked"]) {
+    const n = [...store.alerts.values()].filter((a) => a.state === s).length;
+    const el = root.querySelector(`[data-tab-count=${s}]`);
+    el.textContent = store.loaded ? String(n) : "";
+    el.dataset.n = n;
+  }
+}
+
+function renderList() {
+  const list = root.querySelector("#alert-list");
+  root.querySelector("#alerts-more").hidden = !(tab === "resolved" && resolved.next);
+  if ((tab === "resolved" && !resolved.loaded) || (tab !== "resolved" && !store.loaded)) {
+    list.innerHTML = `<p class="loading">${esc(t("misc.loading"))}</p>`;
+    return;
+  }
+  const items = rows();
+  list.dataset.showing = tab;
+  list.dataset.n = items.length;
+  fillUsers();
+  if (!items.length) {
+    list.innerHTML = `<p class="empty muted">${esc(t(`al.empty.${tab}`))}</p>`;
+    return;
+  }
+  for (const el of list.querySelectorAll(":scope > :not(article)")) el.remove();
+  // Keyed: an alert's card is kept (with a form someone is typing in) while other alerts change.
+  const cards = new Map([...list.querySelectorAll(":scope > article")].map((el) => [el.dataset.alertId, el]));
+  let prev = null;
+  for (const a of items) {
+    const id = String(a.id);
+    let el = cards.get(id);
+    cards.delete(id);
+    if (!el) {
+      el = document.createElement("article");
+      el.className = "alert-card";
+      el.dataset.alertId = id;
+      el.innerHTML = `<div class="alert-main"></div><div class="alert-actions"></div><div class="alert-panel" hidden></div>`;
+    }
+    fill(el, a);
+    const at = prev ? prev.nextElementSibling : list.firstElementChild;
+    if (at !== el) list.insertBefore(el, at);
+    prev = el;
+  }
+  for (const el of cards.values()) el.remove();
+}
+
+function fill(el, a) {
+  const sig = `${getLang()}|${JSON.stringify(a)}`;
+  if (el._sig === sig) return;
+  el._sig = sig;
+  el.dataset.state = a.state;
+  el.dataset.severity = a.severity;
+  el.dataset.rule = a.rule;
+  el.querySelector(".alert-main").innerHTML = mainHtml(a);
+  const allowed = canAct() ? ACTIONS[a.state] || [] : [];
+  el.querySelector(".alert-actions").innerHTML = allowed.map((act) =>
+    `<button type="button" class="chip${act === "ack" ? " strong" : ""}" data-action="${act}">${esc(t(`al.${act}`))}</button>`).join("");
+  const panel = el.querySelector(".alert-panel");
+  if (!panel.hidden && !allowed.includes(panel.dataset.for)) closePanel(el);
+}
+
+function ruleLabel(rule) {
+  const label = t(`rule.${rule}`);
+  return label === `rule.${rule}` ? rule : label;
+}
+
+function item(label, value, field = "") {
+  return `<div${field ? ` data-field="${field}"` : ""}><dt>${esc(label)}</dt><dd>${value}</dd></div>`;
+}
+
+function when(iso, ago = false) {
+  return `<time datetime="${esc(iso)}">${esc(fmtTime(iso, "long"))}</time>${ago ? ` <small data-ago="${esc(iso)}">(${esc(fmtAgo(iso))})</small>` : ""}`;
+}
+
+function deviceLink(id) {
+  return `<a href="#/device/${encodeURIComponent(id)}" data-device-link="${esc(id)}">${esc(deviceName(id))}</a>`;
+}
+
+function mainHtml(a) {
+  const meta = [
+    item(t("al.device"), a.device_id ? deviceLink(a.device_id) : esc(t("al.ioc_wide")), "device"),
+    item(t("al.village"), esc(a.village ? villageName(a.commune, a.village) : t("misc.none")), "village"),
+    item(t("al.opened"), when(a.opened_at, a.state !== "resolved"), "opened_at"),
+    item(t("al.assignee"), a.assignee ? `<b>${esc(a.assignee)}</b>` : `<span class="muted">${esc(t("al.unassigned"))}</span>`, "assignee"),
+  ];
+  if (a.acked_at) {
+    meta.push(item(t("al.acked"), when(a.acked_at), "acked_at"), item(t("al.acked_by"), esc(a.acked_by || t("misc.none")), "acked_by"));
+  }
+  if (a.resolved_at) {
+    meta.push(item(t("al.resolved"), when(a.resolved_at), "resolved_at"),
+      item(t("al.resolved_by"), a.resolved_by ? esc(a.resolved_by) : `<span class="muted">${esc(t("al.resolved_auto"))}</span>`, "resolved_by"));
+  }
+  if (a.comment) meta.push(`<div class="wide" data-field="comment"><dt>${esc(t("al.comment"))}</dt><dd>${esc(a.comment)}</dd></div>`);
+  const affected = a.affected || [];
+  return `<header class="alert-head"><span class="sev" data-severity="${esc(a.severity)}">${esc(t(`sev.${a.severity}`))}</span>
+      <strong class="alert-rule">${esc(ruleLabel(a.rule))}</strong><span class="alert-msg">${esc(a.message || "")}</span></header>
+    <dl class="alert-meta">${meta.join("")}</dl>` +
+    (affected.length
+      ? `<details class="affected"${affected.length <= AFFECTED_OPEN ? " open" : ""}><summary>${esc(t("al.affected", { n: affected.length }))}</summary>
+        <ul>${affected.map((id) => `<li>${deviceLink(id)}</li>`).join("")}</ul></details>`
+      : "");
+}
+
+function fillUsers() {
+  const names = new Set(session.user ? [session.user.username] : []);
+  for (const a of [...store.alerts.values(), ...resolved.items]) {
+    for (const n of [a.assignee, a.acked_by, a.resolved_by]) if (n) names.add(n);
+  }
+  const me = session.user && session.user.username;
+  root.querySelector("#alert-users").innerHTML = [...names].sort().map((n) =>
+    `<option value="${esc(n)}">${n === me ? esc(`${n} (${t("al.me")})`) : esc(n)}</option>`).join("");
+}
+
+function openPanel(el, action) {
+  const panel = el.querySelector(".alert-panel");
+  panel.dataset.for = action;
+  panel.hidden = false;
+  const field = action === "assign"
+    ? `<label>${esc(t("al.username"))} <input name="username" list="alert-users" required maxlength="64" autocomplete="off"></label>`
+    : `<label>${esc(t("al.comment"))} <input name="comment" maxlength="2000" placeholder="${esc(t("al.comment_ph"))}"></label>`;
+  panel.innerHTML = `<form class="alert-form" data-form="${action}">${field}
+      <button type="submit" class="primary">${esc(t(FORM_TITLE[action]))}</button>
+      <button type="button" class="link" data-cancel>${esc(t("misc.cancel"))}</button>
+      <p class="error" role="alert" hidden></p></form>`;
+  for (const b of el.querySelectorAll("[data-action]")) b.classList.toggle("active", b.dataset.action === action);
+  panel.querySelector("input").focus();
+}
+
+function closePanel(el) {
+  const panel = el.querySelector(".alert-panel");
+  panel.hidden = true;
+  panel.replaceChildren();
+  for (const b of el.querySelectorAll("[data-action]")) b.classList.remove("active");
+}
+
+function onClick(e) {
+  const tabBtn = e.target.closest("button[data-tab]");
+  if (tabBtn) {
+    if (tabBtn.dataset.tab !== tab) showTab(tabBtn.dataset.tab);
+    return;
+  }
+  if (e.target.closest("#alerts-more")) {
+    loadResolved(true);
+    return;
+  }
+  if (e.target.closest("#alerts-csv")) {
+    exportCsv();
+    return;
+  }
+  const card = e.target.closest("article[data-alert-id]");
+  if (!card) return;
+  if (e.target.closest("[data-cancel]")) {
+    closePanel(card);
+    return;
+  }
+  const btn = e.target.closest("button[data-action]");
+  if (!btn) return;
+  if (btn.classList.contains("active")) closePanel(card);
+  else openPanel(card, btn.dataset.action);
+}
+
+async function onSubmit(e) {
+  const form = e.target.closest("form.alert-form");
+  if (!form) return;
+  e.preventDefault();
+  const card = form.closest("article[data-alert-id]");
+  const action = form.dataset.form;
+  const err = form.querySelector(".error");
+  let body = {};
+  if (action === "assign") body = { username: form.username.value.trim() };
+  else if (form.comment.value.trim()) body = { comment: form.comment.value.trim() };
+  const submit = form.querySelector("button[type=submit]");
+  submit.disabled = true;
+  submit.textContent = t("misc.sending");
+  err.hidden = true;
+  const mine = root;
+  try {
+    await api(`/api/v1/alerts/${encodeURIComponent(card.dataset.alertId)}/${action}`, { method: "POST", body });
+    // The change comes back on the live feed and moves the card; the form's work is done.
+    if (root === mine) closePanel(card);
+    if (root === mine && tab === "resolved") loadResolved();
+  } catch (ex) {
+    if (root !== mine) return;
+    submit.disabled = false;
+    submit.textContent = t(FORM_TITLE[action]);
+    err.textContent = t("al.failed", { msg: ex.message });
+    err.hidden = false;
+  }
+}
+
+function exportCsv() {
+  const out = rows().map((a) => [a.id, a.rule, a.severity, a.state, a.device_id, a.device_id ? deviceName(a.device_id) : "",
+    a.commune, a.village, a.village ? villageName(a.commune, a.village) : "", a.message, a.opened_at, a.acked_at, a.acked_by,
+    a.comment, a.assignee, a.resolved_at, a.resolved_by, (a.affected || []).join(" ")]);
+  downloadCsv(`alerts-${tab}.csv`, ["id", "rule", "severity", "state", "device_id", "device_name", "commune", "village",
+    "village_name", "message", "opened_at", "acked_at", "acked_by", "comment", "assignee", "resolved_at", "resolved_by",
+    "affected"], out);
+}
