@@ -48,6 +48,7 @@ class FastPublisher:
         self._sock.sendall(b"\x10" + _varint(len(body)) + body)
         if self._recv_exact(4) != _CONNACK_OK:
             raise RuntimeError("broker refused the benchmark publisher")
+        self.sent = 0
         self.acked = 0
         self._cond = threading.Condition()
         self._reader = threading.Thread(target=self._read_acks, daemon=True)
@@ -79,39 +80,36 @@ class FastPublisher:
                     self.acked += n
                     self._cond.notify_all()
 
-    def publish(
-        self,
-        messages: Sequence[tuple[str, bytes]],
-        rate: float | None = None,
-        on_sent: Callable[[int, float], None] | None = None,
-    ) -> float:
-        """Publish all messages (at `rate` per second if given); returns when the last is acked.
-
-        `on_sent(i, perf_counter)` is called as message i leaves (rate-limited mode only).
-        """
-        base = self.acked
+    def publish(self, messages: Sequence[tuple[str, bytes]]) -> float:
+        """Publish all messages as fast as the broker takes them; returns when the last is acked."""
         chunk: list[bytes] = []
-        t0 = time.perf_counter()
-        for i, (topic, payload) in enumerate(messages):
-            if i - (self.acked - base) >= self.window:
+        for topic, payload in messages:
+            if self.sent - self.acked >= self.window:
                 self._flush(chunk)
-                with self._cond:
-                    self._cond.wait_for(lambda i=i: i - (self.acked - base) < self.window, timeout=60)  # type: ignore[misc]
-            chunk.append(publish_packet(topic, payload, (base + i) % 65535 + 1))
-            if rate is not None:
-                self._flush(chunk)
-                if on_sent is not None:
-                    on_sent(i, time.perf_counter())
-                delay = t0 + (i + 1) / rate - time.perf_counter()
-                if delay > 0:
-                    time.sleep(delay)
-            elif len(chunk) >= 500:
+                self._wait(lambda: self.sent - self.acked < self.window)
+            chunk.append(publish_packet(topic, payload, self.sent % 65535 + 1))
+            self.sent += 1
+            if len(chunk) >= 500:
                 self._flush(chunk)
         self._flush(chunk)
-        with self._cond:
-            if not self._cond.wait_for(lambda: self.acked - base >= len(messages), timeout=600):
-                raise RuntimeError(f"only {self.acked - base} of {len(messages)} publishes acknowledged")
+        return self.wait_acked()
+
+    def send(self, topic: str, payload: bytes) -> None:
+        """Publish one message now (for paced publishing)."""
+        if self.sent - self.acked >= self.window:
+            self._wait(lambda: self.sent - self.acked < self.window)
+        self._sock.sendall(publish_packet(topic, payload, self.sent % 65535 + 1))
+        self.sent += 1
+
+    def wait_acked(self, timeout: float = 600) -> float:
+        """Wait until every message sent is acknowledged; returns the time it was."""
+        if not self._wait(lambda: self.acked >= self.sent, timeout):
+            raise RuntimeError(f"only {self.acked} of {self.sent} publishes acknowledged")
         return time.perf_counter()
+
+    def _wait(self, done: Callable[[], bool], timeout: float = 60) -> bool:
+        with self._cond:
+            return self._cond.wait_for(done, timeout=timeout)
 
     def _flush(self, chunk: list[bytes]) -> None:
         if chunk:

@@ -133,30 +133,25 @@ def wait_http(url: str, timeout: float = 60) -> None:
 
 
 def publish(mqtt_port: int, devices: int, rate: float, seconds: float, start: int = 0) -> int:
-    """Round-robin statuses over the devices at `rate` msg/s; returns how many were sent."""
-    import paho.mqtt.client as paho
+    """Round-robin statuses over the devices at `rate` msg/s; returns how many were sent.
 
+    Each payload is made, stamped (`bench_t`) and written to the socket at its due time.
+    """
+    from bench.fastpub import FastPublisher
     from services.topics import device_topic
 
-    c = paho.Client(paho.CallbackAPIVersion.VERSION2, client_id=f"bench-pub-{os.getpid()}")
-    c.max_inflight_messages_set(1000)
-    c.max_queued_messages_set(0)
-    c.connect("127.0.0.1", mqtt_port)
-    c.loop_start()
-    n = 0
-    t0 = time.perf_counter()
     total = int(rate * seconds)
-    while n < total:
-        due = int((time.perf_counter() - t0) * rate) + 1
-        while n < min(due, total):
+    with FastPublisher(f"mqtt://127.0.0.1:{mqtt_port}", f"bench-pub-{os.getpid()}") as pub:
+        t0 = time.perf_counter()
+        for n in range(total):
+            delay = t0 + n / rate - time.perf_counter()
+            if delay > 0:
+                time.sleep(delay)
             d = (start + n) % devices + 1
-            body = json.dumps({"volume": n % 100, "bench_t": time.time()})
-            c.publish(device_topic("bench", "speaker", f"spk-{d}", "status"), body, qos=1)
-            n += 1
-        time.sleep(0.002)
-    c.loop_stop()
-    c.disconnect()
-    return n
+            body = json.dumps({"volume": n % 100, "bench_t": time.time()}).encode()
+            pub.send(device_topic("bench", "speaker", f"spk-{d}", "status"), body)
+        pub.wait_acked()
+    return total
 
 
 def phase(
