@@ -9,6 +9,11 @@ export class ApiError extends Error {
   }
 }
 
+// Who the gateway lets acknowledge, assign and resolve alerts (gateway/deps.py: Technician) and
+// create or delete maintenance windows (Admin); the page hides what a role cannot use.
+export const ALERT_ROLES = ["admin", "operator", "technician"];
+export const MAINTENANCE_ROLES = ["admin"];
+
 let onUnauthorized = () => {};
 
 export function setUnauthorizedHandler(fn) {

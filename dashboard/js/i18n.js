@@ -523,7 +523,6 @@ const DICT = {
 
 export const STATES = ["online", "offline", "unknown", "maintenance", "auth_failed"];
 export const KINDS = ["camera", "speaker", "eboard", "wifi", "gateway"];
-export const ROLES_THAT_HANDLE_ALERTS = ["admin", "operator", "technician"];
 // Units of the status fields of SPEC §4 (the same in both languages).
 export const METRIC_UNITS = {
   volume: "%", battery_pct: "%", brightness_pct: "%", cpu_pct: "%", mem_pct: "%", temperature_c: "°C",

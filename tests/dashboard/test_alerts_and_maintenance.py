@@ -218,9 +218,14 @@ def test_maintenance_form_creates_refuses_and_deletes_a_window(page: Page, api: 
         api.delete(f"/api/v1/maintenance/{x['id']}").raise_for_status()
 
 
-def test_a_viewer_sees_alerts_and_windows_without_the_buttons_to_change_them(
-    browser: Browser, dash_url: str, dash_db: str, api: httpx.Client
+@pytest.mark.parametrize(
+    ("username", "actions"),
+    [("viewer", []), ("ky-thuat", ["ack", "assign", "resolve"])],
+)
+def test_each_role_sees_only_the_buttons_the_api_lets_it_use(
+    browser: Browser, dash_url: str, dash_db: str, api: httpx.Client, username: str, actions: list[str]
 ) -> None:
+    # Viewers only look; technicians handle alerts; only administrators change maintenance windows.
     alert_id = open_alert(
         dash_db, "uplink_down", "wifi-cho", severity="warning", message="Wi-Fi chợ mất uplink"
     )
@@ -236,12 +241,14 @@ def test_a_viewer_sees_alerts_and_windows_without_the_buttons_to_change_them(
     ctx = browser.new_context(viewport={"width": 1366, "height": 768})
     page = ctx.new_page()
     try:
-        sign_in(page, dash_url, "viewer")
+        sign_in(page, dash_url, username)
         page.click("[data-nav=alerts]")
         card = page.locator(f"#alert-list article[data-alert-id='{alert_id}']")
         expect(card.locator(".alert-rule")).to_have_text("Mất đường truyền Internet")
-        expect(page.locator("#alerts-view-only")).to_be_visible()
-        expect(card.locator("[data-action]")).to_have_count(0)
+        expect(card.locator("[data-action]")).to_have_count(len(actions))
+        for action in actions:
+            expect(card.locator(f"[data-action={action}]")).to_be_visible()
+        expect(page.locator("#alerts-view-only")).to_have_count(0 if actions else 1)
         page.click("[data-nav=maintenance]")
         expect(page.locator("#mt-table tr", has_text="Lau màn hình")).to_be_visible()
         expect(page.locator("#mt-view-only")).to_be_visible()

@@ -2,9 +2,9 @@
 // with a comment, assign, resolve. Open and acknowledged alerts are the live feed's; resolved ones
 // are read from the API, and read again when an alert message arrives while that tab is shown.
 
-import { api, query } from "../api.js";
+import { ALERT_ROLES, api, query } from "../api.js";
 import { downloadCsv, esc } from "../dom.js";
-import { fmtAgo, fmtTime, getLang, ROLES_THAT_HANDLE_ALERTS, t } from "../i18n.js";
+import { fmtAgo, fmtTime, getLang, t } from "../i18n.js";
 import { deviceName, store, villageName } from "../live.js";
 
 const TABS = ["open", "acked", "resolved"];
@@ -65,7 +65,7 @@ export function tick() {
 }
 
 function canAct() {
-  return Boolean(session.user && ROLES_THAT_HANDLE_ALERTS.includes(session.user.role));
+  return Boolean(session.user && ALERT_ROLES.includes(session.user.role));
 }
 
 function showTab(next) {

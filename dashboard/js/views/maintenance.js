@@ -3,7 +3,7 @@
 // in the `maintenance` state and raise no alerts. Times typed in the form are read on the
 // deployment's clock (IOC_TZ), whatever zone the browser is in.
 
-import { allPages, api } from "../api.js";
+import { allPages, api, MAINTENANCE_ROLES } from "../api.js";
 import { downloadCsv, esc } from "../dom.js";
 import { fmtTime, fromLocalInput, getTz, KINDS, t, toLocalInput } from "../i18n.js";
 import { deviceName, store, villageName } from "../live.js";
@@ -71,7 +71,7 @@ export function tick() {
 }
 
 function isAdmin() {
-  return Boolean(session.user && session.user.role === "admin");
+  return Boolean(session.user && MAINTENANCE_ROLES.includes(session.user.role));
 }
 
 function formHtml() {

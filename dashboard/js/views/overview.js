@@ -1,8 +1,8 @@
 // Overview: counts by state, by village and kind, open alerts, and what changed in the last hour.
 
-import { api } from "../api.js";
+import { ALERT_ROLES, api } from "../api.js";
 import { esc, statePill } from "../dom.js";
-import { fmtAgo, fmtTime, KINDS, ROLES_THAT_HANDLE_ALERTS, STATES, t } from "../i18n.js";
+import { fmtAgo, fmtTime, KINDS, STATES, t } from "../i18n.js";
 import { deviceName, recentActivity, store, villageName } from "../live.js";
 
 let root = null;
@@ -138,7 +138,7 @@ function renderAlerts() {
     String(b.opened_at).localeCompare(String(a.opened_at)));
   root.querySelector("#alert-count").textContent = alerts.length;
   root.querySelector("#alert-count").dataset.n = alerts.length;
-  const canAck = session.user && ROLES_THAT_HANDLE_ALERTS.includes(session.user.role);
+  const canAck = session.user && ALERT_ROLES.includes(session.user.role);
   root.querySelector("#alerts").innerHTML = alerts.length
     ? alerts.map((a) => `<li data-alert-id="${esc(a.id)}" data-severity="${esc(a.severity)}" data-state="${esc(a.state)}">
         <span class="sev" data-severity="${esc(a.severity)}">${esc(t(`sev.${a.severity}`))}</span>
