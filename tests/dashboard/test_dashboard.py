@@ -172,10 +172,11 @@ def test_metrics_read_as_labels_with_units_in_vietnamese_then_english(
 
 
 def band_at(page: Page, fraction: float) -> tuple[str, list[int]]:
-    """Hover the state band at `fraction` of its width: the legend's text and the colour drawn there."""
+    """Hover the state band at `fraction` of its width (1: its right edge, the newest bucket): the
+    legend's text and the colour drawn there."""
     box = page.locator("[data-chart=state] .u-over").bounding_box()
     assert box is not None
-    x, y = box["x"] + box["width"] * fraction, box["y"] + box["height"] / 2
+    x, y = box["x"] + min(box["width"] * fraction, box["width"] - 2), box["y"] + box["height"] / 2
     page.mouse.move(x, y)
     text = page.locator("[data-chart=state] .u-legend .u-series").nth(1).locator(".u-value").inner_text()
     rgb = page.evaluate(
@@ -196,7 +197,7 @@ def test_history_band_shows_no_data_before_the_device_was_first_heard(page: Page
     text, rgb = band_at(page, 0.1)
     assert text == "Không có dữ liệu"
     assert rgb == [203, 213, 225]  # grey, not the offline red
-    text, rgb = band_at(page, 0.995)
+    text, rgb = band_at(page, 1)
     assert text == "0%"
     assert rgb == [220, 38, 38]
     expect(page.locator(".band-key [data-key=no-data]")).to_have_text("Không có dữ liệu")

@@ -11,7 +11,8 @@ const TABS = ["open", "acked", "resolved"];
 const PAGE = 100;
 const AFFECTED_OPEN = 8;
 const SEV_RANK = { critical: 0, warning: 1, info: 2 };
-// What a role may do to an alert in each state (gateway: ack/resolve/assign need a technician).
+// What can be done to an alert in each state (the API refuses the rest with 409); who may do it
+// is ALERT_ROLES.
 const ACTIONS = { open: ["ack", "assign", "resolve"], acked: ["assign", "resolve"], resolved: [] };
 const FORM_TITLE = { ack: "al.do_ack", assign: "al.do_assign", resolve: "al.do_resolve" };
 
@@ -157,7 +158,8 @@ function renderList() {
 }
 
 function fill(el, a) {
-  const sig = `${getLang()}|${JSON.stringify(a)}`;
+  // Names come with the snapshot: a card drawn before it is drawn again after.
+  const sig = `${getLang()}|${store.loaded}|${JSON.stringify(a)}`;
   if (el._sig === sig) return;
   el._sig = sig;
   el.dataset.state = a.state;
