@@ -2,7 +2,8 @@
 
 Entities follow the Smart Data Models `Device` schema; ids are `urn:ngsi-ld:Device:{commune}:{device}`.
 `Accept: application/ld+json` puts the `@context` in the body; otherwise it is given in a `Link`
-header. The context document itself is served, without a key, at `CONTEXT_PATH`.
+header (an Accept that admits neither JSON nor JSON-LD is 406). The context document itself is
+served, without a key, at `CONTEXT_PATH`. Errors are NGSI-LD ProblemDetails (gateway.problems).
 """
 
 import re
@@ -11,18 +12,28 @@ from typing import Annotated, Any, Literal
 from urllib.parse import quote
 
 import orjson
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field
 
+from gateway import problems
 from gateway.deps import Conn
 from gateway.routes.share import MAX_RANGE, ShareKey
-from gateway.share_schemas import ERRORS
 from services import history, share
 from services.errors import InvalidInput, NotFound
 from services.share import Scope
 
-router = APIRouter(prefix="/ngsi-ld/v1", tags=["ngsi-ld"], responses=ERRORS)
+
+def negotiate(request: Request) -> None:
+    """406 before anything else when the caller accepts neither JSON nor JSON-LD (CIM 009 6.3.4)."""
+    accept = request.headers.get("accept", "")
+    if not problems.acceptable(accept):
+        raise HTTPException(406, f"Accept {accept!r} admits neither {' nor '.join(problems.OFFERED)}")
+
+
+router = APIRouter(
+    prefix="/ngsi-ld/v1", tags=["ngsi-ld"], responses=problems.OPENAPI, dependencies=[Depends(negotiate)]
+)
 CONTEXT_PATH = "/ngsi-ld/v1/jsonldContexts/commune-ioc.jsonld"
 CORE_CONTEXT = "https://uri.etsi.org/ngsi-ld/v1/ngsi-ld-core-context.jsonld"
 SDM = "https://smartdatamodels.org/"

@@ -135,7 +135,11 @@ def test_every_route_but_the_open_ones_needs_credentials(ro_client: TestClient) 
             url = concrete(path)
             r = ro_client.request(method, url)
             assert r.status_code == 401, f"{method} {url} answered {r.status_code} without credentials"
-            assert r.json()["error"]["code"], f"{method} {url}: no JSON error"
+            body = r.json()
+            if url.startswith("/ngsi-ld/"):  # NGSI-LD errors are ProblemDetails (CIM 009 5.5.3)
+                assert body["type"] and body["status"] == 401, f"{method} {url}: no ProblemDetails"
+            else:
+                assert body["error"]["code"], f"{method} {url}: no JSON error"
             checked_http.append(f"{method} {url}")
     assert "GET /api/v1/devices" in checked_http and "GET /api/v1/devices/1/history" in checked_http
     assert "POST /api/v1/auth/logout" in checked_http
