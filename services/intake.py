@@ -107,6 +107,10 @@ def classify(messages: list[Raw], devices: dict[str, Device]) -> Batch:
     return batch
 
 
+def _status_ts(item: tuple[Status, datetime]) -> datetime:
+    return item[0].ts
+
+
 def latest_per_device(batch: Batch) -> dict[str, dict[str, Any]]:
     """What the batch says about each device's present.
 
@@ -117,13 +121,17 @@ def latest_per_device(batch: Batch) -> dict[str, dict[str, Any]]:
     per_device: dict[str, list[tuple[Status, datetime]]] = {}
     out: dict[str, dict[str, Any]] = {}
     for device, st, received_at in batch.statuses:
-        out.setdefault(device.id, {"device": device})
-        per_device.setdefault(device.id, []).append((st, received_at))
+        sts = per_device.get(device.id)
+        if sts is None:
+            per_device[device.id] = [(st, received_at)]
+            out[device.id] = {"device": device}
+        else:
+            sts.append((st, received_at))
     for device_id, sts in per_device.items():
         if len(sts) == 1:
             out[device_id]["status"] = sts[0]
             continue
-        sts.sort(key=lambda x: x[0].ts)
+        sts.sort(key=_status_ts)
         merged: dict[str, Any] = {}
         for st, _ in sts:
             merged.update(st.metrics)

@@ -11,6 +11,7 @@ from typing import Any
 
 import orjson
 import psycopg
+from psycopg import sql
 from psycopg.types.json import Jsonb, JsonbBinaryDumper, set_json_loads
 
 from services import feed
@@ -49,24 +50,42 @@ def prepare(conn: psycopg.Connection) -> None:
     # By oid only: COPY with set_types(["jsonb"]) takes this dumper; parameters of other
     # queries still choose their dumper by Python type (Jsonb wrappers).
     conn.adapters.register_dumper(None, _SerializedJsonb)
-    for sql in _STAGE:
-        conn.execute(sql)  # type: ignore[arg-type]
+    for stmt in _STAGE:
+        conn.execute(stmt)  # type: ignore[arg-type]
     conn.commit()
 
 
 def _write_samples(conn: psycopg.Connection, batch: Batch) -> None:
     if not batch.statuses:
         return
-    # COPY has no ON CONFLICT: copy into a staging table, then insert what is new, so a
-    # redelivered message with the same (device, ts) is stored once.
+    rows = [
+        (device.id, st.ts, received_at, orjson.dumps(st.metrics))
+        for device, st, received_at in batch.statuses
+    ]
+    # COPY has no ON CONFLICT. Almost always nothing in a batch is stored yet, so COPY straight
+    # into the hypertable under a savepoint; if any row is (a redelivery after a crash, or a
+    # repeat within the batch), go the slower way: a staging table, then insert what is new,
+    # so a message with the same (device, ts) is stored once.
     with conn.cursor() as cur:
-        with cur.copy(
-            "COPY stage_samples (device_id, ts, received_at, metrics) FROM STDIN (FORMAT BINARY)"
-        ) as cp:
-            cp.set_types(["text", "timestamptz", "timestamptz", "jsonb"])
-            for device, st, received_at in batch.statuses:
-                cp.write_row((device.id, st.ts, received_at, orjson.dumps(st.metrics)))
+        try:
+            with conn.transaction():
+                _copy_samples(cur, "status_samples", rows)
+            return
+        except psycopg.errors.UniqueViolation:
+            pass
+        _copy_samples(cur, "stage_samples", rows)
         cur.execute("INSERT INTO status_samples SELECT * FROM stage_samples ON CONFLICT DO NOTHING")
+
+
+def _copy_samples(cur: psycopg.Cursor[Any], table: str, rows: list[tuple[Any, ...]]) -> None:
+    with cur.copy(
+        sql.SQL("COPY {} (device_id, ts, received_at, metrics) FROM STDIN (FORMAT BINARY)").format(
+            sql.Identifier(table)
+        )
+    ) as cp:
+        cp.set_types(["text", "timestamptz", "timestamptz", "jsonb"])
+        for row in rows:
+            cp.write_row(row)
 
 
 def _write_events(conn: psycopg.Connection, batch: Batch) -> list[dict[str, Any]]:
