@@ -11,7 +11,7 @@ from pydantic import BaseModel, Field
 from gateway.deps import Admin, Conn, CurrentUser, Technician, check_commune
 from services import paging
 from services.alerts import config as alert_config
-from services.alerts import store
+from services.alerts import rule_schema, store
 from services.auth import User
 from services.errors import ConfigError, InvalidInput, NotFound
 
@@ -143,7 +143,7 @@ def _rules_view(conn: Conn, request: Request) -> dict[str, Any]:
     hours = cfg.quiet_hours
     return {
         "rules": alert_config.effective_rules(cfg),
-        "builtin": list(alert_config.BUILTIN),
+        "builtin": list(rule_schema.BUILTIN),
         "edited": api_rules,
         "version": version,
         "updated_at": updated_at,
@@ -188,7 +188,7 @@ def put_rules(
     `metric` and `threshold` is a new threshold rule). Edits override IOC_ALERTS_FILE rule by rule and
     reach the evaluator within a second."""
     rules = body["rules"] if isinstance(body.get("rules"), dict) else body
-    errors = alert_config.check_rules(rules)
+    errors = rule_schema.check_rules(rules)
     if not errors:
         try:
             alert_config.build(_file_doc(request), rules)

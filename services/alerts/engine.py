@@ -19,8 +19,8 @@ from psycopg_pool import AsyncConnectionPool
 
 from services.alerts import config as alert_config
 from services.alerts.channels import Channels, check
-from services.alerts.config import Config
 from services.alerts.evaluator import Evaluator
+from services.alerts.models import Config
 from services.alerts.outbox import Drainer
 from services.errors import ConfigError, InvalidInput
 from services.settings import IocSettings

@@ -22,7 +22,7 @@ from psycopg.types.json import Jsonb, set_json_loads
 
 from services import feed
 from services.alerts import messages, outbox, store
-from services.alerts.config import Config
+from services.alerts.models import Config
 from services.alerts.rules import DeviceView, applies, clock_bound, evaluate, flapping, norm_type
 from services.alerts.statecache import StateCache, StateRow
 from services.alerts.timing import Action, Track, step

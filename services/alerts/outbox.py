@@ -17,7 +17,8 @@ from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
 
 from services.alerts.channels import Channels, DeliveryFailed
-from services.alerts.config import Config, Route, hours_end, in_hours
+from services.alerts.hours import hours_end, in_hours
+from services.alerts.models import Config, Route
 
 log = logging.getLogger(__name__)
 

@@ -9,7 +9,7 @@ from datetime import datetime
 from functools import lru_cache
 from typing import Any
 
-from services.alerts.config import in_hours, parse_hours
+from services.alerts.hours import in_hours, parse_hours
 
 
 @dataclass(frozen=True)
