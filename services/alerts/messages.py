@@ -203,3 +203,33 @@ def render(
     if public_url and alert.get("device_id"):
         lines.append(f"{label['link']}: {public_url.rstrip('/')}/#/devices/{alert['device_id']}")
     return title, "\n".join(lines)
+
+
+def notification(
+    event: str,
+    alert: Mapping[str, Any],
+    place: Place,
+    *,
+    lang: str = "vi",
+    tz: str = "Asia/Ho_Chi_Minh",
+    public_url: str | None = None,
+    actor: str | None = None,
+) -> tuple[str, str, dict[str, Any]]:
+    """(title, body, data) of a notification; `data` fills the fields of template channels (Zalo ZNS)."""
+    title, body = render(event, alert, place, lang=lang, tz=tz, public_url=public_url, actor=actor)
+    link = (
+        f"{public_url.rstrip('/')}/#/devices/{alert['device_id']}"
+        if public_url and alert.get("device_id")
+        else None
+    )
+    data = {
+        "device": place.device_name or alert.get("device_id"),
+        "device_id": alert.get("device_id"),
+        "place": ", ".join(x for x in (place.village_name, place.commune_name) if x) or None,
+        "since": alert["since"].astimezone(ZoneInfo(tz)).strftime("%H:%M %d/%m/%Y"),
+        "status": describe(alert["rule"], alert.get("details") or {}, lang),
+        "severity": alert["severity"],
+        "link": link,
+        "tracking_id": f"{alert['id']}-{event}",
+    }
+    return title, body, data
