@@ -15,19 +15,14 @@ import random
 from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import orjson
 import psycopg
-from psycopg import sql
-from psycopg.rows import dict_row
 from psycopg_pool import ConnectionPool
 
-from services import status
-from services.alerts import store as alert_store
+from services import feed, live_snapshot
 from services.db import first_line
-from services.feed import NOTIFY_CHANNEL
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +31,6 @@ CLOSE_TOO_SLOW = 1013
 CLOSE_NOT_READY = 1013
 # How far back `?since=` is served from the feed table; further back a snapshot is cheaper.
 MAX_REPLAY = 50_000
-RECENT = timedelta(hours=1)
 _BATCH_ROWS = 500
 
 
@@ -169,12 +163,9 @@ class LiveFeed:
                 async with await psycopg.AsyncConnection.connect(
                     self.url, autocommit=True, application_name="ioc-gateway-live", connect_timeout=5
                 ) as conn:
-                    await conn.execute(f"LISTEN {NOTIFY_CHANNEL}")
+                    await feed.listen(conn)
                     if not self.ready.is_set():
-                        row = await (
-                            await conn.execute("SELECT value FROM counters WHERE name = 'feed'")
-                        ).fetchone()
-                        self.position = int(row[0]) if row else 0
+                        self.position = await feed.head_async(conn)
                         self.ring_from = self.position + 1
                         self.ready.set()
                     if failing:
@@ -194,12 +185,7 @@ class LiveFeed:
 
     async def _catch_up(self, conn: psycopg.AsyncConnection) -> None:
         while True:
-            cur = await conn.execute(
-                "SELECT seq_first, seq_last, items::text FROM feed WHERE seq_first > %s"
-                " ORDER BY seq_first LIMIT %s",
-                (self.position, _BATCH_ROWS),
-            )
-            rows = await cur.fetchall()
+            rows = await feed.rows_after(conn, self.position, _BATCH_ROWS)
             if not rows:
                 return
             if rows[0][0] != self.position + 1:
@@ -255,138 +241,14 @@ class LiveFeed:
     def replay_from_db(self, since: int, client: Client) -> list[Message] | None:
         """Messages after `since` from the feed table; None when they are gone or too many."""
         with self.pool.connection() as conn:
-            row = conn.execute("SELECT value FROM counters WHERE name = 'feed'").fetchone()
-            head = int(row[0]) if row else 0
-            if since > head or head - since > MAX_REPLAY:
-                return None
-            if since == head:
-                return []
-            oldest = conn.execute("SELECT min(seq_first) FROM feed").fetchone()
-            if oldest is None or oldest[0] is None or oldest[0] > since + 1:
-                return None
-            rows = conn.execute(
-                "SELECT seq_first, seq_last, items::text FROM feed"
-                " WHERE seq_first >= (SELECT max(seq_first) FROM feed WHERE seq_first <= %s)"
-                " ORDER BY seq_first",
-                (since + 1,),
-            ).fetchall()
+            rows = feed.replay(conn, since, MAX_REPLAY)
+        if rows is None:
+            return None
         return [m for m in _rows_to_messages(rows) if m.seq > since and client.visible(m)]
 
     def snapshot(self, communes: Iterable[str] | None) -> tuple[int, str]:
         """(seq, text) of a snapshot message; the counter and the rows are read in one snapshot."""
         scope = list(communes) if communes is not None else None
         with self.pool.connection() as conn:
-            conn.rollback()
-            conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
-            body = read_snapshot(conn, scope)
-            conn.rollback()
+            body = live_snapshot.read(conn, scope)
         return int(body["seq"]), orjson.dumps(body).decode()
-
-
-def read_snapshot(conn: psycopg.Connection, scope: list[str] | None) -> dict[str, Any]:
-    """What a client starts from: device states, open alerts, names, and the last hour's changes."""
-    row = conn.execute("SELECT value FROM counters WHERE name = 'feed'").fetchone()
-    seq = int(row[0]) if row else 0
-    params = {"scope": scope, "recent": datetime.now(UTC) - RECENT}
-    with conn.cursor(row_factory=dict_row) as cur:
-        devices = [
-            {
-                **status.status_row(r),
-                "name": r["name"],
-                "lat": r["lat"],
-                "lon": r["lon"],
-                "parent": r["parent_id"],
-                "attrs": r["attrs"],
-            }
-            for r in cur.execute(
-                "SELECT d.id, d.commune_id, d.village_id, d.kind, d.name, d.lat, d.lon, d.parent_id, d.attrs,"
-                " COALESCE(s.state, 'unknown') AS state, s.since, s.last_seen,"
-                " COALESCE(s.metrics, '{}'::jsonb) AS metrics, s.reason"
-                " FROM devices d LEFT JOIN device_state s ON s.device_id = d.id"
-                " WHERE d.retired_at IS NULL AND (%(scope)s::text[] IS NULL OR d.commune_id = ANY(%(scope)s))"
-                " ORDER BY d.id",
-                params,
-            )
-        ]
-        communes = cur.execute(
-            "SELECT id, name, district, province FROM communes d"
-            " WHERE (%(scope)s::text[] IS NULL OR d.id = ANY(%(scope)s)) ORDER BY id",
-            params,
-        ).fetchall()
-        villages = [
-            {"commune": r["commune_id"], "id": r["id"], "name": r["name"]}
-            for r in cur.execute(
-                "SELECT commune_id, id, name FROM villages d"
-                " WHERE (%(scope)s::text[] IS NULL OR d.commune_id = ANY(%(scope)s)) ORDER BY commune_id, id",
-                params,
-            )
-        ]
-        changes = [
-            {
-                "seq": r["seq"],
-                "device_id": r["device_id"],
-                "commune": r["commune_id"],
-                "village": r["village_id"],
-                "kind": r["kind"],
-                "state": r["state"],
-                "prev_state": r["prev_state"],
-                "at": status.utc(r["at"]),
-                "reason": r["reason"],
-            }
-            for r in cur.execute(
-                "SELECT seq, device_id, commune_id, village_id, kind, state, prev_state, at, reason"
-                " FROM state_changes d WHERE at >= %(recent)s"
-                " AND (%(scope)s::text[] IS NULL OR d.commune_id = ANY(%(scope)s))"
-                " ORDER BY seq DESC LIMIT 500",
-                params,
-            )
-        ]
-        events = [
-            {
-                "device_id": r["device_id"],
-                "commune": r["commune_id"],
-                "village": r["village_id"],
-                "kind": r["kind"],
-                "ts": status.utc(r["ts"]),
-                "event_type": r["type"],
-                "severity": r["severity"],
-                "message": r["message"],
-                "fields": r["fields"],
-                "seq": r["seq"],
-            }
-            for r in cur.execute(
-                "SELECT e.device_id, d.commune_id, d.village_id, d.kind, e.ts, e.type, e.severity, e.message,"
-                " e.fields, e.seq FROM device_events e JOIN devices d ON d.id = e.device_id"
-                " WHERE e.ts >= %(recent)s AND (%(scope)s::text[] IS NULL OR d.commune_id = ANY(%(scope)s))"
-                " ORDER BY e.ts DESC LIMIT 200",
-                params,
-            )
-        ]
-    return {
-        "type": "snapshot",
-        "seq": seq,
-        "devices": devices,
-        "alerts": open_alerts(conn, scope),
-        "communes": communes,
-        "villages": villages,
-        "changes": changes,
-        "events": events,
-    }
-
-
-def open_alerts(conn: psycopg.Connection, scope: list[str] | None) -> list[dict[str, Any]]:
-    """Unresolved (open or acknowledged) alerts as GET /api/v1/alerts shows them, newest first.
-
-    IOC-wide alerts (no commune) are shown to everyone; [] before the alerts schema exists.
-    """
-    row = conn.execute("SELECT to_regclass('alerts') IS NOT NULL").fetchone()
-    if not row or not row[0]:
-        return []
-    query = sql.SQL(
-        "SELECT {} FROM alerts WHERE state <> 'resolved'"
-        " AND (%(scope)s::text[] IS NULL OR commune_id = ANY(%(scope)s) OR commune_id IS NULL)"
-        " ORDER BY id DESC LIMIT 1000"
-    ).format(sql.SQL(alert_store.COLUMNS))
-    with conn.cursor(row_factory=dict_row) as cur:
-        rows = cur.execute(query, {"scope": scope}).fetchall()
-    return [{k: v for k, v in alert_store.feed_item(r).items() if k != "type"} for r in rows]
