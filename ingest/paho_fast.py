@@ -9,8 +9,8 @@ This subclass changes two private steps of paho 2.2 and nothing of its protocol 
 - `_sock_recv` serves paho's small reads from a 256 KiB read buffer, refilled by one
   `recv()`; `loop_read` goes on while the buffer holds bytes (paho reads one packet per
   call and would otherwise wait in `select()` with data already in hand);
-- between packets, `loop_read` takes every complete QoS 1 PUBLISH at the head of the buffer
-  itself and passes them, in order, as one list of (topic, payload, mid) to `on_qos1`;
+- at each packet boundary (after a refill, and between packets in `loop_read`) every complete
+  QoS 1 PUBLISH at the head of the buffer is taken and passes them, in order, as one list of (topic, payload, mid) to `on_qos1`;
   anything else (CONNACK, SUBACK, PINGRESP, QoS 0/2, a packet cut by the buffer's end, a
   malformed one) goes through paho's own `_packet_read`, whose `_handle_publish` still
   hands QoS 1 over the same way.
@@ -77,6 +77,9 @@ class FastClient(paho.Client):
             if not data:
                 return data  # connection closed
             self._rbuf, self._rpos = data, 0
+            # paho asks for a packet's first byte: take the PUBLISHes before it does.
+            if self._in_packet["command"] == 0 and self._take_publishes() and self._rpos >= len(self._rbuf):
+                raise BlockingIOError
         start = self._rpos
         self._rpos = min(start + bufsize, len(self._rbuf))
         return self._rbuf[start : self._rpos]
@@ -86,8 +89,41 @@ class FastClient(paho.Client):
         while (
             rc == MQTTErrorCode.MQTT_ERR_SUCCESS and self._sock is not None and self._rpos < len(self._rbuf)
         ):
+            if self._in_packet["command"] == 0 and self._take_publishes() and self._rpos >= len(self._rbuf):
+                break
             rc = super().loop_read(max_packets)
         return rc
+
+    def _take_publishes(self) -> int:
+        """Hand over the complete QoS 1 PUBLISHes at the head of the buffer; returns how many."""
+        buf, pos, end = self._rbuf, self._rpos, len(self._rbuf)
+        mqtt5 = self._protocol == paho.MQTTv5
+        out: list[tuple[str, bytes, int]] = []
+        while pos < end and buf[pos] & 0xF6 == _PUBLISH_QOS1:
+            rlen, shift, i = 0, 0, pos + 1
+            while i < end and shift <= 21:
+                b = buf[i]
+                i += 1
+                rlen |= (b & 0x7F) << shift
+                if b < 0x80:
+                    break
+                shift += 7
+            else:
+                break  # the length is cut by the buffer's end (or malformed): paho's path
+            if i + rlen > end:
+                break
+            try:
+                topic, mid, payload = decode_qos1_publish(buf[i : i + rlen], mqtt5)
+            except (IndexError, ValueError):
+                break  # malformed: paho's path reports it
+            out.append((topic, payload, mid))
+            pos = i + rlen
+        if out:
+            self._rpos = pos
+            with self._msgtime_mutex:
+                self._last_bytes_received = paho.time_func()
+            self._on_qos1(out)
+        return len(out)
 
     def _handle_publish(self) -> MQTTErrorCode:
         if self._in_packet["command"] & 0xF6 != _PUBLISH_QOS1:

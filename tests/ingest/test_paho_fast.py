@@ -69,7 +69,9 @@ def test_malformed_publish_raises(body: bytes) -> None:
         decode_qos1_publish(body, mqtt5=True)
 
 
-def _collector(mqtt_url: str, client_id: str) -> tuple[FastClient, list[tuple[str, bytes, int]], list[bytes]]:
+def _collector(
+    mqtt_url: str, client_id: str, handed: list[int]
+) -> tuple[FastClient, list[tuple[str, bytes, int]], list[bytes]]:
     host, port = mqtt_url.removeprefix("mqtt://").rsplit(":", 1)
     qos1: list[tuple[str, bytes, int]] = []
     qos0: list[bytes] = []
@@ -77,6 +79,7 @@ def _collector(mqtt_url: str, client_id: str) -> tuple[FastClient, list[tuple[st
 
     def on_qos1(msgs: list[tuple[str, bytes, int]]) -> None:
         qos1.extend(msgs)
+        handed.append(len(msgs))
         for _, _, mid in msgs:
             c.ack(mid, 1)  # the broker sends at most its inflight window unacknowledged
 
@@ -98,7 +101,8 @@ def _collector(mqtt_url: str, client_id: str) -> tuple[FastClient, list[tuple[st
 
 def test_receives_every_message_across_buffer_boundaries(mqtt_url: str) -> None:
     """Thousands of small messages (many per read) and payloads larger than the read buffer."""
-    c, qos1, qos0 = _collector(mqtt_url, "fast-test")
+    handed: list[int] = []
+    c, qos1, qos0 = _collector(mqtt_url, "fast-test", handed)
     host, port = mqtt_url.removeprefix("mqtt://").rsplit(":", 1)
     pub = paho.Client(paho.CallbackAPIVersion.VERSION2, client_id="fast-pub", protocol=paho.MQTTv5)
     pub.max_inflight_messages_set(1000)
@@ -116,6 +120,8 @@ def test_receives_every_message_across_buffer_boundaries(mqtt_url: str) -> None:
         wait_for(lambda: len(qos1) == len(sent) and qos0 == [b"qos0"], timeout=30)
         assert [(t, p) for t, p, _ in qos1] == sent
         assert all(1 <= mid <= 65535 for _, _, mid in qos1)
+        # Messages that arrived in one read were handed over together, not one by one.
+        assert max(handed) > 1
     finally:
         pub.disconnect()
         pub.loop_stop()
