@@ -48,6 +48,11 @@ class IngestConfig:
     linger_s: float = 0.005
 
     @property
+    def queue_max(self) -> int:
+        """Messages held in memory before ingest stops reading from the broker for a moment."""
+        return 3 * self.batch_max
+
+    @property
     def receive_maximum(self) -> int:
         """Unacknowledged messages the broker may send us: two batches, so the broker keeps
         sending while a batch commits (MQTT caps it at 65535)."""
@@ -80,6 +85,7 @@ class MqttIngest:
         self._conn: psycopg.Connection | None = None
         self._writer = threading.Thread(target=self._write_loop, name="ingest.writer", daemon=True)
         self.committed = 0
+        self.max_queued = 0  # the most messages held at once (memory bound; see FastClient)
         self._throttle = storage.FeedThrottle()
         self.client = self._make_client()
 
@@ -90,6 +96,7 @@ class MqttIngest:
             protocol=paho.MQTTv5,
             manual_ack=True,
             on_qos1=self._on_qos1,
+            paused=lambda: len(self._queue) >= self._cfg.queue_max,
         )
         if self._target.username:
             c.username_pw_set(self._target.username, self._target.password)
@@ -148,6 +155,7 @@ class MqttIngest:
         now, gen = datetime.now(UTC), self._generation  # arrived in one read
         self._queue.extend([_Msg(Raw(topic, payload, now), mid, 1, gen) for topic, payload, mid in msgs])
         self._queued(len(msgs))
+        self.max_queued = max(self.max_queued, len(self._queue))
 
     def _queued(self, n: int) -> None:
         """Wake the writer when it may be idle (the queue was empty) or a batch is full."""

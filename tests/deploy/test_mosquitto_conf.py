@@ -22,6 +22,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from cli.embedded import free_port, port_open
+from ingest.mqtt import ack_all
+from ingest.paho_fast import FastClient
 from services import mqtt_accounts
 from services.models import Device
 from tests.fix_pg import private_dir
@@ -221,3 +223,36 @@ def test_tls_listener_does_not_speak_plain_mqtt(broker: Broker) -> None:
         pass
     finally:
         c.loop_stop()
+
+
+def test_ingest_client_reads_every_message_over_tls(broker: Broker) -> None:
+    """Ingest's buffered paho client behind TLS (where the SSL layer buffers too)."""
+    got: list[tuple[str, bytes, int]] = []
+    fast = FastClient(
+        mqtt.CallbackAPIVersion.VERSION2,
+        client_id="t-ioc-fast",
+        protocol=mqtt.MQTTv5,
+        manual_ack=True,
+        on_qos1=lambda msgs: (got.extend(msgs), ack_all(fast, [m for _, _, m in msgs])),
+    )
+    fast.username_pw_set("ioc", PASSWORDS["ioc"])
+    fast.tls_set(ca_certs=str(broker.ca), cert_reqs=ssl.CERT_REQUIRED)
+    subscribed = threading.Event()
+    fast.on_subscribe = lambda *a: subscribed.set()
+    fast.on_connect = lambda cl, *a: cl.subscribe("ioc/v1/+/+/+/+", qos=1)
+    fast.connect("127.0.0.1", broker.tls_port)
+    fast.loop_start()
+    dev, rc = _client(broker, "spk-1", PASSWORDS["spk-1"], tls=True)
+    try:
+        assert rc == 0 and subscribed.wait(10)
+        sent = [f'{{"volume": {i}}}'.encode() for i in range(3000)]
+        for info in [dev.publish("ioc/v1/thoai-giang/speaker/spk-1/status", p, qos=1) for p in sent]:
+            info.wait_for_publish(10)
+        deadline = time.monotonic() + 20
+        while len(got) < len(sent) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert [p for _, p, _ in got] == sent
+    finally:
+        for c in (fast, dev):
+            c.disconnect()
+            c.loop_stop()
