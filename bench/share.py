@@ -4,8 +4,8 @@ Prints JSON: /api/share/v1/status latency (p50/p99, one page of 1000 and all 500
 call), /availability over 30 days by village (p50/p99; also in-process, without HTTP, key and
 audit), the full raw /history export rate (rows/s, CSV pages of 10000 produced by PostgreSQL's
 COPY; JSON on a part of it), and the availability rollup: its first run over the backfilled days,
-the next minute's run, and a minute's run once the tables are vacuumed and analyzed (as
-autovacuum leaves them in a running deployment). The gateway runs in its own process; data is
+the next minute's run, and a minute's run once the tables are analyzed (as autovacuum
+leaves them in a running deployment). The gateway runs in its own process; data is
 generated with SQL. Uses a private PostgreSQL in a temp dir.
 
     .venv/bin/python bench/share.py [--devices 5000] [--days 30] [--sample-minutes 60]
@@ -110,19 +110,21 @@ def generate(url: str, devices: int, days: int, sample_min: int, now: datetime) 
         rollup.run(conn, now + timedelta(minutes=1))
         t_next = time.monotonic() - t_next
         conn.commit()
-        # What autovacuum does in a running deployment (visibility map for index-only scans).
         conn.autocommit = True
-        conn.execute("VACUUM ANALYZE")
+        # A minute's run as planned with the statistics of a running deployment.
+        conn.execute("ANALYZE")
         t_steady = time.monotonic()
         rollup.run(conn, now + timedelta(minutes=2))
         t_steady = time.monotonic() - t_steady
+        # What autovacuum does in a running deployment (visibility map for index-only scans).
+        conn.execute("VACUUM ANALYZE")
     return {
         **counts,
         "generate_s": round(t_samples, 1),
         "rollup_first_run_s": round(t_rollup, 2),
         "rollup_device_hours": hours,
         "rollup_next_run_s": round(t_next, 3),
-        "rollup_run_after_vacuum_analyze_s": round(t_steady, 3),
+        "rollup_run_after_analyze_s": round(t_steady, 3),
     }
 
 
