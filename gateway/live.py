@@ -12,6 +12,8 @@ import asyncio
 import bisect
 import logging
 import random
+import threading
+import time
 from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -32,6 +34,7 @@ CLOSE_NOT_READY = 1013
 # How far back `?since=` is served from the feed table; further back a snapshot is cheaper.
 MAX_REPLAY = 50_000
 _BATCH_ROWS = 500
+SNAPSHOT_REUSE_S = 1.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,6 +142,10 @@ class LiveFeed:
         # Recent messages for cheap resumption; complete from `ring_from` to `position`.
         self.ring: deque[Message] = deque(maxlen=ring_size)
         self.ring_from = 1
+        # Recent snapshots by scope: (monotonic time read, seq, text).
+        self._snapshots: dict[tuple[str, ...] | None, tuple[float, int, str]] = {}
+        self._snapshot_lock = threading.Lock()
+        self._reset_seq = 0
         self._task: asyncio.Task[None] | None = None
 
     # -- lifecycle -------------------------------------------------------------------------
@@ -217,6 +224,9 @@ class LiveFeed:
                 self.ring[drop].seq if drop < len(self.ring) else batch[drop - len(self.ring)].seq
             )
         self.ring.extend(batch)
+        for m in batch:
+            if m.type == "registry":
+                self._reset_seq = m.seq  # clients refetch: no snapshot from before it is shared
         for client in self.clients:
             client.offer(batch)
 
@@ -246,9 +256,30 @@ class LiveFeed:
             return None
         return [m for m in _rows_to_messages(rows) if m.seq > since and client.visible(m)]
 
-    def snapshot(self, communes: Iterable[str] | None) -> tuple[int, str]:
-        """(seq, text) of a snapshot message; the counter and the rows are read in one snapshot."""
-        scope = list(communes) if communes is not None else None
-        with self.pool.connection() as conn:
-            body = live_snapshot.read(conn, scope)
-        return int(body["seq"]), orjson.dumps(body).decode()
+    def snapshot(self, communes: Iterable[str] | None, *, reuse: bool = True) -> tuple[int, str]:
+        """(seq, text) of a snapshot message; the counter and the rows are read in one snapshot.
+
+        Clients of the same scope connecting within SNAPSHOT_REUSE_S share one: when a gateway
+        restarts every dashboard comes back at once, and 200 snapshots of 5,000 devices built
+        side by side cost seconds and hundreds of MB. A shared snapshot may be older than the
+        client's subscription; `after_snapshot` gives what happened since.
+        """
+        key = tuple(sorted(communes)) if communes is not None else None
+        with self._snapshot_lock:
+            now = time.monotonic()
+            hit = self._snapshots.get(key)
+            if reuse and hit is not None and now - hit[0] < SNAPSHOT_REUSE_S and hit[1] >= self._reset_seq:
+                return hit[1], hit[2]
+            with self.pool.connection() as conn:
+                body = live_snapshot.read(conn, list(key) if key is not None else None)
+            seq, text = int(body["seq"]), orjson.dumps(body).decode()
+            self._snapshots = {k: v for k, v in self._snapshots.items() if now - v[0] < SNAPSHOT_REUSE_S}
+            self._snapshots[key] = (now, seq, text)
+            return seq, text
+
+    def after_snapshot(self, seq: int, client: Client) -> list[Message] | None:
+        """Messages after a snapshot's seq that the client's queue may lack (they were fanned out
+        before it subscribed); None when the ring no longer reaches back to it."""
+        if seq >= self.position:
+            return []
+        return self.replay_from_ring(seq, client)

@@ -159,6 +159,10 @@ async def _send(ws: WebSocket, feed: LiveFeed, client: Client, since: int | None
             backlog = await run_in_threadpool(feed.replay_from_db, since, client)
     if backlog is None:
         last, text = await run_in_threadpool(feed.snapshot, client.communes)
+        backlog = feed.after_snapshot(last, client)
+        if backlog is None:  # a shared snapshot older than the ring: read one of our own
+            last, text = await run_in_threadpool(lambda: feed.snapshot(client.communes, reuse=False))
+            backlog = []
         await ws.send_text(text)
     else:
         assert since is not None

@@ -300,3 +300,25 @@ def test_batch_mode_sends_arrays_of_messages_in_order(gw: str, seeded: str, as_u
             got.extend(frame)
     assert [m["seq"] for m in got] == [1, 2, 3, 4, 5]
     assert [m["type"] for m in got] == ["status", "status", "event", "event", "event"]
+
+
+def test_clients_connecting_together_share_a_snapshot_and_miss_nothing(
+    client: TestClient, seeded: str, as_user: Headers, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("gateway.live.SNAPSHOT_REUSE_S", 60.0)
+    with client.websocket_connect("/ws/live", headers=as_user()) as first:
+        snap = first.receive_json()
+        # Fanned out before the second client subscribes: it must come from the ring.
+        set_state(seeded, ("spk-xom-1", "online"))
+        assert first.receive_json()["seq"] == snap["seq"] + 1
+        with client.websocket_connect("/ws/live", headers=as_user()) as second:
+            shared = second.receive_json()
+            assert shared == snap  # the same snapshot, not read again
+            got = second.receive_json()
+            assert (got["seq"], got["device_id"], got["state"]) == (snap["seq"] + 1, "spk-xom-1", "online")
+        # A registry change makes clients refetch: they must not be given the older snapshot.
+        with psycopg.connect(seeded) as conn:
+            feed.publish(conn, [{"type": "registry"}])
+        assert first.receive_json()["type"] == "registry"
+        with client.websocket_connect("/ws/live", headers=as_user()) as third:
+            assert third.receive_json()["seq"] == snap["seq"] + 2
