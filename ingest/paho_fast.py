@@ -37,6 +37,23 @@ _PAUSE_S = 0.01
 _PUBLISH_QOS1 = 0x30 | 0x02
 
 
+def read_varint(buf: bytes | bytearray, pos: int) -> tuple[int, int]:
+    """(value, position after it) of an MQTT variable byte integer at `pos`.
+
+    IndexError when the buffer ends inside it; ValueError when it is longer than 4 bytes.
+    """
+    value, shift = 0, 0
+    while True:
+        b = buf[pos]
+        pos += 1
+        value |= (b & 0x7F) << shift
+        if b < 0x80:
+            return value, pos
+        shift += 7
+        if shift > 21:
+            raise ValueError("variable byte integer longer than 4 bytes")
+
+
 def decode_qos1_publish(packet: bytes | bytearray, mqtt5: bool) -> tuple[str, int, bytes]:
     """(topic, mid, payload) of a QoS 1 PUBLISH body (everything after the fixed header)."""
     tlen = (packet[0] << 8) | packet[1]
@@ -45,16 +62,7 @@ def decode_qos1_publish(packet: bytes | bytearray, mqtt5: bool) -> tuple[str, in
     mid = (packet[pos] << 8) | packet[pos + 1]
     pos += 2
     if mqtt5:
-        plen, shift = 0, 0
-        while True:
-            b = packet[pos]
-            pos += 1
-            plen |= (b & 0x7F) << shift
-            if b < 0x80:
-                break
-            shift += 7
-            if shift > 21:
-                raise ValueError("property length longer than 4 bytes")
+        plen, pos = read_varint(packet, pos)
         pos += plen
         if pos > len(packet):
             raise ValueError("properties longer than the packet")
@@ -124,22 +132,13 @@ class FastClient(paho.Client):
         mqtt5 = self._protocol == paho.MQTTv5
         out: list[tuple[str, bytes, int]] = []
         while pos < end and buf[pos] & 0xF6 == _PUBLISH_QOS1:
-            rlen, shift, i = 0, 0, pos + 1
-            while i < end and shift <= 21:
-                b = buf[i]
-                i += 1
-                rlen |= (b & 0x7F) << shift
-                if b < 0x80:
-                    break
-                shift += 7
-            else:
-                break  # the length is cut by the buffer's end (or malformed): paho's path
-            if i + rlen > end:
-                break
             try:
+                rlen, i = read_varint(buf, pos + 1)
+                if i + rlen > end:
+                    break  # cut by the buffer's end: paho's path reads the rest
                 topic, mid, payload = decode_qos1_publish(buf[i : i + rlen], mqtt5)
             except (IndexError, ValueError):
-                break  # malformed: paho's path reports it
+                break  # cut inside the length, or malformed: paho's path reports it
             out.append((topic, payload, mid))
             pos = i + rlen
         if out:
