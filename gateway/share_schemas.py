@@ -95,6 +95,11 @@ class BucketItem(BaseModel):
         "tỉ lệ thời gian trực tuyến trong khoảng, 0..1",
         0.98,
     )
+    known_share: float | None = _f(
+        "share of the bucket's time in which the device's state was known (0: not heard yet, no data)",
+        "tỉ lệ thời gian đã biết trạng thái thiết bị (0: chưa từng nhận tin, không có dữ liệu)",
+        1.0,
+    )
     metrics: dict[str, MetricStats] = _f(
         "min/avg/max of each numeric status field", "nhỏ nhất/trung bình/lớn nhất của mỗi trường số"
     )
