@@ -4,8 +4,8 @@ Why threads and not asyncio here: paho's own loop is the fastest consumer measur
 machine (LIMITS.md: 30k msg/s at QoS 1, aiomqtt 19k), and ingest must sustain 20k msg/s end
 to end. The paho network thread (`FastClient`: buffered reads, a lean QoS 1 path) only appends
 to a deque; the writer thread classifies, writes one transaction per batch and then
-acknowledges the batch in arrival order. A message is
-never acknowledged before its batch is committed.
+acknowledges the batch in arrival order. A message is never acknowledged before its batch is
+committed.
 """
 
 import logging
@@ -155,11 +155,11 @@ class MqttIngest:
         now, gen = datetime.now(UTC), self._generation  # arrived in one read
         self._queue.extend([_Msg(Raw(topic, payload, now), mid, 1, gen) for topic, payload, mid in msgs])
         self._queued(len(msgs))
-        self.max_queued = max(self.max_queued, len(self._queue))
 
     def _queued(self, n: int) -> None:
         """Wake the writer when it may be idle (the queue was empty) or a batch is full."""
         size = len(self._queue)
+        self.max_queued = max(self.max_queued, size)
         if size == n or size >= self._cfg.batch_max:
             self._wake.set()
 
