@@ -153,6 +153,13 @@ def _when(at: datetime, tz: ZoneInfo) -> str:
     return at.astimezone(tz).strftime("%H:%M:%S %d/%m/%Y")
 
 
+def _device_link(public_url: str | None, alert: Mapping[str, Any]) -> str | None:
+    """The dashboard page of the alert's device, when the IOC's public URL is known."""
+    if not public_url or not alert.get("device_id"):
+        return None
+    return f"{public_url.rstrip('/')}/#/devices/{alert['device_id']}"
+
+
 def render(
     event: str,
     alert: Mapping[str, Any],
@@ -200,8 +207,9 @@ def render(
         lines.append(f"{label['assigned']}: {alert.get('assignee')}")
     if event in ("repeat", "escalate"):
         lines.append(label["unacked"])
-    if public_url and alert.get("device_id"):
-        lines.append(f"{label['link']}: {public_url.rstrip('/')}/#/devices/{alert['device_id']}")
+    link = _device_link(public_url, alert)
+    if link:
+        lines.append(f"{label['link']}: {link}")
     return title, "\n".join(lines)
 
 
@@ -217,11 +225,7 @@ def notification(
 ) -> tuple[str, str, dict[str, Any]]:
     """(title, body, data) of a notification; `data` fills the fields of template channels (Zalo ZNS)."""
     title, body = render(event, alert, place, lang=lang, tz=tz, public_url=public_url, actor=actor)
-    link = (
-        f"{public_url.rstrip('/')}/#/devices/{alert['device_id']}"
-        if public_url and alert.get("device_id")
-        else None
-    )
+    link = _device_link(public_url, alert)
     data = {
         "device": place.device_name or alert.get("device_id"),
         "device_id": alert.get("device_id"),
