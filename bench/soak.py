@@ -8,9 +8,14 @@ Latency: a probe status with a unique `ts` is published (QoS 1) for one demo dev
 polling. Memory: RSS of each ioc process (PSS summed over PostgreSQL's processes, which share
 their buffers), sampled every `--sample-s` seconds. Drift: the least-squares slope of memory
 after the warm-up (MB/hour) and the latency medians of the first and last thirds.
+
+Readers, as in a real day: one dashboard on `/ws/live?batch=1` (reconnecting with `?since=` if
+closed), an operator's `GET /api/v1/status` every 10 s, and a district key pulling
+`/api/share/v1/status` and `/changes` every 60 s. `--progress` prints each memory sample to stderr.
 """
 
 import argparse
+import asyncio
 import json
 import os
 import signal
@@ -116,6 +121,7 @@ class Up:
         self.ready = threading.Event()
         self.log = (data_dir / "soak-up.log").open("w")
         env = {k: v for k, v in os.environ.items() if not k.startswith("IOC_")}
+        self.http_port = _free_port()
         self.proc = subprocess.Popen(
             [
                 str(ROOT / ".venv" / "bin" / "ioc"),
@@ -128,7 +134,7 @@ class Up:
             ],
             stdout=subprocess.PIPE,
             stderr=self.log,
-            env=env | {"IOC_HTTP_PORT": str(_free_port())},
+            env=env | {"IOC_HTTP_PORT": str(self.http_port)},
             cwd=data_dir,
             process_group=0,
         )
@@ -153,13 +159,111 @@ class Up:
         self.log.close()
 
 
+class Readers:
+    """The dashboard, the operator and the district, each in one thread; counts what they got."""
+
+    def __init__(self, data_dir: Path, base: str) -> None:
+        self.base = base
+        self.stop_event = threading.Event()
+        self.counts = {"ws_messages": 0, "ws_reconnects": 0, "status_polls": 0, "share_pulls": 0, "errors": 0}
+        env = os.environ | {"IOC_DATA_DIR": str(data_dir)}
+        ioc = str(ROOT / ".venv" / "bin" / "ioc")
+        subprocess.run(
+            [ioc, "users", "add", "soak-viewer", "--role", "viewer"],
+            input=b"soak-password-123\n",
+            env=env,
+            check=True,
+            capture_output=True,
+        )
+        out = subprocess.run(
+            [ioc, "keys", "create", "--name", "soak district", "--all-communes"],
+            env=env,
+            check=True,
+            capture_output=True,
+        )
+        self.key = out.stdout.decode().strip().splitlines()[-1].strip()
+        import httpx
+
+        r = httpx.post(
+            f"{base}/api/v1/auth/login", json={"username": "soak-viewer", "password": "soak-password-123"}
+        )
+        r.raise_for_status()
+        self.token = r.json()["token"]
+        self.threads = [
+            threading.Thread(target=self._ws, name="soak.ws", daemon=True),
+            threading.Thread(target=self._poll, name="soak.poll", daemon=True),
+        ]
+        for t in self.threads:
+            t.start()
+
+    def _ws(self) -> None:
+        from websockets.asyncio.client import connect
+        from websockets.exceptions import ConnectionClosed
+
+        async def loop() -> None:
+            since = None
+            url = self.base.replace("http", "ws", 1) + "/ws/live?batch=1"
+            while not self.stop_event.is_set():
+                try:
+                    q = f"&since={since}" if since is not None else ""
+                    async with connect(
+                        url + q, additional_headers={"Authorization": f"Bearer {self.token}"}
+                    ) as ws:
+                        while not self.stop_event.is_set():
+                            try:
+                                raw = await asyncio.wait_for(ws.recv(), 1.0)
+                            except TimeoutError:
+                                continue
+                            data = json.loads(raw)
+                            for m in data if isinstance(data, list) else [data]:
+                                since = m.get("seq", since)
+                                self.counts["ws_messages"] += 1
+                except (ConnectionClosed, OSError):
+                    self.counts["ws_reconnects"] += 1
+                    await asyncio.sleep(1)
+
+        asyncio.run(loop())
+
+    def _poll(self) -> None:
+        import httpx
+
+        op = httpx.Client(base_url=self.base, headers={"Authorization": f"Bearer {self.token}"}, timeout=30)
+        district = httpx.Client(
+            base_url=self.base, headers={"Authorization": f"Bearer {self.key}"}, timeout=30
+        )
+        cursor = None
+        tick = 0
+        while not self.stop_event.wait(10):
+            tick += 1
+            try:
+                op.get("/api/v1/status").raise_for_status()
+                self.counts["status_polls"] += 1
+                if tick % 6 == 0:
+                    district.get("/api/share/v1/status").raise_for_status()
+                    params = {"cursor": cursor} if cursor else {}
+                    r = district.get("/api/share/v1/changes", params=params)
+                    r.raise_for_status()
+                    cursor = r.json()["next_cursor"]
+                    self.counts["share_pulls"] += 1
+            except httpx.HTTPError:
+                self.counts["errors"] += 1
+
+    def stop(self) -> dict[str, int]:
+        self.stop_event.set()
+        for t in self.threads:
+            t.join(5)
+        return self.counts
+
+
 def _free_port() -> int:
     from cli.embedded import free_port
 
     return free_port()
 
 
-def run(minutes: float, rate_scale: float, probe_s: float, sample_s: float, keep: bool) -> dict[str, object]:
+def run(
+    minutes: float, rate_scale: float, probe_s: float, sample_s: float, keep: bool, progress: bool
+) -> dict[str, object]:
     import paho.mqtt.client as mqtt
     import psycopg
 
@@ -196,6 +300,7 @@ def run(minutes: float, rate_scale: float, probe_s: float, sample_s: float, keep
             ).fetchone()
             return int(row[0])
 
+        readers = Readers(data_dir, f"http://127.0.0.1:{up.http_port}")
         start, msgs0 = time.monotonic(), counter()
         end = start + minutes * 60
         latencies: list[tuple[float, float]] = []
@@ -207,6 +312,10 @@ def run(minutes: float, rate_scale: float, probe_s: float, sample_s: float, keep
             if now >= next_sample:
                 memory.append((now - start, sample_memory(up.proc.pid)))
                 next_sample += sample_s
+                if progress:
+                    print(
+                        json.dumps({"t_s": round(now - start), **memory[-1][1]}), file=sys.stderr, flush=True
+                    )
             ts = datetime.now(UTC)
             sent = time.monotonic()
             client.publish(topic, json.dumps({"ts": ts.isoformat(), "soak_probe": True}), qos=1)
@@ -226,6 +335,7 @@ def run(minutes: float, rate_scale: float, probe_s: float, sample_s: float, keep
         elapsed = time.monotonic() - start
         msgs = counter() - msgs0
         memory.append((elapsed, sample_memory(up.proc.pid)))
+        read_counts = readers.stop()
         client.loop_stop()
         client.disconnect()
         conn.close()
@@ -262,6 +372,7 @@ def run(minutes: float, rate_scale: float, probe_s: float, sample_s: float, keep
             "p99": pct(lat, 0.99),
             "max": round(max(lat), 1) if lat else None,
         },
+        "readers": read_counts,
         "memory": rss,
         "drift": {
             "latency_p50_first_third_ms": pct(first, 0.5),
@@ -281,8 +392,14 @@ def main() -> int:
     p.add_argument("--probe-s", type=float, default=1.0, help="seconds between latency probes (default 1)")
     p.add_argument("--sample-s", type=float, default=10.0, help="seconds between memory samples (default 10)")
     p.add_argument("--keep", action="store_true", help="keep the temp data dir (logs) afterwards")
+    p.add_argument("--progress", action="store_true", help="print each memory sample to stderr")
     args = p.parse_args()
-    print(json.dumps(run(args.minutes, args.rate_scale, args.probe_s, args.sample_s, args.keep), indent=2))
+    print(
+        json.dumps(
+            run(args.minutes, args.rate_scale, args.probe_s, args.sample_s, args.keep, args.progress),
+            indent=2,
+        )
+    )
     return 0
 
 
