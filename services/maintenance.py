@@ -12,7 +12,7 @@ import psycopg
 from dateutil.rrule import rrule, rrulestr
 from psycopg.rows import dict_row
 
-from services import paging
+from services import feed, paging
 from services.errors import InvalidInput, NotFound
 from services.models import KINDS
 
@@ -136,6 +136,17 @@ def row(w: Window, now: datetime, tz: str = DEFAULT_TZ) -> dict[str, Any]:
     }
 
 
+def feed_item(op: str, w: Window, now: datetime, tz: str = DEFAULT_TZ) -> dict[str, Any]:
+    """The live-feed message of a window created or deleted (`op`); `commune` scopes who gets it."""
+    window = row(w, now, tz)
+    if op == "deleted":
+        window["active"] = False
+    for k, v in window.items():
+        if isinstance(v, datetime):
+            window[k] = v.isoformat()
+    return {"type": "maintenance", "op": op, "commune": w.commune_id, "window": window}
+
+
 def create(
     conn: psycopg.Connection,
     *,
@@ -150,7 +161,7 @@ def create(
     actor: str | None,
     tz: str = DEFAULT_TZ,
 ) -> Window:
-    """Validate and store a window; the caller commits."""
+    """Validate and store a window, announced on the live feed; the caller commits."""
     if starts_at.tzinfo is None:
         starts_at = starts_at.replace(tzinfo=UTC)
     if ends_at.tzinfo is None:
@@ -194,7 +205,9 @@ def create(
             (commune_id, device_id, village_id, kind, starts_at, ends_at, rrule_text, reason, actor),
         ).fetchone()
     assert r is not None
-    return _window(r)
+    w = _window(r)
+    feed.publish(conn, [feed_item("created", w, datetime.now(UTC), tz)])
+    return w
 
 
 def get(conn: psycopg.Connection, window_id: int) -> Window:
@@ -208,15 +221,19 @@ def get(conn: psycopg.Connection, window_id: int) -> Window:
     return _window(r)
 
 
-def delete(conn: psycopg.Connection, window_id: int, actor: str | None) -> None:
-    """End a window now; it stays in the table for the record."""
-    found = conn.execute(
-        "UPDATE maintenance SET deleted_at = now(), deleted_by = %s"
-        " WHERE id = %s AND deleted_at IS NULL RETURNING id",
-        (actor, window_id),
-    ).fetchone()
-    if found is None:
+def delete(conn: psycopg.Connection, window_id: int, actor: str | None, tz: str = DEFAULT_TZ) -> Window:
+    """End a window now, announced on the live feed; it stays in the table for the record."""
+    with conn.cursor(row_factory=dict_row) as cur:
+        r = cur.execute(
+            "UPDATE maintenance SET deleted_at = now(), deleted_by = %s"  # noqa: S608
+            f" WHERE id = %s AND deleted_at IS NULL RETURNING {_COLUMNS}",
+            (actor, window_id),
+        ).fetchone()
+    if r is None:
         raise NotFound(f"no maintenance window {window_id}")
+    w = _window(r)
+    feed.publish(conn, [feed_item("deleted", w, datetime.now(UTC), tz)])
+    return w
 
 
 def list_windows(

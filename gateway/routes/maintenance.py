@@ -51,7 +51,8 @@ def list_windows(
 def create_window(body: MaintenanceIn, conn: Conn, user: Admin, request: Request) -> dict[str, Any]:
     """Admins: a window for one `device_id`, or for a `commune` narrowed by `village` and/or `kind`;
     `starts_at`..`ends_at` once, or repeated by `rrule` (each occurrence as long as the first; read on
-    the commune's clock). Times without an offset are UTC."""
+    the commune's clock). Times without an offset are UTC. Announced on `/ws/live` as
+    `{"type": "maintenance", "op": "created", "commune", "window"}` (`window`: a row as listed here)."""
     if body.commune:
         check_commune(user, body.commune)
     w = maintenance.create(
@@ -72,8 +73,9 @@ def create_window(body: MaintenanceIn, conn: Conn, user: Admin, request: Request
 
 
 @router.delete("/{window_id}", status_code=204)
-def delete_window(window_id: int, conn: Conn, user: Admin) -> Response:
-    """Admins: end and remove a window (kept in the database for the record)."""
+def delete_window(window_id: int, conn: Conn, user: Admin, request: Request) -> Response:
+    """Admins: end and remove a window (kept in the database for the record). Announced on
+    `/ws/live` as `{"type": "maintenance", "op": "deleted", "commune", "window"}`."""
     check_commune(user, maintenance.get(conn, window_id).commune_id)
-    maintenance.delete(conn, window_id, user.username)
+    maintenance.delete(conn, window_id, user.username, _tz(request))
     return Response(status_code=204)
