@@ -125,7 +125,8 @@ function flush() {
   scheduled = false;
   const batch = pending;
   pending = [];
-  const delta = { full: false, devices: new Set(), alerts: false, changes: false };
+  // maintenance: the window messages of this batch, in order (the maintenance view applies them).
+  const delta = { full: false, devices: new Set(), alerts: false, changes: false, maintenance: [] };
   let registry = false;
   for (const m of batch) {
     if (m.type === "snapshot") {
@@ -144,9 +145,10 @@ function flush() {
       if (m.state === "resolved") store.alerts.delete(m.id);
       else store.alerts.set(m.id, m);
       delta.alerts = true;
-    } else if (m.type === "registry") registry = true;
+    } else if (m.type === "maintenance") delta.maintenance.push(m);
+    else if (m.type === "registry") registry = true;
   }
-  if (delta.full || delta.devices.size || delta.alerts || delta.changes) {
+  if (delta.full || delta.devices.size || delta.alerts || delta.changes || delta.maintenance.length) {
     for (const fn of subscribers) fn(delta);
   }
   // Devices were added, moved or retired: start again from a snapshot.

@@ -218,6 +218,56 @@ def test_maintenance_form_creates_refuses_and_deletes_a_window(page: Page, api: 
         api.delete(f"/api/v1/maintenance/{x['id']}").raise_for_status()
 
 
+def test_windows_created_and_deleted_elsewhere_appear_and_go_without_reload(
+    page: Page, api: httpx.Client
+) -> None:
+    page.click("[data-nav=maintenance]")
+    expect(page.locator("#mt-table")).to_have_attribute("data-n", "0")
+    page.evaluate("window.__noReload = true")
+    # Another admin's delete question stays open while windows come and go around it.
+    other = api.post(
+        "/api/v1/maintenance",
+        json={
+            "device_id": "cam-cho",
+            "starts_at": "2030-04-01T01:00:00Z",
+            "ends_at": "2030-04-01T02:00:00Z",
+            "reason": "Lau ống kính",
+        },
+    ).json()
+    kept = page.locator(f"#mt-table tr[data-window-id='{other['id']}']")
+    expect(kept).to_contain_text("Camera chợ")
+    kept.locator("[data-delete]").click()
+    expect(kept).to_contain_text("Xóa lịch này?")
+    try:
+        w = api.post(
+            "/api/v1/maintenance",
+            json={
+                "commune": "thoai-giang",
+                "village": "tay-binh",
+                "kind": "speaker",
+                "starts_at": "2020-01-01T00:00:00Z",
+                "ends_at": "2040-01-01T00:00:00Z",
+                "reason": "Kéo lại dây loa",
+            },
+        ).json()
+        row = page.locator(f"#mt-table tr[data-window-id='{w['id']}']")
+        expect(row).to_contain_text("Ấp Tây Bình · Loa")
+        expect(row).to_contain_text("Kéo lại dây loa")
+        expect(row.locator(".mt-status")).to_have_text("Đang diễn ra")
+        expect(page.locator("#mt-count")).to_have_text("2")
+        expect(kept).to_contain_text("Xóa lịch này?")
+        api.delete(f"/api/v1/maintenance/{w['id']}").raise_for_status()
+        expect(row).to_have_count(0)
+        expect(page.locator("#mt-count")).to_have_text("1")
+        api.delete(f"/api/v1/maintenance/{other['id']}").raise_for_status()
+        expect(kept).to_have_count(0)
+        expect(page.locator("#mt-empty")).to_be_visible()
+        assert page.evaluate("window.__noReload") is True
+    finally:
+        for x in api.get("/api/v1/maintenance").json()["items"]:
+            api.delete(f"/api/v1/maintenance/{x['id']}").raise_for_status()
+
+
 @pytest.mark.parametrize(
     ("username", "actions"),
     [("viewer", []), ("ky-thuat", ["ack", "assign", "resolve"])],

@@ -1,14 +1,17 @@
 // Maintenance windows: the list (scope, start, end, repeat rule, reason), a form to create one and
 // delete with a confirmation (both for administrators, as in the API). Devices inside a window are
 // in the `maintenance` state and raise no alerts. Times typed in the form are read on the
-// deployment's clock (IOC_TZ), whatever zone the browser is in.
+// deployment's clock (IOC_TZ), whatever zone the browser is in. Windows created or deleted anywhere
+// arrive on the live feed (`{"type": "maintenance", "op", "window"}`) and change the table at once.
 
 import { allPages, api, MAINTENANCE_ROLES } from "../api.js";
 import { downloadCsv, esc } from "../dom.js";
 import { fmtTime, fromLocalInput, getTz, KINDS, t, toLocalInput } from "../i18n.js";
 import { deviceName, store, villageName } from "../live.js";
 
-const REFRESH_MS = 60000;
+// Whether a repeating window is in an occurrence now is the server's rrule expansion (`active`):
+// read again now and then. Windows themselves come over the live feed.
+const REFRESH_MS = 10 * 60000;
 const STATUS_RANK = { active: 0, upcoming: 1, repeating: 1, ended: 2 };
 // Words in the API's refusals, and what they mean in the form.
 const REFUSALS = [
@@ -25,7 +28,11 @@ let session = null;
 let windows = [];
 let loadedAt = 0;
 let loadGen = 0;
+// Feed messages received while a read of the list is under way: applied again on its answer.
+let loadBuffer = null;
 let highlight = null;
+let confirming = null; // the window whose delete is being asked about
+let shownStatuses = "";
 
 export function mount(el, _params, sess) {
   session = sess;
@@ -58,16 +65,45 @@ export function mount(el, _params, sess) {
 
 export function unmount() {
   root = null;
+  loadBuffer = null;
+  confirming = null;
 }
 
 export function update(delta) {
-  if (!root || !delta.full) return;
-  fillChoices();
-  renderTable();
+  if (!root) return;
+  for (const m of delta.maintenance) {
+    apply(m);
+    if (loadBuffer) loadBuffer.push(m);
+  }
+  if (delta.full) {
+    // A new snapshot: the page may have missed messages while away; read the list again.
+    fillChoices();
+    load();
+  }
+  if (delta.full || delta.maintenance.length) renderTable();
 }
 
 export function tick() {
-  if (root && Date.now() - loadedAt > REFRESH_MS) load();
+  if (!root) return;
+  if (Date.now() - loadedAt > REFRESH_MS) load();
+  else if (statusKey() !== shownStatuses) renderTable();
+}
+
+function apply(m) {
+  const w = m.window;
+  if (!w) return;
+  const id = String(w.id);
+  const i = windows.findIndex((x) => String(x.id) === id);
+  if (m.op === "deleted") {
+    if (i >= 0) windows.splice(i, 1);
+    if (confirming === id) confirming = null;
+  } else if (m.op === "created") {
+    if (i >= 0) windows[i] = w;
+    else {
+      windows.push(w);
+      highlight = id;
+    }
+  }
 }
 
 function isAdmin() {
@@ -104,11 +140,16 @@ async function load() {
   // Only the newest answer counts: a slow first read must not undo the row just created.
   const gen = ++loadGen;
   const mine = root;
+  const buffer = [];
+  loadBuffer = buffer;
   loadedAt = Date.now();
   try {
     const items = await allPages("/api/v1/maintenance");
     if (root !== mine || gen !== loadGen) return;
+    // The answer may predate messages already applied: apply them again (they are idempotent).
     windows = items;
+    for (const m of buffer) apply(m);
+    loadBuffer = null;
     renderTable();
   } catch (err) {
     if (root !== mine || gen !== loadGen) return;
@@ -117,10 +158,17 @@ async function load() {
 }
 
 function status(w, now = Date.now()) {
+  const starts = Date.parse(w.starts_at);
+  const ends = Date.parse(w.ends_at);
+  // A one-off window is read on the clock; a repeating one needs the server's rrule expansion.
+  if (!w.rrule) return now < starts ? "upcoming" : now < ends ? "active" : "ended";
   if (w.active) return "active";
-  if (Date.parse(w.starts_at) > now) return "upcoming";
-  if (w.rrule) return "repeating";
-  return Date.parse(w.ends_at) <= now ? "ended" : "upcoming";
+  return starts > now ? "upcoming" : "repeating";
+}
+
+function statusKey() {
+  const now = Date.now();
+  return windows.map((w) => `${w.id}:${status(w, now)}`).join(",");
 }
 
 function sorted() {
@@ -162,6 +210,7 @@ function cell(label, html, cls = "") {
 function renderTable() {
   const table = root.querySelector("#mt-table");
   const rows = sorted();
+  shownStatuses = statusKey();
   table.dataset.n = rows.length;
   root.querySelector("#mt-count").textContent = rows.length;
   if (!rows.length) {
@@ -178,8 +227,15 @@ function renderTable() {
       ${cell("mt.repeat", repeatHtml(w))}
       ${cell("mt.reason", `${esc(w.reason || t("misc.none"))}${w.created_by ? `<small>${esc(t("mt.created_by"))}: ${esc(w.created_by)}</small>` : ""}`, "reason")}
       ${cell("mt.status", `<span class="mt-status" data-status="${w.status}">${esc(t(`mt.${w.status}`))}</span>`)}
-      ${admin ? `<td class="actions"><button type="button" class="chip danger" data-delete="${esc(w.id)}">${esc(t("mt.delete"))}</button></td>` : ""}
+      ${admin ? `<td class="actions">${String(w.id) === confirming ? confirmHtml(w.id) : `<button type="button" class="chip danger" data-delete="${esc(w.id)}">${esc(t("mt.delete"))}</button>`}</td>` : ""}
     </tr>`).join("") + "</tbody>";
+}
+
+// The row's last cell as the question with its two answers; kept when other rows change live.
+function confirmHtml(id) {
+  return `<span class="confirm" role="group"><span>${esc(t("mt.confirm_delete"))}</span>
+    <button type="button" class="chip danger strong" data-confirm-delete="${esc(id)}">${esc(t("mt.delete"))}</button>
+    <button type="button" class="link" data-cancel-delete>${esc(t("misc.cancel"))}</button></span>`;
 }
 
 function fillChoices() {
@@ -297,12 +353,14 @@ async function onSubmit(e) {
   try {
     const w = await api("/api/v1/maintenance", { method: "POST", body });
     if (root !== mine) return;
+    // The same window also comes back on the live feed; whichever is first adds the row.
+    apply({ op: "created", window: w });
     highlight = String(w.id);
     form.reason.value = "";
     form.rrule.value = "";
     for (const n of FIELDS) if (form.elements[n]) form.elements[n].removeAttribute("aria-invalid");
     showNotice(t("mt.created", { id: w.id }));
-    await load();
+    renderTable();
   } catch (err) {
     if (root === mine) showRefusal(err);
   } finally {
@@ -318,13 +376,13 @@ async function onClick(e) {
   const del = e.target.closest("[data-delete]");
   if (del) {
     // Ask in place: the row's last cell becomes the question with its two answers.
-    del.parentElement.innerHTML = `<span class="confirm" role="group"><span>${esc(t("mt.confirm_delete"))}</span>
-      <button type="button" class="chip danger strong" data-confirm-delete="${esc(del.dataset.delete)}">${esc(t("mt.delete"))}</button>
-      <button type="button" class="link" data-cancel-delete>${esc(t("misc.cancel"))}</button></span>`;
-    root.querySelector(`[data-confirm-delete="${CSS.escape(del.dataset.delete)}"]`).focus();
+    confirming = del.dataset.delete;
+    renderTable();
+    root.querySelector(`[data-confirm-delete="${CSS.escape(confirming)}"]`).focus();
     return;
   }
   if (e.target.closest("[data-cancel-delete]")) {
+    confirming = null;
     renderTable();
     return;
   }
@@ -336,8 +394,9 @@ async function onClick(e) {
   try {
     await api(`/api/v1/maintenance/${encodeURIComponent(id)}`, { method: "DELETE" });
     if (root !== mine) return;
+    apply({ op: "deleted", window: { id } });
     showNotice(t("mt.deleted", { id }));
-    await load();
+    renderTable();
   } catch (err) {
     if (root !== mine) return;
     yes.disabled = false;
