@@ -2,6 +2,7 @@
 
 import hashlib
 import secrets
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -9,6 +10,7 @@ import psycopg
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 
+from services import paging
 from services.errors import Conflict, InvalidInput, NotFound, Unauthorized
 from services.models import ROLES
 from services.registry_file import ID_RE
@@ -62,6 +64,28 @@ def set_password(conn: psycopg.Connection, username: str, password: str) -> None
     )
     if cur.rowcount == 0:
         raise NotFound(f"no user {username}")
+
+
+def list_users(
+    conn: psycopg.Connection, *, communes: Iterable[str] | None, limit: int, cursor: str | None
+) -> tuple[list[dict[str, object]], str | None]:
+    """Active (not disabled) users by username: `username, role, communes` (None: every commune).
+
+    `communes` None lists everyone; otherwise only users who share one of them or have every
+    commune. Nothing secret (hashes, lockouts, sessions) is read."""
+    after = paging.decode(cursor, [str])[0] if cursor else None
+    scope = list(communes) if communes is not None else None
+    rows = conn.execute(
+        "SELECT username, role, communes FROM users WHERE disabled_at IS NULL"
+        # NULL or an empty list: every commune (as session_user reads it)
+        " AND (%(scope)s::text[] IS NULL OR coalesce(cardinality(communes), 0) = 0"
+        "  OR communes && %(scope)s::text[])"
+        " AND (%(after)s::text IS NULL OR username > %(after)s)"
+        " ORDER BY username LIMIT %(n)s",
+        {"scope": scope, "after": after, "n": limit + 1},
+    ).fetchall()
+    users = [{"username": r[0], "role": r[1], "communes": list(r[2]) if r[2] else None} for r in rows]
+    return paging.page(users, limit, lambda u: [u["username"]])
 
 
 def count_users(conn: psycopg.Connection) -> int:
