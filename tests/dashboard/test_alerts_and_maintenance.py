@@ -58,6 +58,13 @@ def test_alerts_view_assigns_acknowledges_with_a_comment_and_resolves(
         shot(page, "alerts")
 
         card.locator("[data-action=assign]").click()
+        # The picker offers the users who can handle an alert, technicians first; viewers are left out.
+        picks = page.locator("#alert-users option")
+        expect(picks).to_have_count(2)
+        assert [o.get_attribute("value") for o in picks.all()] == ["ky-thuat", "admin"]
+        expect(picks.nth(0)).to_have_text("ky-thuat — Kỹ thuật viên")
+        expect(picks.nth(1)).to_have_text("admin — Quản trị viên (tôi)")
+        assert card.locator("input[name=username]").get_attribute("list") == "alert-users"
         card.locator("input[name=username]").fill("ky-thuat")
         card.locator("form button[type=submit]").click()
         expect(card.locator("[data-field=assignee]")).to_contain_text("ky-thuat")
@@ -110,9 +117,17 @@ def test_an_assignment_to_no_such_user_is_refused_in_the_card(
         card.locator("[data-action=assign]").click()
         card.locator("input[name=username]").fill("khong-co-ai")
         card.locator("form button[type=submit]").click()
-        expect(card.locator(".alert-panel .error")).to_contain_text("Không thực hiện được")
-        expect(card.locator(".alert-panel .error")).to_contain_text("khong-co-ai")
+        error = card.locator(".alert-panel .error")
+        expect(error).to_have_text(
+            "Không thực hiện được: không có tài khoản «khong-co-ai» — hãy chọn một người trong danh sách"
+        )
+        expect(card.locator("input[name=username]")).to_have_attribute("aria-invalid", "true")
         assert api.get(f"/api/v1/alerts/{alert_id}").json()["assignee"] is None
+        # Picked from the list, the same card assigns.
+        card.locator("input[name=username]").fill("ky-thuat")
+        expect(card.locator("input[name=username]")).not_to_have_attribute("aria-invalid", "true")
+        card.locator("form button[type=submit]").click()
+        expect(card.locator("[data-field=assignee]")).to_contain_text("ky-thuat")
     finally:
         resolve_open_alerts(api)
 

@@ -2,7 +2,7 @@
 // with a comment, assign, resolve. Open and acknowledged alerts are the live feed's; resolved ones
 // are read from the API, and read again when an alert message arrives while that tab is shown.
 
-import { ALERT_ROLES, api, query } from "../api.js";
+import { ALERT_ROLES, allPages, api, query } from "../api.js";
 import { downloadCsv, esc } from "../dom.js";
 import { fmtAgo, fmtTime, getLang, t } from "../i18n.js";
 import { deviceName, store, villageName } from "../live.js";
@@ -15,6 +15,8 @@ const SEV_RANK = { critical: 0, warning: 1, info: 2 };
 // is ALERT_ROLES.
 const ACTIONS = { open: ["ack", "assign", "resolve"], acked: ["assign", "resolve"], resolved: [] };
 const FORM_TITLE = { ack: "al.do_ack", assign: "al.do_assign", resolve: "al.do_resolve" };
+// The assign picker offers who can handle an alert, technicians first; viewers only look.
+const PICK_RANK = { technician: 0, operator: 1, admin: 2 };
 
 let tab = "open"; // kept across visits
 let root = null;
@@ -22,6 +24,7 @@ let session = null;
 let resolved = { items: [], next: null, loaded: false };
 let resolvedGen = 0;
 let refetchTimer = 0;
+let users = []; // GET /api/v1/users: {username, role, communes}
 
 export function mount(el, _params, sess) {
   session = sess;
@@ -42,7 +45,9 @@ export function mount(el, _params, sess) {
   el.append(root);
   root.addEventListener("click", onClick);
   root.addEventListener("submit", onSubmit);
+  root.addEventListener("input", (e) => e.target.removeAttribute("aria-invalid"));
   showTab(tab);
+  if (canAct()) loadUsers();
 }
 
 export function unmount() {
@@ -130,7 +135,6 @@ function renderList() {
   const items = rows();
   list.dataset.showing = tab;
   list.dataset.n = items.length;
-  fillUsers();
   if (!items.length) {
     list.innerHTML = `<p class="empty muted">${esc(t(`al.empty.${tab}`))}</p>`;
     return;
@@ -215,14 +219,24 @@ function mainHtml(a) {
       : "");
 }
 
-function fillUsers() {
-  const names = new Set(session.user ? [session.user.username] : []);
-  for (const a of [...store.alerts.values(), ...resolved.items]) {
-    for (const n of [a.assignee, a.acked_by, a.resolved_by]) if (n) names.add(n);
+async function loadUsers() {
+  const mine = root;
+  try {
+    const items = await allPages("/api/v1/users");
+    if (root !== mine) return;
+    users = items;
+    fillUsers();
+  } catch {
+    // The picker stays empty; a typed name is still checked by the server.
   }
+}
+
+function fillUsers() {
   const me = session.user && session.user.username;
-  root.querySelector("#alert-users").innerHTML = [...names].sort().map((n) =>
-    `<option value="${esc(n)}">${n === me ? esc(`${n} (${t("al.me")})`) : esc(n)}</option>`).join("");
+  const picks = users.filter((u) => u.role in PICK_RANK)
+    .sort((a, b) => PICK_RANK[a.role] - PICK_RANK[b.role] || a.username.localeCompare(b.username));
+  root.querySelector("#alert-users").innerHTML = picks.map((u) =>
+    `<option value="${esc(u.username)}" data-role="${esc(u.role)}">${esc(`${u.username} — ${t(`role.${u.role}`)}${u.username === me ? ` (${t("al.me")})` : ""}`)}</option>`).join("");
 }
 
 function openPanel(el, action) {
@@ -297,8 +311,11 @@ async function onSubmit(e) {
     if (root !== mine) return;
     submit.disabled = false;
     submit.textContent = t(FORM_TITLE[action]);
-    err.textContent = t("al.failed", { msg: ex.message });
+    // The server names who it does not know ("no user NAME"): say it in the page's words.
+    const unknown = action === "assign" && ex.status === 400 && /^no user /.test(ex.message || "");
+    err.textContent = t("al.failed", { msg: unknown ? t("al.no_user", { name: body.username }) : ex.message });
     err.hidden = false;
+    if (unknown) form.username.setAttribute("aria-invalid", "true");
   }
 }
 
