@@ -168,6 +168,25 @@ const DICT = {
     "rule.speaker_battery_low": "Loa sắp hết pin",
     "rule.uplink_down": "Mất đường truyền Internet",
     "rule.temperature_high": "Nhiệt độ cao",
+    // What is wrong, after the device's name (services/alerts/messages.py says the same to channels).
+    "am.offline": "mất kết nối",
+    "am.flapping": "chập chờn: mất kết nối {flaps} lần liên tiếp",
+    "am.flapping.plain": "kết nối chập chờn",
+    "am.broker_lost": "IOC mất kết nối với broker MQTT: trạng thái thiết bị tạm dừng cập nhật",
+    "am.camera_tamper": "bị che, xoay hoặc phá (tamper)",
+    "am.camera_signal_loss": "mất tín hiệu hình ảnh",
+    "am.camera_storage_failure": "lỗi bộ nhớ lưu trữ",
+    "am.camera_clock_skew": "lệch giờ {value} giây (ngưỡng {threshold} giây)",
+    "am.camera_clock_skew.plain": "lệch giờ",
+    "am.camera_auth_failed": "từ chối tài khoản (sai mật khẩu)",
+    "am.eboard_screen_off": "tắt màn hình trong giờ hoạt động ({on_hours})",
+    "am.eboard_screen_off.plain": "tắt màn hình trong giờ hoạt động",
+    "am.speaker_battery_low": "đang chạy pin, còn {value}% (ngưỡng {threshold}%)",
+    "am.speaker_battery_low.plain": "đang chạy pin, pin yếu",
+    "am.uplink_down": "mất đường truyền Internet (uplink)",
+    "am.temperature_high": "nhiệt độ cao {value} °C (ngưỡng {threshold} °C)",
+    "am.temperature_high.plain": "nhiệt độ cao",
+    "am.threshold": "{metric} = {value} (ngưỡng {op} {threshold})",
     "mt.title": "Lịch bảo trì",
     "mt.new": "Tạo lịch bảo trì",
     "mt.scope": "Phạm vi",
@@ -428,6 +447,24 @@ const DICT = {
     "rule.speaker_battery_low": "Speaker battery low",
     "rule.uplink_down": "Internet uplink down",
     "rule.temperature_high": "Temperature high",
+    "am.offline": "is offline",
+    "am.flapping": "is flapping: offline {flaps} times in a row",
+    "am.flapping.plain": "is flapping",
+    "am.broker_lost": "the IOC lost its MQTT broker: device states are frozen",
+    "am.camera_tamper": "is tampered with (covered, moved or damaged)",
+    "am.camera_signal_loss": "lost its video signal",
+    "am.camera_storage_failure": "has a storage failure",
+    "am.camera_clock_skew": "clock is off by {value} s (threshold {threshold} s)",
+    "am.camera_clock_skew.plain": "clock is off",
+    "am.camera_auth_failed": "refuses our credentials",
+    "am.eboard_screen_off": "screen is off during on-hours ({on_hours})",
+    "am.eboard_screen_off.plain": "screen is off during on-hours",
+    "am.speaker_battery_low": "is on battery at {value}% (threshold {threshold}%)",
+    "am.speaker_battery_low.plain": "is on battery, running low",
+    "am.uplink_down": "lost its Internet uplink",
+    "am.temperature_high": "temperature is {value} °C (threshold {threshold} °C)",
+    "am.temperature_high.plain": "temperature is high",
+    "am.threshold": "{metric} = {value} (threshold {op} {threshold})",
     "mt.title": "Maintenance windows",
     "mt.new": "New maintenance window",
     "mt.scope": "Scope",
@@ -614,6 +651,55 @@ export function fmtAgo(iso, now = Date.now()) {
   if (s < 3600) return t("misc.ago_m", { n: Math.floor(s / 60) });
   if (s < 86400) return t("misc.ago_h", { n: Math.floor(s / 3600) });
   return t("misc.ago_d", { n: Math.floor(s / 86400) });
+}
+
+// The built-in rules the page has words for ("am.<rule>"), with the details their words need; without
+// them a rule reads "am.<rule>.plain". Decimals as the server's messages show the values.
+const ALERT_WORDS = {
+  offline: [], flapping: ["flaps"], broker_lost: [], camera_tamper: [], camera_signal_loss: [],
+  camera_storage_failure: [], camera_auth_failed: [], uplink_down: [], eboard_screen_off: ["on_hours"],
+  camera_clock_skew: ["value", "threshold"], speaker_battery_low: ["value", "threshold"],
+  temperature_high: ["value", "threshold"],
+};
+const ALERT_DECIMALS = { camera_clock_skew: 0, speaker_battery_low: 0, temperature_high: 1 };
+
+function fmtNumber(v, decimals) {
+  const opts = decimals === undefined
+    ? { maximumFractionDigits: 2 }
+    : { minimumFractionDigits: decimals, maximumFractionDigits: decimals };
+  return new Intl.NumberFormat(lang === "vi" ? "vi-VN" : "en-GB", opts).format(v);
+}
+
+function alertWhat(rule, d) {
+  const words = Object.hasOwn(ALERT_WORDS, rule) ? ALERT_WORDS[rule] : null;
+  const isNum = (v) => typeof v === "number" && Number.isFinite(v);
+  if (words) {
+    const vars = {};
+    for (const k of words) {
+      const v = d[k];
+      if (k === "on_hours" ? typeof v !== "string" || !v : !isNum(v)) return t(`am.${rule}.plain`);
+      vars[k] = k === "value" ? fmtNumber(v, ALERT_DECIMALS[rule]) : isNum(v) ? fmtNumber(v) : v;
+    }
+    return t(`am.${rule}`, vars);
+  }
+  if (typeof d.metric === "string" && typeof d.op === "string" && d.value != null) {
+    // A threshold rule of the alerts file: metric, comparison and limit.
+    const show = (v) => (isNum(v) ? fmtNumber(v) : String(v));
+    return t("am.threshold", { metric: metricLabel(d.metric), op: d.op, value: show(d.value), threshold: show(d.threshold) });
+  }
+  return null;
+}
+
+// An alert's one line in the page's language, e.g. "Router ấp Trung Bình mất kết nối", from its rule,
+// device and `details` (the server's `message` is in IOC_LANG, for notifications). `deviceName`: the
+// device's name when the page knows it. Rules the page has no words for keep the server's text.
+export function alertText(a, deviceName = null) {
+  const d = a.details || {};
+  const what = alertWhat(a.rule === "offline" && d.flapping ? "flapping" : a.rule, d);
+  if (what === null) return a.message || "";
+  if (!a.device_id) return what.charAt(0).toUpperCase() + what.slice(1);
+  const name = deviceName || `${DICT[lang][`kind.${a.kind}`] || ""} ${a.device_id}`.trim();
+  return `${name} ${what}`;
 }
 
 // The calendar date (YYYY-MM-DD) of an instant in the deployment's time zone.

@@ -4,7 +4,7 @@
 
 import { ALERT_ROLES, allPages, api, query } from "../api.js";
 import { downloadCsv, esc } from "../dom.js";
-import { fmtAgo, fmtTime, getLang, t } from "../i18n.js";
+import { alertText, fmtAgo, fmtTime, getLang, t } from "../i18n.js";
 import { deviceName, store, villageName } from "../live.js";
 
 const TABS = ["open", "acked", "resolved"];
@@ -190,6 +190,11 @@ function when(iso, ago = false) {
   return `<time datetime="${esc(iso)}">${esc(fmtTime(iso, "long"))}</time>${ago ? ` <small data-ago="${esc(iso)}">(${esc(fmtAgo(iso))})</small>` : ""}`;
 }
 
+function knownName(id) {
+  const d = id ? store.devices.get(id) : null;
+  return d ? d.name : null;
+}
+
 function deviceLink(id) {
   return `<a href="#/device/${encodeURIComponent(id)}" data-device-link="${esc(id)}">${esc(deviceName(id))}</a>`;
 }
@@ -211,7 +216,7 @@ function mainHtml(a) {
   if (a.comment) meta.push(`<div class="wide" data-field="comment"><dt>${esc(t("al.comment"))}</dt><dd>${esc(a.comment)}</dd></div>`);
   const affected = a.affected || [];
   return `<header class="alert-head"><span class="sev" data-severity="${esc(a.severity)}">${esc(t(`sev.${a.severity}`))}</span>
-      <strong class="alert-rule">${esc(ruleLabel(a.rule))}</strong><span class="alert-msg">${esc(a.message || "")}</span></header>
+      <strong class="alert-rule">${esc(ruleLabel(a.rule))}</strong><span class="alert-msg">${esc(alertText(a, knownName(a.device_id)))}</span></header>
     <dl class="alert-meta">${meta.join("")}</dl>` +
     (affected.length
       ? `<details class="affected"${affected.length <= AFFECTED_OPEN ? " open" : ""}><summary>${esc(t("al.affected", { n: affected.length }))}</summary>

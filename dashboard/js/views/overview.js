@@ -2,7 +2,7 @@
 
 import { ALERT_ROLES, api } from "../api.js";
 import { esc, statePill } from "../dom.js";
-import { fmtAgo, fmtTime, KINDS, STATES, t } from "../i18n.js";
+import { alertText, fmtAgo, fmtTime, KINDS, STATES, t } from "../i18n.js";
 import { deviceName, recentActivity, store, villageName } from "../live.js";
 
 let root = null;
@@ -142,7 +142,7 @@ function renderAlerts() {
   root.querySelector("#alerts").innerHTML = alerts.length
     ? alerts.map((a) => `<li data-alert-id="${esc(a.id)}" data-severity="${esc(a.severity)}" data-state="${esc(a.state)}">
         <span class="sev" data-severity="${esc(a.severity)}">${esc(t(`sev.${a.severity}`))}</span>
-        <div class="alert-body"><strong>${esc(a.message || a.rule)}</strong>
+        <div class="alert-body"><strong>${esc(alertText(a, (store.devices.get(a.device_id) || {}).name) || a.rule)}</strong>
           <small>${a.device_id ? `<a href="#/device/${encodeURIComponent(a.device_id)}">${esc(deviceName(a.device_id))}</a> · ` : ""}` +
           `${esc(villageName(a.commune, a.village))} · ${esc(fmtAgo(a.opened_at))}` +
           `${a.affected && a.affected.length ? ` · ${esc(t("alert.affected", { n: a.affected.length }))}` : ""}` +
