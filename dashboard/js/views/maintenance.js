@@ -153,6 +153,7 @@ async function load() {
     renderTable();
   } catch (err) {
     if (root !== mine || gen !== loadGen) return;
+    loadBuffer = null;
     root.querySelector("#mt-table").innerHTML = `<tbody><tr><td class="error">${esc(t("misc.error", { msg: err.message }))}</td></tr></tbody>`;
   }
 }
