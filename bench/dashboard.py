@@ -11,7 +11,8 @@ dashboard in Debian's chromium (1366×768) and measures, in the page (bench/dash
             nodes and JS heap (after a forced GC) at start and end, the slowest scripts of long
             animation frames, CPU of chromium, ingest and gateway; in the device list also the input
             latency of typing a search and choosing filters (input event -> the filtered list painted)
-Prints one JSON object. `--profile DIR` also writes a CPU profile per view (open in DevTools).
+Prints one JSON object. `--profile DIR` also writes a CPU profile per view (open in DevTools),
+`--screenshots DIR` the page at the end of each view.
 
     .venv/bin/python bench/dashboard.py [--devices 5000] [--rate 2000] [--seconds 60] [--profile DIR]
 """
@@ -104,7 +105,14 @@ def profile_top(profile: dict[str, Any], n: int = 12) -> list[dict[str, Any]]:
 
 
 def phase(
-    page: Page, cdp: CDPSession, cpu: CpuMeter, view: str, seconds: float, reg: Registry, profile: Path | None
+    page: Page,
+    cdp: CDPSession,
+    cpu: CpuMeter,
+    view: str,
+    seconds: float,
+    reg: Registry,
+    profile: Path | None,
+    screenshots: Path | None,
 ) -> dict[str, Any]:
     entered_ms = enter(page, view)
     cdp.send("HeapProfiler.collectGarbage")
@@ -115,11 +123,17 @@ def phase(
     cpu.mark()
     page.evaluate("__bench.start()")
     t0 = time.monotonic()
+    typing = (0.0, 0.0)
     if view == "devices":
         page.wait_for_timeout(seconds * 300)
+        typing = (time.time() * 1000, 0.0)
         type_and_filter(page, reg)
+        page.wait_for_timeout(500)
+        typing = (typing[0], time.time() * 1000)
     page.wait_for_timeout(max(0.0, seconds - (time.monotonic() - t0)) * 1000)
     raw = page.evaluate("__bench.take()")
+    if screenshots:
+        page.screenshot(path=str(screenshots / f"{view}.png"))
     wall = time.monotonic() - t0
     cpu_pct = cpu.percent()
     top = None
@@ -131,7 +145,8 @@ def phase(
     cdp.send("HeapProfiler.collectGarbage")
     m2 = metrics(cdp)
     frames = raw["frames"]
-    probes = raw["probes"]
+    # A probe that changed while the list was filtered shows only when the filter is cleared.
+    probes = [p for p in raw["probes"] if not typing[0] <= p["published"] <= typing[1]]
     out: dict[str, Any] = {
         "enter_ms": entered_ms,
         "seconds": round(wall, 1),
@@ -162,6 +177,7 @@ def phase(
         "publish_to_dom_ms": dist([p["dom_ms"] for p in probes]),
         "publish_to_painted_ms": dist([p["painted_ms"] for p in probes]),
         "probe_states_seen": dict(Counter(p["state"] for p in probes)),
+        "probes_left_out_while_typing": len(raw["probes"]) - len(probes),
         "dom_elements": {"start": dom0, "end": raw["dom_elements"]},
         "dom_nodes": {"start": int(m0["Nodes"]), "end_after_gc": int(m2["Nodes"])},
         "js_heap_mb": {
@@ -170,6 +186,8 @@ def phase(
             "end_after_gc": round(m2["JSHeapUsedSize"] / 2**20, 1),
         },
         "event_listeners": {"start": int(m0["JSEventListeners"]), "end": int(m2["JSEventListeners"])},
+        "live_feed_reconnects": sum(1 for x in raw["sockets"] if x["opened"]),
+        "live_feed_closes": [x["closed"] for x in raw["sockets"] if x["closed"] is not None],
         "slow_events": {
             "n": len(raw["events"]),
             "max_ms": max((e["duration"] for e in raw["events"]), default=0),
@@ -198,10 +216,14 @@ def main() -> None:
     p.add_argument("--offline", type=int, default=250, help="devices offline at any time (flips rotate them)")
     p.add_argument("--probe-every", type=float, default=0.4, help="seconds between probe flips")
     p.add_argument("--profile", type=Path, help="write a CPU profile per view into this directory")
+    p.add_argument(
+        "--screenshots", type=Path, help="write the page at the end of each view into this directory"
+    )
     args = p.parse_args()
     reg = Registry.build(args.devices, args.villages, args.probes)
-    if args.profile:
-        args.profile.mkdir(parents=True, exist_ok=True)
+    for out in (args.profile, args.screenshots):
+        if out:
+            out.mkdir(parents=True, exist_ok=True)
 
     with stack("ioc-bench-dashboard-", lambda url: seed(url, reg)) as s:
         stream = Stream(s.mqtt_url, reg, args.rate, args.flip_share, args.offline, args.probe_every)
@@ -237,7 +259,9 @@ def main() -> None:
             with stream.running():
                 page.wait_for_timeout(2000)  # the feed reaches its steady rate
                 for view in VIEWS:
-                    views[view] = phase(page, cdp, cpu, view, args.seconds / len(VIEWS), reg, args.profile)
+                    views[view] = phase(
+                        page, cdp, cpu, view, args.seconds / len(VIEWS), reg, args.profile, args.screenshots
+                    )
             browser_version = browser.version
             browser.close()
         result = {

@@ -13,6 +13,7 @@
     events: [],
     probes: [],
     arrivals: [],
+    sockets: [], // {opened: during a measurement, closed: close code or null}
     inputs: [],
     seen: new Set(),
     probeIds: new Set(),
@@ -25,7 +26,11 @@
   // requestAnimationFrame callback runs after that frame's rendering step).
   function afterPaint(fn) {
     const ch = new MessageChannel();
-    ch.port1.onmessage = fn;
+    ch.port1.onmessage = () => {
+      // An open port with a handler is never collected: without this each call leaked a listener.
+      ch.port1.close();
+      fn();
+    };
     ch.port2.postMessage(0);
   }
 
@@ -79,6 +84,11 @@
   window.WebSocket = class extends NativeWebSocket {
     constructor(...args) {
       super(...args);
+      const sock = { opened: B.recording, closed: null };
+      B.sockets.push(sock);
+      this.addEventListener("close", (e) => {
+        sock.closed = e.code;
+      });
       this.addEventListener("message", (e) => {
         if (!B.recording || typeof e.data !== "string") return;
         const now = Date.now();
@@ -97,7 +107,7 @@
     if (B.seen.has(key)) return;
     B.seen.add(key);
     const dom = Date.now() - published;
-    afterPaint(() => B.probes.push({ view, id, state, dom_ms: dom, painted_ms: Date.now() - published }));
+    afterPaint(() => B.probes.push({ view, id, state, published, dom_ms: dom, painted_ms: Date.now() - published }));
   }
 
   function viewName() {
@@ -174,6 +184,8 @@
   // Start a measurement window, or end one and hand over what it recorded.
   B.start = () => {
     for (const k of ["frames", "longtasks", "loafs", "events", "probes", "arrivals", "inputs"]) B[k] = [];
+    B.sockets = B.sockets.filter((x) => x.closed === null);
+    for (const x of B.sockets) x.opened = false;
     B.recording = true;
   };
   B.take = () => {
@@ -196,6 +208,8 @@
       events: B.events,
       probes: B.probes,
       arrivals: B.arrivals,
+      // Live-feed connections opened or closed during the measurement (a reconnect is a snapshot).
+      sockets: B.sockets.filter((x) => x.opened || x.closed !== null).map((x) => ({ ...x })),
       inputs: B.inputs,
       dom_elements: document.getElementsByTagName("*").length,
     };
