@@ -188,12 +188,14 @@ function applyStatus(m, delta) {
   delta.devices.add(m.device_id);
 }
 
-// State changes and events of the last hour, newest first.
+// State changes and events of the last hour, newest first. Each time is parsed once (kept on the
+// item) and only the items returned are copied: the overview asks on every update.
 export function recentActivity(limit = 60, now = Date.now()) {
   const since = now - HOUR_MS;
   const items = [];
-  for (const c of store.changes) if (Date.parse(c.at) >= since) items.push({ ...c, time: c.at });
-  for (const e of store.events) if (Date.parse(e.ts) >= since) items.push({ ...e, type: "event", time: e.ts });
-  items.sort((a, b) => Date.parse(b.time) - Date.parse(a.time));
-  return items.slice(0, limit);
+  for (const c of store.changes) if ((c._t ??= Date.parse(c.at)) >= since) items.push(c);
+  for (const e of store.events) if ((e._t ??= Date.parse(e.ts)) >= since) items.push(e);
+  items.sort((a, b) => b._t - a._t);
+  return items.slice(0, limit).map((c) =>
+    c.type === "change" ? { ...c, time: c.at } : { ...c, type: "event", time: c.ts });
 }

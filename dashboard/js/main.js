@@ -134,8 +134,9 @@ function renderConn() {
 }
 
 function renderCommune() {
-  const names = [...live.store.communes.values()].map((c) => c.name);
-  $("#commune-name").textContent = names.join(" · ");
+  const names = [...live.store.communes.values()].map((c) => c.name).join(" · ");
+  // Called on every live update: touch the DOM only when the names changed.
+  if ($("#commune-name").textContent !== names) $("#commune-name").textContent = names;
 }
 
 function tick() {

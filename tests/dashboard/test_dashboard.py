@@ -101,6 +101,39 @@ def test_a_status_change_recolours_the_device_live_without_reload(
     assert online_before == 0
 
 
+def test_a_live_change_replaces_only_the_counts_rows_and_items_it_touched(page: Page, dash_db: str) -> None:
+    # Under thousands of updates a second the overview must not be rebuilt: what a change leaves
+    # alone stays the same element (marked here; a replaced element loses the mark).
+    expect(page.locator("#changes li[data-change]").first).to_be_visible()
+    page.evaluate(
+        "document.querySelectorAll('#kpis > *, #kind-summary > *, #village-table tbody tr, #changes li')"
+        ".forEach((e) => { e.dataset.kept = '1'; })"
+    )
+    try:
+        set_state(dash_db, ("eb-ubnd", "online"), metrics={"brightness_pct": 55})  # no state change
+        set_state(dash_db, ("spk-tay-binh-1", "online"))
+        expect(page.locator("tr[data-village=tay-binh] td[data-kind=speaker]")).to_have_attribute(
+            "data-online", "1"
+        )
+        expect(page.locator("#changes li").first).to_have_attribute("data-change", "spk-tay-binh-1")
+        assert page.locator("tr[data-village=tay-binh]:not([data-kept])").count() == 1
+        assert (
+            page.locator(
+                "tr[data-village=trung-binh][data-kept], tr[data-village=bac-thanh][data-kept]"
+            ).count()
+            == 2
+        )
+        replaced = page.locator("#kpis > :not([data-kept])")
+        assert sorted(replaced.evaluate_all("els => els.map((e) => e.dataset.state)")) == [
+            "offline",
+            "online",
+        ]
+        assert page.locator("#kind-summary > :not([data-kept])").count() == 1  # speakers
+        assert page.locator("#changes li:not([data-kept])").count() == 1
+    finally:
+        set_state(dash_db, ("spk-tay-binh-1", "offline"))
+
+
 def test_device_list_filters_and_search(page: Page) -> None:
     page.click("[data-nav=devices]")
     expect(page.locator("#device-count")).to_have_attribute("data-n", "13")
@@ -326,6 +359,8 @@ def test_five_thousand_devices_stay_virtualised_through_bulk_updates(
             page = ctx.new_page()
             sign_in(page, base)
             expect(page.locator("[data-count=total]")).to_have_text("5000")
+            # Villages in number order: Xóm 1, Xóm 2, ... Xóm 10.
+            expect(page.locator("#village-table tbody th").nth(1)).to_have_text("Xóm 2")
             page.click("[data-nav=devices]")
             expect(page.locator("#device-count")).to_have_attribute("data-n", "5000")
             # Only the rows in view (plus a margin) exist.

@@ -1,7 +1,7 @@
 // The device list: filters, search, and a virtualised table (only visible rows exist in the DOM),
 // so 5,000 devices and a stream of updates cost a few dozen row repaints per frame.
 
-import { downloadCsv, esc, metricSummary, STATE_RANK, statePill } from "../dom.js";
+import { collate, downloadCsv, esc, metricSummary, STATE_RANK, statePill } from "../dom.js";
 import { fmtAgo, fmtTime, KINDS, STATES, t } from "../i18n.js";
 import { store, villageName } from "../live.js";
 
@@ -96,7 +96,7 @@ function setFilter(name, value) {
 
 function fillVillages() {
   const sel = root.querySelector("select[name=village]");
-  const opts = [...store.villages.values()].sort((a, b) => a.name.localeCompare(b.name, "vi"));
+  const opts = [...store.villages.values()].sort((a, b) => collate(a.name, b.name));
   const multi = store.communes.size > 1;
   sel.innerHTML = `<option value="">${esc(t("list.all_villages"))}</option>` + opts.map((v) =>
     `<option value="${esc(`${v.commune}/${v.id}`)}">${esc(v.name)}${multi ? ` (${esc((store.communes.get(v.commune) || {}).name || v.commune)})` : ""}</option>`).join("");
@@ -106,8 +106,10 @@ function fillVillages() {
 function refilter() {
   const q = filters.q.trim().toLowerCase();
   const out = [];
+  let named = true;
   for (const d of store.devices.values()) {
     d._rank = STATE_RANK[d.state] ?? 5;
+    if (d._order === undefined) named = false;
     if (filters.kind && d.kind !== filters.kind) continue;
     if (filters.state && d.state !== filters.state) continue;
     if (filters.village && `${d.commune}/${d.village}` !== filters.village) continue;
@@ -117,10 +119,21 @@ function refilter() {
     }
     out.push(d);
   }
-  out.sort((a, b) => a._rank - b._rank || (a.name || a.device_id).localeCompare(b.name || b.device_id, "vi"));
+  if (!named) orderByName();
+  out.sort((a, b) => a._rank - b._rank || a._order - b._order);
   filtered = out.map((d) => d.device_id);
   root.querySelector("#device-count").textContent = t("list.count", { n: filtered.length, total: store.devices.size });
   root.querySelector("#device-count").dataset.n = filtered.length;
+}
+
+// Each device's place in name order, so that re-sorting after state changes compares numbers:
+// comparing 5,000 names on every update took most of a frame. Devices from a new snapshot or new
+// devices have none yet.
+function orderByName() {
+  const all = [...store.devices.values()].sort((a, b) => collate(a.name || a.device_id, b.name || b.device_id));
+  all.forEach((d, i) => {
+    d._order = i;
+  });
 }
 
 function schedule() {

@@ -2,15 +2,72 @@
 // With no tile URL configured it is a plan drawn from device coordinates (no internet needed);
 // with no coordinates at all, a schematic plan with one block per village.
 
-import { esc, STATE_COLORS } from "../dom.js";
+import { esc, STATE_COLORS, throttle } from "../dom.js";
 import { STATES, t } from "../i18n.js";
 import { deviceName, store, villageName } from "../live.js";
 
 const L = window.L;
+// Beyond this many changed markers in a frame, one repaint of the area around all of them.
+const MAX_SPOTS = 300;
+
+// Leaflet's canvas repaints, once a frame, the one rectangle around every marker that changed in
+// it. State changes land all over the commune, so that rectangle was most of the map and each
+// frame repainted thousands of markers (long tasks of 100-300 ms on the main thread with 5,000
+// devices under load). This renderer clears and repaints only each changed marker's own small
+// area, in one pass over the markers a frame. It replaces Leaflet 1.9.4's private
+// _requestRedraw/_extendRedrawBounds (vendored, pinned) and draws the way its _redraw does.
+const SpotCanvas = L.Canvas.extend({
+  _requestRedraw(layer) {
+    if (!this._map) return;
+    this._extendRedrawBounds(layer);
+    this._redrawRequest = this._redrawRequest || L.Util.requestAnimFrame(this._redrawSpots, this);
+  },
+  _extendRedrawBounds(layer) {
+    if (!layer._pxBounds) return;
+    const pad = (layer.options.weight || 0) + 1;
+    (this._spots ||= []).push(L.bounds(layer._pxBounds.min.subtract([pad, pad]), layer._pxBounds.max.add([pad, pad])));
+  },
+  _redrawSpots() {
+    const spots = this._spots || [];
+    this._spots = [];
+    const area = spots.length ? spots.reduce((all, b) => all.extend(b.min).extend(b.max), L.bounds(spots[0].min, spots[0].max)) : null;
+    if (!area || spots.length > MAX_SPOTS) {
+      // No area known means everything, as in Leaflet's own renderer.
+      this._redrawBounds = area;
+      this._redraw();
+      return;
+    }
+    this._redrawRequest = null;
+    const ctx = this._ctx;
+    ctx.save();
+    ctx.beginPath();
+    for (const b of spots) {
+      b.min._floor();
+      b.max._ceil();
+      const size = b.getSize();
+      ctx.clearRect(b.min.x, b.min.y, size.x, size.y);
+      ctx.rect(b.min.x, b.min.y, size.x, size.y);
+    }
+    ctx.clip();
+    this._drawing = true;
+    for (let n = this._drawFirst; n; n = n.next) {
+      const pb = n.layer._pxBounds;
+      if (pb && pb.intersects(area) && spots.some((b) => pb.intersects(b))) n.layer._updatePath();
+    }
+    this._drawing = false;
+    ctx.restore();
+  },
+});
 let map = null;
 let markers = new Map();
 let root = null;
 let tileUrl = null;
+// Markers whose device changed state since the last recolour. In a storm of changes the map is
+// recoloured at most every RECOLOUR_MS (a single change at once): each recolour is a repaint and a
+// copy of the whole canvas to the screen, which every frame cost most of the main thread.
+const RECOLOUR_MS = 250;
+let dirty = new Set();
+let recolourer = null;
 
 export function mount(el, _params, session) {
   tileUrl = session.config.map_tile_url || null;
@@ -19,10 +76,13 @@ export function mount(el, _params, session) {
   root.innerHTML = `<div id="map" class="${tileUrl ? "tiles" : "plan"}"></div>
     <div class="map-legend card" id="map-legend"></div><div class="map-note" id="map-note"></div>`;
   el.append(root);
+  dirty = new Set();
+  recolourer = throttle(recolour, RECOLOUR_MS);
   build();
 }
 
 export function unmount() {
+  recolourer.cancel();
   if (map) map.remove();
   map = null;
   markers = new Map();
@@ -35,11 +95,26 @@ export function update(delta) {
     build();
     return;
   }
+  // Most updates are statuses of a device whose state did not change: nothing to redraw.
   for (const id of delta.devices) {
     const m = markers.get(id);
     const d = store.devices.get(id);
-    if (m && d) m.setStyle(style(d.state));
+    if (m && d && m._state !== d.state) dirty.add(id);
   }
+  if (dirty.size) recolourer.request();
+}
+
+function recolour() {
+  if (!map) return;
+  for (const id of dirty) {
+    const m = markers.get(id);
+    const d = store.devices.get(id);
+    if (m && d && m._state !== d.state) {
+      m._state = d.state;
+      m.setStyle(style(d.state));
+    }
+  }
+  dirty.clear();
   renderLegend();
 }
 
@@ -49,6 +124,7 @@ function style(state) {
 }
 
 function build() {
+  dirty.clear();
   if (map) {
     map.remove();
     markers = new Map();
@@ -57,7 +133,7 @@ function build() {
   const devices = [...store.devices.values()];
   const geo = devices.some((d) => d.lat !== null && d.lon !== null && d.lat !== undefined);
   map = L.map(root.querySelector("#map"), {
-    preferCanvas: true,
+    renderer: new SpotCanvas(),
     crs: geo ? L.CRS.EPSG3857 : L.CRS.Simple,
     minZoom: geo ? 3 : -5,
     attributionControl: Boolean(tileUrl),
@@ -85,6 +161,7 @@ function build() {
     const p = pos.get(d.device_id);
     if (!p) continue;
     const m = L.circleMarker(p, style(d.state)).addTo(map);
+    m._state = d.state;
     m.bindTooltip(() => tooltip(d.device_id), { direction: "top", offset: [0, -6] });
     m.on("click", () => { location.hash = `#/device/${encodeURIComponent(d.device_id)}`; });
     markers.set(d.device_id, m);
@@ -105,8 +182,16 @@ function tooltip(id) {
 function renderLegend() {
   const counts = Object.fromEntries(STATES.map((s) => [s, 0]));
   for (const d of store.devices.values()) counts[d.state || "unknown"] += 1;
-  root.querySelector("#map-legend").innerHTML = STATES.map((s) =>
-    `<span class="legend-item" data-state="${s}"><i class="dot"></i>${esc(t(`state.${s}`))} <b data-map-count="${s}">${counts[s]}</b></span>`).join("");
+  const legend = root.querySelector("#map-legend");
+  if (!legend.firstChild) {
+    legend.innerHTML = STATES.map((s) =>
+      `<span class="legend-item" data-state="${s}"><i class="dot"></i>${esc(t(`state.${s}`))} <b data-map-count="${s}"></b></span>`).join("");
+  }
+  // Only the numbers change while the map is open.
+  for (const b of legend.querySelectorAll("[data-map-count]")) {
+    const n = String(counts[b.dataset.mapCount]);
+    if (b.textContent !== n) b.textContent = n;
+  }
 }
 
 function groupByVillage(devices) {

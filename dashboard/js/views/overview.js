@@ -1,12 +1,21 @@
 // Overview: counts by state, by village and kind, open alerts, and what changed in the last hour.
+// Under a stream of updates only the counts, rows and activity items that changed are replaced.
 
 import { ALERT_ROLES, api } from "../api.js";
-import { esc, statePill } from "../dom.js";
+import { collate, esc, patchChildren, statePill, throttle } from "../dom.js";
 import { alertText, fmtAgo, fmtTime, KINDS, STATES, t } from "../i18n.js";
 import { deviceName, recentActivity, store, villageName } from "../live.js";
 
 let root = null;
 let session = null;
+let activityHtml = new Map(); // activity item key -> its html (times are formatted once)
+// In a storm of state changes (a hundred a second) counts and activity are redrawn at most every
+// REDRAW_MS; the first change after a quiet spell, a new snapshot and alerts at once. Nobody reads
+// a list that moves 60 times a second, and each redraw costs style, layout and paint of most of
+// the page: redrawn every frame, the overview spent 90 % of the main thread and dropped to ~25 fps.
+const REDRAW_MS = 250;
+let waiting = null; // what changed since the last redraw
+let redrawer = null;
 
 export function mount(el, _params, sess) {
   session = sess;
@@ -17,22 +26,39 @@ export function mount(el, _params, sess) {
     <div class="kpis" id="kpis"></div>
     <div class="kind-summary" id="kind-summary"></div>
     <div class="grid-2">
-      <div class="card"><h2>${esc(t("ov.villages"))}</h2><div class="table-wrap"><table id="village-table" class="matrix"></table></div></div>
+      <div class="card"><h2>${esc(t("ov.villages"))}</h2><div class="table-wrap"><table id="village-table" class="matrix"><thead></thead><tbody></tbody></table></div></div>
       <div class="card"><div class="card-head"><h2>${esc(t("ov.alerts"))} <span class="badge" id="alert-count">0</span></h2>
         <a href="#/alerts" id="all-alerts">${esc(t("ov.all_alerts"))}</a></div><ul id="alerts" class="alerts"></ul></div>
     </div>
     <div class="card"><h2>${esc(t("ov.changes"))}</h2><ul id="changes" class="activity"></ul></div>`;
   el.append(root);
+  activityHtml = new Map();
+  redrawer = throttle(redraw, REDRAW_MS);
   root.addEventListener("click", onClick);
   render({ full: true, alerts: true, changes: true });
 }
 
 export function unmount() {
+  redrawer.cancel();
+  waiting = null;
   root = null;
 }
 
 export function update(delta) {
-  if (root) render(delta);
+  // Statuses that change no state (most of the stream) change nothing shown here.
+  if (!root || !(delta.full || delta.alerts || delta.changes)) return;
+  waiting = {
+    full: Boolean(waiting?.full || delta.full),
+    alerts: Boolean(waiting?.alerts || delta.alerts),
+    changes: Boolean(waiting?.changes || delta.changes),
+  };
+  redrawer.request(delta.full || delta.alerts);
+}
+
+function redraw() {
+  const delta = waiting;
+  waiting = null;
+  if (root && delta) render(delta);
 }
 
 export function tick() {
@@ -44,8 +70,9 @@ function render(delta) {
     root.querySelector("#kpis").innerHTML = `<div class="loading">${esc(t("misc.loading"))}</div>`;
     return;
   }
-  renderCounts();
+  if (delta.full || delta.changes) renderCounts();
   if (delta.full || delta.alerts) renderAlerts();
+  if (delta.full) activityHtml = new Map(); // names may have changed
   if (delta.full || delta.changes) renderChanges();
 }
 
@@ -70,14 +97,16 @@ function tally() {
 function renderCounts() {
   const { total, villages, kinds } = tally();
   const n = store.devices.size;
-  root.querySelector("#kpis").innerHTML =
-    `<div class="kpi total"><span class="kpi-label">${esc(t("ov.total"))}</span><span class="kpi-value" data-count="total">${n}</span></div>` +
-    STATES.map((s) => `<div class="kpi" data-state="${s}"><span class="kpi-label"><i class="dot"></i>${esc(t(`state.${s}`))}</span>` +
-      `<span class="kpi-value" data-count-state="${s}">${total[s]}</span></div>`).join("");
+  patchChildren(root.querySelector("#kpis"), [
+    ["total", `<div class="kpi total"><span class="kpi-label">${esc(t("ov.total"))}</span><span class="kpi-value" data-count="total">${n}</span></div>`],
+    ...STATES.map((s) => [s, `<div class="kpi" data-state="${s}"><span class="kpi-label"><i class="dot"></i>${esc(t(`state.${s}`))}</span>` +
+      `<span class="kpi-value" data-count-state="${s}">${total[s]}</span></div>`]),
+  ]);
 
   // "Loa hoạt động 11/11 xóm": villages whose every device of the kind is online.
-  const keys = [...villages.keys()].sort((a, b) => villageLabel(a).localeCompare(villageLabel(b), "vi"));
-  root.querySelector("#kind-summary").innerHTML = kinds.map((kind) => {
+  const labels = new Map([...villages.keys()].map((key) => [key, villageLabel(key)]));
+  const keys = [...villages.keys()].sort((a, b) => collate(labels.get(a), labels.get(b)));
+  patchChildren(root.querySelector("#kind-summary"), kinds.map((kind) => {
     let ok = 0;
     let withKind = 0;
     let online = 0;
@@ -92,13 +121,14 @@ function renderCounts() {
       if (c.online === sum) ok += 1;
     }
     const cls = ok === withKind ? "ok" : ok === 0 ? "bad" : "warn";
-    return `<div class="summary-chip ${cls}" data-kind-summary="${kind}" data-ok="${ok}" data-villages="${withKind}">` +
+    return [kind, `<div class="summary-chip ${cls}" data-kind-summary="${kind}" data-ok="${ok}" data-villages="${withKind}">` +
       `<span class="kind-icon" data-kind="${kind}"></span><span>${esc(t("ov.kind_summary", { kind: t(`kinds.${kind}`), ok, n: withKind }))}</span>` +
-      `<small>${online}/${count} ${esc(t("state.online").toLowerCase())}</small></div>`;
-  }).join("");
+      `<small>${online}/${count} ${esc(t("state.online").toLowerCase())}</small></div>`];
+  }));
 
-  const head = `<thead><tr><th>${esc(t("ov.village"))}</th>${kinds.map((k) => `<th data-kind="${k}">${esc(t(`kinds.${k}`))}</th>`).join("")}<th>${esc(t("ov.total"))}</th></tr></thead>`;
-  const rows = keys.map((key) => {
+  const head = `<tr><th>${esc(t("ov.village"))}</th>${kinds.map((k) => `<th data-kind="${k}">${esc(t(`kinds.${k}`))}</th>`).join("")}<th>${esc(t("ov.total"))}</th></tr>`;
+  patchChildren(root.querySelector("#village-table thead"), [["head", head]]);
+  patchChildren(root.querySelector("#village-table tbody"), keys.map((key) => {
     const [commune, village] = key.split("/");
     const counts = villages.get(key);
     let vOnline = 0;
@@ -111,10 +141,9 @@ function renderCounts() {
       vTotal += sum;
       return `<td data-kind="${kind}" data-online="${c.online}" data-total="${sum}">${ratio(c.online, sum)}${bar(c, sum)}</td>`;
     }).join("");
-    return `<tr data-village="${esc(village)}" data-commune="${esc(commune)}"><th scope="row">${esc(villageLabel(key))}</th>${cells}` +
-      `<td class="total" data-online="${vOnline}" data-total="${vTotal}">${ratio(vOnline, vTotal)}</td></tr>`;
-  }).join("");
-  root.querySelector("#village-table").innerHTML = head + `<tbody>${rows}</tbody>`;
+    return [key, `<tr data-village="${esc(village)}" data-commune="${esc(commune)}"><th scope="row">${esc(labels.get(key))}</th>${cells}` +
+      `<td class="total" data-online="${vOnline}" data-total="${vTotal}">${ratio(vOnline, vTotal)}</td></tr>`];
+  }));
 }
 
 function villageLabel(key) {
@@ -158,19 +187,30 @@ function sevRank(s) {
 
 function renderChanges() {
   const items = recentActivity(60);
-  root.querySelector("#changes").innerHTML = items.length
-    ? items.map((c) => {
-      const link = `<a href="#/device/${encodeURIComponent(c.device_id)}">${esc(deviceName(c.device_id))}</a>`;
-      const when = `<time datetime="${esc(c.time)}" title="${esc(fmtTime(c.time))}">${esc(fmtTime(c.time, "time"))}</time>`;
-      if (c.type === "change") {
-        return `<li data-change="${esc(c.device_id)}" data-state="${esc(c.state)}">${when}${link}` +
-          `<span class="transition">${c.prev_state ? statePill(c.prev_state) + "→" : ""}${statePill(c.state)}</span>` +
-          `<small>${esc(villageName(c.commune, c.village))}${c.reason ? ` · ${esc(c.reason)}` : ""}</small></li>`;
-      }
-      return `<li data-event="${esc(c.device_id)}">${when}${link}<span class="sev" data-severity="${esc(c.severity)}">${esc(c.event_type)}</span>` +
-        `<small>${esc(c.message || "")}</small></li>`;
-    }).join("")
-    : `<li class="empty">${esc(t("ov.no_changes"))}</li>`;
+  if (!items.length) {
+    root.querySelector("#changes").innerHTML = `<li class="empty">${esc(t("ov.no_changes"))}</li>`;
+    return;
+  }
+  const known = activityHtml;
+  activityHtml = new Map();
+  patchChildren(root.querySelector("#changes"), items.map((c) => {
+    const key = `${c.type}|${c.seq ?? ""}|${c.device_id}|${c.time}|${c.state ?? c.event_type}`;
+    const html = known.get(key) ?? activityItem(c);
+    activityHtml.set(key, html);
+    return [key, html];
+  }));
+}
+
+function activityItem(c) {
+  const link = `<a href="#/device/${encodeURIComponent(c.device_id)}">${esc(deviceName(c.device_id))}</a>`;
+  const when = `<time datetime="${esc(c.time)}" title="${esc(fmtTime(c.time))}">${esc(fmtTime(c.time, "time"))}</time>`;
+  if (c.type === "change") {
+    return `<li data-change="${esc(c.device_id)}" data-state="${esc(c.state)}">${when}${link}` +
+      `<span class="transition">${c.prev_state ? statePill(c.prev_state) + "→" : ""}${statePill(c.state)}</span>` +
+      `<small>${esc(villageName(c.commune, c.village))}${c.reason ? ` · ${esc(c.reason)}` : ""}</small></li>`;
+  }
+  return `<li data-event="${esc(c.device_id)}">${when}${link}<span class="sev" data-severity="${esc(c.severity)}">${esc(c.event_type)}</span>` +
+    `<small>${esc(c.message || "")}</small></li>`;
 }
 
 async function onClick(e) {
