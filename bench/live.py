@@ -49,8 +49,9 @@ async def _client(url: str, token: str, ready: asyncio.Event, stop: asyncio.Even
             open_timeout=120,
             compression=None,
         ) as ws:
-            first = json.loads(await ws.recv())
-            assert first["type"] == "snapshot"
+            # Only the type is kept: 200 parsed snapshots of 12,000 devices are 2.4 M dicts, and
+            # one full collection of them stalled every client in this process for ~2 s.
+            assert json.loads(await ws.recv())["type"] == "snapshot"
             out["ready"] += 1
             if out["ready"] == out["clients"]:
                 ready.set()
