@@ -70,6 +70,7 @@ async def _serve(s: AlertsSettings) -> int:
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     engine = Engine(s)
+    context.settle_heap()
     log.info("alert evaluator %s starting (standby until it holds the lock)", engine.name)
     await engine.run(stop)
     return 0

@@ -72,8 +72,10 @@ def serve(
     # Imported here: every `ioc` command loads this module, few need FastAPI.
     from gateway.app import create_app
 
+    app = create_app(settings)
+    context.settle_heap()
     uvicorn.run(
-        create_app(settings),
+        app,
         host=host or settings.http_host,
         port=port if port is not None else settings.http_port,
         log_config=log_config(verbose),

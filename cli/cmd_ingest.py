@@ -41,6 +41,7 @@ def run(args: argparse.Namespace) -> int:
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
     with IngestService(s) as svc:
+        context.settle_heap()
         log.info("ingest %s running", svc.client_id)
         while not stop.wait(0.5):
             pass

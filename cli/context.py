@@ -1,6 +1,7 @@
 """What every `ioc` command resolves first: settings, and the embedded servers' URLs."""
 
 import argparse
+import gc
 import json
 import logging
 import os
@@ -69,6 +70,17 @@ def vault(s: IocSettings, *, required: bool = False) -> Vault | None:
             raise ConfigError("IOC_SECRET_KEY is not set")
         return None
     return Vault(s.secret_key.get_secret_value())
+
+
+def settle_heap() -> None:
+    """Hide what a long-running process built at start from the garbage collector.
+
+    Modules, the app, its routes and schemas live as long as the process; without this every
+    full collection walks them again (in the gateway that was a pause of 100-300 ms every few
+    seconds under load, felt by every live client at once).
+    """
+    gc.collect()
+    gc.freeze()
 
 
 def setup_logging(verbose: bool = False) -> None:
