@@ -136,14 +136,19 @@ def resolve(
 
 
 def assign(conn: psycopg.Connection, alert_id: int, actor: str, username: str) -> dict[str, Any]:
-    """Give the alert to a technician (any active user)."""
+    """Give the alert to an active user who may act on it: not a viewer, and one who sees its commune."""
     with conn.transaction():
         user = conn.execute(
-            "SELECT role FROM users WHERE username = %s AND disabled_at IS NULL", (username,)
+            "SELECT role, communes FROM users WHERE username = %s AND disabled_at IS NULL", (username,)
         ).fetchone()
         if user is None:
             raise InvalidInput(f"no user {username}")
         a = get(conn, alert_id, lock=True)
+        role, communes = user
+        if role == "viewer":
+            raise InvalidInput(f"{username} is a viewer and cannot acknowledge or resolve alerts")
+        if communes and a["commune_id"] is not None and a["commune_id"] not in communes:
+            raise InvalidInput(f"{username} does not see commune {a['commune_id']}")
         if a["state"] == "resolved":
             raise Conflict(f"alert {alert_id} is resolved; it cannot be assigned")
         with conn.cursor(row_factory=dict_row) as cur:

@@ -136,6 +136,23 @@ def test_list_ack_assign_resolve_with_roles_and_feed(api: tuple[TestClient, dict
     assert client.get("/api/v1/alerts", headers={}).status_code == 401
 
 
+def test_an_alert_is_assigned_only_to_someone_who_may_act_on_it(
+    api: tuple[TestClient, dict[str, Any], str],
+) -> None:
+    client, h, url = api
+    a = _open_alert(url, "spk-tay-binh-1")  # Thoại Giang
+
+    def assign(username: str) -> tuple[int, str]:
+        r = client.post(f"/api/v1/alerts/{a}/assign", json={"username": username}, headers=h["admin"])
+        return r.status_code, r.json().get("error", {}).get("message", "")
+
+    assert assign("viewer") == (400, "viewer is a viewer and cannot acknowledge or resolve alerts")
+    assert assign("op-other") == (400, "op-other does not see commune thoai-giang")
+    assert query(url, "SELECT assignee FROM alerts WHERE id = %s", (a,)) == [(None,)]
+    assert assign("tech") == (200, "")
+    assert query(url, "SELECT assignee FROM alerts WHERE id = %s", (a,)) == [("tech",)]
+
+
 def test_stats_give_mtta_and_mttr_per_village_and_kind(api: tuple[TestClient, dict[str, Any], str]) -> None:
     client, h, url = api
     a1 = _open_alert(url, "spk-tay-binh-1", opened_ago_s=600)
