@@ -1,7 +1,16 @@
-"""Numbered SQL migrations, applied in order, each in its own transaction."""
+"""Numbered SQL migrations, applied in order, each in its own transaction.
+
+A migration whose first line is `-- ioc: no transaction` runs one statement at a time outside a
+transaction, so it may build indexes CONCURRENTLY: on a database a commune has filled for years,
+a plain CREATE INDEX on a table ingest writes would hold ingest up for the whole build. Such a
+file ends every statement with `;` at the end of a line and must be safe to run again from the
+start (an interrupted CREATE INDEX CONCURRENTLY leaves an invalid index: drop it first).
+"""
 
 import logging
 from importlib import resources
+
+import psycopg
 
 from services.db import connect
 
@@ -9,6 +18,7 @@ log = logging.getLogger(__name__)
 
 # Any value unique to this purpose: serialises concurrent `ioc migrate` runs.
 _LOCK_ID = 0x10C_0001
+NO_TRANSACTION = "-- ioc: no transaction"
 
 
 def available() -> list[tuple[int, str, str]]:
@@ -40,10 +50,35 @@ def migrate(url: str) -> list[str]:
         for version, name, sql in available():
             if version in done:
                 continue
-            with conn.transaction():
-                conn.execute(sql)  # type: ignore[arg-type]  # trusted file shipped with the package
-                conn.execute("INSERT INTO schema_migrations (version, name) VALUES (%s, %s)", (version, name))
+            apply(conn, version, name, sql)
             log.info("applied migration %s", name)
             applied.append(name)
         conn.execute("SELECT pg_advisory_unlock(%s)", (_LOCK_ID,))
     return applied
+
+
+def statements(sql: str) -> list[str]:
+    """The statements of a no-transaction migration: each ends with `;` at the end of a line."""
+    out, current = [], []
+    for line in sql.splitlines():
+        current.append(line)
+        if line.rstrip().endswith(";"):
+            text = "\n".join(current).strip()
+            if any(not ln.strip().startswith("--") and ln.strip() for ln in current):
+                out.append(text)
+            current = []
+    if any(ln.strip() and not ln.strip().startswith("--") for ln in current):
+        raise ValueError("a statement of a no-transaction migration does not end with ';'")
+    return out
+
+
+def apply(conn: psycopg.Connection, version: int, name: str, sql: str) -> None:
+    """Run one migration on an autocommit connection and record it."""
+    if sql.startswith(NO_TRANSACTION):
+        for statement in statements(sql):
+            conn.execute(statement)  # type: ignore[arg-type]  # trusted file shipped with the package
+        conn.execute("INSERT INTO schema_migrations (version, name) VALUES (%s, %s)", (version, name))
+        return
+    with conn.transaction():
+        conn.execute(sql)  # type: ignore[arg-type]  # trusted file shipped with the package
+        conn.execute("INSERT INTO schema_migrations (version, name) VALUES (%s, %s)", (version, name))
