@@ -123,6 +123,7 @@ def phase(
     cpu.mark()
     page.evaluate("__bench.start()")
     t0 = time.monotonic()
+    started_ms = time.time() * 1000
     typing = (0.0, 0.0)
     if view == "devices":
         page.wait_for_timeout(seconds * 300)
@@ -178,6 +179,16 @@ def phase(
         "publish_to_painted_ms": dist([p["painted_ms"] for p in probes]),
         "probe_states_seen": dict(Counter(p["state"] for p in probes)),
         "probes_left_out_while_typing": len(raw["probes"]) - len(probes),
+        "slowest_probes": [
+            {
+                "id": p["id"],
+                "state": p["state"],
+                "painted_ms": round(p["painted_ms"]),
+                "published_s": round((p["published"] - started_ms) / 1000, 1),
+            }
+            for p in sorted(probes, key=lambda p: -p["painted_ms"])[:3]
+        ],
+        "typing_s": [round((t - started_ms) / 1000, 1) for t in typing] if typing[0] else None,
         "dom_elements": {"start": dom0, "end": raw["dom_elements"]},
         "dom_nodes": {"start": int(m0["Nodes"]), "end_after_gc": int(m2["Nodes"])},
         "js_heap_mb": {

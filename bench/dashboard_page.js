@@ -6,6 +6,7 @@
 (() => {
   const B = (window.__bench = {
     recording: false,
+    startedAt: 0, // Date.now() when the measurement began
     marks: {},
     frames: [],
     longtasks: [],
@@ -103,6 +104,9 @@
     const d = B.live && B.live.store.devices.get(id);
     if (!B.recording || !d || d.state !== state || !d.metrics || !d.metrics.bench_t) return;
     const published = d.metrics.bench_t * 1000;
+    // A state published before the measurement may first be drawn in this view now (a neighbour's
+    // repaint, a row scrolled in): that is not its latency.
+    if (published < B.startedAt) return;
     const key = `${view}|${id}|${published}`;
     if (B.seen.has(key)) return;
     B.seen.add(key);
@@ -186,6 +190,7 @@
     for (const k of ["frames", "longtasks", "loafs", "events", "probes", "arrivals", "inputs"]) B[k] = [];
     B.sockets = B.sockets.filter((x) => x.closed === null);
     for (const x of B.sockets) x.opened = false;
+    B.startedAt = Date.now();
     B.recording = true;
   };
   B.take = () => {

@@ -25,7 +25,13 @@ const SpotCanvas = L.Canvas.extend({
   _extendRedrawBounds(layer) {
     if (!layer._pxBounds) return;
     const pad = (layer.options.weight || 0) + 1;
-    (this._spots ||= []).push(L.bounds(layer._pxBounds.min.subtract([pad, pad]), layer._pxBounds.max.add([pad, pad])));
+    const spot = L.bounds(layer._pxBounds.min.subtract([pad, pad]), layer._pxBounds.max.add([pad, pad]));
+    const spots = (this._spots ||= []);
+    // A recoloured marker asks three times (style, old size, new size): keep the largest area.
+    const prev = spots[spots.length - 1];
+    if (prev && prev.contains(spot)) return;
+    if (prev && spot.contains(prev)) spots[spots.length - 1] = spot;
+    else spots.push(spot);
   },
   _redrawSpots() {
     const spots = this._spots || [];
