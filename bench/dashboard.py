@@ -146,8 +146,11 @@ def phase(
     cdp.send("HeapProfiler.collectGarbage")
     m2 = metrics(cdp)
     frames = raw["frames"]
-    # A probe that changed while the list was filtered shows only when the filter is cleared.
-    probes = [p for p in raw["probes"] if not typing[0] <= p["published"] <= typing[1]]
+    # While the list is filtered a probe may show late (hidden by the filter) or early (an online
+    # probe, normally far below the offline rows, brought into view by a search): left out.
+    probes = [
+        p for p in raw["probes"] if p["published"] > typing[1] or p["published"] + p["dom_ms"] < typing[0]
+    ]
     out: dict[str, Any] = {
         "enter_ms": entered_ms,
         "seconds": round(wall, 1),
