@@ -8,10 +8,15 @@ Starts its own embedded PostgreSQL+TimescaleDB and Mosquitto, one `ioc ingest` a
             clients in `?batch=1` mode, as the dashboard connects (`--unbatched`: one message per
             frame): the same figures, and how many clients were closed as too slow (1013)
 Every status carries its publish time (`bench_t`, kept by ingest as an unknown field), so
-latency is measured end to end on one clock (per frame, from the oldest message in it). Ingest puts at most one status per device every
-5 s on the feed, so the registry has enough devices that each one reports less often than that.
+latency is measured end to end on one clock (per frame, from the oldest message in it). Ingest
+puts at most one status per device every 5 s on the feed, so the registry has enough devices that
+each one reports less often than that. Each phase reports the CPU of ingest, the gateway,
+Mosquitto and the bench's own client process (% of one core) while publishing; `--deflate` makes
+the clients negotiate permessage-deflate as browsers do (the gateway then compresses every frame
+for every client).
 
-    .venv/bin/python bench/live.py [--rate 2000] [--seconds 20] [--clients 200] [--fanout-rate 2000] [--unbatched]
+    .venv/bin/python bench/live.py [--rate 2000] [--seconds 20] [--clients 200] [--fanout-rate 2000]
+                                   [--unbatched] [--deflate]
 """
 
 import argparse
@@ -21,10 +26,13 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+
+from bench.proc_cpu import CpuMeter  # noqa: E402 - after the path is set
 
 
 def percentile(xs: list[float], p: float) -> float | None:
@@ -37,62 +45,61 @@ def percentile(xs: list[float], p: float) -> float | None:
 # -- the WebSocket clients (run in a child process so they do not share a core with the publisher)
 
 
-async def _client(url: str, token: str, ready: asyncio.Event, stop: asyncio.Event, out: dict) -> None:
-    from websockets.asyncio.client import connect
-    from websockets.exceptions import ConnectionClosed
+def _client(out: dict, ready: asyncio.Event) -> Callable[[bytes, float], None]:
+    """A message handler for one client: the snapshot first, then counts and latencies."""
+    snapshot = True
 
-    try:
-        async with connect(
-            url,
-            additional_headers={"Authorization": f"Bearer {token}"},
-            max_size=None,
-            open_timeout=120,
-            compression=None,
-        ) as ws:
+    def on_message(message: bytes, now: float) -> None:
+        nonlocal snapshot
+        if snapshot:
             # Only the type is kept: 200 parsed snapshots of 12,000 devices are 2.4 M dicts, and
             # one full collection of them stalled every client in this process for ~2 s.
-            assert json.loads(await ws.recv())["type"] == "snapshot"
+            assert json.loads(message)["type"] == "snapshot"
+            snapshot = False
             out["ready"] += 1
             if out["ready"] == out["clients"]:
                 ready.set()
-            while not stop.is_set():
-                try:
-                    raw = await asyncio.wait_for(ws.recv(), timeout=0.5)
-                except TimeoutError:
-                    continue
-                now = time.time()
-                # String scanning, not JSON parsing: 200 clients at 2,000 msg/s would otherwise
-                # measure this process's parser. Latency is taken from the oldest message of each
-                # frame (the worst in it); every message is counted.
-                k = raw.find('"bench_t":')
-                if k >= 0:
-                    j = k + len('"bench_t":')
-                    end = min(x for x in (raw.find(",", j), raw.find("}", j)) if x >= 0)
-                    out["latencies"].append(now - float(raw[j:end]))
-                    out["messages"] += raw.count('"bench_t":')
-    except ConnectionClosed as err:
-        out["closed"].append(err.rcvd.code if err.rcvd else 1006)
+            return
+        # Byte scanning, not JSON parsing: 200 clients at 2,000 msg/s would otherwise measure
+        # this process's parser. Latency is taken from the oldest message of each frame (the
+        # worst in it); every message is counted.
+        k = message.find(b'"bench_t":')
+        if k >= 0:
+            j = k + len(b'"bench_t":')
+            end = min(x for x in (message.find(b",", j), message.find(b"}", j)) if x >= 0)
+            out["latencies"].append(now - float(message[j:end]))
+            out["messages"] += message.count(b'"bench_t":')
+
+    return on_message
 
 
-async def _clients(url: str, token: str, n: int) -> dict:
+async def _clients(url: str, token: str, n: int, deflate: bool) -> dict:
+    from bench import wsreader
+
     out: dict = {"clients": n, "ready": 0, "latencies": [], "messages": 0, "closed": []}
     ready = asyncio.Event()
-    stop = asyncio.Event()
-    tasks = []
-    for i in range(n):
-        tasks.append(asyncio.create_task(_client(url, token, ready, stop, out), name=f"bench.client[{i}]"))
+    readers = []
+    for _ in range(n):
+        readers.append(
+            await wsreader.connect(
+                url, {"Authorization": f"Bearer {token}"}, _client(out, ready), deflate=deflate
+            )
+        )
         await asyncio.sleep(0.01)
     await asyncio.wait_for(ready.wait(), 300)
     print("ready", flush=True)
     # The parent says when to stop (a line on stdin), after its last message had time to arrive.
     await asyncio.get_running_loop().run_in_executor(None, sys.stdin.readline)
-    stop.set()
-    await asyncio.gather(*tasks)
+    for r in readers:
+        if r.closed.done():
+            out["closed"].append(r.closed.result())
+        else:
+            r.close()
     return out
 
 
 def client_main(args: argparse.Namespace) -> None:
-    out = asyncio.run(_clients(args.url, args.token, args.client))
+    out = asyncio.run(_clients(args.url, args.token, args.client, args.deflate))
     Path(args.out).write_text(json.dumps(out))
 
 
@@ -178,6 +185,7 @@ def phase(
             gw.replace("http", "ws") + "/ws/live" + ("?batch=1" if batch else ""),
             "--token",
             token,
+            *(["--deflate"] if args.deflate else []),
             "--out",
             str(out),
         ],
@@ -187,7 +195,13 @@ def phase(
     )
     assert proc.stdout is not None
     assert proc.stdout.readline().strip() == "ready"
+    cpu = CpuMeter(os.getpid())
+    cpu.mark()
     sent = publish(mqtt_port, args.devices, rate, args.seconds, start)
+    # % of one core while publishing; `bench_clients` is this bench's WebSocket client process,
+    # which shares the 2 cores with the system under test.
+    cpu_pct = cpu.percent()
+    cpu_pct.pop("chromium_all", None)
     # Let the last messages arrive, then stop the clients.
     time.sleep(10)
     assert proc.stdin is not None
@@ -207,6 +221,7 @@ def phase(
         "frames_per_client": round(len(lat) / clients, 1),
         "latency_ms": {"p50": percentile(lat, 50), "p99": percentile(lat, 99), "max": percentile(lat, 100)},
         "clients_closed": {str(c): res["closed"].count(c) for c in sorted(set(res["closed"]))},
+        "cpu_pct_of_a_core": cpu_pct,
     }
 
 
@@ -219,6 +234,9 @@ def main() -> None:
     p.add_argument("--clients", type=int, default=200)
     p.add_argument("--fanout-rate", type=float, default=2000)
     p.add_argument("--unbatched", action="store_true", help="fan-out clients take one message per frame")
+    p.add_argument(
+        "--deflate", action="store_true", help="clients negotiate permessage-deflate, as browsers do"
+    )
     p.add_argument("--client", type=int, help=argparse.SUPPRESS)
     p.add_argument("--url", help=argparse.SUPPRESS)
     p.add_argument("--token", help=argparse.SUPPRESS)

@@ -20,6 +20,10 @@ def _group(cmdline: str) -> str:
             return name
     if "mosquitto" in cmdline:
         return "mosquitto"
+    if cmdline.startswith(("postgres", "/usr/lib/postgresql")):
+        return "postgres"
+    if "bench/live.py --client" in cmdline:
+        return "bench_clients"
     if "node" in cmdline:
         return "playwright_driver"
     return "other"
