@@ -80,6 +80,7 @@ def serve(
         port=port if port is not None else settings.http_port,
         log_config=log_config(verbose),
         server_header=False,
+        ws_per_message_deflate=settings.live_deflate,
         # WebSocket clients would otherwise hold a shutdown open forever.
         timeout_graceful_shutdown=5,
     )

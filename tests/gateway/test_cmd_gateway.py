@@ -50,12 +50,14 @@ def wait_healthy(port: int, proc: subprocess.Popen[bytes], timeout_s: float = 60
 def two_gateways(seeded: str, tmp_path: Path) -> Iterator[tuple[list[int], list[Path]]]:
     env = clean_env(tmp_path, IOC_DATABASE_URL=seeded, IOC_HTTP_PORT="1")  # --port must win
     ports, logs, procs = [free_port(), free_port()], [tmp_path / "gw1.log", tmp_path / "gw2.log"], []
-    for port, log in zip(ports, logs, strict=True):
+    # The second one does not compress live frames.
+    envs = [env, env | {"IOC_LIVE_DEFLATE": "false"}]
+    for port, log, gw_env in zip(ports, logs, envs, strict=True):
         with log.open("wb") as f:
             procs.append(
                 ioc(
                     ["gateway", "--host", "127.0.0.1", "--port", str(port)],
-                    env,
+                    gw_env,
                     tmp_path,
                     stdout=f,
                     stderr=subprocess.STDOUT,
@@ -89,6 +91,19 @@ def test_two_gateways_share_sessions_and_logs_never_hold_query_tokens(
     # A session opened on one gateway works on the other: they meet in the database.
     r = httpx.get(f"http://127.0.0.1:{p2}/api/v1/devices", headers={"Authorization": f"Bearer {token}"})
     assert r.status_code == 200 and len(r.json()["items"]) == 7
+
+    # Both offer the same feed; only the first compresses it for a client that asks, as browsers do.
+    for port, extension in ((p1, "permessage-deflate"), (p2, None)):
+        with ws_connect(
+            f"ws://127.0.0.1:{port}/ws/live",
+            additional_headers={"Authorization": f"Bearer {token}"},
+            compression="deflate",
+            open_timeout=5,
+        ) as ws:
+            assert ws.response is not None
+            offered = ws.response.headers.get("Sec-WebSocket-Extensions")
+            assert (offered.split(";")[0] if offered else None) == extension
+            assert '"type":"snapshot"' in str(ws.recv(timeout=5))
 
     httpx.get(f"http://127.0.0.1:{p1}/api/v1/devices?limit=5&token={token}")
     httpx.get(f"http://127.0.0.1:{p1}/healthz?a=1&token=SECRET-HTTP-TOKEN&b=2")
