@@ -6,11 +6,15 @@ dashboard in Debian's chromium (1366×768) and measures, in the page (bench/dash
   load      navigation -> the overview showing the total; entering the device list and the map
   per view  overview, device list, map in turn, `--seconds` / 3 each, while statuses arrive at
             `--rate` msg/s (`--flip-share` of them availability flips online <-> offline):
-            long tasks, frame intervals, main-thread busy share, publish -> DOM and -> painted for
-            probe cameras (their publish time travels in the status as `bench_t`), DOM elements, DOM
-            nodes and JS heap (after a forced GC) at start and end, the slowest scripts of long
-            animation frames, CPU of chromium, ingest and gateway; in the device list also the input
-            latency of typing a search and choosing filters (input event -> the filtered list painted)
+            long tasks, frame intervals, main-thread busy share; for probe cameras (their publish
+            time travels in the status as `bench_t`) publish -> page (WebSocket frame), -> DOM and
+            -> painted (overview activity, device row — offline ones, which sort into view —, map
+            marker drawn on the canvas); DOM elements, DOM nodes, listeners and JS heap (after a
+            forced GC) at start and end; the scripts of long animation frames; live-feed reconnects;
+            CPU of chromium, ingest and gateway; in the device list also the input latency of typing
+            a search and choosing filters (input event -> the filtered list painted)
+A share of state changes (`--flip-share`, default 5 %: 100 a second) is a storm; `--flip-share
+0.005` is a busy day. The CPU figures say how loaded the machine was: read them before the rest.
 Prints one JSON object. `--profile DIR` also writes a CPU profile per view (open in DevTools),
 `--screenshots DIR` the page at the end of each view.
 

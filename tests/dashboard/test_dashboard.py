@@ -13,7 +13,7 @@ from playwright.sync_api import Browser, Page, expect
 
 from cli.embedded import Postgres, free_port
 from services import auth, feed
-from tests.dashboard.conftest import PASSWORD, shot, sign_in
+from tests.dashboard.conftest import METRICS, PASSWORD, shot, sign_in
 from tests.dashboard.pipeline import set_state
 from tests.dashboard.serve import gateway
 from tests.fix_pg import clone_db, drop_db
@@ -110,19 +110,15 @@ def test_a_live_change_replaces_only_the_counts_rows_and_items_it_touched(page: 
         ".forEach((e) => { e.dataset.kept = '1'; })"
     )
     try:
-        set_state(dash_db, ("eb-ubnd", "online"), metrics={"brightness_pct": 55})  # no state change
-        set_state(dash_db, ("spk-tay-binh-1", "online"))
-        expect(page.locator("tr[data-village=tay-binh] td[data-kind=speaker]")).to_have_attribute(
-            "data-online", "1"
+        set_state(dash_db, ("eb-ubnd", "online"), metrics=METRICS["eboard"])  # no state change
+        set_state(dash_db, ("spk-bac-thanh-1", "offline"))
+        expect(page.locator("tr[data-village=bac-thanh] td[data-kind=speaker]")).to_have_attribute(
+            "data-online", "0"
         )
-        expect(page.locator("#changes li").first).to_have_attribute("data-change", "spk-tay-binh-1")
-        assert page.locator("tr[data-village=tay-binh]:not([data-kept])").count() == 1
-        assert (
-            page.locator(
-                "tr[data-village=trung-binh][data-kept], tr[data-village=bac-thanh][data-kept]"
-            ).count()
-            == 2
-        )
+        expect(page.locator("#changes li").first).to_have_attribute("data-change", "spk-bac-thanh-1")
+        assert page.locator("tr[data-village=bac-thanh]:not([data-kept])").count() == 1
+        kept = page.locator("tr[data-village=trung-binh][data-kept], tr[data-village=tay-binh][data-kept]")
+        assert kept.count() == 2
         replaced = page.locator("#kpis > :not([data-kept])")
         assert sorted(replaced.evaluate_all("els => els.map((e) => e.dataset.state)")) == [
             "offline",
@@ -131,7 +127,7 @@ def test_a_live_change_replaces_only_the_counts_rows_and_items_it_touched(page: 
         assert page.locator("#kind-summary > :not([data-kept])").count() == 1  # speakers
         assert page.locator("#changes li:not([data-kept])").count() == 1
     finally:
-        set_state(dash_db, ("spk-tay-binh-1", "offline"))
+        set_state(dash_db, ("spk-bac-thanh-1", "online"))
 
 
 def test_device_list_filters_and_search(page: Page) -> None:
