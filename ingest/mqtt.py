@@ -186,6 +186,7 @@ class MqttIngest:
         while True:
             if not pending:
                 pending = self._take()
+                self._publish_owed()
                 if not pending:
                     if self._stop.is_set():
                         return
@@ -232,6 +233,21 @@ class MqttIngest:
         now = datetime.now(UTC)
         batch = classify([m.raw for m in msgs], self._registry.devices)
         storage.write_batch(conn, batch, now, self._health.listening_since, self._throttle)
+
+    def _publish_owed(self) -> None:
+        """Readings the feed throttle held back, once their window has passed (at most ~1 s late)."""
+        owed = self._throttle.due()
+        if not owed:
+            return
+        try:
+            storage.publish_latest(self._db(), owed, self._registry.devices)
+        except (psycopg.OperationalError, psycopg.InterfaceError, Unavailable) as err:
+            # The commit path reconnects; these go out with a later attempt.
+            log.warning("could not publish %d held-back readings: %s", len(owed), first_line(err))
+            self._throttle.owe(owed)
+            if self._conn is not None:
+                self._conn.close()
+            self._conn = None
 
     def _ack(self, msgs: list[_Msg]) -> None:
         gen = self._generation
