@@ -15,7 +15,7 @@ import threading
 import time
 from collections import deque
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import paho.mqtt.client as paho
@@ -59,6 +59,28 @@ class IngestConfig:
         return min(2 * self.batch_max, 65535)
 
 
+_US = timedelta(microseconds=1)
+
+
+class ReceiveClock:
+    """Receive times, strictly increasing, for the paho thread.
+
+    Messages decoded from one read arrive together; a status without `ts` is stored at its
+    receive time, and two statuses of one device at the same time would be taken for one
+    message redelivered (the second is dropped as a duplicate). So each message gets its own
+    microsecond, in arrival order, and no time is handed out twice.
+    """
+
+    def __init__(self) -> None:
+        self._last = datetime.min.replace(tzinfo=UTC)
+
+    def take(self, n: int) -> datetime:
+        """The first of `n` consecutive microseconds, none earlier than now."""
+        first = max(datetime.now(UTC), self._last + _US)
+        self._last = first + _US * (n - 1)
+        return first
+
+
 @dataclass(slots=True)
 class _Msg:
     raw: Raw
@@ -87,6 +109,7 @@ class MqttIngest:
         self.committed = 0
         self.max_queued = 0  # the most messages held at once (memory bound; see FastClient)
         self._throttle = storage.FeedThrottle()
+        self._clock = ReceiveClock()
         self.client = self._make_client()
 
     def _make_client(self) -> paho.Client:
@@ -152,8 +175,13 @@ class MqttIngest:
             log.warning("lost the broker (%s); reconnecting", reason)
 
     def _on_qos1(self, msgs: list[tuple[str, bytes, int]]) -> None:
-        now, gen = datetime.now(UTC), self._generation  # arrived in one read
-        self._queue.extend([_Msg(Raw(topic, payload, now), mid, 1, gen) for topic, payload, mid in msgs])
+        first, gen = self._clock.take(len(msgs)), self._generation  # arrived in one read
+        self._queue.extend(
+            [
+                _Msg(Raw(topic, payload, first + _US * i), mid, 1, gen)
+                for i, (topic, payload, mid) in enumerate(msgs)
+            ]
+        )
         self._queued(len(msgs))
 
     def _queued(self, n: int) -> None:
@@ -165,7 +193,7 @@ class MqttIngest:
 
     def _on_message(self, _c: paho.Client, _u: Any, msg: paho.MQTTMessage) -> None:
         """QoS 0 messages (our probe, devices publishing at QoS 0); QoS 1 takes `_on_qos1`."""
-        now = datetime.now(UTC)
+        now = self._clock.take(1)
         if msg.topic == self._health.topic:
             self._health.heard(now)
             return
