@@ -1,9 +1,12 @@
 """Alert text in the page's language: the dashboard words each built-in rule from the alert's fields,
 whatever language the server wrote its `message` in (IOC_LANG, for notifications)."""
 
+import csv
+import io
 import unicodedata
 from collections.abc import Iterator
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -153,6 +156,12 @@ def test_alert_text_follows_the_language_switch_without_reload(page: Page, alert
     for msg, (*_, en) in zip(messages, CASES, strict=True):
         expect(msg).to_have_text(en)
     shot(page, "alerts-english")
+    # The CSV carries the same words as the page (here English), not the server's IOC_LANG text.
+    with page.expect_download() as info:
+        page.click("#alerts-csv")
+    text = Path(info.value.path()).read_text(encoding="utf-8-sig")
+    by_id = {int(row["id"]): row["message"] for row in csv.DictReader(io.StringIO(text))}
+    assert [by_id[i] for i in alerts] == [en for *_, en in CASES]
     broker_lost = alerts[next(i for i, case in enumerate(CASES) if case[0] == "broker_lost")]
     broker = page.locator(f"#alert-list article[data-alert-id='{broker_lost}']")
     expect(broker.locator(".alert-rule")).to_have_text("IOC lost its MQTT broker")

@@ -326,7 +326,8 @@ async function onSubmit(e) {
 
 function exportCsv() {
   const out = rows().map((a) => [a.id, a.rule, a.severity, a.state, a.device_id, a.device_id ? deviceName(a.device_id) : "",
-    a.commune, a.village, a.village ? villageName(a.commune, a.village) : "", a.message, a.opened_at, a.acked_at, a.acked_by,
+    a.commune, a.village, a.village ? villageName(a.commune, a.village) : "", alertText(a, knownName(a.device_id)),
+    a.opened_at, a.acked_at, a.acked_by,
     a.comment, a.assignee, a.resolved_at, a.resolved_by, (a.affected || []).join(" ")]);
   downloadCsv(`alerts-${tab}.csv`, ["id", "rule", "severity", "state", "device_id", "device_name", "commune", "village",
     "village_name", "message", "opened_at", "acked_at", "acked_by", "comment", "assignee", "resolved_at", "resolved_by",
