@@ -60,6 +60,7 @@ class IngestConfig:
 
 
 _US = timedelta(microseconds=1)
+_STEP_BACK = timedelta(seconds=1)
 
 
 class ReceiveClock:
@@ -76,7 +77,10 @@ class ReceiveClock:
 
     def take(self, n: int) -> datetime:
         """The first of `n` consecutive microseconds, none earlier than now."""
-        first = max(datetime.now(UTC), self._last + _US)
+        now = datetime.now(UTC)
+        # After the wall clock is stepped back (by more than any read's span), follow it: receive
+        # times feed liveness, and holding them ahead would keep silent devices online.
+        first = now if now + _STEP_BACK < self._last else max(now, self._last + _US)
         self._last = first + _US * (n - 1)
         return first
 

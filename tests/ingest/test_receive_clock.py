@@ -18,6 +18,12 @@ def test_the_clock_hands_out_each_microsecond_once_in_order() -> None:
     assert abs(first - datetime.now(UTC)) < timedelta(seconds=1)
 
 
+def test_the_clock_follows_the_wall_clock_when_it_is_stepped_back() -> None:
+    clock = ReceiveClock()
+    clock._last = datetime.now(UTC) + timedelta(hours=1)  # as if the clock had just gone back an hour
+    assert abs(clock.take(1) - datetime.now(UTC)) < timedelta(seconds=1)
+
+
 def test_statuses_of_one_device_read_together_are_each_stored(db_url: str, mqtt_url: str) -> None:
     load_registry(db_url)
     ingest = MqttIngest(
