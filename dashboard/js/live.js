@@ -38,6 +38,10 @@ export function onConnection(fn) {
   statusListener = fn;
 }
 
+export function communeName(id) {
+  return (store.communes.get(id) || {}).name || id;
+}
+
 export function villageName(commune, village) {
   if (!village) return "";
   const v = store.villages.get(`${commune}/${village}`);
