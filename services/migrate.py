@@ -57,28 +57,33 @@ def migrate(url: str) -> list[str]:
     return applied
 
 
+def _is_code(line: str) -> bool:
+    stripped = line.strip()
+    return bool(stripped) and not stripped.startswith("--")
+
+
 def statements(sql: str) -> list[str]:
     """The statements of a no-transaction migration: each ends with `;` at the end of a line."""
     out, current = [], []
     for line in sql.splitlines():
         current.append(line)
         if line.rstrip().endswith(";"):
-            text = "\n".join(current).strip()
-            if any(not ln.strip().startswith("--") and ln.strip() for ln in current):
-                out.append(text)
+            if any(_is_code(ln) for ln in current):
+                out.append("\n".join(current).strip())
             current = []
-    if any(ln.strip() and not ln.strip().startswith("--") for ln in current):
+    if any(_is_code(ln) for ln in current):
         raise ValueError("a statement of a no-transaction migration does not end with ';'")
     return out
 
 
 def apply(conn: psycopg.Connection, version: int, name: str, sql: str) -> None:
     """Run one migration on an autocommit connection and record it."""
+    record = ("INSERT INTO schema_migrations (version, name) VALUES (%s, %s)", (version, name))
     if sql.startswith(NO_TRANSACTION):
         for statement in statements(sql):
             conn.execute(statement)  # type: ignore[arg-type]  # trusted file shipped with the package
-        conn.execute("INSERT INTO schema_migrations (version, name) VALUES (%s, %s)", (version, name))
+        conn.execute(*record)
         return
     with conn.transaction():
         conn.execute(sql)  # type: ignore[arg-type]  # trusted file shipped with the package
-        conn.execute("INSERT INTO schema_migrations (version, name) VALUES (%s, %s)", (version, name))
+        conn.execute(*record)
