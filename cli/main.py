@@ -1,11 +1,21 @@
-"""The `ioc` command. Each `cli/cmd_*.py` module adds its subcommands with `register()`."""
+"""The `ioc` command: every subcommand module is named here and adds its parsers with `register()`."""
 
 import argparse
-import importlib
-import pkgutil
 import sys
 
-import cli
+from cli import (
+    cmd_alerts,
+    cmd_cameras,
+    cmd_devices,
+    cmd_gateway,
+    cmd_ingest,
+    cmd_keys,
+    cmd_migrate,
+    cmd_mqtt_auth,
+    cmd_simulate,
+    cmd_up,
+    cmd_users,
+)
 from services.errors import ConfigError, IocError
 
 
@@ -13,9 +23,9 @@ def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="ioc", description="Commune IOC — operations center of a smart commune")
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = p.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for info in sorted(pkgutil.iter_modules(cli.__path__), key=lambda m: m.name):
-        if info.name.startswith("cmd_"):
-            importlib.import_module(f"cli.{info.name}").register(sub)
+    commands = (cmd_alerts, cmd_cameras, cmd_devices, cmd_gateway, cmd_ingest, cmd_keys, cmd_migrate)
+    for module in (*commands, cmd_mqtt_auth, cmd_simulate, cmd_up, cmd_users):
+        module.register(sub)
     return p
 
 

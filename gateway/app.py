@@ -1,14 +1,26 @@
 """The gateway's FastAPI application: factory and lifespan."""
 
-import importlib
 import logging
-import pkgutil
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from gateway import errors, routes
+from gateway import errors, security
+from gateway.routes import (
+    alerts,
+    audit,
+    auth,
+    dashboard,
+    devices,
+    health,
+    live,
+    maintenance,
+    ngsi,
+    reports,
+    share,
+    users,
+)
 from gateway.settings import GatewaySettings
 from services.db import pool
 
@@ -27,7 +39,7 @@ Errors are `{"error": {"code": "...", "message": "..."}}`.
 
 
 def create_app(settings: GatewaySettings) -> FastAPI:
-    """Build the app; every module in gateway/routes with a `router` is mounted."""
+    """Build the app: every router, the start/stop hooks, and the middleware, named here."""
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -49,10 +61,24 @@ def create_app(settings: GatewaySettings) -> FastAPI:
     app.state.startup = []
     app.state.shutdown = []
     errors.install(app)
-    for info in sorted(pkgutil.iter_modules(routes.__path__), key=lambda m: m.name):
-        module = importlib.import_module(f"gateway.routes.{info.name}")
-        if hasattr(module, "setup"):
-            module.setup(app)
-        if hasattr(module, "router"):
-            app.include_router(module.router)
+    live.setup(app)  # the live-feed tailer, started and stopped with the app
+    dashboard.setup(app)  # /ui static files, before any route that could shadow them
+    for module in (
+        alerts,
+        audit,
+        auth,
+        dashboard,
+        devices,
+        health,
+        live,
+        maintenance,
+        ngsi,
+        reports,
+        share,
+        users,
+    ):
+        app.include_router(module.router)
+    share.setup(app)  # the audit middleware of sharing calls
+    # Last, so its middleware is outermost: every answer (429s, CORS, errors) gets the headers.
+    security.install(app)
     return app

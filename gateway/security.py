@@ -9,6 +9,9 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
+from fastapi import FastAPI
+from starlette.middleware.cors import CORSMiddleware
+
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
@@ -230,3 +233,24 @@ async def _too_many(send: Send, retry_after_s: int) -> None:
         }
     )
     await send({"type": "http.response.body", "body": payload})
+
+
+def install(app: FastAPI) -> None:
+    """Installs the HTTP hardening around every route; call it after everything else is added."""
+    settings = app.state.settings
+    origins = list(settings.cors_origins)
+    # Closed by default: without allowed origins no CORS header is ever sent, so browsers
+    # keep other sites' pages from reading the API.
+    if origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=origins,
+            allow_methods=["GET", "POST", "PUT", "DELETE"],
+            allow_headers=["Authorization", "Content-Type", "Accept"],
+            allow_credentials=False,
+            max_age=600,
+        )
+    app.state.login_limiter = LoginLimiter()
+    app.add_middleware(LoginRateLimit, limiter=app.state.login_limiter)
+    # Added last, so outermost: 429s and CORS answers get the headers too.
+    app.add_middleware(SecurityHeaders, cookie_secure=settings.cookie_secure, allowed_origins=origins)
