@@ -11,7 +11,7 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 
 from services import paging
-from services.errors import Conflict, InvalidInput, NotFound, Unauthorized
+from services.errors import Conflict, InvalidInput, LockedOut, NotFound, Unauthorized
 from services.models import ROLES
 from services.registry_file import ID_RE
 
@@ -105,7 +105,7 @@ def login(conn: psycopg.Connection, username: str, password: str) -> tuple[str, 
         raise Unauthorized("wrong username or password")
     uid, phash, role, communes, disabled_at, locked_until = row
     if locked_until and locked_until > now:
-        raise Unauthorized("too many failed logins; try again in a few minutes")
+        raise LockedOut("too many failed logins; try again in a few minutes")
     if not _verify(phash, password) or disabled_at is not None:
         conn.execute(
             "UPDATE users SET failed_logins = failed_logins + 1,"

@@ -42,6 +42,12 @@ class Unauthorized(IocError):
     code = "unauthorized"
 
 
+class LockedOut(Unauthorized):
+    """The account is locked for a while after too many failed sign-ins."""
+
+    code = "locked_out"
+
+
 class Forbidden(IocError):
     """Valid credentials, but outside their role or scope."""
 

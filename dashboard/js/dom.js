@@ -19,6 +19,11 @@ export const collate = new Intl.Collator("vi", { numeric: true }).compare;
 
 const ESC = { "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" };
 
+// Search and filters ignore diacritics and case: people type "bac thanh" for «Bắc Thạnh».
+export function fold(v) {
+  return String(v ?? "").toLowerCase().normalize("NFD").replace(/[\u0300-\u036f]/g, "").replace(/đ/g, "d");
+}
+
 export function esc(v) {
   return String(v ?? "").replace(/[&<>"']/g, (c) => ESC[c]);
 }

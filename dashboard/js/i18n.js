@@ -58,6 +58,7 @@ export function metricLabel(key, withUnit = false) {
 }
 
 export function applyI18n(root) {
+  document.title = t("app.title");
   for (const el of root.querySelectorAll("[data-i18n]")) el.textContent = t(el.dataset.i18n);
   for (const el of root.querySelectorAll("[data-i18n-placeholder]")) el.placeholder = t(el.dataset.i18nPlaceholder);
 }
@@ -66,7 +67,7 @@ function formatter(kind) {
   if (!fmtCache[kind]) {
     const locale = lang === "vi" ? "vi-VN" : "en-GB";
     const opts = {
-      full: { dateStyle: "short", timeStyle: "medium" },
+      full: { year: "numeric", month: "2-digit", day: "2-digit", hour: "2-digit", minute: "2-digit", second: "2-digit", hour12: false },
       time: { hour: "2-digit", minute: "2-digit", second: "2-digit", hour12: false },
       short: { day: "2-digit", month: "2-digit", hour: "2-digit", minute: "2-digit", hour12: false },
       minute: { year: "numeric", month: "2-digit", day: "2-digit", hour: "2-digit", minute: "2-digit", hour12: false },

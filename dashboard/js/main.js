@@ -78,6 +78,13 @@ function showApp() {
   route(true);
 }
 
+// What the server said, in the page's words: a locked account or a sign-in limit is not a wrong password.
+function loginRefusal(ex) {
+  if (ex.code === "locked_out" || ex.status === 429) return t("login.locked");
+  if (ex.status === 401) return t("login.failed");
+  return t("misc.error", { msg: ex.message });
+}
+
 async function login(e) {
   e.preventDefault();
   const form = e.target;
@@ -93,7 +100,7 @@ async function login(e) {
     form.password.value = "";
     showApp();
   } catch (ex) {
-    err.textContent = ex.status === 401 ? t("login.failed") : t("misc.error", { msg: ex.message });
+    err.textContent = loginRefusal(ex);
     err.hidden = false;
   } finally {
     form.querySelector("button[type=submit]").disabled = false;

@@ -46,6 +46,22 @@ def test_login_form_refuses_a_wrong_password_then_signs_in(browser: Browser, das
     ctx.close()
 
 
+def test_a_locked_account_is_told_it_is_locked_not_that_its_password_is_wrong(
+    browser: Browser, dash_url: str, dash_db: str
+) -> None:
+    with psycopg.connect(dash_db) as conn:
+        auth.add_user(conn, "khoa", PASSWORD, "viewer")
+        conn.execute("UPDATE users SET locked_until = now() + interval '10 minutes' WHERE username = 'khoa'")
+    ctx = browser.new_context(viewport={"width": 390, "height": 844})
+    page = ctx.new_page()
+    page.goto(dash_url + "/")
+    page.fill("input[name=username]", "khoa")
+    page.fill("input[name=password]", PASSWORD)  # the right password: the lock still holds
+    page.click("#login button[type=submit]")
+    expect(page.locator("#login-error")).to_contain_text("tạm khóa")
+    ctx.close()
+
+
 def test_overview_counts_match_the_status_api(page: Page, dash_url: str) -> None:
     rows = httpx.get(dash_url + "/api/v1/status", headers=api_token(dash_url)).json()["items"]
     by_state = Counter(r["state"] for r in rows)
@@ -145,6 +161,10 @@ def test_device_list_filters_and_search(page: Page) -> None:
     page.fill("input[name=q]", "chợ")
     expect(page.locator("#device-count")).to_have_attribute("data-n", "2")
     shot(page, "devices")
+    # People type without diacritics and in any case: the same two devices.
+    for typed in ("cho", "CHỢ", "Cho"):
+        page.fill("input[name=q]", typed)
+        expect(page.locator("#device-count")).to_have_attribute("data-n", "2")
     page.fill("input[name=q]", "")
 
 
