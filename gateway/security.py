@@ -12,6 +12,8 @@ from urllib.parse import urlsplit
 from fastapi import FastAPI
 from starlette.middleware.cors import CORSMiddleware
 
+from gateway import input_guard
+
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
@@ -250,6 +252,7 @@ def install(app: FastAPI) -> None:
             allow_credentials=False,
             max_age=600,
         )
+    input_guard.install(app)  # innermost: limits and audit see its 400s
     app.state.login_limiter = LoginLimiter()
     app.add_middleware(LoginRateLimit, limiter=app.state.login_limiter)
     # Added last, so outermost: 429s and CORS answers get the headers too.
