@@ -17,7 +17,8 @@ const ROUTES = [
   [/^#?\/?$/, "overview", overview],
   [/^#\/map$/, "map", mapView],
   [/^#\/devices$/, "devices", devices],
-  [/^#\/device\/([^/]+)$/, "devices", device],
+  // `#/devices/{id}` too: the link notifications carried before it was corrected.
+  [/^#\/devices?\/([^/]+)$/, "devices", device],
   [/^#\/report$/, "report", report],
   [/^#\/alerts$/, "alerts", alerts],
   [/^#\/maintenance$/, "maintenance", maintenance],

@@ -33,7 +33,7 @@ HEALTH_EVERY_S = 5.0
 class AlertsSettings(IocSettings):
     """`ioc alerts`: the alert evaluator and notifier."""
 
-    # Base of links in notifications (`{public_url}/#/devices/{id}`); shared with the gateway.
+    # Base of links in notifications (`{public_url}/#/device/{id}`); shared with the gateway.
     public_url: str | None = None
     alerts_tick_s: float = 0.5
     alerts_lock_poll_s: float = 1.0

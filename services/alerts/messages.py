@@ -157,7 +157,7 @@ def _device_link(public_url: str | None, alert: Mapping[str, Any]) -> str | None
     """The dashboard page of the alert's device, when the IOC's public URL is known."""
     if not public_url or not alert.get("device_id"):
         return None
-    return f"{public_url.rstrip('/')}/#/devices/{alert['device_id']}"
+    return f"{public_url.rstrip('/')}/#/device/{alert['device_id']}"
 
 
 def render(

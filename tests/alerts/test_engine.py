@@ -38,7 +38,7 @@ def test_offline_after_for_opens_one_alert_notifies_and_resolves_by_itself(
         msg = receiver.json()[0]
         assert "Loa ấp Tây Bình 1 mất kết nối" in msg["title"]
         assert "Ấp Tây Bình, Xã Thoại Giang" in msg["message"]
-        assert "http://ioc.example:8000/#/devices/spk-tay-binh-1" in msg["message"]
+        assert "http://ioc.example:8000/#/device/spk-tay-binh-1" in msg["message"]
         set_state(db_url, "spk-tay-binh-1", "online")
         wait_for(lambda: alerts(db_url, "state = 'resolved'"))
         wait_for(lambda: len(receiver.requests) == 2)

@@ -195,7 +195,7 @@ def test_message_names_device_place_since_and_link() -> None:
     assert "Địa điểm: Ấp Trung Bình, Xã Thoại Giang" in body
     assert "Từ lúc: 10:00:00 25/11/2026" in body  # Asia/Ho_Chi_Minh
     assert "Ảnh hưởng: 2 thiết bị (cam-1, spk-1)" in body
-    assert body.endswith("http://ioc.local:8000/#/devices/gw-1")
+    assert body.endswith("http://ioc.local:8000/#/device/gw-1")
     title_en, _ = messages.render("resolve", {**alert, "resolved_at": s(600)}, place, lang="en")
     assert title_en == "[RESOLVED] Router ấp Trung Bình is offline"
 

@@ -2,6 +2,7 @@
 
 import csv
 import io
+import re
 from collections import Counter
 from datetime import UTC, datetime
 from pathlib import Path
@@ -13,6 +14,7 @@ from playwright.sync_api import Browser, Page, expect
 
 from cli.embedded import Postgres, free_port
 from services import auth, feed
+from services.alerts import messages
 from tests.dashboard.conftest import METRICS, PASSWORD, shot, sign_in
 from tests.dashboard.pipeline import set_state
 from tests.dashboard.serve import gateway
@@ -189,6 +191,28 @@ def test_device_page_draws_history_charts_events_and_camera_links(page: Page, da
         "href", "rtsp://192.0.2.21:554/Streaming/Channels/101"
     )
     expect(page.locator("#device-links a[data-link=snapshot_uri]")).to_be_visible()
+
+
+def test_a_notification_link_opens_the_device_page_after_sign_in(browser: Browser, dash_url: str) -> None:
+    alert = {
+        "rule": "offline",
+        "device_id": "spk-tay-binh-1",
+        "severity": "critical",
+        "since": datetime.now(UTC),
+    }
+    _title, body = messages.render("open", alert, messages.Place(kind="speaker"), public_url=dash_url)
+    link = re.search(r"https?://\S+", body)
+    assert link, body
+    # A technician taps the link on a phone that is not signed in yet.
+    ctx = browser.new_context(viewport={"width": 390, "height": 844})
+    page = ctx.new_page()
+    page.goto(link.group(0))
+    page.fill("input[name=username]", "admin")
+    page.fill("input[name=password]", PASSWORD)
+    page.click("#login button[type=submit]")
+    expect(page.locator("#device-state")).to_have_attribute("data-state", "offline")
+    expect(page.locator("#view")).to_contain_text("spk-tay-binh-1")
+    ctx.close()
 
 
 def test_metrics_read_as_labels_with_units_in_vietnamese_then_english(
