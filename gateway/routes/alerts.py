@@ -9,11 +9,11 @@ from psycopg.types.json import Jsonb
 from pydantic import BaseModel, Field
 
 from gateway.deps import Admin, Conn, CurrentUser, Technician, check_commune
-from services import paging
+from services import audit, paging
 from services.alerts import config as alert_config
 from services.alerts import rule_schema, store
 from services.auth import User
-from services.errors import ConfigError, InvalidInput, NotFound
+from services.errors import ConfigError, Forbidden, InvalidInput, NotFound
 
 router = APIRouter(tags=["alerts"])
 
@@ -34,6 +34,20 @@ def _scoped(user: User, alert: dict[str, Any]) -> dict[str, Any]:
     ):
         raise NotFound(f"no alert {alert['id']}")
     return alert
+
+
+def _audit(conn: Conn, request: Request, user: User, alert: dict[str, Any], params: dict[str, Any]) -> None:
+    # Written first in the change's transaction: a refused change (409, 400) leaves no row, and
+    # the live-feed message stays the last statement.
+    audit.record(
+        conn,
+        actor_kind="user",
+        actor=user.username,
+        action=f"{request.method} {request.url.path}",
+        params={"alert_id": alert["id"], **params},
+        status=200,
+        communes=None if alert["commune_id"] is None else [alert["commune_id"]],
+    )
 
 
 @router.get("/api/v1/alerts")
@@ -99,30 +113,48 @@ def get_alert(alert_id: int, conn: Conn, user: CurrentUser) -> dict[str, Any]:
 
 @router.post("/api/v1/alerts/{alert_id}/ack")
 def ack_alert(
-    alert_id: int, conn: Conn, user: Technician, body: Annotated[AckIn | None, Body()] = None
+    alert_id: int,
+    conn: Conn,
+    user: Technician,
+    request: Request,
+    body: Annotated[AckIn | None, Body()] = None,
 ) -> dict[str, Any]:
     """Acknowledge (optional `{"comment"}`): repeats and escalation stop; who and when are recorded."""
-    _scoped(user, store.get(conn, alert_id))
+    alert = _scoped(user, store.get(conn, alert_id))
     conn.commit()  # the change below is its own transaction, with the live-feed message last
-    return store.ack(conn, alert_id, user.username, body.comment if body else None)
+    comment = body.comment if body else None
+    with conn.transaction():
+        _audit(conn, request, user, alert, {"comment": comment})
+        return store.ack(conn, alert_id, user.username, comment)
 
 
 @router.post("/api/v1/alerts/{alert_id}/resolve")
 def resolve_alert(
-    alert_id: int, conn: Conn, user: Technician, body: Annotated[AckIn | None, Body()] = None
+    alert_id: int,
+    conn: Conn,
+    user: Technician,
+    request: Request,
+    body: Annotated[AckIn | None, Body()] = None,
 ) -> dict[str, Any]:
     """Resolve by hand; the alert comes back only if its condition clears and returns."""
-    _scoped(user, store.get(conn, alert_id))
+    alert = _scoped(user, store.get(conn, alert_id))
     conn.commit()
-    return store.resolve(conn, alert_id, user.username, body.comment if body else None)
+    comment = body.comment if body else None
+    with conn.transaction():
+        _audit(conn, request, user, alert, {"comment": comment})
+        return store.resolve(conn, alert_id, user.username, comment)
 
 
 @router.post("/api/v1/alerts/{alert_id}/assign")
-def assign_alert(alert_id: int, body: AssignIn, conn: Conn, user: Technician) -> dict[str, Any]:
+def assign_alert(
+    alert_id: int, body: AssignIn, conn: Conn, user: Technician, request: Request
+) -> dict[str, Any]:
     """Assign to a technician: `{"username"}`."""
-    _scoped(user, store.get(conn, alert_id))
+    alert = _scoped(user, store.get(conn, alert_id))
     conn.commit()
-    return store.assign(conn, alert_id, user.username, body.username)
+    with conn.transaction():
+        _audit(conn, request, user, alert, {"username": body.username})
+        return store.assign(conn, alert_id, user.username, body.username)
 
 
 def _file_doc(request: Request) -> dict[str, Any]:
@@ -186,7 +218,10 @@ def put_rules(
 ) -> dict[str, Any]:
     """Admins: replace the rule edits (`{"rules": {name: settings}}`; a name that is not built in with
     `metric` and `threshold` is a new threshold rule). Edits override IOC_ALERTS_FILE rule by rule and
-    reach the evaluator within a second."""
+    reach the evaluator within a second. The rules are deployment-wide: only an admin of every
+    commune may change them (403 for an admin limited to some communes)."""
+    if user.communes is not None:
+        raise Forbidden("alert rules apply to every commune; only an admin of every commune may change them")
     rules = body["rules"] if isinstance(body.get("rules"), dict) else body
     errors = rule_schema.check_rules(rules)
     if not errors:
@@ -198,8 +233,17 @@ def put_rules(
         raise RequestValidationError(
             [{"loc": ("body", *e.split(":")[0].split(".")), "msg": e, "type": "value_error"} for e in errors]
         )
-    conn.execute(
-        "UPDATE alert_config SET rules = %s, version = version + 1, updated_at = now(), updated_by = %s",
+    row = conn.execute(
+        "UPDATE alert_config SET rules = %s, version = version + 1, updated_at = now(), updated_by = %s"
+        " RETURNING version",
         (Jsonb(rules), user.username),
+    ).fetchone()
+    audit.record(
+        conn,
+        actor_kind="user",
+        actor=user.username,
+        action=f"{request.method} {request.url.path}",
+        params={"rules": rules, "version": row[0] if row else None},
+        status=200,
     )
     return _rules_view(conn, request)

@@ -25,6 +25,9 @@ class AuditEntry(BaseModel):
     params: dict[str, Any] = Field(description="the call's parameters")
     status: int | None = Field(description="HTTP status answered")
     rows: int | None = Field(description="rows returned")
+    communes: list[str] | None = Field(
+        description="the communes the entry concerns; null: deployment-wide (shown to admins of every commune)"
+    )
 
 
 class AuditPage(BaseModel):
@@ -46,13 +49,15 @@ class AuditQuery(BaseModel):
 
 @router.get("/audit", response_model=AuditPage)
 def audit_log(conn: Conn, user: Admin, q: Annotated[AuditQuery, Query()]) -> dict[str, Any]:
-    """Who did what, newest first; paged. Admins only."""
+    """Who did what, newest first; paged. Admins only; an admin limited to some communes sees the
+    entries that concern one of them (deployment-wide entries only admins of every commune see)."""
     since = history.parse_time("from", q.from_) if q.from_ else None
     until = history.parse_time("to", q.to) if q.to else None
     items, nxt = audit.entries(
         conn,
         limit=q.limit,
         cursor=q.cursor,
+        communes=user.communes,
         actor_kind=q.actor_kind,
         actor=q.actor,
         key_id=q.key_id,

@@ -7,7 +7,8 @@ from fastapi import APIRouter, Request, Response
 from pydantic import AliasChoices, BaseModel, Field
 
 from gateway.deps import Admin, Conn, CurrentUser, check_commune
-from services import maintenance, paging
+from services import audit, maintenance, paging
+from services.auth import User
 
 router = APIRouter(prefix="/api/v1/maintenance", tags=["maintenance"])
 
@@ -27,6 +28,20 @@ class MaintenanceIn(BaseModel):
 
 def _tz(request: Request) -> str:
     return str(request.app.state.settings.tz)
+
+
+def _audit(conn: Conn, request: Request, user: User, commune_id: str, params: dict[str, Any]) -> None:
+    # In the change's transaction (committed with it), after the live-feed message: one more
+    # insert under the feed counter's lock, for the window's id in the row.
+    audit.record(
+        conn,
+        actor_kind="user",
+        actor=user.username,
+        action=f"{request.method} {request.url.path}",
+        params=params,
+        status=201 if request.method == "POST" else 204,
+        communes=[commune_id],
+    )
 
 
 @router.get("")
@@ -69,6 +84,8 @@ def create_window(body: MaintenanceIn, conn: Conn, user: Admin, request: Request
         tz=_tz(request),
     )
     check_commune(user, w.commune_id)
+    params = body.model_dump(mode="json", exclude_none=True)
+    _audit(conn, request, user, w.commune_id, {"window_id": w.id, **params})
     return maintenance.row(w, datetime.now(UTC), _tz(request))
 
 
@@ -77,5 +94,6 @@ def delete_window(window_id: int, conn: Conn, user: Admin, request: Request) -> 
     """Admins: end and remove a window (kept in the database for the record). Announced on
     `/ws/live` as `{"type": "maintenance", "op": "deleted", "commune", "window"}`."""
     check_commune(user, maintenance.get(conn, window_id).commune_id)
-    maintenance.delete(conn, window_id, user.username, _tz(request))
+    w = maintenance.delete(conn, window_id, user.username, _tz(request))
+    _audit(conn, request, user, w.commune_id, {"window_id": w.id})
     return Response(status_code=204)

@@ -8,6 +8,7 @@ the next cursor in the `X-Next-Cursor` header.
 
 import hashlib
 import logging
+import re
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
@@ -18,7 +19,9 @@ import orjson
 from fastapi import APIRouter, Depends, FastAPI, Query, Request
 from fastapi.responses import Response
 
+from gateway import problems
 from gateway.deps import Conn, bearer
+from gateway.errors import error_response
 from gateway.security import ASGIApp, Message, Receive, Send
 from gateway.security import Scope as AsgiScope
 from gateway.share_schemas import (
@@ -229,8 +232,10 @@ def changes(request: Request, conn: Conn, key: ShareKey, q: Annotated[ListQuery,
 
 
 class AuditMiddleware:
-    """Writes one audit row per share or NGSI-LD call, before the last byte of the answer leaves
-    (so an audit read right after a call sees it), including refused and failed calls."""
+    """Writes one audit row per share or NGSI-LD call, including refused and failed calls, before
+    the first byte of the answer leaves: a call whose row cannot be written (database gone, pool
+    exhausted) is answered 503 with no data, so nothing is ever read unaudited, and an audit read
+    right after a call sees it."""
 
     def __init__(self, app: ASGIApp, fastapi_app: FastAPI) -> None:
         self.app = app
@@ -245,32 +250,33 @@ class AuditMiddleware:
             await self.app(scope, receive, send)
             return
         state: dict[str, Any] = scope.setdefault("state", {})
-        status = 500
-        done = False
+        written = refused = False
 
         async def audited_send(message: Message) -> None:
-            nonlocal status, done
-            if message["type"] == "http.response.start":
-                status = message["status"]
-            elif message["type"] == "http.response.body" and not message.get("more_body") and not done:
-                done = True
-                await self._write(scope, state, status)
+            nonlocal written, refused
+            if refused:
+                return  # the route's answer is dropped: its audit row could not be written
+            if message["type"] == "http.response.start" and not written:
+                written = True
+                if not await self._write(scope, state, message["status"]):
+                    refused = True
+                    await self._unavailable(scope, receive, send)
+                    return
             await send(message)
 
         try:
             await self.app(scope, receive, audited_send)
         finally:
-            if not done:
-                await self._write(scope, state, status)
+            if not written:
+                # The route raised (answered 500 further out) or the client went away first.
+                with anyio.CancelScope(shield=True):
+                    await self._write(scope, state, 500)
 
-    async def _write(self, scope: AsgiScope, state: dict[str, Any], status: int) -> None:
+    async def _write(self, scope: AsgiScope, state: dict[str, Any], status: int) -> bool:
         key: ApiKey | None = state.get("share_key")
-        params: dict[str, Any] = {}
-        for k, v in parse_qsl(scope.get("query_string", b"").decode("latin-1"), keep_blank_values=True):
-            old = params.get(k)
-            params[k] = v if old is None else [*(old if isinstance(old, list) else [old]), v]
+        params = query_params(scope.get("query_string", b""))
 
-        def write() -> None:
+        def write() -> bool:
             try:
                 with self.fastapi_app.state.pool.connection() as conn:
                     audit.record(
@@ -282,11 +288,57 @@ class AuditMiddleware:
                         status=status,
                         rows=state.get("audit_rows"),
                         key_id=key.id if key else None,
+                        communes=row_communes(key, params, scope["path"]),
                     )
-            except Exception:  # noqa: BLE001 - an audit failure is logged, the answer stands
-                log.exception("could not write the audit row of %s", scope["path"])
+                return True
+            except Exception:  # noqa: BLE001 - the caller answers 503 instead of the data
+                log.exception("could not write the audit row of %s; answering 503", scope["path"])
+                return False
 
-        await anyio.to_thread.run_sync(write)
+        return await anyio.to_thread.run_sync(write)
+
+    @staticmethod
+    async def _unavailable(scope: AsgiScope, receive: Receive, send: Send) -> None:
+        message = "the audit log cannot be written just now, so no data is shared; try again shortly"
+        headers = {"Retry-After": "5"}
+        if problems.applies(scope["path"]):
+            answer = problems.response(503, message, headers)
+        else:
+            answer = error_response(503, "unavailable", message, headers)
+        await answer(scope, receive, send)
+
+
+def query_params(query_string: bytes) -> dict[str, Any]:
+    """A call's query parameters as audited: a repeated name gives a list of its values."""
+    params: dict[str, Any] = {}
+    for k, v in parse_qsl(query_string.decode("utf-8", "replace"), keep_blank_values=True):
+        old = params.get(k)
+        params[k] = v if old is None else [*(old if isinstance(old, list) else [old]), v]
+    return params
+
+
+_URN_COMMUNE = re.compile(r"urn:ngsi-ld:Device:([^:,/]+):")
+
+
+def row_communes(key: ApiKey | None, params: dict[str, Any], path: str) -> list[str] | None:
+    """The communes an audit row concerns: those the call asked for (`commune=`, NGSI-LD ids) when
+    the key reaches them, else the key's own plus those asked for (a refused try is shown to both);
+    None (deployment-wide) for a key of every commune asking for all, or a call without a valid key."""
+    if key is None:
+        return None
+    asked = set(_URN_COMMUNE.findall(path))
+    for name in ("commune", "id"):
+        values = params.get(name, [])
+        for v in values if isinstance(values, list) else [values]:
+            if name == "commune":
+                asked.add(v)
+            else:
+                asked.update(_URN_COMMUNE.findall(v))
+    if not asked:
+        return None if key.communes is None else list(key.communes)
+    if key.communes is None or asked <= set(key.communes):
+        return sorted(asked)
+    return sorted(asked | set(key.communes))
 
 
 def setup(app: FastAPI) -> None:
