@@ -6,6 +6,7 @@ import csv
 import json
 import logging
 import signal
+import socket
 from contextlib import AsyncExitStack
 from pathlib import Path
 
@@ -55,22 +56,54 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
         help="credentials.csv from `ioc mqtt-auth` (device_id,username,password)",
     )
     p.add_argument("--quiet-faults", action="store_true", help="no outages or other faults")
+    # `ioc up` binds the demo cameras' port itself and hands the listening socket over.
+    p.add_argument("--onvif-fd", type=int, help=argparse.SUPPRESS)
     p.set_defaults(func=run)
 
 
-def demo_registry(data_dir: Path, *, choose_port: bool) -> tuple[Path, int]:
-    """Render the demo registry into the data dir; the ONVIF port is kept across runs.
-
-    `choose_port` (for `ioc up`, before it imports the file) picks a new port when the
-    saved one is taken by someone else; the simulator itself keeps the saved one.
-    """
+def demo_registry(data_dir: Path) -> tuple[Path, int]:
+    """Render the demo registry into the data dir with the ONVIF port saved by `ioc up`."""
     meta = data_dir / DEMO_META
     port = json.loads(meta.read_text()).get("onvif_port") if meta.exists() else None
-    if port is None or (choose_port and port_open(port)):
+    if port is None:
         port = demo.TEMPLATE_PORT if not port_open(demo.TEMPLATE_PORT) else free_port()
     data_dir.mkdir(parents=True, exist_ok=True)
     meta.write_text(json.dumps({"onvif_port": port}))
     return demo.write(data_dir / DEMO_FILE, port), port
+
+
+def _listen(port: int) -> socket.socket | None:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind(("127.0.0.1", port))
+        sock.listen(4096)
+    except OSError:
+        sock.close()
+        return None
+    return sock
+
+
+def reserve_demo_port(data_dir: Path) -> tuple[Path, socket.socket]:
+    """Bind the demo cameras' port, then render the registry with it (for `ioc up`).
+
+    The port is bound before it is written down and the bound socket is handed to the
+    simulator (`--onvif-fd`): a port that was merely free when chosen was once taken by
+    another program before the simulator came to bind it. The saved port is kept across
+    runs when it can be bound, so the imported registry does not change.
+    """
+    meta = data_dir / DEMO_META
+    saved = json.loads(meta.read_text()).get("onvif_port") if meta.exists() else None
+    sock = None
+    for port in (saved, demo.TEMPLATE_PORT, 0):
+        if port is not None and (sock := _listen(port)) is not None:
+            break
+    if sock is None:
+        raise InvalidInput("cannot bind a loopback port for the demo cameras")
+    port = int(sock.getsockname()[1])
+    data_dir.mkdir(parents=True, exist_ok=True)
+    meta.write_text(json.dumps({"onvif_port": port}))
+    return demo.write(data_dir / DEMO_FILE, port), sock
 
 
 def read_credentials(path: Path) -> dict[str, tuple[str, str]]:
@@ -91,6 +124,7 @@ async def simulate(
     seed: int,
     credentials: dict[str, tuple[str, str]],
     tz: str,
+    sockets: dict[int, socket.socket] | None = None,
 ) -> None:
     sim = Simulator(
         reg, mqtt_url, rate_scale=rate_scale, seed=seed, scenario=scenario, credentials=credentials, tz=tz
@@ -99,7 +133,7 @@ async def simulate(
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, sim.stop)
     async with AsyncExitStack() as stack:
-        await start_farms(stack, reg, scenario)
+        await start_farms(stack, reg, scenario, sockets=sockets)
         await sim.run()
     log.info(
         "stopped: %d statuses, %d events, %d connections",
@@ -117,7 +151,7 @@ def run(args: argparse.Namespace) -> int:
     if args.rate_scale <= 0:
         raise ConfigError("--rate-scale must be > 0")
     if args.demo:
-        path, port = demo_registry(s.data_dir, choose_port=False)
+        path, port = demo_registry(s.data_dir)
         log.info(
             "demo registry in %s (cameras on 127.0.0.1:%d); import it with `ioc devices import %s`",
             path,
@@ -132,9 +166,20 @@ def run(args: argparse.Namespace) -> int:
     if args.quiet_faults:
         scenario = Scenario.quiet()
     creds = read_credentials(args.credentials) if args.credentials else {}
+    sockets = {}
+    if args.onvif_fd is not None:
+        sock = socket.socket(fileno=args.onvif_fd)
+        sockets[int(sock.getsockname()[1])] = sock
     asyncio.run(
         simulate(
-            reg, s.mqtt_url, scenario, rate_scale=args.rate_scale, seed=args.seed, credentials=creds, tz=s.tz
+            reg,
+            s.mqtt_url,
+            scenario,
+            rate_scale=args.rate_scale,
+            seed=args.seed,
+            credentials=creds,
+            tz=s.tz,
+            sockets=sockets,
         )
     )
     return 0

@@ -1,8 +1,14 @@
 """`ioc up`: the whole operations center in one command, on embedded servers.
 
-Order matters both ways: database and broker first, then migrations, the first admin and the
-demo registry, then the production processes as children (restarted with backoff when they
-die); on Ctrl-C or SIGTERM the children stop first, then the broker, then the database.
+One `ioc up` per data dir: it holds an `flock` on DATA_DIR/ioc-up.lock for its whole life, so
+a second one is refused and leaves the running one alone, while the servers of a killed one
+(a detached postmaster, see LIMITS.md) are recognised as orphans and recovered.
+
+Order matters both ways (docs/operations.md): database and broker first, then migrations, the
+first admin and the demo registry, then ingest, the gateway and the simulator, and the alert
+evaluator last, once ingest hears the broker; on Ctrl-C or SIGTERM the alert evaluator stops
+first, then the gateway, ingest, the simulator, the broker and the database, each waited for in
+turn, so the evaluator never runs without ingest to feed it.
 """
 
 import argparse
@@ -12,14 +18,16 @@ import logging
 import os
 import secrets
 import signal
+import socket
 import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 
 from cli import context
-from cli.embedded import Mosquitto, Postgres, port_open
+from cli.embedded import DataDirInUse, DataDirLock, Mosquitto, Postgres, port_open
 from services import auth, registry, registry_file
 from services.db import connect, first_line
 from services.errors import ConfigError, IocError
@@ -29,6 +37,11 @@ from services.settings import IocSettings, load
 log = logging.getLogger("ioc.up")
 
 PROCESSES = ("ingest", "gateway", "alerts")
+# Stopped one by one in this order; the alert evaluator must never outlive ingest, or a
+# planned stop looks like "IOC lost its broker" and devices going silent.
+STOP_ORDER = ("alerts", "gateway", "ingest", "simulate")
+# `alerts` starts once ingest reports that it hears the broker, or after this long anyway.
+ALERTS_WAIT_S = 30.0
 STATE_FILE = "up.json"
 BACKOFF_MAX_S = 30.0
 # A child that ran this long before dying is restarted without delay.
@@ -111,10 +124,32 @@ class Up:
     children: list[Child] = field(default_factory=list)
     stopping: bool = False
     env: dict[str, str] = field(default_factory=dict)
+    db_url: str | None = None
+    lock: DataDirLock | None = None
+    # The demo cameras' listening socket, bound before its port went into the registry.
+    onvif_sock: socket.socket | None = None
+    # Database time when ingest was started, and the monotonic deadline of the wait for it.
+    ingest_started_db: datetime | None = None
+    alerts_deadline: float | None = None
+    alerts_released: bool = False
 
     # -- first start and leftovers --------------------------------------------------------
-    def check_single(self) -> None:
-        """One `ioc up` per data dir; children of a killed one are stopped."""
+    def claim(self) -> None:
+        """One `ioc up` per data dir: refuse while another holds the lock; stop a killed one's children.
+
+        Only the lock tells a live `ioc up` from a dead one; once we hold it, whatever its
+        state file names is an orphan (a killed run), never the live instance.
+        """
+        lock = DataDirLock(self.data_dir)
+        try:
+            lock.acquire()
+        except DataDirInUse as err:
+            who = f" (pid {err.pid})" if err.pid else ""
+            raise IocError(
+                f"`ioc up` already runs on {self.data_dir}{who}; it was left alone"
+                " (stop it first with Ctrl-C or SIGTERM, or use another --data-dir)"
+            ) from err
+        self.lock = lock
         f = self.data_dir / STATE_FILE
         if not f.exists():
             return
@@ -122,14 +157,6 @@ class Up:
             state = json.loads(f.read_text())
         except ValueError:
             return
-        pid = int(state.get("pid", 0))
-        if (
-            pid
-            and pid != os.getpid()
-            and b"up" in _cmdline(pid)
-            and str(self.data_dir).encode() in _cmdline(pid)
-        ):
-            raise IocError(f"`ioc up` already runs on {self.data_dir} (pid {pid})")
         for cpid in state.get("children", []):
             if str(self.data_dir).encode() in _cmdline(int(cpid)):
                 log.warning("stopping process %s left running by a killed `ioc up`", cpid)
@@ -180,10 +207,11 @@ class Up:
             return password
 
     def load_demo(self, db_url: str, key: str) -> int:
-        from cli.cmd_simulate import demo_registry
+        from cli.cmd_simulate import reserve_demo_port
         from services.vault import Vault
 
-        path, port = demo_registry(self.data_dir, choose_port=True)
+        path, self.onvif_sock = reserve_demo_port(self.data_dir)
+        port = self.onvif_sock.getsockname()[1]
         reg = registry_file.read(path)
         with connect(db_url) as conn:
             registry.import_registry(conn, reg, Vault(key))
@@ -218,12 +246,19 @@ class Up:
             )
 
     def spawn(self, child: Child) -> None:
+        argv, fds = child.argv, []
+        if child.name == "simulate" and self.onvif_sock is not None:
+            fds.append(self.onvif_sock.fileno())
+            argv = [*argv, "--onvif-fd", str(fds[0])]
+        if child.name == "ingest" and self.ingest_started_db is None:
+            self.ingest_started_db = self._db_now()
         child.proc = subprocess.Popen(  # noqa: S603 - our own interpreter and module
-            child.argv,
+            argv,
             env=self.env,
             stdin=subprocess.DEVNULL,
             process_group=0,
             preexec_fn=_die_with_parent,
+            pass_fds=fds,
         )
         child.started_at = time.monotonic()
         log.info("started ioc %s (pid %s)", child.name, child.proc.pid)
@@ -241,7 +276,7 @@ class Up:
                 )
                 c.proc = None
                 c.restart_at = now + delay
-            if c.proc is None and now >= c.restart_at and not self.stopping:
+            if c.proc is None and now >= c.restart_at and not self.stopping and self.may_start(c, now):
                 self.spawn(c)
         for name, server in (("PostgreSQL", self.pg), ("Mosquitto", self.mqtt)):
             if server is not None and server.proc is not None and server.proc.poll() is not None:
@@ -251,20 +286,59 @@ class Up:
                 except RuntimeError as err:
                     log.error("embedded %s did not restart: %s", name, first_line(err))
 
+    def _db_now(self) -> datetime | None:
+        if self.db_url is None:
+            return None
+        try:
+            with connect(self.db_url) as conn:
+                row = conn.execute("SELECT now()").fetchone()
+        except IocError:
+            return None
+        return row[0] if row else None
+
+    def _ingest_hears(self) -> bool:
+        if self.db_url is None or self.ingest_started_db is None:
+            return False
+        try:
+            with connect(self.db_url) as conn:
+                row = conn.execute(
+                    "SELECT 1 FROM process_health WHERE kind = 'ingest' AND seen_at >= %s",
+                    (self.ingest_started_db,),
+                ).fetchone()
+        except IocError:
+            return False
+        return row is not None
+
+    def may_start(self, child: Child, now: float) -> bool:
+        """`alerts` waits (once, at start) until ingest reports since its start, at most ALERTS_WAIT_S."""
+        if child.name != "alerts" or self.alerts_released:
+            return True
+        if not any(c.name == "ingest" for c in self.children):
+            self.alerts_released = True
+            return True
+        if self.alerts_deadline is None:
+            self.alerts_deadline = now + ALERTS_WAIT_S
+        if self._ingest_hears():
+            self.alerts_released = True
+        elif now >= self.alerts_deadline:
+            log.warning("ingest has not reported in %.0f s; starting ioc alerts anyway", ALERTS_WAIT_S)
+            self.alerts_released = True
+        return self.alerts_released
+
     def stop_children(self) -> None:
-        live = [c for c in self.children if c.proc is not None and c.proc.poll() is None]
-        for c in live:
-            assert c.proc is not None
+        """One at a time in STOP_ORDER, each waited for before the next is told to stop."""
+        rank = {name: i for i, name in enumerate(STOP_ORDER)}
+        for c in sorted(self.children, key=lambda c: rank.get(c.name, len(STOP_ORDER))):
+            if c.proc is None or c.proc.poll() is not None:
+                continue
             c.proc.terminate()
-        deadline = time.monotonic() + STOP_TIMEOUT_S
-        for c in live:
-            assert c.proc is not None
             try:
-                c.proc.wait(max(0.1, deadline - time.monotonic()))
+                c.proc.wait(STOP_TIMEOUT_S)
             except subprocess.TimeoutExpired:
                 log.warning("ioc %s did not stop in %.0f s; killing it", c.name, STOP_TIMEOUT_S)
                 c.proc.kill()
                 c.proc.wait()
+            log.info("stopped ioc %s (code %s)", c.name, c.proc.returncode)
         self.save_state()
 
     def shutdown(self) -> None:
@@ -273,8 +347,12 @@ class Up:
             self.mqtt.stop()
         if self.pg is not None:
             self.pg.stop()
+        if self.onvif_sock is not None:
+            self.onvif_sock.close()
         (self.data_dir / STATE_FILE).unlink(missing_ok=True)
         log.info("stopped")
+        if self.lock is not None:
+            self.lock.release()
 
     def wait_http(self, timeout_s: float = 60) -> bool:
         """Until the gateway listens (or is missing, or we are told to stop)."""
@@ -306,10 +384,11 @@ def run(args: argparse.Namespace) -> int:
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
-    up.check_single()
+    up.claim()
     key = up.secret_key()
     try:
         db_url, mqtt_url = up.start_servers()
+        up.db_url = db_url
         migrate(db_url)
         password = up.first_admin(db_url)
         n_demo = up.load_demo(db_url, key) if args.demo else 0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import socket
 from contextlib import AsyncExitStack
 from typing import Any
 
@@ -45,9 +46,18 @@ def camera_specs(reg: Registry, scenario: Scenario) -> dict[int, list[dict[str, 
 
 
 async def start_farms(
-    stack: AsyncExitStack, reg: Registry, scenario: Scenario, host: str = "127.0.0.1"
+    stack: AsyncExitStack,
+    reg: Registry,
+    scenario: Scenario,
+    host: str = "127.0.0.1",
+    *,
+    sockets: dict[int, socket.socket] | None = None,
 ) -> int:
-    """Serve every loopback camera of `reg` (one farm per port) until `stack` closes; returns how many."""
+    """Serve every loopback camera of `reg` (one farm per port) until `stack` closes; returns how many.
+
+    A port found in `sockets` is served on that already-listening socket (bound by `ioc up`
+    before it wrote the port into the registry), the others are bound here.
+    """
     specs = camera_specs(reg, scenario)
     total = sum(len(v) for v in specs.values())
     if not total:
@@ -58,7 +68,12 @@ async def start_farms(
         return 0
     for port, cams in sorted(specs.items()):
         farm = await stack.enter_async_context(
-            onvif.CameraFarm([onvif.CameraSpec(**c) for c in cams], host=host, port=port)
+            onvif.CameraFarm(
+                [onvif.CameraSpec(**c) for c in cams],
+                host=host,
+                port=port,
+                sock=(sockets or {}).get(port),
+            )
         )
         log.info("%d ONVIF camera(s) answer on %s:%s", len(cams), host, farm.port)
     return total

@@ -45,6 +45,8 @@ class CameraFarm:
 
     `slow_s` is the delay of the "slow" fault; `discovery` also answers WS-Discovery probes
     (unicast on `discovery_port`, and multicast 239.255.255.250:3702 on `host`'s interface).
+    `sock` is a listening socket to serve on instead of binding `host:port` (no window in
+    which another program can take a port already written into a registry).
     """
 
     def __init__(
@@ -56,8 +58,10 @@ class CameraFarm:
         slow_s: float = 2.0,
         discovery: bool = True,
         multicast: bool = True,
+        sock: socket.socket | None = None,
     ) -> None:
         self.host, self._want_port = host, port
+        self._sock = sock
         self.slow_s = slow_s
         self.cameras: dict[str, Camera] = {}
         for s in specs:
@@ -88,7 +92,11 @@ class CameraFarm:
         app.router.add_get("/onvif/{device_id}/snapshot.jpg", self._snapshot)
         self._runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=0.5)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, self.host, self._want_port, backlog=4096, reuse_address=True)
+        site: web.BaseSite
+        if self._sock is not None:
+            site = web.SockSite(self._runner, self._sock, backlog=4096)
+        else:
+            site = web.TCPSite(self._runner, self.host, self._want_port, backlog=4096, reuse_address=True)
         await site.start()
         sock = site._server.sockets[0]  # type: ignore[union-attr]
         self.port = sock.getsockname()[1]
