@@ -472,7 +472,15 @@ def test_alert_messages_open_and_resolve_on_the_overview(page: Page, dash_db: st
         feed.publish(conn, [dict(alert)])
     expect(page.locator("#alerts li[data-alert-id='9001']")).to_contain_text("Loa ấp Tây Bình 1 mất kết nối")
     expect(page.locator("#alert-count")).to_have_text("1")
+    expect(page.locator("#nav-alerts-n")).to_have_text("1")
     shot(page, "overview-alert")
+    # Acknowledged: still listed (marked), no longer counted as open — on the panel as on the tab.
+    acked = {**alert, "state": "acked", "acked_at": datetime.now(UTC).isoformat(), "acked_by": "admin"}
+    with psycopg.connect(dash_db) as conn:
+        feed.publish(conn, [acked])
+    expect(page.locator("#alerts li[data-alert-id='9001']")).to_have_attribute("data-state", "acked")
+    expect(page.locator("#alert-count")).to_have_text("0")
+    expect(page.locator("#nav-alerts-n")).to_be_hidden()
     with psycopg.connect(dash_db) as conn:
         feed.publish(conn, [{**alert, "state": "resolved", "resolved_at": datetime.now(UTC).isoformat()}])
     expect(page.locator("#alerts li[data-alert-id='9001']")).to_have_count(0)

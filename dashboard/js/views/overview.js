@@ -165,8 +165,10 @@ function bar(c, sum) {
 function renderAlerts() {
   const alerts = [...store.alerts.values()].sort((a, b) => sevRank(a.severity) - sevRank(b.severity) ||
     String(b.opened_at).localeCompare(String(a.opened_at)));
-  root.querySelector("#alert-count").textContent = alerts.length;
-  root.querySelector("#alert-count").dataset.n = alerts.length;
+  // Counted as the alerts tab counts: open means not yet acknowledged (acknowledged ones stay listed, marked).
+  const open = alerts.filter((a) => a.state === "open").length;
+  root.querySelector("#alert-count").textContent = open;
+  root.querySelector("#alert-count").dataset.n = open;
   const canAck = session.user && ALERT_ROLES.includes(session.user.role);
   root.querySelector("#alerts").innerHTML = alerts.length
     ? alerts.map((a) => `<li data-alert-id="${esc(a.id)}" data-severity="${esc(a.severity)}" data-state="${esc(a.state)}">
