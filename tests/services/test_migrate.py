@@ -40,7 +40,7 @@ def test_an_interrupted_concurrent_index_build_is_redone_when_migrate_runs_again
             conn.execute(
                 "CREATE UNIQUE INDEX CONCURRENTLY state_changes_device_at ON state_changes (device_id)"
             )
-        conn.execute("DELETE FROM schema_migrations WHERE version >= 8")
+        conn.execute("DELETE FROM schema_migrations WHERE version IN (8, 9)")  # later ones stay applied
     assert _indexes(db_url, "state_changes")["state_changes_device_at"][0] is False
 
     applied = migrate.migrate(db_url)
