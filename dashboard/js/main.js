@@ -27,6 +27,7 @@ const ROUTES = [
 export const session = { user: null, config: {} };
 let current = null;
 let connState = "connecting";
+let staleSince = null; // when the live feed was lost; null while it is live
 
 async function boot() {
   session.config = await fetch("/ui/config.json").then((r) => r.json()).catch(() => ({}));
@@ -42,6 +43,9 @@ async function boot() {
     route(true);
   });
   live.onConnection((state) => {
+    // The numbers on the page were current until the feed was lost: say so, and since when.
+    if (connState === "live" && state !== "live") staleSince = new Date();
+    if (state === "live") staleSince = null;
     connState = state;
     renderConn();
   });
@@ -139,6 +143,10 @@ function renderConn() {
   const el = $("#conn");
   el.dataset.state = connState;
   el.querySelector(".conn-label").textContent = t(`conn.${connState}`);
+  const banner = $("#stale");
+  banner.hidden = !staleSince;
+  $("#view").classList.toggle("stale", Boolean(staleSince));
+  if (staleSince) banner.textContent = t("conn.stale", { at: i18n.fmtTime(staleSince, "long") });
 }
 
 function renderCommune() {

@@ -17,6 +17,7 @@ export const WORDS = {
     "conn.live": "Trực tiếp",
     "conn.connecting": "Đang kết nối…",
     "conn.offline": "Mất kết nối máy chủ",
+    "conn.stale": "Mất kết nối máy chủ — số liệu dưới đây là của lúc {at}, có thể đã cũ. Đang thử kết nối lại…",
     "state.online": "Trực tuyến",
     "state.offline": "Mất kết nối",
     "state.unknown": "Chưa rõ",
@@ -160,6 +161,7 @@ export const WORDS = {
     "rule.offline": "Mất kết nối",
     "rule.flapping": "Kết nối chập chờn",
     "rule.broker_lost": "IOC mất kết nối broker MQTT",
+    "rule.ingest_stalled": "IOC ngừng ghi dữ liệu thiết bị",
     "rule.camera_tamper": "Camera bị che / xoay / phá",
     "rule.camera_signal_loss": "Camera mất tín hiệu hình",
     "rule.camera_storage_failure": "Camera lỗi bộ nhớ lưu trữ",
@@ -174,6 +176,10 @@ export const WORDS = {
     "am.flapping": "chập chờn: mất kết nối {flaps} lần liên tiếp",
     "am.flapping.plain": "kết nối chập chờn",
     "am.broker_lost": "IOC mất kết nối với broker MQTT: trạng thái thiết bị tạm dừng cập nhật",
+    "am.ingest_stalled":
+      "IOC ngừng ghi dữ liệu thiết bị: tin nhắn vẫn đến nhưng không lưu được vào cơ sở dữ liệu trong {stalled_s} giây; trạng thái thiết bị tạm dừng cập nhật",
+    "am.ingest_stalled.plain":
+      "IOC ngừng ghi dữ liệu thiết bị: tin nhắn vẫn đến nhưng không lưu được vào cơ sở dữ liệu; trạng thái thiết bị tạm dừng cập nhật",
     "am.camera_tamper": "bị che, xoay hoặc phá (tamper)",
     "am.camera_signal_loss": "mất tín hiệu hình ảnh",
     "am.camera_storage_failure": "lỗi bộ nhớ lưu trữ",
@@ -297,6 +303,7 @@ export const WORDS = {
     "conn.live": "Live",
     "conn.connecting": "Connecting…",
     "conn.offline": "Server unreachable",
+    "conn.stale": "Lost the server — the figures below are from {at} and may be out of date. Reconnecting…",
     "state.online": "Online",
     "state.offline": "Offline",
     "state.unknown": "Unknown",
@@ -440,6 +447,7 @@ export const WORDS = {
     "rule.offline": "Offline",
     "rule.flapping": "Flapping connection",
     "rule.broker_lost": "IOC lost its MQTT broker",
+    "rule.ingest_stalled": "IOC stopped storing device data",
     "rule.camera_tamper": "Camera covered / moved / damaged",
     "rule.camera_signal_loss": "Camera video signal lost",
     "rule.camera_storage_failure": "Camera storage failure",
@@ -453,6 +461,10 @@ export const WORDS = {
     "am.flapping": "is flapping: offline {flaps} times in a row",
     "am.flapping.plain": "is flapping",
     "am.broker_lost": "the IOC lost its MQTT broker: device states are frozen",
+    "am.ingest_stalled":
+      "the IOC stopped storing device data: messages arrive but nothing was written to the database for {stalled_s} s; device states are frozen",
+    "am.ingest_stalled.plain":
+      "the IOC stopped storing device data: messages arrive but cannot be written to the database; device states are frozen",
     "am.camera_tamper": "is tampered with (covered, moved or damaged)",
     "am.camera_signal_loss": "lost its video signal",
     "am.camera_storage_failure": "has a storage failure",

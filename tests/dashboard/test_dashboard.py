@@ -6,6 +6,7 @@ import re
 from collections import Counter
 from datetime import UTC, datetime
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import httpx
 import psycopg
@@ -438,11 +439,21 @@ def test_page_reconnects_and_resumes_with_since_after_a_gateway_restart(
             expect(row).to_have_attribute("data-state", "online")
             page.evaluate("window.__noReload = true")
         expect(page.locator("#conn")).to_have_attribute("data-state", "offline")
+        # Said plainly: the numbers are dimmed and the banner says since when they are not current.
+        expect(page.locator("#stale")).to_be_visible()
+        expect(page.locator("#stale")).to_contain_text("Mất kết nối máy chủ")
+        expect(page.locator("#stale")).to_contain_text(
+            datetime.now().astimezone(ZoneInfo("Asia/Ho_Chi_Minh")).strftime("%d/%m/%Y")
+        )
+        expect(page.locator("#view")).to_have_class("stale")
+        shot(page, "stale")
         # Missed while no gateway ran.
         set_state(dash_db, ("eb-ubnd", "offline"))
         with gateway(dash_db, port=port):
             expect(page.locator("#conn")).to_have_attribute("data-state", "live", timeout=20000)
             expect(row).to_have_attribute("data-state", "offline")
+            expect(page.locator("#stale")).to_be_hidden()
+            expect(page.locator("#view")).not_to_have_class("stale")
             assert page.evaluate("window.__noReload") is True
         assert "/ws/live?batch=1&since=" in gateway.last_log  # type: ignore[attr-defined]
     finally:
