@@ -8,8 +8,11 @@ STAMP := $(VENV)/.installed
 
 .PHONY: run test check bench deps deps-browser venv clean dashboard-vendor
 
+# `make run RATE_SCALE=10` plays the demo's day ten times faster.
+RATE_SCALE ?= 1
+
 run: deps venv
-	$(BIN)/ioc up --demo
+	$(BIN)/ioc up --demo --rate-scale $(RATE_SCALE)
 
 test: deps-browser venv
 	$(BIN)/pytest -q -p no:cacheprovider
