@@ -2,10 +2,10 @@
 
 import argparse
 import asyncio
-import csv
 import sys
 
 from cli import context
+from services import csvcells
 from services.errors import InvalidInput
 
 
@@ -54,7 +54,7 @@ def run_discover(args: argparse.Namespace) -> int:
     address = _address(args.address) if args.address else None
     found = asyncio.run(probe(interface=args.interface, address=address, timeout_s=args.timeout))
     new = [f for f in found if f.location not in known]
-    w = csv.writer(sys.stdout)
+    w = csvcells.writer(sys.stdout)
     w.writerow(["name", "host", "port", "path", "hardware", "xaddr", "endpoint"])
     for f in new:
         host, port, path = f.location or ("", "", "")

@@ -1,12 +1,11 @@
 """`ioc devices import|list|retire`: the device registry."""
 
 import argparse
-import csv
 import sys
 from pathlib import Path
 
 from cli import context
-from services import registry, registry_file
+from services import csvcells, registry, registry_file
 from services.db import connect
 
 
@@ -62,7 +61,7 @@ def run_list(args: argparse.Namespace) -> int:
     url, _ = _url(args)
     with connect(url) as conn:
         devs = registry.devices(conn, include_retired=args.all)
-    w = csv.writer(sys.stdout)
+    w = csvcells.writer(sys.stdout)
     w.writerow(["id", "commune", "village", "kind", "name", "parent", "retired_at"])
     for d in devs:
         w.writerow(

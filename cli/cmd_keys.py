@@ -1,12 +1,11 @@
 """`ioc keys create|list|revoke`: API keys for the district, the province or a neighbouring commune."""
 
 import argparse
-import csv
 import sys
 from datetime import UTC, datetime
 
 from cli import context
-from services import keys
+from services import csvcells, keys
 from services.db import connect
 from services.errors import InvalidInput
 
@@ -97,7 +96,7 @@ def run_list(args: argparse.Namespace) -> int:
     url, _ = _url(args)
     with connect(url) as conn:
         rows = keys.list_keys(conn)
-    w = csv.writer(sys.stdout)
+    w = csvcells.writer(sys.stdout)
     w.writerow(
         ["id", "name", "prefix", "communes", "kinds", "rate_per_min", "expires_at", "created_at", "status"]
     )

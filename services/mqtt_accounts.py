@@ -2,7 +2,6 @@
 written out as Mosquitto's password and ACL files."""
 
 import base64
-import csv
 import grp
 import hashlib
 import hmac
@@ -17,7 +16,7 @@ from pathlib import Path
 
 import psycopg
 
-from services import registry, topics
+from services import csvcells, registry, topics
 from services.errors import InvalidInput, NotFound
 from services.models import Device
 
@@ -70,7 +69,11 @@ def verify_password(phash: str, password: str) -> bool:
 
 
 def new_password() -> str:
-    return secrets.token_urlsafe(18)
+    # Never a leading `-`: in credentials.csv it would read as a formula (and get a `'`), and
+    # `mosquitto_pub -P -x…` would read it as an option.
+    while (password := secrets.token_urlsafe(18)).startswith("-"):
+        pass
+    return password
 
 
 def device_prefix(d: Device) -> str:
@@ -103,7 +106,7 @@ def render_acl(devices: Sequence[Device]) -> str:
 
 def render_credentials(created: Sequence[Credential]) -> str:
     buf = io.StringIO()
-    w = csv.writer(buf, lineterminator="\n")
+    w = csvcells.writer(buf, lineterminator="\n")
     w.writerow(["device_id", "username", "password"])
     for c in created:
         w.writerow([c.device_id or "", c.username, c.password])

@@ -1,7 +1,6 @@
 """What the district and province may read: devices, state, history, availability, alerts and
 the change log, always within an API key's communes and kinds, never a retired device."""
 
-import csv
 import io
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -12,7 +11,7 @@ import orjson
 import psycopg
 from psycopg.rows import dict_row
 
-from services import paging
+from services import csvcells, paging
 from services.errors import Forbidden, InvalidInput, NotFound
 from services.keys import ApiKey
 from services.models import KINDS
@@ -290,9 +289,10 @@ def alerts(
 
 
 def to_csv(rows: Sequence[dict[str, Any]], columns: Sequence[str]) -> bytes:
-    """Rows as CSV with a header; nested values as JSON, times as ISO 8601."""
+    """Rows as CSV with a header; nested values as JSON, times as ISO 8601, formulas neutralised
+    (services.csvcells; the raw-history COPY needs none: its cells are ids, times and JSON objects)."""
     out = io.StringIO()
-    w = csv.writer(out)
+    w = csvcells.writer(out)
     w.writerow(columns)
     for r in rows:
         w.writerow([_cell(r.get(c)) for c in columns])

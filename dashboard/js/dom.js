@@ -91,12 +91,20 @@ export function throttle(fn, ms) {
   };
 }
 
+// A spreadsheet runs text that begins with = + - @ (or TAB, CR, LF) as a formula: such text gets a
+// leading ' (numbers, and text that is exactly a number like "-12.5", stay as they are). The same
+// rule as services/csvcells.py, for every CSV the dashboard builds.
+const FORMULA_START = /^[=+\-@\t\r\n]/;
+const NUMBER = /^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$/;
+
+export function csvCell(v) {
+  let s = v === null || v === undefined ? "" : typeof v === "object" ? JSON.stringify(v) : String(v);
+  if (typeof v === "string" && FORMULA_START.test(s) && !NUMBER.test(s)) s = `'${s}`;
+  return /[",\n\r]/.test(s) ? `"${s.replaceAll('"', '""')}"` : s;
+}
+
 export function downloadCsv(filename, header, rows) {
-  const cell = (v) => {
-    const s = v === null || v === undefined ? "" : typeof v === "object" ? JSON.stringify(v) : String(v);
-    return /[",\n\r]/.test(s) ? `"${s.replaceAll('"', '""')}"` : s;
-  };
-  const text = [header, ...rows].map((r) => r.map(cell).join(",")).join("\r\n") + "\r\n";
+  const text = [header, ...rows].map((r) => r.map(csvCell).join(",")).join("\r\n") + "\r\n";
   // A BOM so that spreadsheet programs read Vietnamese text as UTF-8.
   const blob = new Blob(["\ufeff", text], { type: "text/csv;charset=utf-8" });
   const a = document.createElement("a");
