@@ -5,6 +5,8 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
+from services.sources.model import Broker, Source
+
 KINDS = ("camera", "speaker", "eboard", "wifi", "gateway")
 ROLES = ("admin", "operator", "technician", "viewer")
 DEFAULT_HEARTBEAT_S = 60
@@ -60,12 +62,23 @@ class Device:
     heartbeat_s: int = DEFAULT_HEARTBEAT_S
     onvif: Onvif | None = None
     retired_at: datetime | None = None
+    # how the IOC hears it when it does not speak SPEC §4 (services.sources); secrets kept apart
+    source: Source | None = None
 
     @property
     def liveness_window_s(self) -> int:
-        """How long a device stays online without news: 3 heartbeats (3 polls for cameras)."""
+        """How long a device stays online without news: 3 heartbeats (3 polls for cameras and
+        polled sources)."""
         period = self.onvif.poll_s if self.kind == "camera" and self.onvif else self.heartbeat_s
+        poll_s = getattr(self.source, "poll_s", None)
+        if poll_s is not None:
+            period = poll_s
         return LIVENESS_FACTOR * period
+
+    @property
+    def source_broker(self) -> str | None:
+        """The broker id a vendor MQTT device is heard through (None: not one)."""
+        return getattr(self.source, "broker_id", None)
 
 
 @dataclass(frozen=True)
@@ -77,6 +90,16 @@ class Registry:
     devices: tuple[Device, ...]
     # device id -> plaintext camera password (encrypted before it is stored)
     passwords: dict[str, str] = field(default_factory=dict)
+    # MQTT brokers other than the IOC's own, and their passwords (encrypted before they are stored)
+    brokers: tuple[Broker, ...] = ()
+    broker_passwords: dict[str, str] = field(default_factory=dict)
+    # profiles the file defines (services.sources.profiles.Profile), by name
+    profiles: dict[str, Any] = field(default_factory=dict)
+    # device id -> the secrets of its source (SNMP community or v3 keys, HTTP password)
+    source_secrets: dict[str, dict[str, str]] = field(default_factory=dict)
+    # where each device is in the file, for errors found when the import checks the database
+    where: str = "registry"
+    lines: dict[str, int | None] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
