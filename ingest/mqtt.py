@@ -25,6 +25,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from ingest.paho_fast import FastClient
+from ingest.paho_private import HookedClient
 from services import storage, topics
 from services.db import connect, first_line
 from services.errors import Unavailable
@@ -46,6 +47,9 @@ class IngestConfig:
     # How long the writer gathers messages after the first one arrives at an idle writer.
     # Under load no wait is added: a batch is whatever arrived while the last one committed.
     linger_s: float = 0.005
+    # The lean paho path (ingest.paho_fast, on paho internals fenced in ingest.paho_private); False:
+    # plain paho.Client, every message through on_message and acked with client.ack().
+    fast: bool = True
 
     @property
     def queue_max(self) -> int:
@@ -111,20 +115,33 @@ class MqttIngest:
         self._conn: psycopg.Connection | None = None
         self._writer = threading.Thread(target=self._write_loop, name="ingest.writer", daemon=True)
         self.committed = 0
+        # UTC wall clock of the last commit (None before the first), and the batch being
+        # written: read by health checks from other threads without a lock (plain stores).
+        self.last_commit_at: datetime | None = None
+        self._in_hand = 0
         self.max_queued = 0  # the most messages held at once (memory bound; see FastClient)
         self._throttle = storage.FeedThrottle()
         self._clock = ReceiveClock()
         self.client = self._make_client()
 
     def _make_client(self) -> paho.Client:
-        c = FastClient(
-            paho.CallbackAPIVersion.VERSION2,
-            client_id=self._cfg.client_id,
-            protocol=paho.MQTTv5,
-            manual_ack=True,
-            on_qos1=self._on_qos1,
-            paused=lambda: len(self._queue) >= self._cfg.queue_max,
-        )
+        c: paho.Client
+        if self._cfg.fast:
+            c = FastClient(
+                paho.CallbackAPIVersion.VERSION2,
+                client_id=self._cfg.client_id,
+                protocol=paho.MQTTv5,
+                manual_ack=True,
+                on_qos1=self._on_qos1,
+                paused=self._full,
+            )
+        else:
+            c = paho.Client(
+                paho.CallbackAPIVersion.VERSION2,
+                client_id=self._cfg.client_id,
+                protocol=paho.MQTTv5,
+                manual_ack=True,
+            )
         if self._target.username:
             c.username_pw_set(self._target.username, self._target.password)
         if self._target.tls:
@@ -195,14 +212,27 @@ class MqttIngest:
         if size == n or size >= self._cfg.batch_max:
             self._wake.set()
 
+    def _full(self) -> bool:
+        return len(self._queue) >= self._cfg.queue_max
+
+    @property
+    def waiting(self) -> int:
+        """Messages received and not yet committed (queued, and the batch being written)."""
+        return len(self._queue) + self._in_hand
+
     def _on_message(self, _c: paho.Client, _u: Any, msg: paho.MQTTMessage) -> None:
-        """QoS 0 messages (our probe, devices publishing at QoS 0); QoS 1 takes `_on_qos1`."""
+        """QoS 0 messages (our probe, devices publishing at QoS 0); QoS 1 takes `_on_qos1`
+        (on plain paho, QoS 1 comes here too)."""
         now = self._clock.take(1)
         if msg.topic == self._health.topic:
             self._health.heard(now)
             return
         self._queue.append(_Msg(Raw(msg.topic, bytes(msg.payload), now), msg.mid, msg.qos, self._generation))
         self._queued(1)
+        # Plain paho cannot stop reading between packets: hold its thread here while the writer
+        # catches up (the broker then keeps the rest; a commit takes far less than the keepalive).
+        while self._full() and not self._stop.is_set():
+            time.sleep(0.01)
 
     # -- writer thread -------------------------------------------------------------------
 
@@ -218,6 +248,7 @@ class MqttIngest:
         while True:
             if not pending:
                 pending = self._take()
+                self._in_hand = len(pending)
                 self._publish_owed()
                 if not pending:
                     if self._stop.is_set():
@@ -237,8 +268,10 @@ class MqttIngest:
                 backoff = min(backoff * 2, 5.0)
                 continue
             backoff = 0.5
+            self.last_commit_at = datetime.now(UTC)
             self._ack(pending)
             self.committed += len(pending)
+            self._in_hand = 0
             pending = []
 
     def _take(self) -> list[_Msg]:
@@ -301,8 +334,11 @@ def ack_all(client: paho.Client, mids: list[int]) -> None:
     """
     if not mids:
         return
-    blob = b"".join([_PUBACK.pack(PUBACK, 2, mid) for mid in mids])
-    client._packet_queue(PUBACK, blob, 0, 0)  # noqa: SLF001 - see docstring
+    if not isinstance(client, HookedClient):  # plain paho (IOC_INGEST_FAST=false)
+        for mid in mids:
+            client.ack(mid, 1)
+        return
+    client.queue_bytes(PUBACK, b"".join([_PUBACK.pack(PUBACK, 2, mid) for mid in mids]))
 
 
 class BrokerHealth:

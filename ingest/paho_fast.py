@@ -21,7 +21,8 @@ backlog (measured: 157k unacknowledged with a window of 40k); without the pause 
 backlog would all be held in ingest's memory.
 
 PUBLISH properties are skipped: ingest uses none, and the broker sends no topic aliases
-because we announce no Topic Alias Maximum. paho is pinned to 2.2.x for these internals;
+because we announce no Topic Alias Maximum. paho is pinned to 2.2.x for these internals; every
+private name is in `ingest.paho_private` (checked at import), none here.
 tests/ingest/test_paho_fast.py checks the decoding against paho's own.
 """
 
@@ -29,8 +30,9 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-import paho.mqtt.client as paho
 from paho.mqtt.enums import MQTTErrorCode
+
+from ingest.paho_private import HookedClient
 
 _CHUNK = 256 * 1024
 _PAUSE_S = 0.01
@@ -71,7 +73,7 @@ def decode_qos1_publish(packet: bytes | bytearray, mqtt5: bool) -> tuple[str, in
     return topic, mid, bytes(packet[pos:])
 
 
-class FastClient(paho.Client):
+class FastClient(HookedClient):
     """paho.Client with buffered reads and a lean QoS 1 PUBLISH path (see module doc)."""
 
     def __init__(
@@ -87,22 +89,22 @@ class FastClient(paho.Client):
         self._paused = paused
         super().__init__(*args, **kwargs)
 
-    def _create_socket(self) -> Any:
+    def create_socket(self) -> Any:
         self._rbuf, self._rpos = b"", 0
-        return _BufferedSocket(super()._create_socket(), self)
+        return _BufferedSocket(super().create_socket(), self)
 
     def buffered(self) -> int:
         """Bytes read from the socket and not yet handled."""
         return len(self._rbuf) - self._rpos
 
-    def _sock_recv(self, bufsize: int) -> bytes:
+    def recv(self, bufsize: int) -> bytes:
         if self._rpos >= len(self._rbuf):
-            data = super()._sock_recv(_CHUNK)  # BlockingIOError when there is nothing
+            data = super().recv(_CHUNK)  # BlockingIOError when there is nothing
             if not data:
                 return data  # connection closed
             self._rbuf, self._rpos = data, 0
             # paho asks for a packet's first byte: take the PUBLISHes before it does.
-            if self._in_packet["command"] == 0 and self._take_publishes() and self._rpos >= len(self._rbuf):
+            if self.at_packet_start() and self._take_publishes() and self._rpos >= len(self._rbuf):
                 raise BlockingIOError
         start = self._rpos
         self._rpos = min(start + bufsize, len(self._rbuf))
@@ -117,11 +119,11 @@ class FastClient(paho.Client):
         rc = super().loop_read(max_packets)
         while (
             rc == MQTTErrorCode.MQTT_ERR_SUCCESS
-            and self._sock is not None
+            and self.connected_socket()
             and self._rpos < len(self._rbuf)
             and not self._paused()
         ):
-            if self._in_packet["command"] == 0 and self._take_publishes() and self._rpos >= len(self._rbuf):
+            if self.at_packet_start() and self._take_publishes() and self._rpos >= len(self._rbuf):
                 break
             rc = super().loop_read(max_packets)
         return rc
@@ -129,7 +131,7 @@ class FastClient(paho.Client):
     def _take_publishes(self) -> int:
         """Hand over the complete QoS 1 PUBLISHes at the head of the buffer; returns how many."""
         buf, pos, end = self._rbuf, self._rpos, len(self._rbuf)
-        mqtt5 = self._protocol == paho.MQTTv5
+        mqtt5 = self.is_mqtt5()
         out: list[tuple[str, bytes, int]] = []
         while pos < end and buf[pos] & 0xF6 == _PUBLISH_QOS1:
             try:
@@ -143,20 +145,17 @@ class FastClient(paho.Client):
             pos = i + rlen
         if out:
             self._rpos = pos
-            with self._msgtime_mutex:
-                self._last_bytes_received = paho.time_func()
+            self.mark_received()
             self._on_qos1(out)
         return len(out)
 
-    def _handle_publish(self) -> MQTTErrorCode:
-        if self._in_packet["command"] & 0xF6 != _PUBLISH_QOS1:
-            return super()._handle_publish()
+    def handle_publish(self) -> MQTTErrorCode:
+        if self.packet_command() & 0xF6 != _PUBLISH_QOS1:
+            return super().handle_publish()
         try:
-            topic, mid, payload = decode_qos1_publish(
-                self._in_packet["packet"], self._protocol == paho.MQTTv5
-            )
+            topic, mid, payload = decode_qos1_publish(self.packet_body(), self.is_mqtt5())
         except (IndexError, ValueError):
-            return super()._handle_publish()  # paho reports the malformed packet its way
+            return super().handle_publish()  # paho reports the malformed packet its way
         self._on_qos1([(topic, payload, mid)])
         return MQTTErrorCode.MQTT_ERR_SUCCESS
 

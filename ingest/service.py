@@ -36,6 +36,8 @@ class IngestSettings(IocSettings):
     ingest_batch_max: int = 20000
     ingest_linger_ms: float = 5
     ingest_onvif: bool = True
+    # IOC_INGEST_FAST=false: plain paho instead of the lean path on paho internals (ingest.paho_private)
+    ingest_fast: bool = True
 
 
 def default_client_id() -> str:
@@ -53,7 +55,12 @@ class IngestService:
         self.mqtt = MqttIngest(
             settings.database_url,
             settings.mqtt_url,
-            IngestConfig(self.client_id, settings.ingest_batch_max, settings.ingest_linger_ms / 1000),
+            IngestConfig(
+                self.client_id,
+                settings.ingest_batch_max,
+                settings.ingest_linger_ms / 1000,
+                fast=settings.ingest_fast,
+            ),
             self.registry,
             self.health,
         )

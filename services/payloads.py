@@ -12,6 +12,10 @@ from typing import Any
 import orjson
 
 MAX_PAYLOAD = 64 * 1024
+# Deeper documents and more keys than any device sends; beyond these, every jsonb operation on the
+# row (the merge into device_state, the live feed) costs in proportion, on every later status.
+MAX_DEPTH = 32
+MAX_KEYS = 1024
 MAX_FUTURE = timedelta(minutes=5)
 SEVERITIES = ("info", "warning", "critical")
 
@@ -175,7 +179,38 @@ def _object(raw: bytes) -> dict[str, Any]:
         raise BadPayload("not_json", f"payload is not JSON: {err}") from err
     if type(doc) is not dict:
         raise BadPayload("not_object", f"payload is JSON {type(doc).__name__}, not an object")
+    _check_shape(doc)
+    # NUL can only come escaped; a literal backslash before "u0000" makes this a false alarm,
+    # which the walk then clears. PostgreSQL's text and jsonb cannot hold NUL.
+    if b"\\u0000" in raw and _has_nul(doc):
+        raise BadPayload("unstorable", "text contains \\u0000 (NUL), which PostgreSQL cannot store")
     return doc  # type: ignore[no-any-return]
+
+
+def _check_shape(doc: dict[str, Any]) -> None:
+    """At most MAX_DEPTH levels and MAX_KEYS keys in all; flat documents cost one pass."""
+    keys = len(doc)
+    todo: list[tuple[Any, int]] = [(v, 2) for v in doc.values() if type(v) is dict or type(v) is list]
+    while todo:
+        value, depth = todo.pop()
+        if depth > MAX_DEPTH:
+            raise BadPayload("too_deep", f"JSON nested deeper than {MAX_DEPTH} levels")
+        children = value.values() if type(value) is dict else value
+        if type(value) is dict:
+            keys += len(value)
+        todo += [(v, depth + 1) for v in children if type(v) is dict or type(v) is list]
+    if keys > MAX_KEYS:
+        raise BadPayload("too_many_keys", f"JSON has {keys} keys; at most {MAX_KEYS}")
+
+
+def _has_nul(value: Any) -> bool:
+    if type(value) is str:
+        return "\x00" in value
+    if type(value) is dict:
+        return any("\x00" in k or _has_nul(v) for k, v in value.items())
+    if type(value) is list:
+        return any(_has_nul(v) for v in value)
+    return False
 
 
 def _take_ts(doc: dict[str, Any], now: datetime) -> tuple[datetime, bool]:

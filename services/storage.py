@@ -5,10 +5,11 @@ touch (device state, counters), and the feed/change counters last, so their row 
 held only until commit and numbers are handed out in commit order.
 """
 
+import logging
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import orjson
 import psycopg
@@ -16,9 +17,13 @@ from psycopg import sql
 from psycopg.types.json import Jsonb, JsonbBinaryDumper, set_json_loads
 
 from services import feed
-from services.intake import Batch, latest_per_device
+from services.db import first_line
+from services.intake import Batch, DeadLetter, join, latest_per_device
 from services.models import Liveness, State
 from services.state import derive
+
+log = logging.getLogger(__name__)
+_T = TypeVar("_T")
 
 _STAGE = (
     "CREATE TEMP TABLE IF NOT EXISTS stage_samples "
@@ -81,6 +86,8 @@ def _write_samples(conn: psycopg.Connection, batch: Batch) -> None:
             pass
         _copy_samples(cur, "stage_samples", rows)
         cur.execute("INSERT INTO status_samples SELECT * FROM stage_samples ON CONFLICT DO NOTHING")
+        # (emptied at commit anyway; a batch written in pieces must not insert a piece twice)
+        cur.execute("DELETE FROM stage_samples")
 
 
 def _copy_samples(cur: psycopg.Cursor[Any], table: str, rows: list[tuple[Any, ...]]) -> None:
@@ -124,15 +131,32 @@ def _write_events(conn: psycopg.Connection, batch: Batch) -> list[dict[str, Any]
     return items
 
 
-def _write_dead(conn: psycopg.Connection, batch: Batch) -> None:
-    if not batch.dead:
+def _write_dead(conn: psycopg.Connection, dead: Sequence[DeadLetter]) -> None:
+    if not dead:
         return
     with conn.cursor() as cur:
         cur.executemany(
             "INSERT INTO dead_letters (received_at, topic, reason, detail, device_id, payload)"
             " VALUES (%s, %s, %s, %s, %s, %s)",
-            [(d.received_at, d.topic, d.reason, d.detail, d.device_id, d.payload) for d in batch.dead],
+            [
+                (d.received_at, _text(d.topic), d.reason, _text(d.detail), _text(d.device_id), d.payload)
+                for d in dead
+            ],
         )
+
+
+def _text(value: str | None) -> str | None:
+    """Text PostgreSQL can store: a dead letter's own fields must never be refused (the payload,
+    bytea, keeps what was sent exactly)."""
+    if value is None:
+        return None
+    if "\x00" in value:
+        value = value.replace("\x00", "\\x00")
+    try:
+        value.encode()
+    except UnicodeEncodeError:
+        value = value.encode(errors="backslashreplace").decode()
+    return value
 
 
 def _status_item(
@@ -343,6 +367,20 @@ def publish_latest(conn: psycopg.Connection, device_ids: Sequence[str], devices:
     return len(items)
 
 
+# What a row can make PostgreSQL (or the dumping of its values) refuse: bad data, a broken
+# constraint, a value over a limit (an index row over 2,700 bytes is a ProgramLimitExceeded,
+# which psycopg files under OperationalError: caught before the writer's "database down" retry
+# could loop on it forever). Everything else (a lost connection, a bug) propagates.
+ROW_ERRORS: tuple[type[BaseException], ...] = (
+    psycopg.DataError,
+    psycopg.IntegrityError,
+    psycopg.errors.ProgramLimitExceeded,
+    orjson.JSONEncodeError,
+    ValueError,
+    OverflowError,
+)
+
+
 def write_batch(
     conn: psycopg.Connection,
     batch: Batch,
@@ -350,31 +388,112 @@ def write_batch(
     listening_since: datetime | None,
     throttle: FeedThrottle | None = None,
 ) -> int:
-    """Store a batch in one transaction; returns the number of feed items published."""
+    """Store a batch in one transaction; returns the number of feed items published.
+
+    A row PostgreSQL refuses does not stop the batch: its message becomes an `unstorable` dead
+    letter (with PostgreSQL's message) and the rest is stored, in the same transaction.
+    """
+    try:
+        with conn.transaction():
+            items = _write_rows(conn, batch)
+            return _fold(conn, batch, items, batch.dead, now, listening_since, throttle)
+    except ROW_ERRORS as err:
+        log.warning(
+            "a batch of %d has rows PostgreSQL refuses (%s); isolating them", batch.size(), first_line(err)
+        )
     with conn.transaction():
-        _write_samples(conn, batch)
-        _write_dead(conn, batch)
-        event_items = _write_events(conn, batch)
-        status_items, changes = _update_state(conn, batch, now, listening_since, throttle)
-        counts = {("ioc_ingest_messages_total", ch): n for ch, n in batch.counts.items()}
-        for d in batch.dead:
-            key = ("ioc_ingest_dead_letters_total", d.reason)
-            counts[key] = counts.get(key, 0) + 1
-        bump_counters(conn, counts)
-        feed.record_changes(conn, changes)
-        items = status_items + event_items
-        feed.publish(conn, items)
-        if event_items:
-            # Events get the seq the feed gave them, so event pages follow commit order.
-            conn.execute(
-                "UPDATE device_events e SET seq = u.seq FROM unnest(%s::text[], %s::timestamptz[], %s::text[],"
-                " %s::bigint[]) AS u(device_id, ts, type, seq)"
-                " WHERE e.device_id = u.device_id AND e.ts = u.ts AND e.type = u.type",
-                (
-                    [i["device_id"] for i in event_items],
-                    [i["ts"] for i in event_items],
-                    [i["event_type"] for i in event_items],
-                    [i["seq"] for i in event_items],
-                ),
-            )
+        # Samples and events are the rows messages bring: find the refused ones by splitting,
+        # keeping what stores; then fold the rest into device state once, as the fast path does
+        # (folding piece by piece would take the feed lock before later pieces' device locks).
+        try:
+            with conn.transaction():
+                kept, refused = isolate(conn, batch, lambda piece: _write_rows(conn, piece))
+                good = join([piece for piece, _ in kept])
+                items = [item for _, piece_items in kept for item in piece_items]
+                return _fold(conn, good, items, batch.dead + refused, now, listening_since, throttle)
+        except ROW_ERRORS as err:
+            log.warning("folding the stored rows failed too (%s); isolating whole writes", first_line(err))
+        # Last resort, for what fails only in the fold: each piece written whole.
+        kept_n, refused = isolate(
+            conn,
+            batch,
+            lambda piece: _fold_piece(conn, piece, now, listening_since, throttle),
+        )
+        _fold(conn, Batch(), [], batch.dead + refused, now, listening_since, None)
+        return sum(n for _, n in kept_n)
+
+
+def isolate(
+    conn: psycopg.Connection, batch: Batch, write: Callable[[Batch], _T]
+) -> tuple[list[tuple[Batch, _T]], list[DeadLetter]]:
+    """Write `batch` with `write` under savepoints, halving what fails until single rows.
+
+    Returns the pieces written with what `write` returned for each, and one `unstorable`
+    dead letter per row refused on its own. k bad rows in n cost about 2·k·log2(n) writes.
+    """
+    if not batch.size():
+        return [], []
+    try:
+        with conn.transaction():
+            return [(batch, write(batch))], []
+    except ROW_ERRORS as err:
+        if batch.size() == 1:
+            return [], batch.refuse(first_line(err))
+    a, b = batch.split()
+    kept_a, refused_a = isolate(conn, a, write)
+    kept_b, refused_b = isolate(conn, b, write)
+    return kept_a + kept_b, refused_a + refused_b
+
+
+def _fold_piece(
+    conn: psycopg.Connection,
+    piece: Batch,
+    now: datetime,
+    listening_since: datetime | None,
+    throttle: FeedThrottle | None,
+) -> int:
+    # stage_state empties only at commit: the previous piece's rows must not be folded again
+    conn.execute("DELETE FROM stage_state")
+    return _fold(conn, piece, _write_rows(conn, piece), [], now, listening_since, throttle)
+
+
+def _write_rows(conn: psycopg.Connection, batch: Batch) -> list[dict[str, Any]]:
+    """The rows the messages bring (samples, events); returns feed items of new events."""
+    _write_samples(conn, batch)
+    return _write_events(conn, batch)
+
+
+def _fold(
+    conn: psycopg.Connection,
+    batch: Batch,
+    event_items: list[dict[str, Any]],
+    dead: list[DeadLetter],
+    now: datetime,
+    listening_since: datetime | None,
+    throttle: FeedThrottle | None,
+) -> int:
+    """Dead letters, device state, counters, changes and the feed of rows already written."""
+    _write_dead(conn, dead)
+    status_items, changes = _update_state(conn, batch, now, listening_since, throttle)
+    counts = {("ioc_ingest_messages_total", ch): n for ch, n in batch.counts.items()}
+    for d in dead:
+        key = ("ioc_ingest_dead_letters_total", d.reason)
+        counts[key] = counts.get(key, 0) + 1
+    bump_counters(conn, counts)
+    feed.record_changes(conn, changes)
+    items = status_items + event_items
+    feed.publish(conn, items)
+    if event_items:
+        # Events get the seq the feed gave them, so event pages follow commit order.
+        conn.execute(
+            "UPDATE device_events e SET seq = u.seq FROM unnest(%s::text[], %s::timestamptz[], %s::text[],"
+            " %s::bigint[]) AS u(device_id, ts, type, seq)"
+            " WHERE e.device_id = u.device_id AND e.ts = u.ts AND e.type = u.type",
+            (
+                [i["device_id"] for i in event_items],
+                [i["ts"] for i in event_items],
+                [i["event_type"] for i in event_items],
+                [i["seq"] for i in event_items],
+            ),
+        )
     return len(items)

@@ -4,7 +4,14 @@ from dataclasses import dataclass
 
 ROOT = "ioc/v1"
 CHANNELS = ("status", "availability", "event")
+# Published by the IOC to devices (SPEC §9): ingest hears them on its filter and ignores them.
+IGNORED = ("cmd",)
+# Device -> IOC channels nothing consumes yet (broadcast results): dead letters until then.
+UNHANDLED = ("cmd_result",)
 DEVICE_FILTER = f"{ROOT}/+/+/+/+"
+# What ingest subscribes to: the whole tree, so a topic of the wrong shape (a device may publish
+# deeper topics under its own prefix) is a dead letter instead of silently never received.
+INGEST_FILTER = f"{ROOT}/#"
 INTERNAL = "ioc/internal"
 # Published by ingest and received back to prove the broker path works end to end.
 PROBE = f"{INTERNAL}/probe"
@@ -30,6 +37,14 @@ def parse(topic: str) -> DeviceTopic | None:
     return DeviceTopic(parts[2], parts[3], parts[4], parts[5])
 
 
-def shared(group: str, topic_filter: str = DEVICE_FILTER) -> str:
+def channel_of(topic: str) -> str | None:
+    """The last level of a topic shaped like a device's (`ioc/v1/{c}/{k}/{d}/{channel}`), else None."""
+    parts = topic.split("/")
+    if len(parts) != 6 or f"{parts[0]}/{parts[1]}" != ROOT:
+        return None
+    return parts[5]
+
+
+def shared(group: str, topic_filter: str = INGEST_FILTER) -> str:
     """A shared subscription: the broker spreads messages over the group's members."""
     return f"$share/{group}/{topic_filter}"

@@ -1,5 +1,6 @@
 """Helpers for ingest tests: a registry, an in-process ingest, a publishing client, polling."""
 
+import os
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -57,6 +58,10 @@ class Publisher:
         self.client.loop_stop()
 
 
+# The ingest tests run in both client modes: IOC_INGEST_FAST=false runs them on plain paho.
+INGEST_FAST = os.environ.get("IOC_INGEST_FAST", "true").strip().lower() not in ("false", "0", "no", "off")
+
+
 @pytest.fixture
 def settings_for(db_url: str, mqtt_url: str) -> Callable[..., IngestSettings]:
     def make(**kw: Any) -> IngestSettings:
@@ -65,6 +70,7 @@ def settings_for(db_url: str, mqtt_url: str) -> Callable[..., IngestSettings]:
             "mqtt_url": mqtt_url,
             "ingest_id": "ingest-test",
             "ingest_onvif": False,
+            "ingest_fast": INGEST_FAST,
         }
         base.update(kw)
         return IngestSettings(**base)
