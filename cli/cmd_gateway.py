@@ -4,36 +4,60 @@ import argparse
 import copy
 import logging
 import re
+import resource
 from typing import Any
+from urllib.parse import unquote_plus
 
 import uvicorn
-from uvicorn.config import LOGGING_CONFIG
+from uvicorn.config import LOGGING_CONFIG, STARTUP_FAILURE
 
-from cli import context
+from cli import context, http_protocol
 from gateway.settings import GatewaySettings
 from services.db import connect
 from services.errors import Unavailable
 
 # Credentials a client may put in a query string (the live feed takes `?token=`; browsers
-# cannot set headers on a WebSocket): whatever follows them never reaches a log line.
-_SECRET_QUERY = re.compile(r"([?&](?:token|access_token|api_key|apikey|key)=)[^&\s\"']*", re.IGNORECASE)
+# cannot set headers on a WebSocket; signed media URLs carry `sig=`; a careless client sends
+# `password=`): whatever follows them never reaches a log line. Names are matched after
+# percent-decoding (`pass%77ord=` is `password=` to the server too).
+SECRET_PARAMS = frozenset(
+    {"token", "access_token", "api_key", "apikey", "key", "password", "passwd", "auth", "sig", "secret"}
+)
+_QUERY_PARAM = re.compile(r"([?&])([^=&\s\"'#?]*)=([^&\s\"'#]*)")
+# Control characters (and the C1 range) in what a client sent would let it forge log lines.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 REDACTED = "[redacted]"
 
 
+def _redact_param(m: re.Match[str]) -> str:
+    name = unquote_plus(m[2]).strip().lower()
+    return f"{m[1]}{m[2]}={REDACTED}" if name in SECRET_PARAMS else m[0]
+
+
 def redact(text: str) -> str:
-    return _SECRET_QUERY.sub(rf"\g<1>{REDACTED}", text)
+    return _QUERY_PARAM.sub(_redact_param, text) if "=" in text else text
+
+
+def escape_controls(text: str) -> str:
+    """CR, LF and other control characters as visible escapes: one record stays one line."""
+    return _CONTROL.sub(lambda m: f"\\x{ord(m[0]):02x}" if ord(m[0]) < 0x100 else f"\\u{ord(m[0]):04x}", text)
+
+
+def _clean(value: object) -> object:
+    return escape_controls(redact(value)) if isinstance(value, str) else value
 
 
 class RedactQueryTokens(logging.Filter):
-    """Rewrites credentials in query strings of every record (uvicorn puts the path in `args`)."""
+    """Rewrites credentials in query strings of every record (uvicorn puts the path in `args`)
+    and escapes control characters in its arguments (what clients sent: paths, headers)."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         if isinstance(record.msg, str):
             record.msg = redact(record.msg)
         if isinstance(record.args, tuple):
-            record.args = tuple(redact(a) if isinstance(a, str) else a for a in record.args)
+            record.args = tuple(_clean(a) for a in record.args)
         elif isinstance(record.args, dict):
-            record.args = {k: redact(v) if isinstance(v, str) else v for k, v in record.args.items()}
+            record.args = {k: _clean(v) for k, v in record.args.items()}
         return True
 
 
@@ -74,7 +98,8 @@ def serve(
 
     app = create_app(settings)
     context.settle_heap()
-    uvicorn.run(
+    raise_open_files_limit()
+    config = uvicorn.Config(
         app,
         host=host or settings.http_host,
         port=port if port is not None else settings.http_port,
@@ -83,7 +108,37 @@ def serve(
         ws_per_message_deflate=settings.live_deflate,
         # WebSocket clients would otherwise hold a shutdown open forever.
         timeout_graceful_shutdown=5,
+        # Slow or silent clients (issue 13): headers within a deadline (408), idle keep-alive
+        # connections closed after 5 s; bodies are timed by gateway.body_limits. Past
+        # `http_max_connections` open connections uvicorn itself answers 503: the last guard of
+        # the process's file descriptors, far above the load limit of gateway.load_shed.
+        http=http_protocol.protocol(settings.http_header_timeout_s),
+        timeout_keep_alive=5,
+        limit_concurrency=settings.http_max_connections,
+        backlog=2048,
     )
+    server = uvicorn.Server(config)
+    # A worker of the app that fails (the live feed, see gateway.app's lifespan) stops the
+    # server; the process then exits 1, so that `ioc up` or systemd starts it again.
+    app.state.stop_server = lambda: setattr(server, "should_exit", True)
+    try:
+        server.run()
+    except KeyboardInterrupt:  # uvicorn raises the SIGINT it caught again once it has stopped
+        pass
+    if not server.started:
+        raise SystemExit(STARTUP_FAILURE)
+    workers = getattr(app.state, "workers", None)
+    if workers is not None:
+        workers.raise_failure()
+
+
+def raise_open_files_limit() -> None:
+    """Lift the soft limit of open files to the hard one: systemd's default soft limit (1024)
+    would refuse connections well before the gateway sheds load."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    want = hard if hard != resource.RLIM_INFINITY else 65536
+    if soft != resource.RLIM_INFINITY and soft < want:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
 
 
 def run(args: argparse.Namespace) -> int:

@@ -6,7 +6,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from gateway import errors, security
+from gateway import deps, errors, security
 from gateway.routes import (
     alerts,
     audit,
@@ -23,6 +23,7 @@ from gateway.routes import (
 )
 from gateway.settings import GatewaySettings
 from services.db import pool
+from services.workers import Tasks
 
 log = logging.getLogger(__name__)
 
@@ -38,25 +39,42 @@ Errors are `{"error": {"code": "...", "message": "..."}}`.
 """
 
 
+def _stop_server(app: FastAPI) -> None:
+    stop = getattr(app.state, "stop_server", None)
+    if stop is not None:
+        stop()
+
+
 def create_app(settings: GatewaySettings) -> FastAPI:
     """Build the app: every router, the start/stop hooks, and the middleware, named here."""
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        # The app's workers (the live feed's `live.tail` and `live.sessions`, started by the hooks)
+        # run in one task group owned here. The first that fails turns /readyz to 503 and stops the
+        # server (`app.state.stop_server`, given by `ioc gateway`), which then exits non-zero.
         app.state.pool.open(wait=False)
-        for hook in app.state.startup:
-            await hook(app)
         try:
-            yield
+            async with Tasks(on_failure=lambda _: _stop_server(app)) as workers:
+                app.state.workers = workers
+                for hook in app.state.startup:
+                    await hook(app)
+                try:
+                    yield
+                finally:
+                    for hook in reversed(app.state.shutdown):
+                        await hook(app)
         finally:
-            for hook in reversed(app.state.shutdown):
-                await hook(app)
             app.state.pool.close()
 
     app = FastAPI(title="Commune IOC", version="1", description=DESCRIPTION, lifespan=lifespan)
     app.state.settings = settings
     assert settings.database_url is not None
-    app.state.pool = pool(settings.database_url, max_size=16, name="ioc-gateway")
+    app.state.pool = pool(
+        settings.database_url, max_size=settings.db_pool_size, name="ioc-gateway", timeout=settings.db_wait_s
+    )
+    # Requests wait for a connection here, on the event loop (gateway.deps.get_conn).
+    app.state.db_gate = deps.connection_gate(settings.db_pool_size, settings.db_wait_s, settings.http_queue)
     # Route modules may register async start/stop hooks (live feed listener, ...).
     app.state.startup = []
     app.state.shutdown = []

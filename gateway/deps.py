@@ -1,25 +1,80 @@
 """Request dependencies: a database connection and the signed-in operator."""
 
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from typing import Annotated
 
+import anyio
 import psycopg
 from fastapi import Depends, Request
+from psycopg_pool import ConnectionPool, PoolTimeout
 
+from gateway.admission import NoSlot, Slots
 from services import auth
 from services.auth import User
-from services.errors import Forbidden, Unauthorized
+from services.errors import Busy, Forbidden, Unauthorized
 
 SESSION_COOKIE = "ioc_session"
+# Pooled connections left outside the request gate: the audit writer of sharing calls, the live
+# feed's tailer and /readyz take theirs straight from the pool and must never find it empty.
+POOL_RESERVE = 4
+RETRY_AFTER_S = 2
 
 
-def get_conn(request: Request) -> Iterator[psycopg.Connection]:
-    """A pooled connection for the request; committed when the route returns normally."""
-    with request.app.state.pool.connection() as conn:
-        yield conn
+def connection_gate(pool_size: int, wait_s: float, queue: int) -> Slots:
+    """The slots of the request-facing connections of a pool of `pool_size`."""
+    return Slots(size=max(1, pool_size - POOL_RESERVE), queue=queue, wait_s=wait_s)
 
 
-Conn = Annotated[psycopg.Connection, Depends(get_conn)]
+async def get_conn(request: Request) -> AsyncIterator[psycopg.Connection]:
+    """A pooled connection for the request; committed when the route returns normally, rolled back
+    when it raises, and given back before the answer is sent.
+
+    The wait for a connection happens on the event loop (bounded: 503 with Retry-After), never in
+    a worker thread: threads blocked in the pool while the requests holding its connections waited
+    for a thread wedged the gateway (issue 13). Giving it back runs outside the worker threads'
+    limiter, so it never waits for a free thread either.
+    """
+    gate: Slots = request.app.state.db_gate
+    pool: ConnectionPool = request.app.state.pool
+    try:
+        await gate.acquire()
+    except NoSlot:
+        raise Busy(
+            "the gateway is busy (every database connection is in use); retry shortly",
+            retry_after_s=RETRY_AFTER_S,
+        ) from None
+    try:
+        try:
+            conn = await anyio.to_thread.run_sync(pool.getconn, gate.wait_s)
+        except PoolTimeout as err:
+            raise Busy(
+                "the gateway is busy (no database connection came free); retry shortly",
+                retry_after_s=RETRY_AFTER_S,
+            ) from err
+        ok = False
+        try:
+            yield conn
+            ok = True
+        finally:
+            with anyio.CancelScope(shield=True):
+                await anyio.to_thread.run_sync(_give_back, pool, conn, ok, limiter=anyio.CapacityLimiter(1))
+    finally:
+        gate.release()
+
+
+def _give_back(pool: ConnectionPool, conn: psycopg.Connection, commit: bool) -> None:
+    try:
+        if commit:
+            conn.commit()
+        else:
+            conn.rollback()
+    finally:
+        pool.putconn(conn)
+
+
+# Function scope: the connection is committed and given back before the answer leaves (a client
+# reading right after a change sees it; the sharing audit writer takes its own connection then).
+Conn = Annotated[psycopg.Connection, Depends(get_conn, scope="function")]
 
 
 def bearer(request: Request) -> str | None:

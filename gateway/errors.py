@@ -5,13 +5,30 @@ import logging
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import HTMLResponse, JSONResponse
+from psycopg_pool import PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from gateway import problems
 from services import errors as e
 
 log = logging.getLogger(__name__)
+
+# A person who follows a wrong link gets a page in their language, not a JSON error body.
+NOT_FOUND_PAGE = """<!doctype html><html lang="vi"><head><meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1"><title>Không tìm thấy trang</title></head>
+<body style="font-family:system-ui,sans-serif;max-width:32rem;margin:15vh auto;padding:0 1rem;line-height:1.5">
+<h1>Không tìm thấy trang</h1><p>Địa chỉ này không có trong trung tâm điều hành xã.</p>
+<p><a href="/">Về trang tổng quan</a></p>
+<p lang="en" style="color:#666">Page not found. <a href="/">Go to the overview</a>.</p></body></html>"""
+_API_PREFIXES = ("/api/", "/ngsi-ld/", "/ws/", "/media/")
+
+
+def _page_wanted(request: Request) -> bool:
+    """A browser asking for a page (not an API client, not an API path)."""
+    accept = request.headers.get("accept", "")
+    return "text/html" in accept and not request.url.path.startswith(_API_PREFIXES)
+
 
 STATUS: dict[type[e.IocError], int] = {
     e.InvalidInput: 400,
@@ -29,7 +46,9 @@ _CODES = {
     403: "forbidden",
     404: "not_found",
     405: "method_not_allowed",
+    408: "request_timeout",
     409: "conflict",
+    413: "too_large",
     422: "unprocessable",
     429: "rate_limited",
     503: "unavailable",
@@ -43,6 +62,15 @@ def error_response(
     if detail is not None:
         body["detail"] = detail
     return JSONResponse({"error": body}, status_code=status, headers=headers)
+
+
+def answer(
+    path: str, status: int, code: str, message: str, headers: dict[str, str] | None = None
+) -> JSONResponse:
+    """An error answered by a middleware: SPEC §6's body, or ProblemDetails under /ngsi-ld/."""
+    if problems.applies(path):
+        return problems.response(status, message, headers)
+    return error_response(status, code, message, headers)
 
 
 def _validation_message(err: RequestValidationError) -> tuple[str, list[dict[str, object]]]:
@@ -59,7 +87,7 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(e.IocError)
     async def _ioc(request: Request, exc: e.IocError) -> JSONResponse:
         status = next((s for cls, s in STATUS.items() if isinstance(exc, cls)), 500)
-        headers = {"Retry-After": str(exc.retry_after_s)} if isinstance(exc, e.RateLimited) else None
+        headers = {"Retry-After": str(exc.retry_after_s)} if isinstance(exc, e.RateLimited | e.Busy) else None
         if status == 401:
             headers = {"WWW-Authenticate": "Bearer"}
         if _ngsi(request):
@@ -86,8 +114,15 @@ def install(app: FastAPI) -> None:
         headers = getattr(exc, "headers", None)
         if _ngsi(request):
             return problems.response(exc.status_code, str(exc.detail), headers)
+        if exc.status_code == 404 and _page_wanted(request):
+            return HTMLResponse(NOT_FOUND_PAGE, status_code=404, headers=headers)
         code = _CODES.get(exc.status_code, "error")
         return error_response(exc.status_code, code, str(exc.detail), headers)
+
+    @app.exception_handler(PoolTimeout)
+    async def _pool_timeout(request: Request, exc: PoolTimeout) -> JSONResponse:
+        # A route or middleware that takes a connection straight from the pool found none in time.
+        return await _ioc(request, e.Busy("the gateway is busy; retry shortly", retry_after_s=2))
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:

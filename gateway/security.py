@@ -1,5 +1,6 @@
 """HTTP hardening as plain ASGI middleware: security headers, secure cookies, WebSocket origin
-check, and a limit on failed sign-ins per client address and per username."""
+check, and a limit on failed sign-ins per client address and per username; `install` wires them
+with the CSRF guard, the body limits and the load limit (gateway.csrf, body_limits, load_shed)."""
 
 import json
 import time
@@ -13,6 +14,10 @@ from fastapi import FastAPI
 from starlette.middleware.cors import CORSMiddleware
 
 from gateway import input_guard
+from gateway.admission import Slots
+from gateway.body_limits import BodyGuard
+from gateway.csrf import CsrfGuard
+from gateway.load_shed import LoadShed
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -241,8 +246,26 @@ def install(app: FastAPI) -> None:
     """Installs the HTTP hardening around every route; call it after everything else is added."""
     settings = app.state.settings
     origins = list(settings.cors_origins)
-    # Closed by default: without allowed origins no CORS header is ever sent, so browsers
-    # keep other sites' pages from reading the API.
+    input_guard.install(app)  # innermost: limits and audit see its 400s
+    app.state.login_limiter = LoginLimiter()
+    app.add_middleware(LoginRateLimit, limiter=app.state.login_limiter)
+    # Outside the login limiter and the audit: a request shed or refused here costs no thread
+    # and no database connection.
+    app.state.load_shed = Slots(
+        size=settings.http_max_inflight, queue=settings.http_queue, wait_s=settings.http_queue_wait_s
+    )
+    app.add_middleware(LoadShed, slots=app.state.load_shed)
+    app.add_middleware(
+        BodyGuard,
+        max_bytes=settings.http_body_max_bytes,
+        by_path=settings.http_body_max_bytes_by_path,
+        timeout_s=settings.http_body_timeout_s,
+        min_bps=settings.http_body_min_bps,
+    )
+    app.add_middleware(CsrfGuard, allowed_origins=origins, public_url=settings.public_url)
+    # Outside the guards, so allowed pages can read their refusals. Closed by default: without
+    # allowed origins no CORS header is ever sent, so browsers keep other sites' pages from
+    # reading the API.
     if origins:
         app.add_middleware(
             CORSMiddleware,
@@ -252,8 +275,5 @@ def install(app: FastAPI) -> None:
             allow_credentials=False,
             max_age=600,
         )
-    input_guard.install(app)  # innermost: limits and audit see its 400s
-    app.state.login_limiter = LoginLimiter()
-    app.add_middleware(LoginRateLimit, limiter=app.state.login_limiter)
-    # Added last, so outermost: 429s and CORS answers get the headers too.
+    # Added last, so outermost: 429s, 503s and CORS answers get the headers too.
     app.add_middleware(SecurityHeaders, cookie_secure=settings.cookie_secure, allowed_origins=origins)

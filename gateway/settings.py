@@ -24,3 +24,23 @@ class GatewaySettings(IocSettings):
     # Dashboard map background, e.g. https://tile.openstreetmap.org/{z}/{x}/{y}.png; unset draws
     # a plan from device coordinates with no tiles (works without internet).
     map_tile_url: str | None = None
+    # Load (issue 13): the requests served at once, how many more may wait for a place and for
+    # how long; beyond that the gateway answers 503 with Retry-After at once. Keep
+    # `http_max_inflight` below the 40 worker threads that run the routes.
+    http_max_inflight: int = 32
+    http_queue: int = 256
+    http_queue_wait_s: float = 5.0
+    # Database connections of this gateway, and the longest a request waits for one (then 503).
+    db_pool_size: int = 16
+    db_wait_s: float = 5.0
+    # Request bodies: at most this many bytes (413), by path prefix where a route takes more;
+    # a body must arrive within `http_body_timeout_s` plus one second per `http_body_min_bps`
+    # bytes received (408), so a client trickling bytes cannot hold a socket for long.
+    http_body_max_bytes: int = 1024 * 1024
+    http_body_max_bytes_by_path: dict[str, int] = {"/api/v1/media": 50 * 1024 * 1024}
+    http_body_timeout_s: float = 10.0
+    http_body_min_bps: int = 50_000
+    # A connection must finish sending a request's headers within this many seconds; past this
+    # many open connections uvicorn answers 503 itself (keep it far above http_max_inflight).
+    http_header_timeout_s: float = 10.0
+    http_max_connections: int = 4096

@@ -20,12 +20,16 @@ def connect(url: str, *, autocommit: bool = False, name: str = APP_NAME) -> psyc
         raise Unavailable(f"database unreachable: {first_line(err)}") from err
 
 
-def pool(url: str, *, min_size: int = 1, max_size: int = 8, name: str = APP_NAME) -> ConnectionPool:
-    """A pool of plain connections (tuple rows; ask a cursor for `dict_row` where wanted)."""
+def pool(
+    url: str, *, min_size: int = 1, max_size: int = 8, name: str = APP_NAME, timeout: float = 30.0
+) -> ConnectionPool:
+    """A pool of plain connections (tuple rows; ask a cursor for `dict_row` where wanted);
+    `timeout` is the longest `connection()`/`getconn()` waits before PoolTimeout."""
     return ConnectionPool(
         url,
         min_size=min_size,
         max_size=max_size,
+        timeout=timeout,
         # psycopg prepares a statement after a few runs; PostgreSQL may then switch it to a
         # generic plan that suits no range (a report went from 20 ms to 270 ms that way).
         kwargs={

@@ -68,3 +68,13 @@ class Unavailable(IocError):
     """A backing service (database, broker, device) cannot be reached."""
 
     code = "unavailable"
+
+
+class Busy(Unavailable):
+    """Too much at once (no database connection or request slot came free); retry after `retry_after_s`."""
+
+    code = "busy"
+
+    def __init__(self, message: str, *, retry_after_s: int) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s

@@ -1,0 +1,91 @@
+"""The gateway under more concurrent requests than it has database connections and worker threads
+(issue 13, item 1): a real `ioc gateway` (uvicorn subprocess) on a real database. Every request gets
+an answer (200, or 503 with Retry-After), and /healthz answers during the load and right after.
+
+The gateway used to wedge here: worker threads blocked waiting for a pooled connection while the
+requests holding the connections waited for a worker thread, until the pool's 30 s timeout. The
+client timeouts below are shorter than that, so the old code fails in about 20 s instead of hanging.
+"""
+
+import asyncio
+from collections import Counter
+
+import httpx
+import psycopg
+import pytest
+
+from services import keys
+from tests.dashboard.serve import gateway
+from tests.gateway.conftest import headers_for, seed
+
+# More than the pool (16) plus the worker threads (40), well past what used to wedge it (~40).
+CONCURRENT = 120
+ROUNDS = 3
+ANSWER_TIMEOUT_S = 20.0  # below the old pool timeout (30 s): a wedged gateway fails, not hangs
+
+
+@pytest.fixture
+def share_key(db_url: str) -> str:
+    seed(db_url)
+    with psycopg.connect(db_url) as conn:
+        _, secret = keys.create(conn, "load test", None, rate_per_min=1_000_000)
+    return secret
+
+
+async def _load(base: str, path: str, headers: dict[str, str]) -> tuple[Counter[int], list[str]]:
+    statuses: Counter[int] = Counter()
+    problems: list[str] = []
+    limits = httpx.Limits(max_connections=CONCURRENT, max_keepalive_connections=CONCURRENT)
+    async with httpx.AsyncClient(base_url=base, limits=limits, timeout=ANSWER_TIMEOUT_S) as client:
+
+        async def one() -> None:
+            for _ in range(ROUNDS):
+                try:
+                    r = await client.get(path, headers=headers)
+                except httpx.HTTPError as err:
+                    problems.append(f"{type(err).__name__}: {err}")
+                    return
+                statuses[r.status_code] += 1
+                if r.status_code == 503 and not r.headers.get("retry-after", "").isdigit():
+                    problems.append(f"503 without Retry-After: {r.headers}")
+                if r.status_code == 503:
+                    body = r.json()
+                    if "error" not in body and "type" not in body:
+                        problems.append(f"503 without an error body: {body}")
+
+        async def health_during() -> None:
+            # Sent while the load is in flight: answered at once, not after the queue.
+            await asyncio.sleep(0.2)
+            async with httpx.AsyncClient(base_url=base, timeout=5.0) as probe:
+                for _ in range(5):
+                    try:
+                        r = await probe.get("/healthz")
+                    except httpx.HTTPError as err:
+                        problems.append(f"/healthz during the load: {type(err).__name__}")
+                        return
+                    if r.status_code != 200:
+                        problems.append(f"/healthz during the load: {r.status_code}")
+                    await asyncio.sleep(0.1)
+
+        await asyncio.gather(health_during(), *(one() for _ in range(CONCURRENT)))
+    return statuses, problems
+
+
+@pytest.mark.timeout(180)
+@pytest.mark.parametrize("route", ["operator", "share"])
+def test_every_request_is_answered_and_healthz_stays_up_past_pool_and_threads(
+    db_url: str, share_key: str, route: str
+) -> None:
+    if route == "operator":
+        path, headers = "/api/v1/status", headers_for(db_url)("admin")
+    else:
+        path, headers = "/api/share/v1/status", {"Authorization": f"Bearer {share_key}"}
+    with gateway(db_url) as base:
+        statuses, problems = asyncio.run(_load(base, path, headers))
+        assert problems == [], (problems[:5], statuses)
+        assert set(statuses) <= {200, 503}, statuses
+        assert statuses[200] > 0, statuses
+        assert sum(statuses.values()) == CONCURRENT * ROUNDS
+        # Right after the load: the gateway is not wedged, it serves again.
+        assert httpx.get(base + "/healthz", timeout=5).json() == {"status": "ok"}
+        assert httpx.get(base + path, headers=headers, timeout=5).status_code == 200
