@@ -20,7 +20,7 @@ from fastapi import APIRouter, Depends, FastAPI, Query, Request
 from fastapi.responses import Response
 
 from gateway import problems
-from gateway.deps import Conn, bearer
+from gateway.deps import POOL_RESERVE, Conn, bearer
 from gateway.errors import error_response
 from gateway.security import ASGIApp, Message, Receive, Send
 from gateway.security import Scope as AsgiScope
@@ -240,6 +240,7 @@ class AuditMiddleware:
     def __init__(self, app: ASGIApp, fastapi_app: FastAPI) -> None:
         self.app = app
         self.fastapi_app = fastapi_app
+        self._threads: anyio.CapacityLimiter | None = None
 
     async def __call__(self, scope: AsgiScope, receive: Receive, send: Send) -> None:
         if (
@@ -295,7 +296,12 @@ class AuditMiddleware:
                 log.exception("could not write the audit row of %s; answering 503", scope["path"])
                 return False
 
-        return await anyio.to_thread.run_sync(write)
+        # Writers wait for a connection (at most the pool's timeout) in threads of their own, as
+        # many as the pool keeps in reserve: under load they queue on the event loop and never
+        # take the threads the routes holding connections need to finish and give them back.
+        if self._threads is None:
+            self._threads = anyio.CapacityLimiter(POOL_RESERVE)
+        return await anyio.to_thread.run_sync(write, limiter=self._threads)
 
     @staticmethod
     async def _unavailable(scope: AsgiScope, receive: Receive, send: Send) -> None:
