@@ -308,10 +308,8 @@ class Postgres:
 
 MOSQUITTO_CONF = """\
 # Written by Commune IOC; edits are overwritten at start.
-per_listener_settings false
-listener {port} {host}
-allow_anonymous {anonymous}
-{auth}
+per_listener_settings {per_listener}
+{listeners}
 persistence true
 persistence_location {dir}/
 autosave_interval 60
@@ -327,16 +325,50 @@ log_type notice
 connection_messages false
 """
 
+# deploy/install-deps.sh builds this from Debian's source with deploy/mosquitto/patches: every
+# released Mosquitto forgets a durable client's $share subscription on restart, and ingest
+# subscribes through $share (docs/broker.md).
+FIXED_MOSQUITTO = Path("/usr/local/sbin/mosquitto")
+_warned_unpatched = False
+
+
+def mosquitto_binary() -> str:
+    """The patched broker when installed, else the distribution's (with a warning, once)."""
+    global _warned_unpatched
+    if FIXED_MOSQUITTO.exists():
+        return str(FIXED_MOSQUITTO)
+    system = [shutil.which("mosquitto", path="/usr/sbin:/usr/bin"), shutil.which("mosquitto")]
+    found = next((p for p in system if p and Path(p) != FIXED_MOSQUITTO), None)
+    if found is None:
+        raise RuntimeError("Mosquitto is not installed (run deploy/install-deps.sh)")
+    if not _warned_unpatched:
+        _warned_unpatched = True
+        log.warning(
+            "%s is not the patched broker: a restart loses QoS 1 messages sent to ingest before it"
+            " subscribes again (run deploy/install-deps.sh; docs/broker.md)",
+            found,
+        )
+    return found
+
 
 @dataclass
 class Mosquitto:
-    """A private Mosquitto broker with persistence in `data_dir`."""
+    """A private Mosquitto broker with persistence in `data_dir`.
+
+    Without `passwd_file` anyone may connect (the embedded default, loopback only). With it,
+    as the shipped configs do: with `ioc_passwd_file` too, `port` is the IOC's listener (only
+    the accounts in that file) and `device_port` the devices' one, where the broker replaces
+    each client id with the account's name, so no device can take over another's session.
+    """
 
     data_dir: Path
     port: int | None = None
     host: str = "127.0.0.1"
     passwd_file: Path | None = None
     acl_file: Path | None = None
+    ioc_passwd_file: Path | None = None
+    device_port: int | None = None
+    binary: str | None = None
     proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -346,6 +378,25 @@ class Mosquitto:
     @property
     def pid_file(self) -> Path:
         return self.data_dir / "mosquitto.pid"
+
+    def _listeners(self) -> tuple[bool, str]:
+        """(per_listener_settings, the listener blocks)."""
+        acl = f"acl_file {self.acl_file}\n" if self.acl_file else ""
+        if self.passwd_file is None:
+            return False, f"listener {self.port} {self.host}\nallow_anonymous true\n{acl}"
+        if self.ioc_passwd_file is None:
+            return False, (
+                f"listener {self.port} {self.host}\nallow_anonymous false\n"
+                f"password_file {self.passwd_file}\n{acl}"
+            )
+        return True, (
+            f"# The IOC's processes: only the accounts of {self.ioc_passwd_file.name}.\n"
+            f"listener {self.port} {self.host}\nallow_anonymous false\n"
+            f"password_file {self.ioc_passwd_file}\n{acl}\n"
+            "# Devices: the client id is the account's name, whatever the device sends.\n"
+            f"listener {self.device_port} {self.host}\nallow_anonymous false\n"
+            f"use_username_as_clientid true\npassword_file {self.passwd_file}\n{acl}"
+        )
 
     def url(self, user: str | None = None, password: str | None = None) -> str:
         auth = f"{user}:{password}@" if user else ""
@@ -367,26 +418,22 @@ class Mosquitto:
                 time.sleep(0.05)
 
     def start(self, timeout_s: float = 15) -> None:
-        if shutil.which("mosquitto") is None and not Path("/usr/sbin/mosquitto").exists():
-            raise RuntimeError("Mosquitto is not installed (run deploy/install-deps.sh)")
+        binary = self.binary or mosquitto_binary()
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self._stop_leftover()
         meta = self.data_dir / "mosquitto.json"
+        saved = json.loads(meta.read_text()) if meta.exists() else {}
         if self.port is None:
-            saved = json.loads(meta.read_text()).get("port") if meta.exists() else None
-            self.port = saved if saved and not port_open(saved) else free_port()
-        meta.write_text(json.dumps({"port": self.port}))
-        auth = ""
-        if self.passwd_file:
-            auth += f"password_file {self.passwd_file}\n"
-        if self.acl_file:
-            auth += f"acl_file {self.acl_file}\n"
+            self.port = (
+                saved.get("port") if saved.get("port") and not port_open(saved["port"]) else free_port()
+            )
+        if self.ioc_passwd_file and self.device_port is None:
+            dev = saved.get("device_port")
+            self.device_port = dev if dev and not port_open(dev) else free_port()
+        meta.write_text(json.dumps({"port": self.port, "device_port": self.device_port}))
+        per_listener, listeners = self._listeners()
         conf = MOSQUITTO_CONF.format(
-            port=self.port,
-            host=self.host,
-            dir=self.data_dir,
-            anonymous="false" if self.passwd_file else "true",
-            auth=auth,
+            per_listener="true" if per_listener else "false", listeners=listeners, dir=self.data_dir
         )
         if _as_root():
             conf += f"user {MQTT_USER}\n"
@@ -395,7 +442,6 @@ class Mosquitto:
                 if (self.data_dir / f).exists():
                     _chown(self.data_dir / f, MQTT_USER)
         self.conf_file.write_text(conf)
-        binary = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
         self.proc = subprocess.Popen(
             [binary, "-c", str(self.conf_file)],
             stdout=subprocess.DEVNULL,
@@ -409,7 +455,7 @@ class Mosquitto:
             if self.proc.poll() is not None:
                 err = self.proc.stderr.read().decode(errors="replace") if self.proc.stderr else ""
                 raise RuntimeError(f"mosquitto exited with {self.proc.returncode}: {err.strip()}")
-            if port_open(self.port):
+            if port_open(self.port) and (self.device_port is None or port_open(self.device_port)):
                 return
             time.sleep(0.05)
         raise RuntimeError(f"mosquitto did not listen within {timeout_s}s")

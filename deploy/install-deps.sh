@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs the system packages Commune IOC needs, from the distribution only:
 # PostgreSQL + TimescaleDB (built from Debian's source package where no binary
-# package exists), Mosquitto, and with --browser Debian's Chromium for browser tests.
+# package exists), Mosquitto (its broker rebuilt from Debian's source with our patch), and
+# with --browser Debian's Chromium for browser tests.
 # Idempotent: a second run installs nothing and takes well under a second.
 set -euo pipefail
 
@@ -47,6 +48,48 @@ for svc in mosquitto; do
     $SUDO systemctl disable --now "$svc" >/dev/null 2>&1 || true
   fi
 done
+
+# Mosquitto: every release (Debian 12's 2.0.11, trixie's 2.0.21) forgets a durable client's
+# $share subscription on restart, and ingest subscribes through $share: QoS 1 messages that
+# arrive before ingest subscribes again are acknowledged and dropped (docs/broker.md). Build
+# trixie's source package with deploy/mosquitto/patches into /usr/local/sbin/mosquitto (the
+# broker only, ~15 s); the Debian package stays for its user, unit, config dirs and tools.
+# Rebuilt only when that binary is missing or not this patch level.
+MOSQ_BIN=/usr/local/sbin/mosquitto
+MOSQ_TAG=ioc1   # bump when deploy/mosquitto/patches changes
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+build_mosquitto() {
+  echo "install-deps: Mosquitto with persistent shared subscriptions"
+  apt_update
+  for p in build-essential dpkg-dev libssl-dev libsystemd-dev; do
+    have "$p" || { $SUDO apt-get install -y -qq --no-install-recommends "$p" >/dev/null; }
+  done
+  mwork=$(mktemp -d /tmp/ioc-mosquitto.XXXXXX)
+  mkdir -p "$mwork/lists/partial"
+  echo "deb-src http://deb.debian.org/debian trixie main" >"$mwork/sources.list"
+  maptopts=(-oDir::Etc::SourceList="$mwork/sources.list" -oDir::Etc::SourceParts=/nonexistent
+            -oDir::State::Lists="$mwork/lists" -oAPT::Sandbox::User=root)
+  apt-get "${maptopts[@]}" update -qq
+  (cd "$mwork" && apt-get "${maptopts[@]}" source -qq mosquitto >/dev/null)
+  msrc=$(find "$mwork" -maxdepth 1 -type d -name 'mosquitto-*' | head -1)
+  [ -n "$msrc" ] || { echo "install-deps: apt-get source mosquitto gave no source tree" >&2; exit 1; }
+  (
+    cd "$msrc"
+    for patch in "$here"/mosquitto/patches/*.patch; do patch -p1 -s <"$patch"; done
+    mver=$(sed -n 's/^VERSION=//p' config.mk)
+    make -C src -j"$(nproc)" VERSION="$mver+$MOSQ_TAG" WITH_SYSTEMD=yes WITH_WEBSOCKETS=no \
+      WITH_CJSON=no WITH_DOCS=no WITH_SRV=no WITH_WRAP=no WITH_DLT=no WITH_MEMORY_TRACKING=no \
+      mosquitto >/dev/null
+    $SUDO install -m 0755 src/mosquitto "$MOSQ_BIN"
+  )
+  rm -rf "$mwork"
+  echo "install-deps: $("$MOSQ_BIN" -h | head -1) installed as $MOSQ_BIN"
+}
+mosq_now=$("$MOSQ_BIN" -h 2>/dev/null | head -1 || true)   # -h exits non-zero
+case "$mosq_now" in
+  *"+$MOSQ_TAG") ;;
+  *) build_mosquitto ;;
+esac
 
 PGV=$(pg_major)
 if [ -z "$PGV" ]; then
