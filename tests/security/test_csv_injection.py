@@ -192,3 +192,19 @@ def test_dashboard_downloads_neutralise_formulas(dash_page: Any) -> None:
     row = next(r for r in csv.DictReader(io.StringIO(maintenance)) if r["device_id"] == "cam-cho")
     assert row["reason"] == "'-2+3+cmd|' /C calc'!A0"
     assert formulas(maintenance) == []
+
+
+def test_every_csv_writer_goes_through_csvcells() -> None:
+    # A new CSV writer that bypasses the cell rule would bring formula injection back.
+    bypass = [
+        f"{path.relative_to(ROOT)}:{n}"
+        for pkg in ("services", "gateway", "cli", "ingest", "simulator")
+        for path in sorted((ROOT / pkg).rglob("*.py"))
+        if path != ROOT / "services" / "csvcells.py"
+        for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1)
+        if re.search(r"csv\.(writer|DictWriter)\(", line)
+    ]
+    assert bypass == []
+    js = sorted((ROOT / "dashboard" / "js").rglob("*.js"))
+    builders = [p.name for p in js if "text/csv" in p.read_text(encoding="utf-8")]
+    assert builders == ["dom.js"]  # downloadCsv, whose cells go through csvCell
