@@ -1,6 +1,6 @@
 // Small DOM and formatting pieces shared by the views.
 
-import { METRIC_UNITS, metricLabel, t } from "./i18n.js";
+import { fmtNumber, METRIC_UNITS, metricLabel, t } from "./i18n.js";
 
 export const STATE_COLORS = {
   online: "#16a34a",
@@ -133,7 +133,7 @@ function fmtBytes(n) {
     v /= 1024;
     i += 1;
   }
-  return `${i ? v.toFixed(1) : v} ${units[i]}`;
+  return `${i ? fmtNumber(v, 1) : fmtNumber(v)} ${units[i]}`;
 }
 
 export function fmtMetric(name, value) {
@@ -141,7 +141,7 @@ export function fmtMetric(name, value) {
   if (typeof value === "number") {
     if (name === "uptime_s") return fmtDuration(value);
     if (name === "rx_bytes" || name === "tx_bytes") return fmtBytes(value);
-    const v = Number.isInteger(value) ? value : value.toFixed(Math.abs(value) < 10 ? 2 : 1);
+    const v = Number.isInteger(value) ? fmtNumber(value) : fmtNumber(value, Math.abs(value) < 10 ? 2 : 1);
     const unit = METRIC_UNITS[name] || "";
     return unit === "%" || unit === "°C" || !unit ? `${v}${unit}` : `${v} ${unit}`;
   }

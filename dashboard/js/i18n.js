@@ -51,6 +51,42 @@ export function t(key, vars) {
   return s;
 }
 
+function has(key) {
+  return DICT[lang][key] !== undefined || DICT.vi[key] !== undefined;
+}
+
+// A device event's name for people; a type the catalogue does not know keeps its own name.
+export function eventLabel(type) {
+  return has(`event.${type}`) ? t(`event.${type}`) : type;
+}
+
+// An event's text: the catalogue's words for a known camera event (raised or cleared), else what
+// the device itself sent (devices of a Vietnamese commune often send Vietnamese already).
+export function eventMessage(type, message, fields) {
+  const key = `evmsg.${type}.${fields && fields.active === false ? "off" : "on"}`;
+  return has(key) ? t(key) : message || "";
+}
+
+// Why a device is in its state, in the page's words; the API keeps the server's own text.
+const REASONS = [
+  [/^no status for (\d+) s$/, "reason.silent"],
+  [/^maintenance window$/, "reason.maintenance"],
+  [/^device reported offline \(last will\)$/, "reason.last_will"],
+  [/^never heard$/, "reason.never_heard"],
+  [/^camera refuses our credentials$/, "reason.auth_failed"],
+  [/^camera does not answer$/, "reason.no_answer"],
+  [/^status received$/, "reason.status"],
+];
+
+export function reasonText(reason) {
+  if (!reason) return "";
+  for (const [re, key] of REASONS) {
+    const m = reason.match(re);
+    if (m) return t(key, { n: m[1] ? fmtNumber(Number(m[1])) : "" });
+  }
+  return reason;
+}
+
 // A status field's name for people, e.g. "Cường độ sóng (dBm)"; an unknown field keeps its key.
 export function metricLabel(key, withUnit = false) {
   const name = DICT[lang][`metric.${key}`] ?? DICT.vi[`metric.${key}`] ?? key;
@@ -99,14 +135,15 @@ export function fmtAgo(iso, now = Date.now()) {
 // The built-in rules the page has words for ("am.<rule>"), with the details their words need; without
 // them a rule reads "am.<rule>.plain". Decimals as the server's messages show the values.
 const ALERT_WORDS = {
-  offline: [], flapping: ["flaps"], broker_lost: [], camera_tamper: [], camera_signal_loss: [],
+  offline: [], flapping: ["flaps"], broker_lost: [], source_lost: ["devices"], camera_tamper: [], camera_signal_loss: [],
   camera_storage_failure: [], camera_auth_failed: [], uplink_down: [], eboard_screen_off: ["on_hours"],
   camera_clock_skew: ["value", "threshold"], speaker_battery_low: ["value", "threshold"],
   temperature_high: ["value", "threshold"],
 };
 const ALERT_DECIMALS = { camera_clock_skew: 0, speaker_battery_low: 0, temperature_high: 1 };
 
-function fmtNumber(v, decimals) {
+// Numbers in the page's style (vi-VN: comma decimals, dot thousands).
+export function fmtNumber(v, decimals) {
   const opts = decimals === undefined
     ? { maximumFractionDigits: 2 }
     : { minimumFractionDigits: decimals, maximumFractionDigits: decimals };

@@ -3,7 +3,7 @@
 
 import { allPages, api, query } from "../api.js";
 import { esc, fmtMetric, STATE_COLORS, statePill } from "../dom.js";
-import { fmtAgo, fmtTime, getLang, getTz, metricLabel, t } from "../i18n.js";
+import { eventLabel, eventMessage, fmtAgo, fmtTime, getLang, getTz, metricLabel, reasonText, t } from "../i18n.js";
 import { deviceName, store, villageName } from "../live.js";
 
 const uPlot = window.uPlot;
@@ -85,7 +85,7 @@ function renderLive() {
     <div class="device-state"><span id="device-state" data-state="${esc(d.state)}">${statePill(d.state)}</span>
       <small>${esc(t("col.since"))} ${esc(fmtTime(d.since))}</small>
       <small>${esc(t("col.last_seen"))}: ${esc(fmtAgo(d.last_seen))}</small>
-      ${d.reason ? `<small class="reason">${esc(t("col.reason"))}: ${esc(d.reason)}</small>` : ""}</div>`;
+      ${d.reason ? `<small class="reason">${esc(t("col.reason"))}: ${esc(reasonText(d.reason))}</small>` : ""}</div>`;
   const m = d.metrics || {};
   const keys = Object.keys(m).filter((k) => !isLink(k, m[k])).sort((a, b) => metricLabel(a).localeCompare(metricLabel(b), getLang()));
   root.querySelector("#device-metrics").innerHTML = keys.length
@@ -98,7 +98,7 @@ function renderLive() {
   card.parentElement.classList.toggle("single", card.hidden);
   root.querySelector("#device-metrics").classList.toggle("wide", card.hidden);
   root.querySelector("#device-links").innerHTML = links.map(([k, url]) =>
-    `<li><span>${esc(k)}</span> <a href="${esc(url)}" target="_blank" rel="noopener noreferrer" data-link="${esc(k)}">${esc(url)}</a></li>`).join("");
+    `<li><span>${esc(t(`link.${k}`) === `link.${k}` ? k : t(`link.${k}`))}</span> <a href="${esc(url)}" target="_blank" rel="noopener noreferrer" data-link="${esc(k)}">${esc(url)}</a></li>`).join("");
 }
 
 function isLink(key, value) {
@@ -272,7 +272,7 @@ function renderEvents(events) {
   table.dataset.n = events.length;
   table.innerHTML = events.length
     ? `<thead><tr><th>${esc(t("ev.time"))}</th><th>${esc(t("ev.type"))}</th><th>${esc(t("ev.severity"))}</th><th>${esc(t("ev.message"))}</th></tr></thead><tbody>` +
-      events.map((e) => `<tr data-event-seq="${esc(e.seq)}"><td>${esc(fmtTime(e.ts))}</td><td>${esc(e.type)}</td>` +
-        `<td><span class="sev" data-severity="${esc(e.severity)}">${esc(t(`sev.${e.severity}`))}</span></td><td>${esc(e.message || "")}</td></tr>`).join("") + "</tbody>"
+      events.map((e) => `<tr data-event-seq="${esc(e.seq)}"><td>${esc(fmtTime(e.ts))}</td><td>${esc(eventLabel(e.type))}</td>` +
+        `<td><span class="sev" data-severity="${esc(e.severity)}">${esc(t(`sev.${e.severity}`))}</span></td><td>${esc(eventMessage(e.type, e.message, e.fields))}</td></tr>`).join("") + "</tbody>"
     : `<tbody><tr><td class="muted">${esc(t("dev.no_events"))}</td></tr></tbody>`;
 }

@@ -5,7 +5,10 @@ import { collate, downloadCsv, esc, fold, metricSummary, STATE_RANK, statePill }
 import { fmtAgo, fmtTime, KINDS, STATES, t } from "../i18n.js";
 import { store, villageName } from "../live.js";
 
-const ROW_H = 44;
+// Rows are fixed-height (the list is virtualised); on a phone a row is two lines: the whole name,
+// then state, village and when last heard. Must match .vrow's height in app.css.
+const PHONE = window.matchMedia("(max-width: 720px)");
+const rowHeight = () => (PHONE.matches ? 64 : 44);
 const OVERSCAN = 8;
 // Kept across visits so that coming back from a device page keeps the operator's filters.
 const filters = { q: "", kind: "", state: "", village: "" };
@@ -145,6 +148,7 @@ function schedule() {
 
 function paint(force = false) {
   if (!root) return;
+  const ROW_H = rowHeight();
   spacer.style.height = `${filtered.length * ROW_H}px`;
   const first = Math.max(0, Math.floor(list.scrollTop / ROW_H) - OVERSCAN);
   const last = Math.min(filtered.length, Math.ceil((list.scrollTop + list.clientHeight) / ROW_H) + OVERSCAN);
@@ -166,7 +170,7 @@ function paint(force = false) {
     r.hidden = false;
     r.style.transform = `translateY(${(first + i) * ROW_H}px)`;
     // Repaint a row only when what it shows changed.
-    const sig = `${d.device_id}|${d.state}|${d.last_seen}|${force ? Date.now() : ""}|${JSON.stringify(d.metrics || {})}`;
+    const sig = `${d.device_id}|${d.state}|${d.last_seen}|${ROW_H}|${force ? Date.now() : ""}|${JSON.stringify(d.metrics || {})}`;
     if (r._sig === sig) return;
     r._sig = sig;
     r.dataset.deviceId = d.device_id;

@@ -3,7 +3,7 @@
 
 import { ALERT_ROLES, api } from "../api.js";
 import { collate, esc, patchChildren, statePill, throttle } from "../dom.js";
-import { alertText, fmtAgo, fmtTime, KINDS, STATES, t } from "../i18n.js";
+import { alertText, eventLabel, eventMessage, fmtAgo, fmtTime, KINDS, reasonText, STATES, t } from "../i18n.js";
 import { deviceName, recentActivity, store, villageName } from "../live.js";
 
 let root = null;
@@ -27,7 +27,7 @@ export function mount(el, _params, sess) {
     <div class="kind-summary" id="kind-summary"></div>
     <div class="grid-2">
       <div class="card"><h2>${esc(t("ov.villages"))}</h2><div class="table-wrap"><table id="village-table" class="matrix"><thead></thead><tbody></tbody></table></div></div>
-      <div class="card"><div class="card-head"><h2>${esc(t("ov.alerts"))} <span class="badge" id="alert-count">0</span></h2>
+      <div class="card alerts-card"><div class="card-head"><h2>${esc(t("ov.alerts"))} <span class="badge" id="alert-count">0</span></h2>
         <a href="#/alerts" id="all-alerts">${esc(t("ov.all_alerts"))}</a></div><ul id="alerts" class="alerts"></ul></div>
     </div>
     <div class="card"><h2>${esc(t("ov.changes"))}</h2><ul id="changes" class="activity"></ul></div>`;
@@ -135,14 +135,15 @@ function renderCounts() {
     let vTotal = 0;
     const cells = kinds.map((kind) => {
       const c = counts[kind];
-      if (!c) return `<td data-kind="${kind}" class="empty">·</td>`;
+      const label = esc(t(`kinds.${kind}`));
+      if (!c) return `<td data-kind="${kind}" data-label="${label}" class="empty">·</td>`;
       const sum = STATES.reduce((a, s) => a + c[s], 0);
       vOnline += c.online;
       vTotal += sum;
-      return `<td data-kind="${kind}" data-online="${c.online}" data-total="${sum}">${ratio(c.online, sum)}${bar(c, sum)}</td>`;
+      return `<td data-kind="${kind}" data-label="${label}" data-online="${c.online}" data-total="${sum}">${ratio(c.online, sum)}${bar(c, sum)}</td>`;
     }).join("");
     return [key, `<tr data-village="${esc(village)}" data-commune="${esc(commune)}"><th scope="row">${esc(labels.get(key))}</th>${cells}` +
-      `<td class="total" data-online="${vOnline}" data-total="${vTotal}">${ratio(vOnline, vTotal)}</td></tr>`];
+      `<td class="total" data-label="${esc(t("ov.total"))}" data-online="${vOnline}" data-total="${vTotal}">${ratio(vOnline, vTotal)}</td></tr>`];
   }));
 }
 
@@ -209,10 +210,10 @@ function activityItem(c) {
   if (c.type === "change") {
     return `<li data-change="${esc(c.device_id)}" data-state="${esc(c.state)}">${when}${link}` +
       `<span class="transition">${c.prev_state ? statePill(c.prev_state) + "→" : ""}${statePill(c.state)}</span>` +
-      `<small>${esc(villageName(c.commune, c.village))}${c.reason ? ` · ${esc(c.reason)}` : ""}</small></li>`;
+      `<small>${esc(villageName(c.commune, c.village))}${c.reason ? ` · ${esc(reasonText(c.reason))}` : ""}</small></li>`;
   }
-  return `<li data-event="${esc(c.device_id)}">${when}${link}<span class="sev" data-severity="${esc(c.severity)}">${esc(c.event_type)}</span>` +
-    `<small>${esc(c.message || "")}</small></li>`;
+  return `<li data-event="${esc(c.device_id)}">${when}${link}<span class="sev" data-severity="${esc(c.severity)}">${esc(eventLabel(c.event_type))}</span>` +
+    `<small>${esc(eventMessage(c.event_type, c.message, c.fields))}</small></li>`;
 }
 
 async function onClick(e) {
