@@ -67,7 +67,10 @@ def create_app(settings: GatewaySettings) -> FastAPI:
         finally:
             app.state.pool.close()
 
-    app = FastAPI(title="Commune IOC", version="1", description=DESCRIPTION, lifespan=lifespan)
+    # /docs is the gateway's own page (gateway/routes/dashboard.py): FastAPI's loads Swagger UI from a CDN.
+    app = FastAPI(
+        title="Commune IOC", version="1", description=DESCRIPTION, lifespan=lifespan, docs_url=None, redoc_url=None
+    )
     app.state.settings = settings
     assert settings.database_url is not None
     app.state.pool = pool(

@@ -50,3 +50,9 @@ def index(request: Request) -> FileResponse:
             "content-security-policy": _csp(request.app.state.settings.map_tile_url),
         },
     )
+
+
+@router.get("/docs")
+def api_docs() -> FileResponse:
+    """Swagger UI on /openapi.json, with its script and styles served by the gateway."""
+    return FileResponse(DASHBOARD / "api-docs.html", media_type="text/html", headers={"cache-control": "no-cache"})

@@ -308,6 +308,12 @@ def test_state_reasons_and_event_names_read_in_vietnamese(page: Page) -> None:
     ]
 
 
+def test_api_docs_render_without_internet(page: Page, dash_url: str) -> None:
+    page.goto(dash_url + "/docs")
+    expect(page.locator(".swagger-ui .opblock").first).to_be_visible(timeout=20000)
+    expect(page.locator(".swagger-ui")).to_contain_text("/api/v1/status")
+
+
 def test_language_switch_turns_the_page_english_and_back(page: Page) -> None:
     expect(page.locator("[data-nav=overview]")).to_have_text("Tổng quan")
     expect(page.locator(".kpi[data-state=online] .kpi-label")).to_have_text("Trực tuyến")

@@ -60,11 +60,15 @@ def test_security_headers_on_pages_api_and_errors(client: TestClient) -> None:
     assert client.get("/api/v1/auth/me").headers["cache-control"] == "no-store"
 
 
-def test_docs_page_still_loads_its_scripts(client: TestClient) -> None:
+def test_docs_page_loads_its_scripts_from_the_gateway_only(client: TestClient) -> None:
     r = client.get("/docs")
     assert r.status_code == 200
-    assert "cdn.jsdelivr.net" in r.headers["content-security-policy"]
-    assert "frame-ancestors 'none'" in r.headers["content-security-policy"]
+    csp = r.headers["content-security-policy"]
+    assert "script-src 'self';" in csp and "http" not in csp and "frame-ancestors 'none'" in csp
+    scripts = re.findall(r'<script src="([^"]+)"', r.text)
+    assert scripts and all(src.startswith("/ui/") for src in scripts)
+    for src in scripts:
+        assert client.get(src).status_code == 200
 
 
 def test_cors_is_closed_by_default(client: TestClient, as_viewer: dict[str, str]) -> None:
