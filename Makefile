@@ -44,9 +44,11 @@ clean:
 
 # Refresh the dashboard's vendored libraries from npm (committed; the page needs no build step).
 dashboard-vendor:
-	@d=$$(mktemp -d) && cd $$d && npm pack -q leaflet@1.9.4 uplot@1.6.32 >/dev/null && \
-	  mkdir l u && tar xzf leaflet-1.9.4.tgz -C l && tar xzf uplot-1.6.32.tgz -C u && cd - >/dev/null && \
+	@d=$$(mktemp -d) && cd $$d && npm pack -q leaflet@1.9.4 uplot@1.6.32 swagger-ui-dist@5.35.0 >/dev/null && \
+	  mkdir l u s && tar xzf leaflet-1.9.4.tgz -C l && tar xzf uplot-1.6.32.tgz -C u && \
+	  tar xzf swagger-ui-dist-5.35.0.tgz -C s && cd - >/dev/null && \
 	  cp $$d/l/package/dist/leaflet.js $$d/l/package/dist/leaflet.css $$d/l/package/LICENSE dashboard/vendor/leaflet/ && \
 	  cp $$d/l/package/dist/images/*.png dashboard/vendor/leaflet/images/ && \
 	  cp $$d/u/package/dist/uPlot.iife.min.js $$d/u/package/dist/uPlot.min.css $$d/u/package/LICENSE dashboard/vendor/uplot/ && \
+	  cp $$d/s/package/swagger-ui-bundle.js $$d/s/package/swagger-ui.css $$d/s/package/LICENSE $$d/s/package/NOTICE dashboard/vendor/swagger-ui/ && \
 	  rm -rf $$d
