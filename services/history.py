@@ -19,7 +19,6 @@ heard in (or with no state on record): no data, rather than offline. Null in the
 """
 
 import math
-import re
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -27,7 +26,7 @@ from typing import Any
 import psycopg
 from psycopg.rows import dict_row
 
-from services import paging
+from services import paging, timerange
 from services.errors import InvalidInput
 from services.status import utc
 
@@ -35,36 +34,10 @@ ORIGIN = datetime(2000, 1, 3, tzinfo=UTC)
 MAX_BUCKETS = 10000
 TARGET_BUCKETS = 300
 DEFAULT_SPAN = timedelta(hours=24)
-_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
-_BUCKET_RE = re.compile(r"([1-9][0-9]{0,8})([smhd])")
 _NICE_S = (30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 10800, 21600, 43200, 86400, 2 * 86400, 7 * 86400)
-# A "+" in a query string arrives as a space when the client did not escape it.
-_PLUS_AS_SPACE = re.compile(r"(.*T[0-9:.]+) ([0-9]{2}(?::?[0-9]{2})?)")
-
-
-def parse_time(name: str, value: str) -> datetime:
-    """An ISO 8601 time (date, or date and time; no offset means UTC), as UTC; 400 otherwise."""
-    text = value.strip()
-    m = _PLUS_AS_SPACE.fullmatch(text)
-    if m:
-        text = f"{m[1]}+{m[2]}"
-    try:
-        dt = datetime.fromisoformat(text)
-    except ValueError as err:
-        raise InvalidInput(
-            f"{name}={value!r} is not an ISO 8601 time; give e.g. 2026-01-31T08:00:00+07:00 or 2026-01-31"
-        ) from err
-    if dt.tzinfo is None:
-        dt = dt.replace(tzinfo=UTC)
-    return dt.astimezone(UTC)
-
-
-def parse_bucket(value: str) -> timedelta:
-    """A bucket width like 30s, 5m, 1h, 1d; 400 otherwise."""
-    m = _BUCKET_RE.fullmatch(value.strip())
-    if not m:
-        raise InvalidInput(f"bucket={value!r} is not a width like 30s, 5m, 1h or 1d")
-    return timedelta(seconds=int(m[1]) * _UNITS[m[2]])
+# Callers' times and widths are parsed and bounded in one place (services.timerange).
+parse_time = timerange.parse_time
+parse_bucket = timerange.parse_bucket
 
 
 def bucket_label(width: timedelta) -> str:
@@ -113,26 +86,16 @@ def window(
     default_span: timedelta = DEFAULT_SPAN,
 ) -> Window:
     """Resolve `from`, `to`, `bucket` query values: to=now, from=to-24h, a bucket giving <= ~300 buckets."""
-    now = now or datetime.now(UTC)
-    t1 = parse_time("to", end) if end else now
-    t0 = parse_time("from", start) if start else t1 - default_span
-    if t0 >= t1:
-        raise InvalidInput(f"from ({t0.isoformat()}) must be before to ({t1.isoformat()})")
-    try:
-        if bucket:
-            width = parse_bucket(bucket)
-        else:
-            width = next(
-                (
-                    timedelta(seconds=s)
-                    for s in _NICE_S
-                    if _count(t0, t1, timedelta(seconds=s)) <= TARGET_BUCKETS
-                ),
-                timedelta(days=math.ceil((t1 - t0) / timedelta(days=TARGET_BUCKETS))),
-            )
-        n = _count(t0, t1, width)
-    except OverflowError as err:
-        raise InvalidInput("from and to are too far apart") from err
+    t0, t1 = timerange.time_range(start, end, now or datetime.now(UTC), default_span=default_span)
+    # Both ends are within timerange's bounds and a width within MAX_BUCKET: no overflow below.
+    if bucket:
+        width = parse_bucket(bucket)
+    else:
+        width = next(
+            (timedelta(seconds=s) for s in _NICE_S if _count(t0, t1, timedelta(seconds=s)) <= TARGET_BUCKETS),
+            timedelta(days=math.ceil((t1 - t0) / timedelta(days=TARGET_BUCKETS))),
+        )
+    n = _count(t0, t1, width)
     if n > MAX_BUCKETS:
         raise InvalidInput(
             f"{n} buckets of {bucket_label(width)} between from and to; at most {MAX_BUCKETS}: "

@@ -11,6 +11,7 @@ from typing import Any, TypeVar
 
 import orjson
 
+from services import timerange
 from services.errors import InvalidInput
 
 DEFAULT_LIMIT = 1000
@@ -33,7 +34,7 @@ def decode(cursor: str, types: Sequence[type]) -> list[Any]:
         out: list[Any] = []
         for v, t in zip(values, types, strict=True):
             if t is datetime:
-                out.append(datetime.fromisoformat(v))
+                out.append(timerange.check("cursor", datetime.fromisoformat(v)))
             elif t is int:
                 if type(v) is not int:
                     raise ValueError("not an integer")

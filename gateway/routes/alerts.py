@@ -1,13 +1,13 @@
 """Alerts for technicians: list, acknowledge, resolve, assign; MTTA/MTTR; rule settings."""
 
-from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Query, Request
+from fastapi import APIRouter, Body, Depends, Query, Request
 from fastapi.exceptions import RequestValidationError
 from psycopg.types.json import Jsonb
 from pydantic import BaseModel, Field
 
+from gateway import params
 from gateway.deps import Admin, Conn, CurrentUser, Technician, check_commune
 from services import audit, paging
 from services.alerts import config as alert_config
@@ -15,7 +15,7 @@ from services.alerts import rule_schema, store
 from services.auth import User
 from services.errors import ConfigError, Forbidden, InvalidInput, NotFound
 
-router = APIRouter(tags=["alerts"])
+router = APIRouter(tags=["alerts"], dependencies=[Depends(params.known_only)])
 
 
 class AckIn(BaseModel):
@@ -64,7 +64,7 @@ def list_alerts(
     device_id: str | None = None,
     severity: str | None = None,
     assignee: str | None = None,
-    since: Annotated[datetime | None, Query(description="opened at or after")] = None,
+    since: Annotated[params.Time | None, Query(description="opened at or after")] = None,
     limit: int | None = None,
     cursor: str | None = None,
 ) -> dict[str, Any]:
@@ -93,8 +93,8 @@ def list_alerts(
 def alert_stats(
     conn: Conn,
     user: CurrentUser,
-    from_: Annotated[datetime | None, Query(alias="from")] = None,
-    to: datetime | None = None,
+    from_: Annotated[params.Time | None, Query(alias="from")] = None,
+    to: params.Time | None = None,
     group_by: Annotated[
         str, Query(description="village, kind, rule, commune or village,kind")
     ] = "village,kind",

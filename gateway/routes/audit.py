@@ -3,14 +3,15 @@
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Depends, Query
 from pydantic import BaseModel, ConfigDict, Field
 
+from gateway import params
 from gateway.deps import Admin, Conn
 from services import audit, history, paging
 from services.status import utc
 
-router = APIRouter(prefix="/api/v1", tags=["audit"])
+router = APIRouter(prefix="/api/v1", tags=["audit"], dependencies=[Depends(params.known_only)])
 
 
 class AuditEntry(BaseModel):

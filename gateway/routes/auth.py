@@ -1,12 +1,13 @@
 """Operator sign-in: a bearer token and the same token as an HttpOnly cookie."""
 
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter, Depends, Request, Response
 from pydantic import BaseModel, Field
 
+from gateway import params
 from gateway.deps import SESSION_COOKIE, Conn, CurrentUser, bearer
 from services import auth
 
-router = APIRouter(prefix="/api/v1/auth", tags=["auth"])
+router = APIRouter(prefix="/api/v1/auth", tags=["auth"], dependencies=[Depends(params.known_only)])
 
 
 class LoginIn(BaseModel):

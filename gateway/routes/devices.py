@@ -6,12 +6,13 @@ from typing import Annotated, Any, Generic, TypeVar
 from fastapi import APIRouter, Depends, Query
 from pydantic import BaseModel, ConfigDict, Field
 
+from gateway import params
 from gateway.deps import Conn, CurrentUser, check_commune
-from services import history, status
+from services import history, status, timerange
 from services.auth import User
 from services.status import DeviceFilter
 
-router = APIRouter(prefix="/api/v1", tags=["devices"])
+router = APIRouter(prefix="/api/v1", tags=["devices"], dependencies=[Depends(params.known_only)])
 T = TypeVar("T")
 
 
@@ -188,8 +189,8 @@ def device_events(
     cursor: Cursor = None,
 ) -> dict[str, Any]:
     """The device's events with from <= ts < to (both optional), newest first; paged."""
-    start = history.parse_time("from", from_) if from_ else None
-    end = history.parse_time("to", to) if to else None
+    start = timerange.parse_time("from", from_) if from_ else None
+    end = timerange.parse_time("to", to) if to else None
     status.get_device(conn, device_id, user.communes, include_retired=True)
     items, nxt = history.events(conn, device_id, start, end, limit=limit, cursor=cursor)
     return {"items": items, "next_cursor": nxt}

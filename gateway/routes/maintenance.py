@@ -3,14 +3,17 @@
 from datetime import UTC, datetime
 from typing import Any
 
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter, Depends, Request, Response
 from pydantic import AliasChoices, BaseModel, Field
 
+from gateway import params
 from gateway.deps import Admin, Conn, CurrentUser, check_commune
 from services import audit, maintenance, paging
 from services.auth import User
 
-router = APIRouter(prefix="/api/v1/maintenance", tags=["maintenance"])
+router = APIRouter(
+    prefix="/api/v1/maintenance", tags=["maintenance"], dependencies=[Depends(params.known_only)]
+)
 
 
 class MaintenanceIn(BaseModel):
@@ -18,8 +21,8 @@ class MaintenanceIn(BaseModel):
     commune: str | None = Field(default=None, validation_alias=AliasChoices("commune", "commune_id"))
     village: str | None = Field(default=None, validation_alias=AliasChoices("village", "village_id"))
     kind: str | None = None
-    starts_at: datetime
-    ends_at: datetime
+    starts_at: params.Time
+    ends_at: params.Time
     reason: str = Field(default="", max_length=500)
     rrule: str | None = Field(
         default=None, max_length=500, description="RFC 5545 RRULE, e.g. FREQ=WEEKLY;BYDAY=TU (local time)"

@@ -3,16 +3,17 @@
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import Response
 
+from gateway import params
 from gateway.deps import Conn, CurrentUser, check_commune
 from gateway.routes.share import page_of, reply, time_range
 from gateway.share_schemas import AvailabilityItem, AvailabilityQuery, Page
 from services import reports, share
 from services.share import Scope
 
-router = APIRouter(prefix="/api/v1/reports", tags=["reports"])
+router = APIRouter(prefix="/api/v1/reports", tags=["reports"], dependencies=[Depends(params.known_only)])
 
 
 @router.get(

@@ -40,7 +40,7 @@ from gateway.share_schemas import (
     SampleItem,
     StatusItem,
 )
-from services import audit, history, keys, paging, reports, share
+from services import audit, history, keys, paging, reports, share, timerange
 from services.errors import InvalidInput, Unauthorized
 from services.keys import ApiKey
 from services.share import Scope
@@ -106,13 +106,8 @@ def reply(
 
 
 def time_range(from_: str | None, to: str | None, now: datetime) -> tuple[datetime, datetime]:
-    t1 = history.parse_time("to", to) if to else now
-    t0 = history.parse_time("from", from_) if from_ else t1 - DEFAULT_SPAN
-    if t0 >= t1:
-        raise InvalidInput(f"from ({t0.isoformat()}) must be before to ({t1.isoformat()})")
-    if t1 - t0 > MAX_RANGE:
-        raise InvalidInput(f"from and to are more than {MAX_RANGE.days} days apart; ask for a shorter range")
-    return t0, t1
+    """`from`/`to` of a share list or report: bounded times (services.timerange), at most MAX_RANGE apart."""
+    return timerange.time_range(from_, to, now, default_span=DEFAULT_SPAN, max_span=MAX_RANGE)
 
 
 _DEVICE_COLUMNS = list(DeviceItem.model_fields)

@@ -2,13 +2,14 @@
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Depends, Query
 from pydantic import BaseModel, Field
 
+from gateway import params
 from gateway.deps import Conn, Technician
 from services import auth, paging
 
-router = APIRouter(prefix="/api/v1", tags=["users"])
+router = APIRouter(prefix="/api/v1", tags=["users"], dependencies=[Depends(params.known_only)])
 
 
 class UserRow(BaseModel):

@@ -1,6 +1,7 @@
 """Regression tests of request input: each one a finding (issue #13 item 7, the HTTP fuzzing of #12)
 that answered 500 before, on the real gateway and database."""
 
+import base64
 from collections.abc import Callable, Iterator
 
 import psycopg
@@ -122,3 +123,108 @@ def test_escaped_tab_and_newline_and_a_valid_pair_in_a_body_are_not_refused(
         headers={**ro_user(), "content-type": "application/json"},
     )
     assert r.status_code == 404, r.text  # reached the route: no such alert
+
+
+# --- times near year 1 or 9999 (#13 item 7): OverflowError or PostgreSQL's refusal, a 500 ---
+
+OPERATOR_TIMES = [
+    "/api/v1/reports/availability?to=0001-01-01",
+    "/api/v1/reports/availability?from=9999-12-31T00:00:00-14:00",
+    "/api/v1/devices/spk-xom-1/events?from=0001-01-01T00:00:00%2B05:00",
+    "/api/v1/devices/spk-xom-1/events?to=9999-12-31T23:59:59-05:00",
+    "/api/v1/devices/spk-xom-1/history?to=0001-01-01",
+    "/api/v1/devices/spk-xom-1/history?bucket=999999999d",
+    "/api/v1/audit?from=0001-01-01T00:00:00%2B05:00",
+    "/api/v1/audit?to=9999-12-31T23:59:59-05:00",
+    "/api/v1/alerts?since=9999-12-31T23:59:59-05:00",
+    "/api/v1/alerts/stats?from=0001-01-01T00:00:00%2B05:00",
+]
+SHARE_TIMES = [
+    "/api/share/v1/availability?to=0001-01-01T00:00:00",
+    "/api/share/v1/history?device=spk-xom-1&bucket=999999999d",
+    "/api/share/v1/history?device=spk-xom-1&bucket=1h&to=0001-01-02",
+    "/api/share/v1/alerts?since=0001-01-01T00:00:00%2B05:00",
+    "/ngsi-ld/v1/temporal/entities/urn:ngsi-ld:Device:long-thanh:spk-xom-1"
+    "?timerel=before&timeAt=0001-01-01T00:00:00%2B05:00",
+]
+
+
+@pytest.mark.parametrize("url", OPERATOR_TIMES)
+def test_a_time_out_of_range_on_an_operator_route_is_400_naming_it(
+    client: TestClient, ro_user: Headers, url: str
+) -> None:
+    name = next(n for n in ("from", "to", "since", "bucket") if f"{n}=" in url.split("?")[1])
+    message = error_of(client.get(url, headers=ro_user()))
+    assert name in message and ("range" in message or "wider" in message)
+
+
+@pytest.mark.parametrize("url", SHARE_TIMES)
+def test_a_time_out_of_range_on_a_share_route_is_400(
+    client: TestClient, key: dict[str, str], url: str
+) -> None:
+    r = client.get(url, headers=key)
+    assert r.status_code == 400, r.text
+
+
+def test_a_maintenance_window_at_year_9999_is_refused(client: TestClient, ro_user: Headers) -> None:
+    r = client.post(
+        "/api/v1/maintenance",
+        json={
+            "commune": "thoai-giang",
+            "starts_at": "9999-12-31T23:00:00-05:00",
+            "ends_at": "9999-12-31T23:59:59-05:00",
+        },
+        headers=ro_user(),
+    )
+    assert "starts_at" in error_of(r, 422)
+
+
+def test_a_cursor_holding_a_time_out_of_range_is_400(client: TestClient, ro_user: Headers) -> None:
+    cursor = base64.urlsafe_b64encode(b'["0001-01-01T00:00:00+05:00"]').decode().rstrip("=")
+    r = client.get(f"/api/v1/devices/spk-xom-1/history?cursor={cursor}", headers=ro_user())
+    assert "cursor" in error_of(r)
+
+
+def test_times_inside_the_range_still_answer(client: TestClient, ro_user: Headers) -> None:
+    r = client.get(
+        "/api/v1/devices/spk-xom-1/history?from=1970-01-01T00:00:00Z&to=1971-01-01T00:00:00Z&bucket=1d",
+        headers=ro_user(),
+    )
+    assert r.status_code == 200, r.text
+
+
+# --- unknown query parameters (#13 item 9): ignored by operator routes, refused by share routes ---
+
+UNKNOWN = [
+    "/api/v1/devices?comune=thoai-giang",
+    "/api/v1/status?_=1",
+    "/api/v1/devices/spk-xom-1?x=1",
+    "/api/v1/devices/spk-xom-1/history?buckets=1h",
+    "/api/v1/alerts?sate=open",
+    "/api/v1/alerts/stats?groupby=kind",
+    "/api/v1/alert-rules?x=1",
+    "/api/v1/audit?actor_knd=user",
+    "/api/v1/maintenance?village=trung-binh",
+    "/api/v1/reports/availability?groupby=kind",
+    "/api/v1/users?role=admin",
+    "/api/v1/auth/me?x=1",
+]
+
+
+@pytest.mark.parametrize("url", UNKNOWN)
+def test_an_unknown_parameter_on_an_operator_route_is_400_naming_it(
+    client: TestClient, ro_user: Headers, url: str
+) -> None:
+    name = url.split("?")[1].split("=")[0]
+    assert f"{name}: Extra inputs are not permitted" in error_of(client.get(url, headers=ro_user()))
+
+
+def test_declared_parameters_and_aliases_are_accepted(client: TestClient, ro_user: Headers) -> None:
+    for url in (
+        "/api/v1/devices?commune=thoai-giang&village=trung-binh&kind=camera&state=online&limit=5",
+        "/api/v1/alerts/stats?from=2026-01-01&to=2026-02-01&group_by=kind",
+        "/api/v1/reports/availability?from=2026-01-01&to=2026-01-02&group_by=kind",
+        "/api/v1/audit?actor_kind=user&from=2026-01-01",
+    ):
+        r = client.get(url, headers=ro_user())
+        assert r.status_code == 200, (url, r.text)
