@@ -102,6 +102,13 @@ def _key(row: tuple) -> ApiKey:  # type: ignore[type-arg]
     )
 
 
+def unknown_communes(conn: psycopg.Connection, communes: list[str]) -> list[str]:
+    """The given commune ids that the registry does not hold, in the order given."""
+    rows = conn.execute("SELECT id FROM communes WHERE id = ANY(%s)", (communes,)).fetchall()
+    known = {r[0] for r in rows}
+    return [c for c in dict.fromkeys(communes) if c not in known]
+
+
 def create(
     conn: psycopg.Connection,
     name: str,
@@ -120,6 +127,11 @@ def create(
         bad = [c for c in communes if not ID_RE.fullmatch(c)]
         if bad:
             raise InvalidInput(f"commune id(s) {', '.join(bad)} do not match [a-z0-9][a-z0-9-]{{0,62}}")
+        missing = unknown_communes(conn, communes)
+        if missing:
+            raise InvalidInput(
+                f"no commune {', '.join(missing)} in the registry (import it first: ioc devices import FILE)"
+            )
     if kinds is not None:
         bad = [k for k in kinds if k not in KINDS]
         if bad or not kinds:

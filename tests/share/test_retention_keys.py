@@ -56,6 +56,8 @@ def ioc(db_url: str, *args: str) -> subprocess.CompletedProcess[str]:
 
 
 def test_keys_cli_prints_the_key_once_and_stores_only_its_hash(db_url: str) -> None:
+    with psycopg.connect(db_url) as conn:
+        world.seed(conn)  # the key's communes must exist
     r = ioc(
         db_url,
         "keys",
@@ -91,3 +93,17 @@ def test_keys_cli_prints_the_key_once_and_stores_only_its_hash(db_url: str) -> N
     )  # neither --communes nor --all-communes
     bad = ioc(db_url, "keys", "create", "--name", "x", "--all-communes", "--kinds", "toaster")
     assert bad.returncode == 1 and "kinds must be among" in bad.stderr
+
+
+def test_keys_cli_refuses_a_commune_the_registry_does_not_hold(db_url: str) -> None:
+    with psycopg.connect(db_url) as conn:
+        world.seed(conn)
+    r = ioc(db_url, "keys", "create", "--name", "huyen", "--communes", "thoai-giang,thoai-gaing,nowhere")
+    assert r.returncode == 1 and r.stdout == ""
+    assert r.stderr.strip().splitlines() == [
+        "ioc: no commune thoai-gaing, nowhere in the registry (import it first: ioc devices import FILE)"
+    ]
+    with psycopg.connect(db_url) as conn:
+        assert conn.execute("SELECT count(*) FROM api_keys").fetchone() == (0,)
+        with pytest.raises(InvalidInput, match="no commune nowhere"):
+            keys.create(conn, "x", ["nowhere"])
