@@ -16,8 +16,12 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
         help="write Mosquitto passwd/acl and device credentials",
         description="Write Mosquitto's `passwd` and `acl` files and `credentials.csv` "
         "(device_id,username,password) to DIR. Usernames are device ids; each device may "
-        "publish only under ioc/v1/{commune}/{kind}/{device}/#. The IOC's own account `ioc` "
-        "reads every device topic and ioc/internal/#; its password is also written, mode 0600, "
+        "publish only under ioc/v1/{commune}/{kind}/{device}/# and read only its own .../cmd. "
+        "The IOC's own account `ioc` reads every device topic, publishes devices' cmd topics and "
+        "uses ioc/internal/#. The shipped broker configs set use_username_as_clientid on the "
+        "devices' listener: a device's client id is its id, so no device can take over an IOC "
+        "process's session (their ids begin with ioc-, which device ids may not). The ioc "
+        "account's password is also written, mode 0600, "
         "to DATA_DIR/mqtt/ioc.password. Passwords are created once and kept hashed: "
         "credentials.csv lists only those created by this run. Reload Mosquitto afterwards "
         "(SIGHUP, or `systemctl reload mosquitto`).",

@@ -308,7 +308,8 @@ class Postgres:
 
 MOSQUITTO_CONF = """\
 # Written by Commune IOC; edits are overwritten at start.
-per_listener_settings {per_listener}
+# One set of accounts and ACLs for every listener (see the Mosquitto class).
+per_listener_settings false
 {listeners}
 persistence true
 persistence_location {dir}/
@@ -355,10 +356,12 @@ def mosquitto_binary() -> str:
 class Mosquitto:
     """A private Mosquitto broker with persistence in `data_dir`.
 
-    Without `passwd_file` anyone may connect (the embedded default, loopback only). With it,
-    as the shipped configs do: with `ioc_passwd_file` too, `port` is the IOC's listener (only
-    the accounts in that file) and `device_port` the devices' one, where the broker replaces
-    each client id with the account's name, so no device can take over another's session.
+    Without `passwd_file` anyone may connect (the embedded default, loopback only). With it
+    and `device_listener`, as the shipped configs run: `port` is the IOC's listener and
+    `device_port` the devices' one, where the broker replaces each client id with the account's
+    name, so no device can take over another client's session. One set of accounts for both:
+    `per_listener_settings true` would deny every message queued for an offline session (the
+    broker forgets a disconnected client's listener), dropping ingest's queue (docs/broker.md).
     """
 
     data_dir: Path
@@ -366,7 +369,7 @@ class Mosquitto:
     host: str = "127.0.0.1"
     passwd_file: Path | None = None
     acl_file: Path | None = None
-    ioc_passwd_file: Path | None = None
+    device_listener: bool = False
     device_port: int | None = None
     binary: str | None = None
     proc: subprocess.Popen[bytes] | None = None
@@ -379,24 +382,15 @@ class Mosquitto:
     def pid_file(self) -> Path:
         return self.data_dir / "mosquitto.pid"
 
-    def _listeners(self) -> tuple[bool, str]:
-        """(per_listener_settings, the listener blocks)."""
-        acl = f"acl_file {self.acl_file}\n" if self.acl_file else ""
+    def _listeners(self) -> str:
+        text = f"listener {self.port} {self.host}\n"
+        if self.device_port:
+            # Devices: the client id is the account's name, whatever the device sends.
+            text += f"listener {self.device_port} {self.host}\nuse_username_as_clientid true\n"
         if self.passwd_file is None:
-            return False, f"listener {self.port} {self.host}\nallow_anonymous true\n{acl}"
-        if self.ioc_passwd_file is None:
-            return False, (
-                f"listener {self.port} {self.host}\nallow_anonymous false\n"
-                f"password_file {self.passwd_file}\n{acl}"
-            )
-        return True, (
-            f"# The IOC's processes: only the accounts of {self.ioc_passwd_file.name}.\n"
-            f"listener {self.port} {self.host}\nallow_anonymous false\n"
-            f"password_file {self.ioc_passwd_file}\n{acl}\n"
-            "# Devices: the client id is the account's name, whatever the device sends.\n"
-            f"listener {self.device_port} {self.host}\nallow_anonymous false\n"
-            f"use_username_as_clientid true\npassword_file {self.passwd_file}\n{acl}"
-        )
+            return text + "allow_anonymous true\n"
+        text += f"allow_anonymous false\npassword_file {self.passwd_file}\n"
+        return text + (f"acl_file {self.acl_file}\n" if self.acl_file else "")
 
     def url(self, user: str | None = None, password: str | None = None) -> str:
         auth = f"{user}:{password}@" if user else ""
@@ -427,14 +421,11 @@ class Mosquitto:
             self.port = (
                 saved.get("port") if saved.get("port") and not port_open(saved["port"]) else free_port()
             )
-        if self.ioc_passwd_file and self.device_port is None:
+        if self.device_listener and self.device_port is None:
             dev = saved.get("device_port")
             self.device_port = dev if dev and not port_open(dev) else free_port()
         meta.write_text(json.dumps({"port": self.port, "device_port": self.device_port}))
-        per_listener, listeners = self._listeners()
-        conf = MOSQUITTO_CONF.format(
-            per_listener="true" if per_listener else "false", listeners=listeners, dir=self.data_dir
-        )
+        conf = MOSQUITTO_CONF.format(listeners=self._listeners(), dir=self.data_dir)
         if _as_root():
             conf += f"user {MQTT_USER}\n"
             _chown(self.data_dir, MQTT_USER)

@@ -71,6 +71,9 @@ self_signed() {  # CERT KEY
 echo "== systemd units"
 install -m 0644 /opt/ioc/deploy/systemd/*.service /opt/ioc/deploy/systemd/*.target \
   /opt/ioc/deploy/systemd/*.timer /etc/systemd/system/
+# The packaged unit runs the patched broker install-deps.sh built (/usr/local/sbin/mosquitto).
+install -D -m 0644 /opt/ioc/deploy/mosquitto/systemd-dropin.conf \
+  /etc/systemd/system/mosquitto.service.d/ioc.conf
 systemctl daemon-reload
 systemctl start ioc-migrate.service
 

@@ -1,5 +1,12 @@
 """MQTT accounts for Mosquitto: one per device plus the IOC's own, hashed in the database,
-written out as Mosquitto's password and ACL files."""
+written out as Mosquitto's password and ACL files.
+
+Client ids are tied to accounts by the listener (docs/broker.md): on the devices' listener the
+broker replaces a device's client id with its username (`use_username_as_clientid`), so no
+device can connect as `ioc-ingest-…` and take over ingest's session. The IOC's processes use
+their own listener, reachable from the IOC's host (or compose network) only; their client ids
+begin with `ioc-`, which no device id may.
+"""
 
 import base64
 import grp
@@ -23,6 +30,8 @@ from services.models import Device
 log = logging.getLogger(__name__)
 
 IOC_USERNAME = "ioc"
+# Client ids of the IOC's own processes begin with this; a device id may not (it is a client id).
+IOC_CLIENT_PREFIX = "ioc-"
 # What mosquitto_passwd 2.0 writes: PBKDF2-SHA512, 101 iterations, 12-byte salt. The
 # passwords are 144 random bits, so the low iteration count costs nothing in safety.
 _ITERATIONS = 101
@@ -85,22 +94,29 @@ def render_passwd(hashes: dict[str, str]) -> str:
     return "".join(f"{user}:{h}\n" for user, h in sorted(hashes.items()))
 
 
+def command_topic(d: Device) -> str:
+    """The one topic a device reads: the IOC's commands to it (SPEC §9)."""
+    return topics.device_topic(d.commune_id, d.kind, d.id, "cmd")
+
+
 def render_acl(devices: Sequence[Device]) -> str:
     lines = [
         "# Written by `ioc mqtt-auth` from the device registry; run it again rather than edit.",
         "# Mosquitto refuses everything not granted here.",
         "",
         "# The IOC's own processes read every device topic, publish camera status and events",
-        "# for the ONVIF poller, and talk to each other under ioc/internal.",
+        "# for the ONVIF poller and commands to devices, and talk to each other under ioc/internal.",
         f"user {IOC_USERNAME}",
         f"topic read {topics.ROOT}/#",
         f"topic write {topics.ROOT}/+/camera/#",
+        f"topic write {topics.device_topic('+', '+', '+', 'cmd')}",
         f"topic readwrite {topics.INTERNAL}/#",
         "",
-        "# Each device: its own topics only.",
+        "# Each device publishes under its own prefix only (status, availability, event,",
+        "# cmd_result; anything else there is dead-lettered by ingest) and reads only its commands.",
     ]
     for d in sorted(devices, key=lambda d: d.id):
-        lines += [f"user {d.id}", f"topic readwrite {device_prefix(d)}", ""]
+        lines += [f"user {d.id}", f"topic write {device_prefix(d)}", f"topic read {command_topic(d)}", ""]
     return "\n".join(lines) + "\n"
 
 
@@ -156,6 +172,12 @@ def sync(
     devices = registry.devices(conn)
     if any(d.id == IOC_USERNAME for d in devices):
         raise InvalidInput(f"device id {IOC_USERNAME!r} is the IOC's own MQTT account; rename the device")
+    reserved = sorted(d.id for d in devices if d.id.startswith(IOC_CLIENT_PREFIX))
+    if reserved:
+        raise InvalidInput(
+            f"device ids beginning with {IOC_CLIENT_PREFIX!r} are the IOC's MQTT client ids"
+            f" (a device's client id is its id): rename {', '.join(reserved)}"
+        )
     known = {d.id for d in devices} | {IOC_USERNAME}
     unknown = sorted(set(rotate) - known)
     if unknown:

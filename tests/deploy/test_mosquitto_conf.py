@@ -1,12 +1,12 @@
 """The Mosquitto configurations deploy/ ships, run on the real broker: TLS for devices, a plain
-listener for the IOC, no anonymous access, the ACL from `ioc mqtt-auth`, deep queues."""
+listener for the IOC's account only, no anonymous access, the ACL from `ioc mqtt-auth`, a
+device's client id tied to its account, deep queues."""
 
 import datetime as dt
 import ipaddress
 import os
 import pwd
 import re
-import shutil
 import ssl
 import subprocess
 import threading
@@ -21,7 +21,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from cli.embedded import free_port, port_open
+from cli.embedded import free_port, mosquitto_binary, port_open
 from ingest.mqtt import ack_all
 from ingest.paho_fast import FastClient
 from services import mqtt_accounts
@@ -106,8 +106,9 @@ def _start(src: Path, replace: dict[str, str], tls_port: int, plain_port: int, c
         text = text.replace("user mosquitto\n", "")
     conf = tmp / "mosquitto.conf"
     conf.write_text(text)
-    binary = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
-    proc = subprocess.Popen([binary, "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [mosquitto_binary(), "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     deadline = time.monotonic() + 10
     while not (port_open(tls_port) and port_open(plain_port)):
         assert proc.poll() is None, f"mosquitto refused {src.name}: see {tmp}"
@@ -156,8 +157,12 @@ def broker(request: pytest.FixtureRequest) -> Iterator[Broker]:
     b.proc.wait(10)
 
 
-def _client(b: Broker, user: str | None, password: str | None, *, tls: bool) -> tuple[mqtt.Client, int]:
-    c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"t-{user}-{time.monotonic_ns()}")
+def _client(
+    b: Broker, user: str | None, password: str | None, *, tls: bool, client_id: str | None = None
+) -> tuple[mqtt.Client, int]:
+    c = mqtt.Client(
+        mqtt.CallbackAPIVersion.VERSION2, client_id=client_id or f"t-{user}-{time.monotonic_ns()}"
+    )
     if user:
         c.username_pw_set(user, password)
     if tls:
@@ -178,6 +183,11 @@ def test_config_keeps_deep_queues_and_persistence() -> None:
         assert queued >= 1_000_000
         assert re.search(r"^persistence true$", text, re.M)
         assert re.search(r"^allow_anonymous false$", text, re.M)
+        # per_listener_settings true denies every message queued for an offline durable client.
+        assert re.search(r"^per_listener_settings false$", text, re.M)
+        # A device's client id is its account: it cannot take over an IOC process's session.
+        tls_block = text[text.index("listener 8883") : text.index("listener 1883")]
+        assert re.search(r"^use_username_as_clientid true$", tls_block, re.M)
 
 
 def test_device_connects_over_tls_and_the_ioc_reads_it_on_the_plain_listener(broker: Broker) -> None:
@@ -256,3 +266,24 @@ def test_ingest_client_reads_every_message_over_tls(broker: Broker) -> None:
         for c in (fast, dev):
             c.disconnect()
             c.loop_stop()
+
+
+def test_a_device_using_an_ioc_client_id_does_not_disconnect_the_ioc_process(broker: Broker) -> None:
+    """Issue 13: a device logging in with its own password and ingest's client id took over
+    ingest's session. On the devices' listener its client id is its username instead."""
+    ioc, rc = _client(broker, "ioc", PASSWORDS["ioc"], tls=False, client_id="ioc-ingest-x")
+    assert rc == 0
+    dropped = threading.Event()
+    ioc.on_disconnect = lambda *a: dropped.set()
+    dev, rc = _client(broker, "spk-1", PASSWORDS["spk-1"], tls=True, client_id="ioc-ingest-x")
+    assert rc == 0
+    # The device has its CONNACK, so a takeover has happened by now; the IOC's own round trip
+    # after it would then end in a DISCONNECT instead of a PUBACK.
+    info = ioc.publish("ioc/internal/probe", b"x", qos=1)
+    deadline = time.monotonic() + 10
+    while not (info.is_published() or dropped.is_set()) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert info.is_published() and not dropped.is_set()
+    for c in (ioc, dev):
+        c.disconnect()
+        c.loop_stop()

@@ -1,4 +1,6 @@
-"""`ioc mqtt-auth` against a real Mosquitto: passwords, per-device ACLs, reload on SIGHUP."""
+"""`ioc mqtt-auth` against a real Mosquitto: passwords, per-device ACLs, reload on SIGHUP, and
+client ids tied to accounts (the broker as the shipped configs run it: a devices' listener and
+the IOC's own)."""
 
 import csv
 import subprocess
@@ -11,6 +13,8 @@ from pathlib import Path
 import paho.mqtt.client as mqtt
 import psycopg
 import pytest
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
 
 from cli.embedded import Mosquitto
 from cli.main import main as ioc
@@ -41,9 +45,23 @@ def _creds(out: Path) -> dict[str, str]:
 class Client:
     """A paho client that connects synchronously and records what it receives."""
 
-    def __init__(self, broker: Mosquitto, username: str, password: str) -> None:
+    def __init__(
+        self,
+        broker: Mosquitto,
+        username: str,
+        password: str,
+        *,
+        client_id: str | None = None,
+        port: int | None = None,
+        persistent: bool = False,
+    ) -> None:
+        """Devices use the devices' listener, the `ioc` account the IOC's, unless `port` says."""
+        self.port = port or (broker.port if username == "ioc" else broker.device_port or broker.port) or 0
+        self.persistent = persistent
         self.c = mqtt.Client(
-            mqtt.CallbackAPIVersion.VERSION2, client_id=f"t-{username}-{uuid.uuid4().hex[:6]}"
+            mqtt.CallbackAPIVersion.VERSION2,
+            client_id=client_id or f"t-{username}-{uuid.uuid4().hex[:6]}",
+            protocol=mqtt.MQTTv5,
         )
         self.c.username_pw_set(username, password)
         self.received: list[tuple[str, bytes]] = []
@@ -52,12 +70,16 @@ class Client:
         self.c.on_message = lambda c, u, m: (self.received.append((m.topic, m.payload)), self.got.set())
         self.c.on_subscribe = lambda c, u, mid, rc, p: self.subscribed.set()
         self.broker = broker
+        self.flags: list[mqtt.ConnectFlags] = []
 
     def connect(self) -> mqtt.ReasonCode:
         done = threading.Event()
         result: list[mqtt.ReasonCode] = []
-        self.c.on_connect = lambda c, u, f, rc, p: (result.append(rc), done.set())
-        self.c.connect("127.0.0.1", self.broker.port or 0)
+        self.c.on_connect = lambda c, u, f, rc, p: (result.append(rc), self.flags.append(f), done.set())
+        props = Properties(PacketTypes.CONNECT)
+        if self.persistent:
+            props.SessionExpiryInterval = 3600
+        self.c.connect("127.0.0.1", self.port, clean_start=not self.persistent, properties=props)
         self.c.loop_start()
         assert done.wait(10), "no CONNACK"
         return result[0]
@@ -83,7 +105,12 @@ def provisioned(db_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[
     out = data / "mosquitto-auth"
     monkeypatch.setenv("IOC_DATABASE_URL", db_url)
     assert ioc(["mqtt-auth", "--out", str(out), "--data-dir", str(data)]) == 0
-    m = Mosquitto(private_dir("ioc-mqtt-"), passwd_file=out / "passwd", acl_file=out / "acl")
+    m = Mosquitto(
+        private_dir("ioc-mqtt-"),
+        passwd_file=out / "passwd",
+        acl_file=out / "acl",
+        device_listener=True,
+    )
     m.start()
     yield m, out, data
     m.stop()
@@ -108,7 +135,9 @@ def test_files_list_every_device_and_the_ioc_account(provisioned: tuple[Mosquitt
     assert rows["ioc"] == "" and rows["spk-1"] == "spk-1"
     users = [line.split(":")[0] for line in (out / "passwd").read_text().splitlines()]
     assert sorted(users) == ["cam-1", "ioc", "spk-1", "spk-2"]
-    assert "topic readwrite ioc/v1/thoai-giang/speaker/spk-1/#" in (out / "acl").read_text()
+    acl = (out / "acl").read_text()
+    assert "user spk-1\ntopic write ioc/v1/thoai-giang/speaker/spk-1/#\n" in acl
+    assert "topic read ioc/v1/thoai-giang/speaker/spk-1/cmd\n" in acl
     pw_file = data / "mqtt" / "ioc.password"
     assert pw_file.read_text().strip() == creds["ioc"]
     assert pw_file.stat().st_mode & 0o777 == 0o600
@@ -152,13 +181,14 @@ def test_device_cannot_publish_under_another_devices_topic(provisioned: tuple[Mo
     ioc_sub.close()
 
 
-def test_device_reads_nothing_of_other_devices(provisioned: tuple[Mosquitto, Path, Path]) -> None:
+def test_device_reads_only_its_own_commands(provisioned: tuple[Mosquitto, Path, Path]) -> None:
     m, out, _ = provisioned
     creds = _creds(out)
     spy = Client(m, "spk-1", creds["spk-1"])
     assert spy.connect() == 0
     spy.subscribe("ioc/#")
     spy.subscribe("ioc/internal/#")
+    spy.subscribe("ioc/v1/thoai-giang/speaker/spk-2/cmd")
     spk2 = Client(m, "spk-2", creds["spk-2"])
     assert spk2.connect() == 0
     spk2.publish("ioc/v1/thoai-giang/speaker/spk-2/status", b'{"volume": 2}')
@@ -166,15 +196,76 @@ def test_device_reads_nothing_of_other_devices(provisioned: tuple[Mosquitto, Pat
     assert ioc_pub.connect() == 0
     ioc_pub.publish("ioc/internal/probe", b"x")
     ioc_pub.publish("ioc/v1/thoai-giang/camera/cam-1/status", b'{"reachable": true}')
-    # Its own topic still reaches it: proof the subscription works, and ordering makes it the last.
-    spk1_pub = Client(m, "spk-1", creds["spk-1"])
-    assert spk1_pub.connect() == 0
-    spk1_pub.publish("ioc/v1/thoai-giang/speaker/spk-1/status", b'{"volume": 1}')
+    ioc_pub.publish("ioc/v1/thoai-giang/speaker/spk-2/cmd", b'{"id": "d-2", "type": "stop"}')
+    # One connection per account (its client id is its name): the spy publishes its own status.
+    spy.publish("ioc/v1/thoai-giang/speaker/spk-1/status", b'{"volume": 1}')
+    # Its own commands still reach it: proof the subscription works, and ordering makes it the last.
+    ioc_pub.publish("ioc/v1/thoai-giang/speaker/spk-1/cmd", b'{"id": "d-1", "type": "stop"}')
     assert spy.got.wait(10)
     time.sleep(0.2)
-    assert [t for t, _ in spy.received] == ["ioc/v1/thoai-giang/speaker/spk-1/status"]
-    for c in (spy, spk2, ioc_pub, spk1_pub):
+    assert [t for t, _ in spy.received] == ["ioc/v1/thoai-giang/speaker/spk-1/cmd"]
+    for c in (spy, spk2, ioc_pub):
         c.close()
+
+
+def test_device_publishes_its_cmd_result_and_the_ioc_hears_it(
+    provisioned: tuple[Mosquitto, Path, Path],
+) -> None:
+    m, out, _ = provisioned
+    creds = _creds(out)
+    ioc_sub = Client(m, "ioc", creds["ioc"])
+    assert ioc_sub.connect() == 0
+    ioc_sub.subscribe("ioc/v1/#")
+    spk1 = Client(m, "spk-1", creds["spk-1"])
+    assert spk1.connect() == 0
+    spk1.publish("ioc/v1/thoai-giang/speaker/spk-2/cmd_result", b'{"id": "x", "status": "done"}')
+    spk1.publish("ioc/v1/thoai-giang/speaker/spk-1/cmd_result", b'{"id": "d-1", "status": "done"}')
+    assert ioc_sub.got.wait(10)
+    time.sleep(0.2)
+    assert [t for t, _ in ioc_sub.received] == ["ioc/v1/thoai-giang/speaker/spk-1/cmd_result"]
+    spk1.close()
+    ioc_sub.close()
+
+
+def test_device_account_cannot_take_over_ingest_session(provisioned: tuple[Mosquitto, Path, Path]) -> None:
+    """Issue 13: spk-1's own password and ingest's client id with clean start disconnected
+    ingest and discarded its session with the messages queued in it (10 of 10)."""
+    m, out, _ = provisioned
+    creds = _creds(out)
+    group = "$share/ioc-ingest/ioc/v1/#"
+    ingest = Client(m, "ioc", creds["ioc"], client_id="ioc-ingest-x", persistent=True)
+    assert ingest.connect() == 0
+    ingest.subscribe(group)
+    ingest.close()  # away for a moment: the broker queues for its session
+    spk1 = Client(m, "spk-1", creds["spk-1"])
+    assert spk1.connect() == 0
+    sent = [f'{{"volume": {i}}}'.encode() for i in range(10)]
+    for p in sent:
+        spk1.publish("ioc/v1/thoai-giang/speaker/spk-1/status", p)
+    spk1.close()
+    # On the devices' listener the broker makes the client id the account's name.
+    hijack = Client(m, "spk-1", creds["spk-1"], client_id="ioc-ingest-x")
+    assert hijack.connect() == 0
+    hijack.close()
+    back = Client(m, "ioc", creds["ioc"], client_id="ioc-ingest-x", persistent=True)
+    assert back.connect() == 0
+    assert back.flags[0].session_present
+    deadline = time.monotonic() + 10
+    while len(back.received) < len(sent) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert [p for _, p in back.received] == sent
+    back.close()
+
+
+def test_device_ids_that_look_like_ioc_client_ids_are_refused(
+    db_url: str, provisioned: tuple[Mosquitto, Path, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    _, out, data = provisioned
+    _import(db_url, REGISTRY + "  - {id: ioc-ingest-x, kind: wifi, village: trung-binh}\n")
+    before = (out / "passwd").read_text()
+    assert ioc(["mqtt-auth", "--out", str(out), "--data-dir", str(data)]) == 1
+    assert "ioc-ingest-x" in capsys.readouterr().err
+    assert (out / "passwd").read_text() == before
 
 
 def test_ioc_account_reads_shared_subscription_and_internal_topics(
