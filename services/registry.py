@@ -10,6 +10,9 @@ from psycopg.types.json import Jsonb
 
 from services.errors import InvalidInput, NotFound
 from services.models import Device, Onvif, Registry
+from services.sources import from_json, to_json
+from services.sources import profiles as source_profiles
+from services.sources import store as source_store
 from services.vault import Vault
 
 
@@ -48,10 +51,45 @@ def _check_against_db(conn: psycopg.Connection, reg: Registry) -> None:
                 break
             seen.add(cur)
             cur = parents.get(cur)
+    errors += _check_sources(conn, reg)
     if errors:
         raise InvalidInput(
             f"{len(errors)} registry error(s); nothing imported:\n" + "\n".join(errors), detail=errors
         )
+
+
+def _check_sources(conn: psycopg.Connection, reg: Registry) -> list[str]:
+    """Profiles and brokers a source names exist (file, database, IOC_PROFILES_DIR, shipped), and
+    the profile maps only fields of the device's kind; errors carry the device's file line."""
+    with_source = [d for d in reg.devices if d.source is not None]
+    if not with_source:
+        return []
+    errors: list[str] = []
+    try:
+        base = source_profiles.catalogue(source_profiles.env_dir())
+    except source_profiles.ProfileError as err:
+        return list(err.errors)
+    profiles = source_profiles.effective(base, source_store.registry_profiles(conn))
+    profiles.update(reg.profiles)
+    brokers = set(source_store.brokers(conn)) | {b.id for b in reg.brokers}
+
+    def where(d: Device) -> str:
+        line = reg.lines.get(d.id)
+        return f"{reg.where}:{line}" if line else reg.where
+
+    for d in with_source:
+        name = getattr(d.source, "profile", None)
+        if name is not None:
+            profile = profiles.get(name)
+            if profile is None:
+                errors.append(f"{where(d)}: unknown profile {name!r} (known: {', '.join(sorted(profiles))})")
+            else:
+                errors += [f"{where(d)}: {m}" for m in source_profiles.kind_errors(profile, d.kind)]
+        broker = getattr(d.source, "broker", None)
+        if broker is not None and broker not in brokers:
+            known = ", ".join(sorted(brokers)) or "none"
+            errors.append(f"{where(d)}: unknown broker {broker!r} (known: {known}); define it under brokers:")
+    return errors
 
 
 def import_registry(
@@ -64,8 +102,14 @@ def import_registry(
     """
     if reg.passwords and vault is None:
         raise InvalidInput("camera passwords need IOC_SECRET_KEY to be stored encrypted")
+    if (reg.broker_passwords or reg.source_secrets) and vault is None:
+        raise InvalidInput(
+            "SNMP communities and keys, broker and HTTP passwords need IOC_SECRET_KEY to be stored encrypted"
+        )
     with conn.transaction():
         _check_against_db(conn, reg)
+        source_store.upsert_brokers(conn, reg.brokers, reg.broker_passwords, vault)
+        source_store.upsert_profiles(conn, reg.profiles.values())
         for c in reg.communes:
             conn.execute(
                 "INSERT INTO communes (id, name, district, province) VALUES (%s, %s, %s, %s) "
@@ -96,14 +140,23 @@ def import_registry(
                     }
                 )
             secret = vault.encrypt(reg.passwords[d.id]) if vault and d.id in reg.passwords else None
+            source = Jsonb(to_json(d.source)) if d.source is not None else None
+            source_secret = (
+                source_store.encrypt_secrets(vault, reg.source_secrets[d.id])
+                if vault and d.id in reg.source_secrets
+                else None
+            )
             row = conn.execute(
                 "INSERT INTO devices (id, commune_id, village_id, kind, name, lat, lon, parent_id,"
-                " heartbeat_s, onvif, onvif_password) VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s) "
+                " heartbeat_s, onvif, onvif_password, source, source_secret)"
+                " VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s) "
                 "ON CONFLICT (id) DO UPDATE SET village_id = EXCLUDED.village_id, kind = EXCLUDED.kind,"
                 " name = EXCLUDED.name, lat = EXCLUDED.lat, lon = EXCLUDED.lon,"
                 " parent_id = EXCLUDED.parent_id, heartbeat_s = EXCLUDED.heartbeat_s,"
                 " onvif = EXCLUDED.onvif,"
                 " onvif_password = COALESCE(EXCLUDED.onvif_password, devices.onvif_password),"
+                # every import states the source in full, secrets included (they are required)
+                " source = EXCLUDED.source, source_secret = EXCLUDED.source_secret,"
                 " retired_at = NULL, updated_at = now() "
                 "RETURNING (xmax = 0) AS inserted",
                 (
@@ -118,6 +171,8 @@ def import_registry(
                     d.heartbeat_s,
                     onvif,
                     secret,
+                    source,
+                    source_secret,
                 ),
             ).fetchone()
             if row and row[0]:
@@ -178,10 +233,13 @@ def _device(r: dict[str, Any]) -> Device:
         r["heartbeat_s"],
         onvif,
         r["retired_at"],
+        from_json(r["source"]) if r["source"] else None,
     )
 
 
-_COLUMNS = "id, commune_id, kind, village_id, name, lat, lon, parent_id, heartbeat_s, onvif, retired_at"
+_COLUMNS = (
+    "id, commune_id, kind, village_id, name, lat, lon, parent_id, heartbeat_s, onvif, retired_at, source"
+)
 
 
 def devices(conn: psycopg.Connection, *, include_retired: bool = False) -> list[Device]:

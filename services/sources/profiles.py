@@ -2,6 +2,7 @@
 vendor OIDs an SNMP agent has. Shipped in `services/profiles/*.yaml`, overridden by
 IOC_PROFILES_DIR files of the same name, overridden by the registry's `profiles:`."""
 
+import os
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -358,6 +359,12 @@ def load_dir(directory: Path, origin: str) -> dict[str, Profile]:
 
 def shipped() -> dict[str, Profile]:
     return load_dir(SHIPPED_DIR, "shipped")
+
+
+def env_dir() -> Path | None:
+    """IOC_PROFILES_DIR, read when asked: `ioc devices import` and each process see it."""
+    value = os.environ.get("IOC_PROFILES_DIR")
+    return Path(value) if value else None
 
 
 def catalogue(profiles_dir: Path | None) -> dict[str, Profile]:
