@@ -14,6 +14,12 @@ acknowledged after commit. The publisher is bench/fastpub.py (paho publishes ~5k
 which would make the live figure a measure of paho).
 
     .venv/bin/python bench/ingest.py [--messages 200000] [--devices 5000] [--processes 1]
+
+`--ab BEFORE_TREE` instead measures the live figure only, for variants back to back in one run,
+each on a fresh broker and database: `fast` and `plain` (IOC_INGEST_FAST on/off) of this tree,
+and `before_fast` — the same ingest from BEFORE_TREE, a checkout of an older commit (e.g.
+`git worktree add --detach /tmp/before cb203e6~1`: the write path before poison isolation), run
+with that directory first on the import path. `--rounds N` repeats the set in rotated order.
 """
 
 import argparse
@@ -152,7 +158,9 @@ def committed(url: str) -> int:
         return int(row[0]) if row else 0
 
 
-def start_ingest(url: str, mqtt_url: str, data_dir: Path, index: int = 0) -> subprocess.Popen[bytes]:
+def start_ingest(
+    url: str, mqtt_url: str, data_dir: Path, index: int = 0, tree: Path | None = None, fast: bool = True
+) -> subprocess.Popen[bytes]:
     env = {
         **os.environ,
         "IOC_DATABASE_URL": url,
@@ -160,10 +168,14 @@ def start_ingest(url: str, mqtt_url: str, data_dir: Path, index: int = 0) -> sub
         "IOC_INGEST_ID": f"bench-ingest-{index}",
         "IOC_INGEST_ONVIF": "false",
         "IOC_DATA_DIR": str(data_dir),
+        "IOC_INGEST_FAST": "true" if fast else "false",
     }
+    if tree is not None:
+        env["PYTHONPATH"] = str(tree)
     return subprocess.Popen(
         [sys.executable, "-m", "cli.main", "ingest"],
         env=env,
+        cwd=tree,
         stdout=subprocess.DEVNULL,
         stderr=open(data_dir / "ingest.log", "ab"),
     )  # noqa: SIM115
@@ -192,12 +204,78 @@ def wait_committed(
     raise RuntimeError(f"only {committed(url)} of {target} committed in {timeout}s")
 
 
+def ab(args: argparse.Namespace) -> None:
+    """Live rate of each variant, back to back, each on its own broker and database."""
+    before = Path(args.ab).resolve()
+    variants: list[tuple[str, Path | None, bool]] = [
+        ("before_fast", before, True),
+        ("fast", None, True),
+        ("plain", None, False),
+    ]
+    base = Path(tempfile.mkdtemp(prefix="ioc-bench-ab-"))
+    base.chmod(0o755)
+    pg = Postgres(base / "pg")
+    pg.start()
+    msgs = make_messages(args.messages // 2, args.devices)
+    rates: dict[str, list[int]] = {name: [] for name, _, _ in variants}
+    try:
+        for r in range(args.rounds):
+            for name, tree, fast in variants[r % 3 :] + variants[: r % 3]:
+                db = f"ab_{name}_{r}"
+                with psycopg.connect(pg.url("postgres"), autocommit=True) as conn:
+                    conn.execute(f'CREATE DATABASE "{db}"')
+                url = pg.url(db)
+                migrate(url)
+                with psycopg.connect(url) as conn:
+                    registry.import_registry(
+                        conn, registry_file.parse_yaml(registry_text(args.devices)), None
+                    )
+                broker = Mosquitto(base / f"mqtt-{db}")
+                broker.start()
+                proc = start_ingest(url, broker.url(), base, 0, tree, fast)
+                try:
+                    while _sessions_ready(url) < 1:
+                        time.sleep(0.2)
+                    t0 = time.perf_counter()
+                    publish_all(broker.url(), msgs)
+                    t1 = wait_committed(url, len(msgs))
+                    rates[name].append(round(len(msgs) / (t1 - t0)))
+                finally:
+                    proc.terminate()
+                    proc.wait(60)
+                    broker.stop()
+        result: dict[str, object] = {
+            "messages_per_variant": len(msgs),
+            "devices": args.devices,
+            "rounds": args.rounds,
+            "cpus": os.cpu_count(),
+            "load_avg_1m_at_end": round(os.getloadavg()[0], 2),
+            "live_msg_s": rates,
+            "median_live_msg_s": {k: sorted(v)[len(v) // 2] for k, v in rates.items()},
+        }
+        med = result["median_live_msg_s"]
+        assert isinstance(med, dict)
+        result["fast_vs_before"] = round(med["fast"] / med["before_fast"], 3)
+        result["plain_vs_fast"] = round(med["plain"] / med["fast"], 3)
+        print(json.dumps(result, indent=2))
+    finally:
+        pg.stop()
+        shutil.rmtree(base, ignore_errors=True)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--messages", type=int, default=200_000)
     ap.add_argument("--devices", type=int, default=5_000)
     ap.add_argument("--processes", type=int, default=1, help="ingest processes sharing the subscription")
+    ap.add_argument(
+        "--ab", metavar="BEFORE_TREE", help="A/B of the live rate: this tree fast/plain vs BEFORE_TREE"
+    )
+    ap.add_argument("--rounds", type=int, default=3, help="with --ab: rounds of the variants")
     args = ap.parse_args()
+    if args.ab:
+        ab(args)
+        return
     base = Path(tempfile.mkdtemp(prefix="ioc-bench-"))
     base.chmod(0o755)
     pg, broker = Postgres(base / "pg"), Mosquitto(base / "mqtt")
