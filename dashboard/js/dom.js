@@ -24,6 +24,11 @@ export function fold(v) {
   return String(v ?? "").toLowerCase().normalize("NFD").replace(/[\u0300-\u036f]/g, "").replace(/đ/g, "d");
 }
 
+// Whether every word of a folded query is in a folded text ("loa trung binh 2" finds «Loa ấp Trung Bình 2»).
+export function matchesWords(text, q) {
+  return q.split(/\s+/).every((w) => text.includes(w));
+}
+
 export function esc(v) {
   return String(v ?? "").replace(/[&<>"']/g, (c) => ESC[c]);
 }

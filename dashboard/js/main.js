@@ -21,7 +21,7 @@ const ROUTES = [
   [/^#\/devices?\/([^/]+)$/, "devices", device],
   [/^#\/report$/, "report", report],
   [/^#\/alerts$/, "alerts", alerts],
-  [/^#\/maintenance$/, "maintenance", maintenance],
+  [/^#\/maintenance(?:\/device\/([^/]+))?$/, "maintenance", maintenance],
 ];
 
 export const session = { user: null, config: {} };

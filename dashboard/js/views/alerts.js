@@ -2,7 +2,7 @@
 // with a comment, assign, resolve. Open and acknowledged alerts are the live feed's; resolved ones
 // are read from the API, and read again when an alert message arrives while that tab is shown.
 
-import { ALERT_ROLES, allPages, api, query } from "../api.js";
+import { ALERT_ROLES, allPages, api, MAINTENANCE_ROLES, query } from "../api.js";
 import { downloadCsv, esc } from "../dom.js";
 import { alertText, fmtAgo, fmtTime, getLang, t } from "../i18n.js";
 import { deviceName, store, villageName } from "../live.js";
@@ -171,8 +171,11 @@ function fill(el, a) {
   el.dataset.rule = a.rule;
   el.querySelector(".alert-main").innerHTML = mainHtml(a);
   const allowed = canAct() ? ACTIONS[a.state] || [] : [];
+  // An open or acknowledged alert of one device: its maintenance is one click away (administrators).
+  const maint = a.device_id && a.state !== "resolved" && session && MAINTENANCE_ROLES.includes(session.user.role)
+    ? `<a class="chip" data-maintenance href="#/maintenance/device/${encodeURIComponent(a.device_id)}">${esc(t("mt.for_device"))}</a>` : "";
   el.querySelector(".alert-actions").innerHTML = allowed.map((act) =>
-    `<button type="button" class="chip${act === "ack" ? " strong" : ""}" data-action="${act}">${esc(t(`al.${act}`))}</button>`).join("");
+    `<button type="button" class="chip${act === "ack" ? " strong" : ""}" data-action="${act}">${esc(t(`al.${act}`))}</button>`).join("") + maint;
   const panel = el.querySelector(".alert-panel");
   if (!panel.hidden && !allowed.includes(panel.dataset.for)) closePanel(el);
 }

@@ -1,7 +1,7 @@
 // One device: live state, latest metrics, history charts (bucketed on the server), events,
 // and for cameras the stream and snapshot links they report.
 
-import { allPages, api, query } from "../api.js";
+import { allPages, api, MAINTENANCE_ROLES, query } from "../api.js";
 import { esc, fmtMetric, STATE_COLORS, statePill } from "../dom.js";
 import { eventLabel, eventMessage, fmtAgo, fmtTime, getLang, getTz, metricLabel, reasonText, t } from "../i18n.js";
 import { deviceName, store, villageName } from "../live.js";
@@ -17,13 +17,15 @@ const KIND_METRICS = {
   camera: ["rtt_ms", "clock_offset_s"],
 };
 let period = "24h";
+let session = null;
 let root = null;
 let id = null;
 let charts = [];
 let resizeObs = null;
 
-export function mount(el, params) {
+export function mount(el, params, sess) {
   id = params[0];
+  session = sess;
   root = document.createElement("section");
   root.className = "device";
   root.id = "device";
@@ -83,6 +85,8 @@ function renderLive() {
   head.innerHTML = `<div><h1>${esc(d.name || d.device_id)}</h1>
       <p class="muted"><code>${esc(d.device_id)}</code> · ${esc(t(`kind.${d.kind}`))} · ${esc(villageName(d.commune, d.village))}${parent}</p></div>
     <div class="device-state"><span id="device-state" data-state="${esc(d.state)}">${statePill(d.state)}</span>
+      ${session && MAINTENANCE_ROLES.includes(session.user.role)
+        ? `<a class="chip" id="device-maintenance" href="#/maintenance/device/${encodeURIComponent(d.device_id)}">${esc(t("mt.for_device"))}</a>` : ""}
       <small>${esc(t("col.since"))} ${esc(fmtTime(d.since))}</small>
       <small>${esc(t("col.last_seen"))}: ${esc(fmtAgo(d.last_seen))}</small>
       ${d.reason ? `<small class="reason">${esc(t("col.reason"))}: ${esc(reasonText(d.reason))}</small>` : ""}</div>`;

@@ -1,7 +1,7 @@
 // The device list: filters, search, and a virtualised table (only visible rows exist in the DOM),
 // so 5,000 devices and a stream of updates cost a few dozen row repaints per frame.
 
-import { collate, downloadCsv, esc, fold, metricSummary, STATE_RANK, statePill } from "../dom.js";
+import { collate, downloadCsv, esc, fold, matchesWords, metricSummary, STATE_RANK, statePill } from "../dom.js";
 import { fmtAgo, fmtTime, KINDS, STATES, t } from "../i18n.js";
 import { store, villageName } from "../live.js";
 
@@ -118,7 +118,7 @@ function refilter() {
     if (filters.village && `${d.commune}/${d.village}` !== filters.village) continue;
     if (q) {
       if (d._search === undefined) d._search = fold(`${d.device_id} ${d.name || ""} ${villageName(d.commune, d.village)} ${d.kind}`);
-      if (!d._search.includes(q)) continue;
+      if (!matchesWords(d._search, q)) continue;
     }
     out.push(d);
   }

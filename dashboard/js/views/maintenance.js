@@ -25,7 +25,7 @@ let highlight = null;
 let confirming = null; // the window whose delete is being asked about
 let shownStatuses = "";
 
-export function mount(el, _params, sess) {
+export function mount(el, params, sess) {
   session = sess;
   root = document.createElement("section");
   root.className = "maintenance";
@@ -43,6 +43,7 @@ export function mount(el, _params, sess) {
   const form = root.querySelector("#mt-form");
   if (form) {
     wireForm(form, {
+      deviceId: params[0] || null,
       onStart: () => { root.querySelector("#mt-notice").hidden = true; },
       onCreated: (w) => {
         // The same window also comes back on the live feed; whichever is first adds the row.
@@ -160,11 +161,18 @@ function scopeHtml(w) {
   return `<span>${esc(scopeText(w))}</span>`;
 }
 
+// The repeat in words ("hằng tuần: Thứ Hai, Thứ Năm"); the rule itself only when it says more than
+// the words can (an interval, a count, an end date…), and always as the tooltip.
 function repeatHtml(w) {
   if (!w.rrule) return esc(t("mt.once"));
-  const freq = /FREQ=([A-Z]+)/i.exec(w.rrule);
-  const word = freq ? t(`freq.${freq[1].toUpperCase()}`) : "";
-  return `${word && !word.startsWith("freq.") ? `<span>${esc(word)}</span> ` : ""}<code>${esc(w.rrule)}</code>`;
+  const parts = Object.fromEntries(w.rrule.toUpperCase().split(";").map((p) => p.split("=")));
+  const word = parts.FREQ ? t(`freq.${parts.FREQ}`) : "";
+  if (!word || word.startsWith("freq.")) return `<code>${esc(w.rrule)}</code>`;
+  const days = parts.BYDAY && /^(MO|TU|WE|TH|FR|SA|SU)(,(MO|TU|WE|TH|FR|SA|SU))*$/.test(parts.BYDAY)
+    ? parts.BYDAY.split(",").map((d) => t(`day.${d}`)).join(", ") : null;
+  const plain = Object.keys(parts).every((k) => k === "FREQ" || (k === "BYDAY" && days) || k === "BYMONTHDAY");
+  return `<span title="${esc(w.rrule)}">${esc(days ? `${word}: ${days}` : word)}</span>` +
+    (plain ? "" : ` <code>${esc(w.rrule)}</code>`);
 }
 
 // A cell that reads as "label: value" when a phone shows the table as cards.

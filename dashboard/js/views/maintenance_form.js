@@ -1,9 +1,12 @@
-// The form that creates a maintenance window (administrators): one device, or a commune's village
-// and/or kind; start and end read on the deployment's clock (IOC_TZ), whatever zone the browser is
-// in; an optional RFC 5545 repeat rule. What the server refuses is shown beside the fields it names.
+// The form that creates a maintenance window (administrators): one device (found by typing, with or
+// without diacritics), or a commune's village and/or kind; start and end typed as dd/MM/yyyy HH:mm on
+// the deployment's clock (IOC_TZ), whatever zone or locale the browser has, or set by a quick choice
+// ("from now for 2 h", "until 07:00 tomorrow"); repeat chosen in words (daily, weekly on chosen days,
+// monthly), the RFC 5545 rule itself only under "advanced". What the server refuses is said in the
+// page's words beside the fields it names.
 
 import { api } from "../api.js";
-import { esc } from "../dom.js";
+import { esc, fold, matchesWords } from "../dom.js";
 import { fromLocalInput, getTz, KINDS, t, toLocalInput } from "../i18n.js";
 import { communeName, store, villageName } from "../live.js";
 
@@ -16,6 +19,8 @@ const REFUSALS = [
   [/no commune/, "mt.err_commune", ["commune"]],
 ];
 const FIELDS = ["device_id", "commune", "village", "kind", "starts_at", "ends_at", "reason", "rrule"];
+const DAYS = ["MO", "TU", "WE", "TH", "FR", "SA", "SU"];
+const HOUR_MS = 3600000;
 
 export function formHtml() {
   const label = (key, control, scope = "") =>
@@ -25,38 +30,111 @@ export function formHtml() {
       <fieldset class="scope-choice"><legend>${esc(t("mt.scope"))}</legend>
         <label class="radio"><input type="radio" name="scope" value="device" checked> ${esc(t("mt.scope_device"))}</label>
         <label class="radio"><input type="radio" name="scope" value="area"> ${esc(t("mt.scope_area"))}</label></fieldset>
+      ${label("mt.device_search", `<input type="search" name="device_q" placeholder="${esc(t("mt.device_search_ph"))}">`, "device")}
       ${label("mt.device", `<select name="device_id"></select>`, "device")}
       ${label("mt.commune", `<select name="commune"></select>`, "area")}
       ${label("mt.village", `<select name="village"></select>`, "area")}
       ${label("mt.kind", `<select name="kind"><option value="">${esc(t("mt.all_kinds"))}</option>${KINDS.map((k) =>
         `<option value="${k}">${esc(t(`kinds.${k}`))}</option>`).join("")}</select>`, "area")}
+      <div class="quick" role="group" aria-label="${esc(t("mt.quick"))}">
+        <button type="button" class="chip" data-quick="2h">${esc(t("mt.quick_2h"))}</button>
+        <button type="button" class="chip" data-quick="tomorrow7">${esc(t("mt.quick_tomorrow7"))}</button>
+        <button type="button" class="chip" data-quick="1d">${esc(t("mt.quick_1d"))}</button></div>
       <div class="pair">
-        ${label("mt.starts", `<input type="datetime-local" name="starts_at" required>`)}
-        ${label("mt.ends", `<input type="datetime-local" name="ends_at" required>`)}
+        ${label("mt.starts", `<input name="starts_at" required inputmode="numeric" autocomplete="off" placeholder="dd/mm/yyyy hh:mm">`)}
+        ${label("mt.ends", `<input name="ends_at" required inputmode="numeric" autocomplete="off" placeholder="dd/mm/yyyy hh:mm">`)}
       </div>
       <p class="hint" id="mt-tz">${esc(t("mt.tz_hint", { tz: getTz() }))}</p>
       ${label("mt.reason", `<input name="reason" maxlength="500" placeholder="${esc(t("mt.reason_ph"))}">`)}
-      ${label("mt.rrule", `<input name="rrule" maxlength="500" spellcheck="false" placeholder="${esc(t("mt.rrule_ph"))}" aria-describedby="mt-rrule-help">`)}
+      ${label("mt.repeat", `<select name="repeat">${["", "daily", "weekly", "monthly", "custom"].map((r) =>
+        `<option value="${r}">${esc(t(`mt.repeat_${r || "none"}`))}</option>`).join("")}</select>`)}
+      <fieldset class="days" data-repeat="weekly" hidden><legend>${esc(t("mt.repeat_on"))}</legend>
+        ${DAYS.map((d) => `<label class="check"><input type="checkbox" name="byday" value="${d}"> ${esc(t(`day.${d}`))}</label>`).join("")}</fieldset>
+      <div data-repeat="custom" hidden>
+        ${label("mt.rrule", `<input name="rrule" maxlength="500" spellcheck="false" placeholder="${esc(t("mt.rrule_ph"))}" aria-describedby="mt-rrule-help">`)}</div>
       <p class="hint" id="mt-rrule-help">${esc(t("mt.rrule_help"))}</p>
       <div id="mt-error" class="form-error" role="alert" hidden></div>
       <div class="form-actions"><button type="submit" class="primary">${esc(t("mt.create"))}</button></div>
     </form></div>`;
 }
 
-// Listeners, default times (the next whole hour, for two hours) and the choices. `onStart` runs
-// when a window is sent, `onCreated(window)` when the server made it.
-export function wireForm(form, { onStart, onCreated }) {
+// Listeners, default times (from now, for two hours) and the choices. `onStart` runs when a window
+// is sent, `onCreated(window)` when the server made it; `deviceId` preselects a device (from the
+// device page or an alert).
+export function wireForm(form, { onStart, onCreated, deviceId = null }) {
   form.addEventListener("submit", (e) => {
     e.preventDefault();
     submit(form, { onStart, onCreated });
   });
   form.addEventListener("change", onFormChange);
-  form.addEventListener("input", (e) => clearInvalid(e.target));
-  const start = new Date(Math.ceil(Date.now() / 3600000) * 3600000);
-  form.starts_at.value = toLocalInput(start);
-  form.ends_at.value = toLocalInput(new Date(start.getTime() + 2 * 3600000));
+  form.addEventListener("input", (e) => {
+    clearInvalid(e.target);
+    if (e.target.name === "device_q") filterDevices(form);
+  });
+  form.addEventListener("click", (e) => {
+    const b = e.target.closest("[data-quick]");
+    if (b) quick(form, b.dataset.quick);
+  });
+  quick(form, "2h");
   refreshChoices(form);
+  if (deviceId && store.devices.has(deviceId)) form.device_id.value = deviceId;
   showScope(form);
+}
+
+// dd/MM/yyyy HH:mm on the deployment's clock, both ways (the browser's own date inputs follow its
+// locale: a US browser showed «12/02/2026, 05:00 AM»).
+export function showLocal(d) {
+  const [date, time] = toLocalInput(d).split("T");
+  const [y, m, day] = date.split("-");
+  return `${day}/${m}/${y} ${time}`;
+}
+
+export function readLocal(text) {
+  const m = String(text).trim().match(/^(\d{1,2})\/(\d{1,2})\/(\d{4})[ ,]+(\d{1,2}):(\d{2})$/);
+  if (!m) return null;
+  const pad = (v) => v.padStart(2, "0");
+  const [, day, month, year, hh, mm] = m;
+  if (+month < 1 || +month > 12 || +day < 1 || +day > 31 || +hh > 23 || +mm > 59) return null;
+  return fromLocalInput(`${year}-${pad(month)}-${pad(day)}T${pad(hh)}:${mm}`);
+}
+
+function quick(form, which) {
+  const now = new Date(Math.floor(Date.now() / 60000) * 60000);
+  let end;
+  if (which === "tomorrow7") {
+    // 07:00 tomorrow on the deployment's clock: tomorrow's local date, then 07:00 of it.
+    const [date] = toLocalInput(new Date(now.getTime() + 24 * HOUR_MS)).split("T");
+    end = fromLocalInput(`${date}T07:00`);
+  } else end = new Date(now.getTime() + (which === "1d" ? 24 : 2) * HOUR_MS);
+  form.starts_at.value = showLocal(now);
+  form.ends_at.value = showLocal(end);
+  clearInvalid(form.starts_at);
+  clearInvalid(form.ends_at);
+}
+
+// The repeat rule chosen in words, as RFC 5545 (null: once).
+function rrule(form, starts) {
+  const r = form.repeat.value;
+  if (r === "daily") return "FREQ=DAILY";
+  if (r === "weekly") {
+    const days = [...form.querySelectorAll("input[name=byday]:checked")].map((c) => c.value);
+    return `FREQ=WEEKLY${days.length ? `;BYDAY=${days.join(",")}` : ""}`;
+  }
+  if (r === "monthly") return `FREQ=MONTHLY${starts ? `;BYMONTHDAY=${Number(toLocalInput(starts).slice(8, 10))}` : ""}`;
+  if (r === "custom") return form.rrule.value.trim() || null;
+  return null;
+}
+
+function filterDevices(form) {
+  const q = fold(form.device_q.value.trim());
+  let first = null;
+  for (const o of form.device_id.querySelectorAll("option")) {
+    o.hidden = Boolean(q) && !matchesWords(o.dataset.search, q);
+    if (!o.hidden && !first) first = o;
+  }
+  for (const g of form.device_id.querySelectorAll("optgroup")) g.hidden = ![...g.children].some((o) => !o.hidden);
+  const chosen = form.device_id.selectedOptions[0];
+  if (first && (!chosen || chosen.hidden)) form.device_id.value = first.value;
 }
 
 // The device, commune and village choices from the live store (again after each snapshot).
@@ -77,7 +155,8 @@ export function refreshChoices(form) {
   form.device_id.innerHTML = [...groups.keys()].sort((a, b) => label(a).localeCompare(label(b), "vi")).map((key) =>
     `<optgroup label="${esc(label(key))}">${groups.get(key)
       .sort((a, b) => (a.name || a.device_id).localeCompare(b.name || b.device_id, "vi"))
-      .map((d) => `<option value="${esc(d.device_id)}">${esc(d.name || d.device_id)} (${esc(d.device_id)})</option>`).join("")}</optgroup>`).join("");
+      .map((d) => `<option value="${esc(d.device_id)}" data-search="${esc(fold(`${d.name || ""} ${d.device_id} ${label(key)}`))}">` +
+        `${esc(d.name || d.device_id)} (${esc(d.device_id)})</option>`).join("")}</optgroup>`).join("");
   const communes = [...store.communes.values()].sort((a, b) => a.name.localeCompare(b.name, "vi"));
   form.commune.innerHTML = communes.map((c) => `<option value="${esc(c.id)}">${esc(c.name)}</option>`).join("");
   form.commune.closest("label").classList.toggle("single", communes.length <= 1);
@@ -106,6 +185,9 @@ function onFormChange(e) {
   const form = e.currentTarget;
   if (e.target.name === "scope") showScope(form);
   if (e.target.name === "commune") fillVillages(form);
+  if (e.target.name === "repeat") {
+    for (const el of form.querySelectorAll("[data-repeat]")) el.hidden = el.dataset.repeat !== form.repeat.value;
+  }
   clearInvalid(e.target);
 }
 
@@ -126,9 +208,10 @@ function showRefusal(form, err) {
     const name = (d.loc || []).slice(-1)[0];
     if (FIELDS.includes(name)) fields.add(name);
   }
+  // The page's words when it knows the refusal; the server's own text only when it does not.
   box.innerHTML = `<strong>${esc(t("mt.refused"))}</strong>` +
-    (lines.length ? `<ul>${lines.map((l) => `<li>${esc(l)}</li>`).join("")}</ul>` : "") +
-    `<small>${esc(t("mt.server_said", { msg: err.message }))}</small>`;
+    (lines.length ? `<ul>${lines.map((l) => `<li>${esc(l)}</li>`).join("")}</ul>`
+      : `<small>${esc(t("mt.server_said", { msg: err.message }))}</small>`);
   box.hidden = false;
   for (const n of FIELDS) {
     const input = form.elements[n];
@@ -145,8 +228,17 @@ function showRefusal(form, err) {
 async function submit(form, { onStart, onCreated }) {
   form.querySelector("#mt-error").hidden = true;
   onStart();
-  const starts = fromLocalInput(form.starts_at.value);
-  const ends = fromLocalInput(form.ends_at.value);
+  const starts = readLocal(form.starts_at.value);
+  const ends = readLocal(form.ends_at.value);
+  const unreadable = [[form.starts_at, starts], [form.ends_at, ends]].filter(([, v]) => !v).map(([input]) => input);
+  if (unreadable.length) {
+    const box = form.querySelector("#mt-error");
+    box.innerHTML = `<strong>${esc(t("mt.err_when"))}</strong>`;
+    box.hidden = false;
+    for (const input of unreadable) input.setAttribute("aria-invalid", "true");
+    unreadable[0].focus();
+    return;
+  }
   const body = form.scope.value === "device"
     ? { device_id: form.device_id.value }
     : { commune: form.commune.value, village: form.village.value || null, kind: form.kind.value || null };
@@ -155,7 +247,8 @@ async function submit(form, { onStart, onCreated }) {
     ends_at: ends && ends.toISOString(),
     reason: form.reason.value.trim(),
   });
-  if (form.rrule.value.trim()) body.rrule = form.rrule.value.trim();
+  const repeat = rrule(form, starts);
+  if (repeat) body.rrule = repeat;
   const button = form.querySelector("button[type=submit]");
   button.disabled = true;
   try {
@@ -163,6 +256,8 @@ async function submit(form, { onStart, onCreated }) {
     if (!form.isConnected) return; // the view was left meanwhile
     form.reason.value = "";
     form.rrule.value = "";
+    form.repeat.value = "";
+    for (const el of form.querySelectorAll("[data-repeat]")) el.hidden = true;
     for (const n of FIELDS) if (form.elements[n]) form.elements[n].removeAttribute("aria-invalid");
     onCreated(w);
   } catch (err) {
