@@ -78,3 +78,33 @@ def test_events_and_availability() -> None:
     assert parse_availability(b" online\n") == "online"
     with pytest.raises(BadPayload, match="bad_availability"):
         parse_availability(b"ONLINE!")
+
+
+def test_nesting_and_key_counts_are_bounded() -> None:
+    deep = b'{"x": ' + b"[" * 31 + b"]" * 31 + b"}"  # 32 levels with the object itself
+    assert parse_status("speaker", deep, NOW).metrics["x"] is not None
+    with pytest.raises(BadPayload, match="too_deep"):
+        parse_status("speaker", b'{"x": ' + b"[" * 32 + b"]" * 32 + b"}", NOW)
+    with pytest.raises(BadPayload, match="too_deep"):
+        parse_event(b'{"type": "t", "x": ' + b'{"a": ' * 40 + b"1" + b"}" * 40 + b"}", NOW)
+    many = "{" + ",".join(f'"k{i}": {{"a": 1}}' for i in range(600)) + "}"
+    with pytest.raises(BadPayload, match="too_many_keys"):
+        parse_status("speaker", many.encode(), NOW)
+
+
+def test_nul_is_refused_where_postgresql_would_refuse_it() -> None:
+    for body in (b'{"note": "a\\u0000b"}', b'{"x": {"k\\u0000": 1}}', b'{"e": ["\\u0000"]}'):
+        with pytest.raises(BadPayload, match="unstorable"):
+            parse_status("speaker", body, NOW)
+    with pytest.raises(BadPayload, match="unstorable"):
+        parse_event(b'{"type": "a\\u0000"}', NOW)
+    # an escaped backslash followed by "u0000" is text, not NUL
+    assert parse_status("speaker", b'{"note": "\\\\u0000"}', NOW).metrics["note"] == "\\u0000"
+
+
+def test_lone_surrogates_and_infinite_numbers_are_not_json() -> None:
+    for body in (b'{"x": "\\ud800"}', b'{"x": "\xed\xa0\x80"}', b'{"x": 1e400}', b'{"x": NaN}'):
+        with pytest.raises(BadPayload, match="not_json"):
+            parse_status("speaker", body, NOW)
+    # past 64 bits an integer is read as a float: kept, with its magnitude
+    assert parse_status("wifi", b'{"rx_bytes": 1180591620717411303424}', NOW).metrics["rx_bytes"] == 2.0**70
