@@ -1,6 +1,6 @@
 // Small DOM and formatting pieces shared by the views.
 
-import { fmtNumber, METRIC_UNITS, metricLabel, t } from "./i18n.js";
+import { fmtNumber, fmtSheet, METRIC_UNITS, metricLabel, t } from "./i18n.js";
 
 export const STATE_COLORS = {
   online: "#16a34a",
@@ -119,6 +119,29 @@ export function downloadCsv(filename, header, rows) {
   a.click();
   a.remove();
   setTimeout(() => URL.revokeObjectURL(a.href), 10000);
+}
+
+// A table for people (Excel, LibreOffice): headers and values in the page's words, times on the
+// commune's clock as dd/MM/yyyy HH:mm:ss, one column per metric. `columns`: [[header key, row => value]].
+export function downloadTable(filename, columns, items, metricsOf = null) {
+  const metricKeys = metricsOf ? [...new Set(items.flatMap((it) => Object.keys(metricsOf(it) || {})))].sort() : [];
+  const header = [...columns.map(([key]) => t(key)), ...metricKeys.map((k) => metricLabel(k, true))];
+  const rows = items.map((it) => [
+    ...columns.map(([, get]) => cellValue(get(it))),
+    ...metricKeys.map((k) => cellValue((metricsOf(it) || {})[k])),
+  ]);
+  downloadCsv(filename, header, rows);
+}
+
+function cellValue(v) {
+  if (typeof v === "boolean") return t(v ? "csv.yes" : "csv.no");
+  if (Array.isArray(v)) return v.join(", ");
+  return v;
+}
+
+// A time for a CSV cell: the commune's clock, or empty.
+export function csvTime(iso) {
+  return fmtSheet(iso);
 }
 
 function fmtDuration(s) {

@@ -182,6 +182,17 @@ export function alertText(a, deviceName = null) {
   return `${name} ${what}`;
 }
 
+// An instant as spreadsheets read a date and time: dd/MM/yyyy HH:mm:ss on the deployment's clock
+// (vi-VN's own order puts the time first, which Excel and LibreOffice take for text).
+export function fmtSheet(iso) {
+  if (!iso) return "";
+  const parts = new Intl.DateTimeFormat("en-GB", {
+    timeZone: tz, year: "numeric", month: "2-digit", day: "2-digit", hour: "2-digit", minute: "2-digit", second: "2-digit", hourCycle: "h23",
+  }).formatToParts(new Date(iso));
+  const get = (type) => parts.find((p) => p.type === type).value;
+  return `${get("day")}/${get("month")}/${get("year")} ${get("hour")}:${get("minute")}:${get("second")}`;
+}
+
 // The calendar date (YYYY-MM-DD) of an instant in the deployment's time zone.
 export function localDate(d) {
   const parts = new Intl.DateTimeFormat("en-CA", { timeZone: tz, year: "numeric", month: "2-digit", day: "2-digit" })

@@ -160,7 +160,7 @@ def test_alert_text_follows_the_language_switch_without_reload(page: Page, alert
     with page.expect_download() as info:
         page.click("#alerts-csv")
     text = Path(info.value.path()).read_text(encoding="utf-8-sig")
-    by_id = {int(row["id"]): row["message"] for row in csv.DictReader(io.StringIO(text))}
+    by_id = {int(row["No."]): row["Message"] for row in csv.DictReader(io.StringIO(text))}
     assert [by_id[i] for i in alerts] == [en for *_, en in CASES]
     broker_lost = alerts[next(i for i, case in enumerate(CASES) if case[0] == "broker_lost")]
     broker = page.locator(f"#alert-list article[data-alert-id='{broker_lost}']")

@@ -335,6 +335,23 @@ def test_language_switch_turns_the_page_english_and_back(page: Page) -> None:
     expect(page.locator(".kpi[data-state=offline] .kpi-label")).to_have_text("Mất kết nối")
 
 
+def test_device_list_downloads_a_csv_a_clerk_can_open(page: Page) -> None:
+    page.click("[data-nav=devices]")
+    page.select_option("select[name=kind]", "speaker")
+    with page.expect_download() as info:
+        page.click("#devices-csv")
+    raw = Path(info.value.path()).read_bytes()
+    assert raw.startswith(b"\xef\xbb\xbf")  # UTF-8 BOM: Excel reads Vietnamese right
+    rows = list(csv.DictReader(io.StringIO(raw.decode("utf-8-sig"))))
+    assert len(rows) == 4  # the same rows as the page (filtered to speakers)
+    row = next(r for r in rows if r["Mã thiết bị"] == "spk-tay-binh-1")
+    assert (row["Loại"], row["Trạng thái"], row["Xóm / ấp"]) == ("Loa", "Mất kết nối", "Ấp Tây Bình")
+    assert re.fullmatch(r"\d\d/\d\d/\d{4} \d\d:\d\d:\d\d", row["Lần cuối nhận tin"]), row
+    # One column per metric, named for people, values as numbers.
+    assert row["Âm lượng (%)"] == "60"
+    assert "metrics" not in rows[0] and "device_id" not in rows[0]
+
+
 def test_availability_report_downloads_as_csv(page: Page) -> None:
     page.click("[data-nav=report]")
     expect(page.locator("#report-table tbody tr[data-row]")).to_have_count(3)

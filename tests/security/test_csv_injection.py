@@ -180,17 +180,18 @@ def _download(page: Any, view: str, button: str) -> str:
 
 @pytest.mark.timeout(120)
 def test_dashboard_downloads_neutralise_formulas(dash_page: Any) -> None:
+    # The page's downloads are for people: Vietnamese headers (the page's language).
     devices = _download(dash_page, "devices", "#devices-csv")
-    row = next(r for r in csv.DictReader(io.StringIO(devices)) if r["device_id"] == "cam-cho")
-    assert (row["name"], row["reason"]) == ("'" + EVIL, "'" + REASON)
+    row = next(r for r in csv.DictReader(io.StringIO(devices)) if r["Mã thiết bị"] == "cam-cho")
+    assert (row["Tên thiết bị"], row["Lý do"]) == ("'" + EVIL, "'" + REASON)
     assert formulas(devices) == []
     alerts = _download(dash_page, "alerts", "#alerts-csv")
-    row = next(r for r in csv.DictReader(io.StringIO(alerts)) if r["device_id"] == "cam-cho")
-    assert (row["device_name"], row["comment"]) == ("'" + EVIL, "'@SUM(A1:A9)")
+    row = next(r for r in csv.DictReader(io.StringIO(alerts)) if r["Mã thiết bị"] == "cam-cho")
+    assert (row["Tên thiết bị"], row["Ghi chú"]) == ("'" + EVIL, "'@SUM(A1:A9)")
     assert formulas(alerts) == []
     maintenance = _download(dash_page, "maintenance", "#mt-csv")
-    row = next(r for r in csv.DictReader(io.StringIO(maintenance)) if r["device_id"] == "cam-cho")
-    assert row["reason"] == "'-2+3+cmd|' /C calc'!A0"
+    row = next(r for r in csv.DictReader(io.StringIO(maintenance)) if r["Mã thiết bị"] == "cam-cho")
+    assert row["Lý do"] == "'-2+3+cmd|' /C calc'!A0"
     assert formulas(maintenance) == []
 
 

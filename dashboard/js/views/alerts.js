@@ -3,9 +3,9 @@
 // are read from the API, and read again when an alert message arrives while that tab is shown.
 
 import { ALERT_ROLES, allPages, api, MAINTENANCE_ROLES, query } from "../api.js";
-import { downloadCsv, esc } from "../dom.js";
+import { csvTime, downloadTable, esc } from "../dom.js";
 import { alertText, fmtAgo, fmtTime, getLang, t } from "../i18n.js";
-import { deviceName, store, villageName } from "../live.js";
+import { communeName, deviceName, store, villageName } from "../live.js";
 
 const TABS = ["open", "acked", "resolved"];
 const PAGE = 100;
@@ -327,12 +327,25 @@ async function onSubmit(e) {
   }
 }
 
+// The rows of the tab, as the page shows them, in the page's words and the commune's clock.
 function exportCsv() {
-  const out = rows().map((a) => [a.id, a.rule, a.severity, a.state, a.device_id, a.device_id ? deviceName(a.device_id) : "",
-    a.commune, a.village, a.village ? villageName(a.commune, a.village) : "", alertText(a, knownName(a.device_id)),
-    a.opened_at, a.acked_at, a.acked_by,
-    a.comment, a.assignee, a.resolved_at, a.resolved_by, (a.affected || []).join(" ")]);
-  downloadCsv(`alerts-${tab}.csv`, ["id", "rule", "severity", "state", "device_id", "device_name", "commune", "village",
-    "village_name", "message", "opened_at", "acked_at", "acked_by", "comment", "assignee", "resolved_at", "resolved_by",
-    "affected"], out);
+  downloadTable(`canh-bao-${tab}.csv`, [
+    ["csv.id", (a) => a.id],
+    ["csv.message", (a) => alertText(a, knownName(a.device_id))],
+    ["al.rule", (a) => ruleLabel(a.rule)],
+    ["al.severity", (a) => t(`sev.${a.severity}`)],
+    ["csv.alert_state", (a) => t(`al.tab.${a.state}`)],
+    ["csv.device_id", (a) => a.device_id || ""],
+    ["csv.name", (a) => (a.device_id ? deviceName(a.device_id) : "")],
+    ["csv.commune", (a) => (a.commune ? communeName(a.commune) : "")],
+    ["col.village", (a) => (a.village ? villageName(a.commune, a.village) : "")],
+    ["al.opened", (a) => csvTime(a.opened_at)],
+    ["al.acked", (a) => csvTime(a.acked_at)],
+    ["al.acked_by", (a) => a.acked_by || ""],
+    ["al.comment", (a) => a.comment || ""],
+    ["al.assignee", (a) => a.assignee || ""],
+    ["al.resolved", (a) => csvTime(a.resolved_at)],
+    ["al.resolved_by", (a) => a.resolved_by || ""],
+    ["csv.affected", (a) => a.affected || []],
+  ], rows());
 }

@@ -1,9 +1,9 @@
 // The device list: filters, search, and a virtualised table (only visible rows exist in the DOM),
 // so 5,000 devices and a stream of updates cost a few dozen row repaints per frame.
 
-import { collate, downloadCsv, esc, fold, matchesWords, metricSummary, STATE_RANK, statePill } from "../dom.js";
-import { fmtAgo, fmtTime, KINDS, STATES, t } from "../i18n.js";
-import { store, villageName } from "../live.js";
+import { collate, csvTime, downloadTable, esc, fold, matchesWords, metricSummary, STATE_RANK, statePill } from "../dom.js";
+import { fmtAgo, fmtTime, KINDS, reasonText, STATES, t } from "../i18n.js";
+import { communeName, store, villageName } from "../live.js";
 
 // Rows are fixed-height (the list is virtualised); on a phone a row is two lines: the whole name,
 // then state, village and when last heard. Must match .vrow's height in app.css.
@@ -182,12 +182,17 @@ function paint(force = false) {
   });
 }
 
+// The rows the list shows, in its order, as a clerk reads them (one column per metric).
 function exportCsv() {
-  const rows = filtered.map((id) => {
-    const d = store.devices.get(id);
-    return [d.device_id, d.name, d.kind, d.commune, d.village, villageName(d.commune, d.village), d.state,
-      d.since, d.last_seen, d.reason, d.metrics];
-  });
-  downloadCsv("devices.csv", ["device_id", "name", "kind", "commune", "village", "village_name", "state", "since",
-    "last_seen", "reason", "metrics"], rows);
+  downloadTable("thiet-bi.csv", [
+    ["csv.device_id", (d) => d.device_id],
+    ["csv.name", (d) => d.name || ""],
+    ["col.kind", (d) => t(`kind.${d.kind}`)],
+    ["csv.commune", (d) => communeName(d.commune)],
+    ["col.village", (d) => villageName(d.commune, d.village)],
+    ["col.state", (d) => t(`state.${d.state || "unknown"}`)],
+    ["col.since", (d) => csvTime(d.since)],
+    ["col.last_seen", (d) => csvTime(d.last_seen)],
+    ["col.reason", (d) => reasonText(d.reason)],
+  ], filtered.map((id) => store.devices.get(id)), (d) => d.metrics);
 }

@@ -5,7 +5,7 @@
 // at once.
 
 import { allPages, api, MAINTENANCE_ROLES } from "../api.js";
-import { downloadCsv, esc } from "../dom.js";
+import { csvTime, downloadTable, esc } from "../dom.js";
 import { fmtTime, t } from "../i18n.js";
 import { communeName, deviceName, villageName } from "../live.js";
 import { formHtml, refreshChoices, wireForm } from "./maintenance_form.js";
@@ -163,16 +163,26 @@ function scopeHtml(w) {
 
 // The repeat in words ("hằng tuần: Thứ Hai, Thứ Năm"); the rule itself only when it says more than
 // the words can (an interval, a count, an end date…), and always as the tooltip.
-function repeatHtml(w) {
-  if (!w.rrule) return esc(t("mt.once"));
+function repeatParts(w) {
   const parts = Object.fromEntries(w.rrule.toUpperCase().split(";").map((p) => p.split("=")));
   const word = parts.FREQ ? t(`freq.${parts.FREQ}`) : "";
-  if (!word || word.startsWith("freq.")) return `<code>${esc(w.rrule)}</code>`;
+  if (!word || word.startsWith("freq.")) return null;
   const days = parts.BYDAY && /^(MO|TU|WE|TH|FR|SA|SU)(,(MO|TU|WE|TH|FR|SA|SU))*$/.test(parts.BYDAY)
     ? parts.BYDAY.split(",").map((d) => t(`day.${d}`)).join(", ") : null;
   const plain = Object.keys(parts).every((k) => k === "FREQ" || (k === "BYDAY" && days) || k === "BYMONTHDAY");
-  return `<span title="${esc(w.rrule)}">${esc(days ? `${word}: ${days}` : word)}</span>` +
-    (plain ? "" : ` <code>${esc(w.rrule)}</code>`);
+  return { words: days ? `${word}: ${days}` : word, plain };
+}
+
+function repeatWords(w) {
+  const r = repeatParts(w);
+  return r ? r.words : w.rrule;
+}
+
+function repeatHtml(w) {
+  if (!w.rrule) return esc(t("mt.once"));
+  const r = repeatParts(w);
+  if (!r) return `<code>${esc(w.rrule)}</code>`;
+  return `<span title="${esc(w.rrule)}">${esc(r.words)}</span>` + (r.plain ? "" : ` <code>${esc(w.rrule)}</code>`);
 }
 
 // A cell that reads as "label: value" when a phone shows the table as cards.
@@ -253,9 +263,19 @@ async function onClick(e) {
   }
 }
 
+// The table as shown, in the page's words and the commune's clock (the rule itself kept for machines).
 function exportCsv() {
-  const rows = sorted().map((w) => [w.id, w.commune, w.device_id, w.village, w.kind, scopeText(w), w.starts_at, w.ends_at,
-    w.rrule, w.reason, w.status, w.created_by, w.created_at]);
-  downloadCsv("maintenance.csv", ["id", "commune", "device_id", "village", "kind", "scope", "starts_at", "ends_at", "rrule",
-    "reason", "status", "created_by", "created_at"], rows);
+  downloadTable("bao-tri.csv", [
+    ["csv.id", (w) => w.id],
+    ["mt.scope", (w) => scopeText(w)],
+    ["csv.device_id", (w) => w.device_id || ""],
+    ["mt.starts", (w) => csvTime(w.starts_at)],
+    ["mt.ends", (w) => csvTime(w.ends_at)],
+    ["mt.repeat", (w) => (w.rrule ? repeatWords(w) : t("mt.once"))],
+    ["mt.rrule", (w) => w.rrule || ""],
+    ["mt.reason", (w) => w.reason || ""],
+    ["mt.status", (w) => t(`mt.${w.status}`)],
+    ["mt.created_by", (w) => w.created_by || ""],
+    ["csv.created_at", (w) => csvTime(w.created_at)],
+  ], sorted());
 }
