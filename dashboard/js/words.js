@@ -354,6 +354,7 @@ export const WORDS = {
     "dur.d": "{d} ngày {h} giờ",
     "dur.h": "{h} giờ {m} phút",
     "dur.m": "{m} phút",
+    "dur.hours": "{h} giờ",
   },
   en: {
     "app.title": "Commune Operations Center",
@@ -707,5 +708,6 @@ export const WORDS = {
     "dur.d": "{d} d {h} h",
     "dur.h": "{h} h {m} min",
     "dur.m": "{m} min",
+    "dur.hours": "{h} h",
   },
 };

@@ -356,6 +356,13 @@ def test_availability_report_downloads_as_csv(page: Page) -> None:
     page.click("[data-nav=report]")
     expect(page.locator("#report-table tbody tr[data-row]")).to_have_count(3)
     expect(page.locator("#report-table")).to_contain_text("Ấp Trung Bình")
+    # Names in the order people count them, durations in words, percentages with comma decimals.
+    names = page.locator("#report-table tbody tr[data-row] th").all_inner_texts()
+    assert names == ["Ấp Bắc Thạnh", "Ấp Tây Bình", "Ấp Trung Bình"], names
+    cells = page.locator("#report-table tbody tr[data-row] td").all_inner_texts()
+    assert any(re.fullmatch(r"\d+ (phút|giờ)( \d+ phút)?", c) for c in cells), cells
+    assert not any(re.fullmatch(r"\d+\.\d", c) for c in cells), cells
+    expect(page.locator("#report-table")).to_contain_text(",")
     shot(page, "report")
     with page.expect_download() as info:
         page.click("#report-csv")
@@ -367,6 +374,12 @@ def test_availability_report_downloads_as_csv(page: Page) -> None:
     assert "availability_pct" in rows[0]
     page.select_option("select[name=group_by]", "kind")
     expect(page.locator("#report-table tbody tr[data-row=speaker]")).to_contain_text("2/3")
+    # Days read and typed as dd/MM/yyyy, whatever the browser's locale; a day that does not exist is refused.
+    today = datetime.now(ZoneInfo("Asia/Ho_Chi_Minh")).strftime("%d/%m/%Y")
+    expect(page.locator("#report-form input[name=to]")).to_have_value(today)
+    page.fill("#report-form input[name=from]", "31/02/2026")
+    page.click("#report-form button[type=submit]")
+    expect(page.locator("#report-form input[name=from]")).to_have_attribute("aria-invalid", "")
 
 
 def test_phone_layout_shows_overview_and_list(browser: Browser, dash_url: str) -> None:

@@ -1,9 +1,9 @@
 // Availability per village, kind or device over a chosen period, downloadable as CSV.
 
 import { allPages, query } from "../api.js";
-import { esc } from "../dom.js";
-import { KINDS, localDate, startOfLocalDate, t } from "../i18n.js";
-import { deviceName, store, villageName } from "../live.js";
+import { collate, esc } from "../dom.js";
+import { fmtNumber, KINDS, localDate, startOfLocalDate, t } from "../i18n.js";
+import { communeName, deviceName, store, villageName } from "../live.js";
 
 // Kept across visits.
 const form = { from: null, to: null, group_by: "village" };
@@ -24,8 +24,8 @@ export function mount(el) {
       <div class="card-head"><h2>${esc(t("rep.title"))}</h2></div>
       <div class="kind-summary" id="report-now"></div>
       <form id="report-form" class="toolbar">
-        <label>${esc(t("rep.from"))} <input type="date" name="from" value="${esc(form.from)}" max="${today}" required></label>
-        <label>${esc(t("rep.to"))} <input type="date" name="to" value="${esc(form.to)}" max="${today}" required></label>
+        <label>${esc(t("rep.from"))} <input name="from" value="${esc(showDay(form.from))}" inputmode="numeric" placeholder="dd/mm/yyyy" size="10" required></label>
+        <label>${esc(t("rep.to"))} <input name="to" value="${esc(showDay(form.to))}" inputmode="numeric" placeholder="dd/mm/yyyy" size="10" required></label>
         <label>${esc(t("rep.group"))} <select name="group_by">
           <option value="village">${esc(t("rep.by_village"))}</option><option value="kind">${esc(t("rep.by_kind"))}</option>
           <option value="device">${esc(t("rep.by_device"))}</option></select></label>
@@ -39,14 +39,35 @@ export function mount(el) {
   f.group_by.value = form.group_by;
   f.addEventListener("submit", (e) => {
     e.preventDefault();
-    form.from = f.from.value;
-    form.to = f.to.value;
+    const from = readDay(f.from.value);
+    const to = readDay(f.to.value);
+    f.from.toggleAttribute("aria-invalid", !from);
+    f.to.toggleAttribute("aria-invalid", !to);
+    if (!from || !to) return;
+    form.from = from;
+    form.to = to > today ? today : to;
     form.group_by = f.group_by.value;
     run();
   });
   f.group_by.addEventListener("change", () => f.requestSubmit());
   renderNow();
   run();
+}
+
+// Days typed and shown as dd/MM/yyyy whatever the browser's locale (a date input follows the
+// browser's: «11/27/2026» on a US one); kept as YYYY-MM-DD.
+function showDay(ymd) {
+  const [y, m, d] = ymd.split("-");
+  return `${d}/${m}/${y}`;
+}
+
+function readDay(text) {
+  const m = String(text).trim().match(/^(\d{1,2})\/(\d{1,2})\/(\d{4})$/);
+  if (!m) return null;
+  const [, d, mo, y] = m;
+  const date = new Date(Date.UTC(+y, +mo - 1, +d));
+  if (date.getUTCMonth() !== +mo - 1 || date.getUTCDate() !== +d) return null;
+  return `${y}-${mo.padStart(2, "0")}-${d.padStart(2, "0")}`;
 }
 
 export function unmount() {
@@ -83,11 +104,18 @@ async function run() {
 function pct(v) {
   if (v === null || v === undefined) return `<span class="muted">—</span>`;
   const cls = v >= 99 ? "ok" : v >= 90 ? "warn" : "bad";
-  return `<span class="pct ${cls}"><span class="pctbar"><i style="width:${Math.max(0, Math.min(100, v))}%"></i></span>${v.toFixed(1)}%</span>`;
+  return `<span class="pct ${cls}"><span class="pctbar"><i style="width:${Math.max(0, Math.min(100, v))}%"></i></span>${fmtNumber(v, 1)} %</span>`;
 }
 
+// Hours as people read them: "2 giờ 30 phút", "45 phút" (not «0.1»).
 function hours(s) {
-  return (s / 3600).toFixed(1);
+  const m = Math.round(s / 60);
+  if (m < 60) return t("dur.m", { m });
+  return m % 60 ? t("dur.h", { h: Math.floor(m / 60), m: m % 60 }) : t("dur.hours", { h: fmtNumber(m / 60) });
+}
+
+function rowLabel(r, g) {
+  return g === "village" ? villageName(r.commune, r.village) || "—" : g === "kind" ? t(`kinds.${r.kind}`) : deviceName(r.device_id);
 }
 
 function renderTable() {
@@ -100,10 +128,13 @@ function renderTable() {
   }
   const first = g === "village" ? t("rep.by_village") : g === "kind" ? t("rep.by_kind") : t("rep.by_device");
   const extra = g === "kind" ? `<th>${esc(t("rep.villages_ok"))}</th>` : g === "village" ? `<th>${esc(t("ov.working"))}</th>` : "";
+  // In name order as people count ("Xóm 2" before "Xóm 10"), grouped by commune.
+  const shown = [...rows].sort((a, b) => collate(communeName(a.commune) || "", communeName(b.commune) || "") ||
+    collate(rowLabel(a, g), rowLabel(b, g)));
   table.innerHTML = `<thead><tr><th>${esc(first)}</th><th>${esc(t("rep.availability"))}</th><th>${esc(t("rep.devices"))}</th>` +
     `<th>${esc(t("rep.online_now"))}</th>${extra}<th>${esc(t("rep.online_h"))}</th><th>${esc(t("rep.offline_h"))}</th><th>${esc(t("rep.maint_h"))}</th></tr></thead><tbody>` +
-    rows.map((r) => {
-      const label = g === "village" ? villageName(r.commune, r.village) || "—" : g === "kind" ? t(`kinds.${r.kind}`) : deviceName(r.device_id);
+    shown.map((r) => {
+      const label = rowLabel(r, g);
       const key = g === "village" ? r.village : g === "kind" ? r.kind : r.device_id;
       let more = "";
       if (g === "kind") more = `<td>${r.villages_all_online_now ?? "—"}/${r.villages ?? "—"}</td>`;
@@ -111,7 +142,7 @@ function renderTable() {
         more = `<td class="by-kind">${Object.entries(r.by_kind || {}).map(([k, c]) =>
           `<span class="mini ${c.online_now === c.devices ? "ok" : "bad"}">${esc(t(`kind.${k}`))} ${c.online_now}/${c.devices}</span>`).join(" ")}</td>`;
       }
-      return `<tr data-row="${esc(key)}"><th scope="row">${esc(label)}${store.communes.size > 1 ? ` <small>${esc(r.commune)}</small>` : ""}</th>` +
+      return `<tr data-row="${esc(key)}"><th scope="row">${esc(label)}${store.communes.size > 1 ? ` <small>${esc(communeName(r.commune))}</small>` : ""}</th>` +
         `<td>${pct(r.availability_pct)}</td><td>${r.devices}</td><td>${r.devices_online_now}</td>${more}` +
         `<td>${hours(r.online_s)}</td><td>${hours(r.offline_s)}</td><td>${hours(r.maintenance_s)}</td></tr>`;
     }).join("") + "</tbody>";
