@@ -8,7 +8,7 @@ from typing import Any
 import psycopg
 from psycopg.rows import dict_row
 
-from services import paging
+from services import paging, sources
 from services.errors import InvalidInput, NotFound
 from services.models import KINDS, State
 
@@ -56,7 +56,7 @@ def utc(value: datetime | None) -> datetime | None:
 
 _DEVICE_SQL = """
 SELECT d.id, d.commune_id, d.village_id, d.kind, d.name, d.lat, d.lon, d.parent_id, d.heartbeat_s,
-       d.onvif, COALESCE(s.state, 'unknown') AS state, s.since, s.last_seen
+       d.onvif, d.source, COALESCE(s.state, 'unknown') AS state, s.since, s.last_seen
 FROM devices d LEFT JOIN device_state s ON s.device_id = d.id
 """
 
@@ -86,6 +86,8 @@ def _device_row(r: dict[str, Any]) -> dict[str, Any]:
         "parent": r["parent_id"],
         "heartbeat_s": r["heartbeat_s"],
         "onvif": _onvif(r["onvif"]),
+        # how it is heard, never a secret (devices.source holds none; public() names what is shown)
+        "source": sources.public(sources.from_json(r["source"])) if r.get("source") else None,
         "state": r["state"],
         "since": utc(r["since"]),
         "last_seen": utc(r["last_seen"]),

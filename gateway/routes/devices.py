@@ -40,6 +40,11 @@ class DeviceOut(BaseModel):
     parent: str | None
     heartbeat_s: int
     onvif: OnvifOut | None = Field(description="how the camera is polled; the password is never shown")
+    source: dict[str, Any] | None = Field(
+        default=None,
+        description="how the device is heard when it does not speak the IOC's MQTT (SPEC §8): kind (mqtt, snmp,"
+        " ping, tcp, http) and host, profile or broker; communities, keys and passwords are never shown",
+    )
     state: str
     since: datetime | None
     last_seen: datetime | None = Field(description="receive time of the last status")

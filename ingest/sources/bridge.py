@@ -118,7 +118,7 @@ class VendorBridge:
     @staticmethod
     def _jitter(c: mqtt.Client) -> None:
         # paho doubles the delay up to the maximum; a random start spreads reconnects of many IOCs
-        c.reconnect_delay_set(random.uniform(0.5, 2.0), 30)
+        c.reconnect_delay_set(random.randint(1, 3), 30)
 
     # -- lifecycle -------------------------------------------------------------------------
 

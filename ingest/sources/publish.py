@@ -49,7 +49,7 @@ class IocPublisher:
         # Unlimited: a message is dropped by nobody; the caller holds back (its vendor message
         # stays unacknowledged) while the IOC broker is away.
         self._client.max_queued_messages_set(0)
-        self._client.reconnect_delay_set(random.uniform(0.5, 1.5), 15)
+        self._client.reconnect_delay_set(random.randint(1, 2), 15)
         self._client.on_connect = self._on_connect
         self._client.on_disconnect = self._on_disconnect
         self._client.on_publish = self._on_publish
@@ -76,7 +76,7 @@ class IocPublisher:
         if self.connected.is_set() and not self._stopping:
             log.warning("%s lost the IOC broker (%s); reconnecting", self.client_id, reason)
         self.connected.clear()
-        self._client.reconnect_delay_set(random.uniform(0.5, 1.5), 15)
+        self._client.reconnect_delay_set(random.randint(1, 2), 15)
 
     def _on_publish(self, _c: mqtt.Client, _u: Any, mid: int, _reason: Any, _p: Any) -> None:
         self._acked.add(mid)

@@ -222,8 +222,8 @@ def _mqtt(err: list[str], path: str, spec: Any) -> MqttProfile | None:
         if a.get("path") is not None:
             try:
                 expr = compile_path(a.get("path"))
-            except ValueError as e:
-                err.append(f"{p}.path: {e}")
+            except ValueError as bad:
+                err.append(f"{p}.path: {bad}")
         online, offline = _values(a.get("online", "online")), _values(a.get("offline", "offline"))
         if set(online) & set(offline):
             err.append(f"{p}: a payload cannot mean both online and offline")
