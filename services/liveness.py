@@ -14,6 +14,7 @@ from psycopg.types.json import Jsonb
 
 from services import feed
 from services.models import Device, Liveness
+from services.sources.store import listening as sources_listening
 from services.state import derive
 
 
@@ -37,10 +38,19 @@ def sweep(
             (now, list(maint)),
         ).fetchall()
         due: list[tuple[Device, str, str, str, Any, Any]] = []
+        sources: dict[str, datetime | None] | None = None
         for device_id, state, last_seen, avail, reachable, auth_failed in rows:
             device = devices.get(device_id)
             if device is None:
                 continue
+            heard_since: datetime | None = listening_since
+            if device.source_broker is not None:
+                # Heard through a vendor broker: silence counts only while a bridge hears it; a
+                # lost broker freezes its devices (one source_lost alert, not N outages).
+                if sources is None:
+                    sources = sources_listening(conn, now)
+                broker_since = sources.get(device.source_broker)
+                heard_since = None if broker_since is None else max(listening_since, broker_since)
             flags = {
                 k: v for k, v in (("reachable", reachable), ("auth_failed", auth_failed)) if v is not None
             }
@@ -54,7 +64,7 @@ def sweep(
                     in_maintenance=device_id in maint,
                 ),
                 now,
-                listening_since,
+                heard_since,
             )
             if new_state != state:
                 due.append((device, state, str(new_state), reason, last_seen, avail))
