@@ -6,7 +6,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from gateway import deps, errors, security
+from gateway import deps, errors, openapi, security
 from gateway.routes import (
     alerts,
     audit,
@@ -99,6 +99,7 @@ def create_app(settings: GatewaySettings) -> FastAPI:
         users,
     ):
         app.include_router(module.router)
+    openapi.install(app)  # /openapi.json with each route's error answers and security
     share.setup(app)  # the audit middleware of sharing calls
     # Last, so its middleware is outermost: every answer (429s, CORS, errors) gets the headers.
     security.install(app)

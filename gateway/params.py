@@ -32,7 +32,7 @@ def _bounded(value: datetime) -> datetime:
 Time = Annotated[datetime, AfterValidator(_bounded)]
 
 
-def _query_names(dependant: Dependant) -> set[str]:
+def query_names(dependant: Dependant) -> set[str]:
     """The query parameter names a route and its dependencies declare (a query model's field aliases)."""
     names: set[str] = set()
     stack = [dependant]
@@ -54,7 +54,7 @@ def _declared(route: APIRoute) -> frozenset[str]:
     # Kept on the route itself (routes compare by value, so they cannot key a dict).
     names: frozenset[str] | None = route.__dict__.get("_ioc_query_names")
     if names is None:
-        names = route.__dict__["_ioc_query_names"] = frozenset(_query_names(route.dependant))
+        names = route.__dict__["_ioc_query_names"] = frozenset(query_names(route.dependant))
     return names
 
 
