@@ -451,6 +451,11 @@ class Mosquitto:
             time.sleep(0.05)
         raise RuntimeError(f"mosquitto did not listen within {timeout_s}s")
 
+    def save(self) -> None:
+        """Write the persistent state now (SIGUSR1), as `autosave_interval` does periodically."""
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGUSR1)
+
     def reload(self) -> None:
         """Re-read password and ACL files (SIGHUP)."""
         if self.proc and self.proc.poll() is None:
