@@ -34,14 +34,6 @@ CSP = (
     "img-src 'self' data: blob:; font-src 'self'; connect-src 'self'; object-src 'none'; "
     "base-uri 'self'; form-action 'self'; frame-ancestors 'none'"
 )
-# FastAPI's /docs and /redoc pages load their script from a CDN and start it inline.
-DOCS_CSP = (
-    "default-src 'self'; script-src 'self' 'unsafe-inline' https://cdn.jsdelivr.net; "
-    "style-src 'self' 'unsafe-inline' https://cdn.jsdelivr.net https://fonts.googleapis.com; "
-    "font-src 'self' https://fonts.gstatic.com; img-src 'self' data: https://fastapi.tiangolo.com "
-    "https://cdn.redoc.ly; worker-src 'self' blob:; connect-src 'self'; object-src 'none'; frame-ancestors 'none'"
-)
-DOCS_PATHS = ("/docs", "/redoc")
 HEADERS = {
     "x-content-type-options": "nosniff",
     "referrer-policy": "no-referrer",
@@ -74,14 +66,13 @@ class SecurityHeaders:
             await self.app(scope, receive, send)
             return
         path: str = scope.get("path", "")
-        csp = DOCS_CSP if path.startswith(DOCS_PATHS) else CSP
         api = path.startswith(("/api/", "/ngsi-ld/"))
 
         async def send_wrapper(message: Message) -> None:
             if message["type"] == "http.response.start":
                 headers = [(k, v) for k, v in message.get("headers", [])]
                 present = {k.lower() for k, _ in headers}
-                extra = {**HEADERS, "content-security-policy": csp}
+                extra = {**HEADERS, "content-security-policy": CSP}
                 if api:
                     extra["cache-control"] = "no-store"
                 for name, value in extra.items():
@@ -254,7 +245,7 @@ def install(app: FastAPI) -> None:
     app.state.load_shed = Slots(
         size=settings.http_max_inflight, queue=settings.http_queue, wait_s=settings.http_queue_wait_s
     )
-    app.add_middleware(LoadShed, slots=app.state.load_shed)
+    app.add_middleware(LoadShed, slots=app.state.load_shed, refusal_delay_s=settings.http_refusal_delay_s)
     app.add_middleware(
         BodyGuard,
         max_bytes=settings.http_body_max_bytes,
