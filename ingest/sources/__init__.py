@@ -53,7 +53,7 @@ def own_broker(mqtt_url: str) -> tuple[Broker, str | None]:
 class _Active:
     bridge: VendorBridge
     lock_conn: psycopg.Connection
-    config: tuple[Broker, str | None]
+    config: tuple[Broker, bytes | None]
     version: int = -1
 
 
@@ -130,14 +130,16 @@ class SourceBridges:
                 self._routes(bid, a)
         self._report()
 
-    def _wanted(self, conn: psycopg.Connection) -> dict[str, tuple[Broker, str | None]]:
+    def _wanted(self, conn: psycopg.Connection) -> dict[str, tuple[Broker, bytes | None]]:
+        """Brokers with devices, and their stored password (still encrypted: a changed one restarts
+        the bridge; it is decrypted when a bridge starts)."""
         ids = {d.source_broker for d in self.registry.devices.values() if isinstance(d.source, MqttSource)}
-        out: dict[str, tuple[Broker, str | None]] = {}
+        out: dict[str, tuple[Broker, bytes | None]] = {}
         for bid in sorted(i for i in ids if i is not None):
             if bid == IOC_BROKER:
-                out[bid] = own_broker(self._mqtt_url)
+                out[bid] = (own_broker(self._mqtt_url)[0], None)
             elif bid in self.registry.brokers:
-                out[bid] = (self.registry.brokers[bid], source_store.broker_password(conn, self._vault, bid))
+                out[bid] = (self.registry.brokers[bid], source_store.broker_secret(conn, bid))
         return out
 
     def _routes(self, bid: str, a: _Active) -> None:
@@ -159,7 +161,7 @@ class SourceBridges:
         a.bridge.set_routes(routes(devices, self.registry.profiles, bid))
         a.version = self.registry.version
 
-    def _acquire(self, bid: str, config: tuple[Broker, str | None]) -> None:
+    def _acquire(self, bid: str, config: tuple[Broker, bytes | None]) -> None:
         try:
             conn = connect(self._db_url, autocommit=True, name=f"ioc-bridge-lock-{bid}")
         except (psycopg.Error, Unavailable) as err:
@@ -178,7 +180,8 @@ class SourceBridges:
                 self._standby_logged.add(bid)
             return
         self._standby_logged.discard(bid)
-        broker, password = config
+        broker, token = config
+        password = self._password(bid, token)
         bridge = VendorBridge(broker, password, self._ioc(), self._db_url)
         a = _Active(bridge, conn, config)
         self._routes(bid, a)
@@ -190,6 +193,18 @@ class SourceBridges:
         a = self.active.pop(bid)
         a.bridge.close()
         a.lock_conn.close()
+
+    def _password(self, bid: str, token: bytes | None) -> str | None:
+        if bid == IOC_BROKER:
+            return own_broker(self._mqtt_url)[1]
+        if token is None:
+            return None
+        if self._vault is None:
+            log.error(
+                "broker %s has a stored password but IOC_SECRET_KEY is not set: connecting without", bid
+            )
+            return None
+        return self._vault.decrypt(token)
 
     @staticmethod
     def _holds(a: _Active) -> bool:

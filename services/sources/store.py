@@ -77,14 +77,20 @@ def brokers(conn: psycopg.Connection) -> dict[str, Broker]:
     return out
 
 
-def broker_password(conn: psycopg.Connection, vault: Vault | None, broker_id: str) -> str | None:
+def broker_secret(conn: psycopg.Connection, broker_id: str) -> bytes | None:
+    """The stored (encrypted) password of a broker; it changes with every import that names one."""
     row = conn.execute("SELECT password_secret FROM mqtt_brokers WHERE id = %s", (broker_id,)).fetchone()
-    if not row or row[0] is None:
+    return bytes(row[0]) if row and row[0] is not None else None
+
+
+def broker_password(conn: psycopg.Connection, vault: Vault | None, broker_id: str) -> str | None:
+    token = broker_secret(conn, broker_id)
+    if token is None:
         return None
     if vault is None:
         log.warning("broker %s has a stored password but IOC_SECRET_KEY is not set", broker_id)
         return None
-    return vault.decrypt(row[0])
+    return vault.decrypt(token)
 
 
 def registry_profiles(conn: psycopg.Connection) -> list[Profile]:
