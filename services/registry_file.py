@@ -7,6 +7,7 @@ so an import never leaves a half-applied registry behind.
 import csv
 import io
 import re
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +24,9 @@ from services.models import (
     Registry,
     Village,
 )
+from services.sources import profiles as source_profiles
+from services.sources import spec as source_spec
+from services.sources.model import Broker
 
 ID_RE = re.compile(r"[a-z0-9][a-z0-9-]{0,62}")
 CSV_COLUMNS = (
@@ -40,10 +44,13 @@ CSV_COLUMNS = (
     "onvif_username",
     "onvif_password",
     "onvif_poll_s",
+    # optional (files without it still import): how the device is heard, as a URL (services.sources.spec)
+    "source",
 )
 _COMMUNE_KEYS = {"id", "name", "district", "province"}
 _VILLAGE_KEYS = {"id", "name"}
-_DEVICE_KEYS = {"id", "kind", "village", "name", "lat", "lon", "parent", "heartbeat_s", "onvif"}
+_DEVICE_KEYS = {"id", "kind", "village", "name", "lat", "lon", "parent", "heartbeat_s", "onvif", "source"}
+_REQUIRED_COLUMNS = ("commune", "id", "kind")
 _ONVIF_KEYS = {"host", "port", "username", "password", "path", "poll_s"}
 
 
@@ -110,8 +117,63 @@ def _unknown_keys(
         )
 
 
+@dataclass
+class _Sources:
+    """What checking `source` needs: the profiles known to the file, and where secrets go."""
+
+    profiles: dict[str, Any]
+    secrets: dict[str, dict[str, str]] = field(default_factory=dict)
+
+
+def _catalogue(errors: _Errors, profiles_dir: Path | None) -> dict[str, Any]:
+    try:
+        return source_profiles.catalogue(profiles_dir)
+    except source_profiles.ProfileError as err:
+        for msg in err.errors:
+            errors.add(None, msg)
+        return {}
+
+
+def _profiles_dir() -> Path | None:
+    return source_profiles.env_dir()
+
+
+def _source(
+    errors: _Errors, line: int | None, dev_id: str | None, kind: Any, spec: Any, ctx: _Sources | None
+) -> Any:
+    if spec is None or spec == "":
+        return None
+    if ctx is None or dev_id is None or kind not in KINDS:
+        return None
+    if isinstance(spec, str):
+        src, secrets, problems = source_spec.parse_url(spec, device_id=dev_id, kind=kind)
+    else:
+        src, secrets, problems = source_spec.parse(spec, device_id=dev_id, kind=kind)
+    for msg in problems:
+        errors.add(line, msg)
+    if src is None:
+        return None
+    profile_name = getattr(src, "profile", None)
+    profile = ctx.profiles.get(profile_name) if profile_name else None
+    if profile is not None:
+        for msg in source_profiles.kind_errors(profile, kind):
+            errors.add(line, msg)
+        if src.kind == "mqtt" and profile.mqtt is None:
+            errors.add(line, f"profile {profile.name} has no mqtt: section")
+        if src.kind == "snmp" and profile.snmp is None:
+            errors.add(line, f"profile {profile.name} has no snmp: section")
+    if secrets:
+        ctx.secrets[dev_id] = secrets
+    return src
+
+
 def _device(
-    errors: _Errors, line: int | None, commune_id: str, row: dict[str, Any], passwords: dict[str, str]
+    errors: _Errors,
+    line: int | None,
+    commune_id: str,
+    row: dict[str, Any],
+    passwords: dict[str, str],
+    sources: _Sources | None = None,
 ) -> Device | None:
     n0 = len(errors.lines)
     dev_id = _check_id(errors, line, "device id", row.get("id"))
@@ -154,9 +216,69 @@ def _device(
             if password is not None and dev_id:
                 passwords[dev_id] = str(password)
             onvif = Onvif(str(host), port, None if username is None else str(username), str(path), poll_s)
+    if row.get("source") not in (None, "") and onvif is not None:
+        errors.add(line, "a device has onvif or source, not both")
+    source = _source(errors, line, dev_id, kind, row.get("source"), sources)
     if len(errors.lines) > n0 or dev_id is None:
         return None
-    return Device(dev_id, commune_id, str(kind), village, name, lat, lon, parent, heartbeat_s, onvif)
+    return Device(
+        dev_id, commune_id, str(kind), village, name, lat, lon, parent, heartbeat_s, onvif, None, source
+    )
+
+
+def _brokers(errors: _Errors, rows: Any, lines: list[int]) -> tuple[list[Broker], dict[str, str]]:
+    out: list[Broker] = []
+    passwords: dict[str, str] = {}
+    if rows is None:
+        return out, passwords
+    if not isinstance(rows, list):
+        errors.add(lines[0] if lines else 1, "brokers must be a list of {id, url, client_id}")
+        return out, passwords
+    for j, row in enumerate(rows):
+        line = lines[j] if j < len(lines) else None
+        broker, password, problems = source_spec.parse_broker(row)
+        for msg in problems:
+            errors.add(line, msg)
+        if broker is None:
+            continue
+        if any(b.id == broker.id for b in out):
+            errors.add(line, f"broker id {broker.id} appears twice")
+            continue
+        out.append(broker)
+        if password is not None:
+            passwords[broker.id] = password
+    return out, passwords
+
+
+def _file_profiles(errors: _Errors, doc: Any, node: Any) -> dict[str, Any]:
+    if doc is None:
+        return {}
+    if not isinstance(doc, dict):
+        errors.add(
+            node.start_mark.line + 1 if node is not None else 1,
+            "profiles must be a mapping of name -> profile",
+        )
+        return {}
+    key_lines = {}
+    if isinstance(node, yaml.MappingNode):
+        key_lines = {k.value: k.start_mark.line + 1 for k, _ in node.value}
+    out = {}
+    for name, body in doc.items():
+        try:
+            out[name] = source_profiles.parse(str(name), body)
+        except source_profiles.ProfileError as err:
+            for msg in err.errors:
+                errors.add(key_lines.get(name), msg)
+    return out
+
+
+def _check_source_refs(errors: _Errors, reg: Registry, lines: dict[str, int | None]) -> None:
+    """References the file alone decides: brokers it defines are known; others are checked on import."""
+    for d in reg.devices:
+        broker = getattr(d.source, "broker", None)
+        if broker is not None and reg.brokers and not any(b.id == broker for b in reg.brokers):
+            known = ", ".join(b.id for b in reg.brokers)
+            errors.add(lines.get(d.id), f"unknown broker {broker!r} (this file defines {known})")
 
 
 def _cross_check(errors: _Errors, reg: Registry, lines: dict[str, int | None]) -> None:
@@ -167,7 +289,19 @@ def _cross_check(errors: _Errors, reg: Registry, lines: dict[str, int | None]) -
         seen.add(d.id)
 
 
-def parse_yaml(text: str, source: str = "registry") -> Registry:
+_FROM_ENV: Any = object()
+
+
+def _listed(errors: _Errors, line: int, what: str, value: Any) -> list[Any]:
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        errors.add(line, f"{what} must be a list")
+        return []
+    return value
+
+
+def parse_yaml(text: str, source: str = "registry", profiles_dir: Path | None = _FROM_ENV) -> Registry:
     errors = _Errors(source)
     try:
         root_node = yaml.compose(text, Loader=yaml.SafeLoader)
@@ -198,7 +332,7 @@ def parse_yaml(text: str, source: str = "registry") -> Registry:
         for k, v in root_node.value if root_node is not None else ():
             if k.value == "communes":
                 block_nodes = v.value
-        _unknown_keys(errors, 1, "top-level", doc, {"communes"})
+        _unknown_keys(errors, 1, "top-level", doc, {"communes", "brokers", "profiles"})
     else:
         blocks = [
             {
@@ -208,7 +342,7 @@ def parse_yaml(text: str, source: str = "registry") -> Registry:
             }
         ]
         block_nodes = [root_node]
-        _unknown_keys(errors, 1, "top-level", doc, {"commune", "villages", "devices"})
+        _unknown_keys(errors, 1, "top-level", doc, {"commune", "villages", "devices", "brokers", "profiles"})
         if not isinstance(doc.get("commune"), dict):
             errors.add(1, "commune: {id, name} is required")
             errors.raise_if_any()
@@ -218,6 +352,12 @@ def parse_yaml(text: str, source: str = "registry") -> Registry:
     devices: list[Device] = []
     passwords: dict[str, str] = {}
     lines: dict[str, int | None] = {}
+    if profiles_dir is _FROM_ENV:
+        profiles_dir = _profiles_dir()
+    top = {k.value: v for k, v in root_node.value} if isinstance(root_node, yaml.MappingNode) else {}
+    brokers, broker_passwords = _brokers(errors, doc.get("brokers"), node_lines("brokers", root_node))
+    file_profiles = _file_profiles(errors, doc.get("profiles"), top.get("profiles"))
+    sources = _Sources({**_catalogue(errors, profiles_dir), **file_profiles})
     for i, block in enumerate(blocks):
         bnode = block_nodes[i] if i < len(block_nodes) else None
         bline = bnode.start_mark.line + 1 if bnode is not None else None
@@ -256,23 +396,35 @@ def parse_yaml(text: str, source: str = "registry") -> Registry:
                 errors.add(line, "a device must be a mapping")
                 continue
             _unknown_keys(errors, line, "device", row, _DEVICE_KEYS)
-            dev = _device(errors, line, cid, row, passwords)
+            dev = _device(errors, line, cid, row, passwords, sources)
             if dev:
                 devices.append(dev)
                 lines[dev.id] = line
-    reg = Registry(tuple(communes), tuple(villages), tuple(devices), passwords)
+    reg = Registry(
+        tuple(communes),
+        tuple(villages),
+        tuple(devices),
+        passwords,
+        tuple(brokers),
+        broker_passwords,
+        file_profiles,
+        sources.secrets,
+        source,
+        lines,
+    )
     _cross_check(errors, reg, lines)
+    _check_source_refs(errors, reg, lines)
     errors.raise_if_any()
     return reg
 
 
-def parse_csv(text: str, source: str = "registry") -> Registry:
+def parse_csv(text: str, source: str = "registry", profiles_dir: Path | None = _FROM_ENV) -> Registry:
     """One device a row; communes and villages named here are created with their id as name
     when they do not exist yet (names come from a YAML import)."""
     errors = _Errors(source)
     reader = csv.DictReader(io.StringIO(text.lstrip("\ufeff")))
     header = reader.fieldnames or []
-    missing = [c for c in ("commune", "id", "kind") if c not in header]
+    missing = [c for c in _REQUIRED_COLUMNS if c not in header]
     unknown = [c for c in header if c not in CSV_COLUMNS]
     if missing:
         errors.add(1, f"missing column(s) {', '.join(missing)}; expected {','.join(CSV_COLUMNS)}")
@@ -284,6 +436,9 @@ def parse_csv(text: str, source: str = "registry") -> Registry:
     devices: list[Device] = []
     passwords: dict[str, str] = {}
     lines: dict[str, int | None] = {}
+    if profiles_dir is _FROM_ENV:
+        profiles_dir = _profiles_dir()
+    sources = _Sources(_catalogue(errors, profiles_dir))
     for row in reader:
         line = reader.line_num
         if None in row:
@@ -305,13 +460,23 @@ def parse_csv(text: str, source: str = "registry") -> Registry:
                 k: cells.get(f"onvif_{k}") or None for k in ("host", "port", "username", "password", "poll_s")
             }
             spec["onvif"] = {k: v for k, v in spec["onvif"].items() if v is not None}
-        dev = _device(errors, line, cid, spec, passwords)
+        if cells.get("source"):
+            spec["source"] = cells["source"]
+        dev = _device(errors, line, cid, spec, passwords, sources)
         if dev:
             devices.append(dev)
             lines[dev.id] = line
             if dev.village_id:
                 villages.setdefault((cid, dev.village_id), Village(cid, dev.village_id, dev.village_id))
-    reg = Registry(tuple(communes.values()), tuple(villages.values()), tuple(devices), passwords)
+    reg = Registry(
+        tuple(communes.values()),
+        tuple(villages.values()),
+        tuple(devices),
+        passwords,
+        source_secrets=sources.secrets,
+        where=source,
+        lines=lines,
+    )
     _cross_check(errors, reg, lines)
     errors.raise_if_any()
     return reg

@@ -1,0 +1,327 @@
+"""`source`, `brokers:` and `profiles:` in registry files (YAML and CSV): what is stored, what is
+refused (with its line), where secrets go, and which profile wins."""
+
+from pathlib import Path
+
+import orjson
+import psycopg
+import pytest
+from fastapi.testclient import TestClient
+
+from gateway.app import create_app
+from services import keys, registry, registry_file
+from services.errors import InvalidInput
+from services.registry_cache import RegistryCache
+from services.sources import HttpSource, MqttSource, PingSource, SnmpSource, TcpSource
+from services.sources import store as source_store
+from services.vault import Vault
+from tests.gateway.conftest import gateway_settings, headers_for, password_hash
+
+SECRET = "test-secret-key-0123456789"
+HEAD = """\
+commune: {id: thoai-giang, name: "Xã Thoại Giang"}
+villages:
+  - {id: trung-binh, name: "Ấp Trung Bình"}
+"""
+GOOD = (
+    """\
+brokers:
+  - {id: aiot, url: "mqtts://ioc:broker-pass-1@aiot.example.vn:8883", client_id: ioc-thoai-giang}
+profiles:
+  loa-x:
+    mqtt:
+      availability: {topic: "x/{id}/lwt", online: "1", offline: "0"}
+      status: [{topic: "x/{id}/st", split: ",", fields: {volume: "[2]", rssi_dbm: {path: "[3]", scale: 2, offset: -113}}}]
+"""
+    + HEAD
+    + """\
+devices:
+  - {id: gw-trung-binh, kind: gateway, village: trung-binh, source: {ping: {host: 192.0.2.1}}}
+  - {id: loa-tb-1, kind: speaker, village: trung-binh, source: {mqtt: {profile: tasmota, id: loa_tb_1, broker: aiot}}}
+  - {id: loa-tb-2, kind: speaker, village: trung-binh, source: {mqtt: {profile: loa-x}}}
+  - {id: ap-buu-dien, kind: wifi, village: trung-binh, parent: gw-trung-binh,
+     source: {snmp: {host: 192.0.2.10, community: "c0mmunity-secret", extra: {temp: 1.3.6.1.4.1.9.9.13.1.3.1.3.1}}}}
+  - {id: ap-truong, kind: wifi, village: trung-binh,
+     source: {snmp: {host: 192.0.2.11, version: 3, user: ioc, auth: sha, auth_key: "auth-key-secret", priv: aes,
+                     priv_key: "priv-key-secret", uplink: eth0}}}
+  - {id: eb-cho, kind: eboard, village: trung-binh,
+     source: {http: {url: "http://admin:http-pass-9@192.0.2.30/status?x=1", fields: {screen_on: display.on}, poll_s: 10, fail_after: 3}}}
+  - {id: nvr-ubnd, kind: camera, village: trung-binh, source: {tcp: {host: 192.0.2.40, port: 554}}}
+"""
+)
+SECRETS = ("broker-pass-1", "c0mmunity-secret", "auth-key-secret", "priv-key-secret", "http-pass-9")
+
+
+def imported(db_url: str, text: str, *, csv: bool = False) -> None:
+    reg = (registry_file.parse_csv if csv else registry_file.parse_yaml)(text, "reg", profiles_dir=None)
+    with psycopg.connect(db_url) as conn:
+        registry.import_registry(conn, reg, Vault(SECRET))
+
+
+def errors_of(db_url: str, text: str, *, csv: bool = False) -> list[str]:
+    with pytest.raises(InvalidInput) as err:
+        imported(db_url, text, csv=csv)
+    return list(err.value.detail or [])
+
+
+def test_every_source_kind_is_stored_with_its_defaults_and_no_secret(db_url: str) -> None:
+    imported(db_url, GOOD)
+    with psycopg.connect(db_url) as conn:
+        devices = {d.id: d for d in registry.devices(conn)}
+        stored = str(conn.execute("SELECT json_agg(source) FROM devices").fetchone()) + str(
+            conn.execute(
+                "SELECT json_agg(row_to_json(b)) FROM (SELECT id, url, username, options FROM mqtt_brokers) b"
+            ).fetchone()
+        )
+        vault = Vault(SECRET)
+        assert source_store.source_secrets(conn, vault, "ap-truong") == {
+            "auth_key": "auth-key-secret",
+            "priv_key": "priv-key-secret",
+        }
+        assert source_store.source_secrets(conn, vault, "ap-buu-dien") == {"community": "c0mmunity-secret"}
+        assert source_store.source_secrets(conn, vault, "eb-cho") == {"password": "http-pass-9"}
+        assert source_store.broker_password(conn, vault, "aiot") == "broker-pass-1"
+        raw = conn.execute("SELECT string_agg(encode(source_secret, 'escape'), '') FROM devices").fetchone()
+    for s in SECRETS:
+        assert s not in stored and s not in str(raw)
+    assert devices["gw-trung-binh"].source == PingSource("192.0.2.1", 3, 1.0, 30, 2)
+    assert devices["loa-tb-1"].source == MqttSource("tasmota", "loa_tb_1", "aiot")
+    assert devices["loa-tb-2"].source == MqttSource("loa-x", "loa-tb-2", None)
+    ap = devices["ap-buu-dien"].source
+    assert isinstance(ap, SnmpSource) and (ap.version, ap.port, ap.poll_s, ap.fail_after) == (
+        "2c",
+        161,
+        60,
+        2,
+    )
+    assert ap.extra == (("temp", "1.3.6.1.4.1.9.9.13.1.3.1.3.1"),)
+    v3 = devices["ap-truong"].source
+    assert isinstance(v3, SnmpSource) and (v3.version, v3.user, v3.auth, v3.priv, v3.uplink) == (
+        "3",
+        "ioc",
+        "sha",
+        "aes",
+        "eth0",
+    )
+    eb = devices["eb-cho"].source
+    assert isinstance(eb, HttpSource) and eb.url == "http://192.0.2.30/status?x=1" and eb.username == "admin"
+    assert (eb.poll_s, eb.fail_after, eb.expect_status) == (10, 3, ((200, 399),))
+    assert devices["nvr-ubnd"].source == TcpSource("192.0.2.40", 554)
+    # a polled source's liveness window is 3 polls
+    assert devices["eb-cho"].liveness_window_s == 30
+
+
+def test_bad_sources_are_refused_with_their_file_lines(db_url: str) -> None:
+    text = (
+        HEAD
+        + """\
+devices:
+  - {id: d-3, kind: wifi, source: {snmp: {host: 192.0.2.10, community: c, extra: {temp: "1.3.6.x"}}}}
+  - {id: d-4, kind: wifi, source: {snmp: {host: 192.0.2.11, version: 3, user: ioc, auth: sha}}}
+  - {id: d-5, kind: wifi, source: {snmp: {host: 192.0.2.12, version: 3, user: ioc, auth: sha, auth_key: 12345678, priv: aes}}}
+  - {id: d-6, kind: eboard, source: {http: {url: "http://192.0.2.30/", fields: {clients: a.b}}}}
+  - {id: d-7, kind: eboard, source: {http: {url: "http://192.0.2.30/", fields: {screen_on: "a.[b"}}}}
+  - {id: d-8, kind: gateway, source: {ping: {host: 192.0.2.1, bogus: 1}}}
+  - {id: d-9, kind: wifi, source: {snmp: {host: 192.0.2.13}}}
+  - {id: d-10, kind: camera, source: {ping: {host: 192.0.2.2}}, onvif: {host: 192.0.2.2}}
+"""
+    )
+    joined = "\n".join(errors_of(db_url, text))
+    assert "reg:5: source.snmp.extra.temp: '1.3.6.x' is not an OID" in joined
+    assert "reg:6: source.snmp.auth_key is required with auth" in joined
+    assert "reg:7: source.snmp.priv_key is required with priv" in joined
+    assert "reg:8: source.http.fields.clients: a eboard has no field 'clients'" in joined
+    assert "reg:9: source.http.fields.screen_on: 'a.[b' is not a valid JMESPath expression" in joined
+    assert "reg:10: unknown source.ping key(s) bogus" in joined
+    assert "reg:11: source.snmp.community is required for v1/v2c (there is no default 'public')" in joined
+    assert "reg:12: a device has onvif or source, not both" in joined
+    # what only the database can tell: profiles and brokers defined nowhere
+    refs = HEAD + (
+        "devices:\n"
+        "  - {id: d-1, kind: speaker, source: {mqtt: {profile: nope}}}\n"
+        "  - {id: d-2, kind: speaker, source: {mqtt: {profile: tasmota, broker: nowhere}}}\n"
+    )
+    joined = "\n".join(errors_of(db_url, refs))
+    assert "reg:5: unknown profile 'nope'" in joined
+    assert "reg:6: unknown broker 'nowhere'" in joined
+    with psycopg.connect(db_url) as conn:
+        assert conn.execute("SELECT count(*) FROM devices").fetchone() == (0,)
+
+
+def test_a_profile_that_maps_a_field_the_kind_lacks_or_does_not_compile_is_refused(db_url: str) -> None:
+    text = (
+        """\
+profiles:
+  ap-vendor:
+    mqtt:
+      status: [{topic: "ap/{id}", fields: {clients: sta_count}}]
+  broken:
+    mqtt:
+      status: [{topic: "b/{id}", fields: {volume: "foo[?"}}]
+"""
+        + HEAD
+        + """\
+devices:
+  - {id: loa-1, kind: speaker, source: {mqtt: {profile: ap-vendor}}}
+"""
+    )
+    joined = "\n".join(errors_of(db_url, text))
+    assert (
+        "reg:5: profiles.broken.mqtt.status[0].fields.volume: 'foo[?' is not a valid JMESPath expression"
+        in joined
+    )
+    # the kind check needs the file's profiles to parse; once broken is fixed it is reported:
+    fixed = text.replace('"foo[?"', "vol")
+    joined = "\n".join(errors_of(db_url, fixed))
+    assert "reg:12: profile ap-vendor maps clients, which a speaker does not have" in joined
+
+
+def test_csv_sources_are_urls_and_files_without_the_column_still_import(db_url: str) -> None:
+    old = "commune,id,kind,village,name\nthoai-giang,spk-1,speaker,,Loa 1\n"
+    imported(db_url, old, csv=True)
+    csv = (
+        "commune,id,kind,village,name,source\n"
+        "thoai-giang,gw-1,gateway,,,ping://192.0.2.1?count=5&poll_s=20\n"
+        "thoai-giang,ap-1,wifi,,,snmp://public-c0m@192.0.2.10:1161?version=1&uplink=wan&extra.temp=1.3.6.1.2.1.1.3.0\n"
+        "thoai-giang,ap-2,wifi,,,snmp://ioc:auth-key-secret:priv-key-secret@192.0.2.11?auth=sha256&priv=aes256\n"
+        "thoai-giang,nvr-1,camera,,,tcp://192.0.2.40:554?timeout_s=2\n"
+        "thoai-giang,eb-1,eboard,,,https://192.0.2.30/api/status?key=1#expect_status=200-299&field.screen_on=display.on&poll_s=15\n"
+        "thoai-giang,loa-1,speaker,,,profile://tasmota/loa_tb_1\n"
+    )
+    imported(db_url, csv, csv=True)
+    with psycopg.connect(db_url) as conn:
+        d = {x.id: x for x in registry.devices(conn)}
+        assert source_store.source_secrets(conn, Vault(SECRET), "ap-2") == {
+            "auth_key": "auth-key-secret",
+            "priv_key": "priv-key-secret",
+        }
+        assert source_store.source_secrets(conn, Vault(SECRET), "ap-1") == {"community": "public-c0m"}
+    assert d["spk-1"].source is None
+    assert d["gw-1"].source == PingSource("192.0.2.1", 5, 1.0, 20, 2)
+    ap1 = d["ap-1"].source
+    assert isinstance(ap1, SnmpSource) and (ap1.version, ap1.port, ap1.uplink) == ("1", 1161, "wan")
+    ap2 = d["ap-2"].source
+    assert isinstance(ap2, SnmpSource) and (ap2.version, ap2.user, ap2.auth, ap2.priv) == (
+        "3",
+        "ioc",
+        "sha256",
+        "aes256",
+    )
+    assert d["nvr-1"].source == TcpSource("192.0.2.40", 554, 2.0)
+    eb = d["eb-1"].source
+    assert isinstance(eb, HttpSource) and eb.url == "https://192.0.2.30/api/status?key=1"
+    assert eb.expect_status == ((200, 299),) and eb.poll_s == 15 and eb.fields[0].name == "screen_on"
+    assert d["loa-1"].source == MqttSource("tasmota", "loa_tb_1")
+    bad = (
+        "commune,id,kind,source\n"
+        "thoai-giang,x-1,wifi,snmp://192.0.2.10\n"
+        "thoai-giang,x-2,speaker,profile://nope\n"
+        "thoai-giang,x-3,wifi,ftp://192.0.2.10\n"
+        "thoai-giang,x-4,wifi,snmp://ioc:short@192.0.2.11?auth=sha\n"
+    )
+    joined = "\n".join(errors_of(db_url, bad, csv=True))
+    assert "reg:2: source.snmp.community is required" in joined
+    assert "reg:4: source 'ftp://192.0.2.10': the scheme must be" in joined
+    assert "reg:5: source.snmp.auth_key must be at least 8 characters" in joined
+    fixed = (
+        bad.replace("snmp://192.0.2.10", "snmp://c@192.0.2.10")
+        .replace("ftp:", "ping:")
+        .replace(":short@", ":long-enough@")
+    )
+    assert "reg:3: unknown profile 'nope'" in "\n".join(errors_of(db_url, fixed, csv=True))
+
+
+def test_multi_commune_files_take_brokers_and_profiles(db_url: str) -> None:
+    text = """\
+brokers:
+  - {id: aiot, url: "mqtt://aiot.example.vn:1883"}
+profiles:
+  mine: {mqtt: {availability: "m/{id}/status"}}
+communes:
+  - id: thoai-giang
+    name: "Xã Thoại Giang"
+    devices:
+      - {id: loa-1, kind: speaker, source: {mqtt: {profile: mine, broker: aiot}}}
+  - id: long-thanh
+    name: "Xã Long Thạnh"
+    devices:
+      - {id: loa-2, kind: speaker, source: {mqtt: {profile: esphome, broker: aiot}}}
+"""
+    imported(db_url, text)
+    with psycopg.connect(db_url) as conn:
+        assert [b for b in source_store.brokers(conn)] == ["aiot"]
+        assert source_store.brokers(conn)["aiot"].client_id == "ioc-aiot"
+        assert [p.name for p in source_store.registry_profiles(conn)] == ["mine"]
+
+
+def test_a_profiles_dir_file_replaces_a_shipped_profile_and_a_registry_profile_replaces_both(
+    db_url: str, tmp_path: Path
+) -> None:
+    (tmp_path / "tasmota.yaml").write_text('mqtt: {availability: "custom/{id}/LWT"}\n')
+    imported(db_url, HEAD + "devices:\n  - {id: loa-1, kind: speaker, source: {mqtt: {profile: tasmota}}}\n")
+    cache = RegistryCache(profiles_dir=tmp_path)
+    with psycopg.connect(db_url) as conn:
+        cache.refresh_if_due(conn, force=True)
+    assert cache.profiles["tasmota"].origin == "dir"
+    assert cache.profiles["tasmota"].mqtt.availability[0].topic == "custom/{id}/LWT"  # type: ignore[union-attr]
+    assert cache.profiles["esphome"].origin == "shipped"
+    imported(
+        db_url,
+        'profiles:\n  tasmota: {mqtt: {availability: "reg/{id}/LWT"}}\n'
+        + HEAD
+        + "devices:\n  - {id: loa-1, kind: speaker, source: {mqtt: {profile: tasmota}}}\n",
+    )
+    with psycopg.connect(db_url) as conn:
+        cache.refresh_if_due(conn, force=True)
+    assert cache.profiles["tasmota"].origin == "registry"
+    assert cache.profiles["tasmota"].mqtt.availability[0].topic == "reg/{id}/LWT"  # type: ignore[union-attr]
+
+
+def test_no_api_returns_a_source_secret(db_url: str) -> None:
+    imported(db_url, GOOD + "  - {id: spk-none, kind: speaker, village: trung-binh}\n")
+    with psycopg.connect(db_url) as conn:
+        conn.execute(
+            "INSERT INTO users (username, password_hash, role) VALUES ('admin', %s, 'admin')",
+            (password_hash(),),
+        )
+        conn.execute("UPDATE device_state SET state = 'online', last_seen = now()")
+        _, secret = keys.create(conn, "province", None)
+    headers = headers_for(db_url)()
+    share = {"Authorization": f"Bearer {secret}"}
+    with TestClient(create_app(gateway_settings(db_url))) as c:
+        bodies = [
+            c.get("/api/v1/devices", headers=headers),
+            c.get("/api/v1/devices/ap-truong", headers=headers),
+            c.get("/api/v1/devices/eb-cho", headers=headers),
+            c.get("/api/v1/status", headers=headers),
+            c.get("/api/share/v1/devices", headers=share),
+            c.get("/api/share/v1/devices?format=csv", headers=share),
+            c.get("/api/share/v1/status", headers=share),
+            c.get("/ngsi-ld/v1/entities?type=Device", headers=share),
+            c.get("/ngsi-ld/v1/entities/urn:ngsi-ld:Device:thoai-giang:ap-truong", headers=share),
+        ]
+    for r in bodies:
+        assert r.status_code == 200, r.text
+        for s in SECRETS:
+            assert s not in r.text
+    body = {d["id"]: d for d in orjson.loads(bodies[0].content)["items"]}
+    assert body["ap-truong"]["source"] == {
+        "kind": "snmp",
+        "host": "192.0.2.11",
+        "port": 161,
+        "version": "3",
+        "poll_s": 60,
+    }
+    assert body["eb-cho"]["source"] == {
+        "kind": "http",
+        "host": "192.0.2.30",
+        "url": "http://192.0.2.30/status",
+        "poll_s": 10,
+    }
+    assert body["loa-tb-1"]["source"] == {
+        "kind": "mqtt",
+        "profile": "tasmota",
+        "id": "loa_tb_1",
+        "broker": "aiot",
+    }
+    assert body["gw-trung-binh"]["source"]["kind"] == "ping" and body["spk-none"]["source"] is None
