@@ -36,6 +36,8 @@ class IngestSettings(IocSettings):
     ingest_batch_max: int = 20000
     ingest_linger_ms: float = 5
     ingest_onvif: bool = True
+    # IOC_INGEST_SOURCES=false: no vendor MQTT bridge in this process (ingest.sources, SPEC §8)
+    ingest_sources: bool = True
     # IOC_INGEST_FAST=false: plain paho instead of the lean path on paho internals (ingest.paho_private)
     ingest_fast: bool = True
 
@@ -71,6 +73,10 @@ class IngestService:
         if settings.ingest_onvif:
             self._threads.append(
                 threading.Thread(target=self._onvif_thread, name="ingest.onvif", daemon=True)
+            )
+        if settings.ingest_sources:
+            self._threads.append(
+                threading.Thread(target=self._sources_loop, name="ingest.sources", daemon=True)
             )
         self._onvif_stop: asyncio.Event | None = None
         self._onvif_loop: asyncio.AbstractEventLoop | None = None
@@ -117,6 +123,12 @@ class IngestService:
                 conn = None
         if conn is not None:
             conn.close()
+
+    def _sources_loop(self) -> None:
+        from ingest.sources import SourceBridges
+
+        secret = self.settings.secret_key.get_secret_value() if self.settings.secret_key else None
+        SourceBridges(self.settings.database_url or "", self.settings.mqtt_url or "", secret).run(self.stop)
 
     def _housekeeping_loop(self) -> None:
         from ingest.housekeeping import Housekeeper
