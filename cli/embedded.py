@@ -446,7 +446,7 @@ class Mosquitto:
             if self.proc.poll() is not None:
                 err = self.proc.stderr.read().decode(errors="replace") if self.proc.stderr else ""
                 raise RuntimeError(f"mosquitto exited with {self.proc.returncode}: {err.strip()}")
-            if port_open(self.port) and (self.device_port is None or port_open(self.device_port)):
+            if port_open(self.port or 0) and (self.device_port is None or port_open(self.device_port)):
                 return
             time.sleep(0.05)
         raise RuntimeError(f"mosquitto did not listen within {timeout_s}s")

@@ -7,7 +7,8 @@ Used by tests/faults/test_restart_matrix.py (small) and bench/restart_matrix.py 
 with a persistent session, as here) forgets a message once it has that PUBACK and sends again,
 with DUP, every message it has not. Every message carries a distinct `ts`, so a redelivered one
 is stored once: `lost` is acknowledged and not stored, `duplicates` rows stored twice (0: the
-key forbids them), `redelivered` how many more messages ingest read than it stored.
+key forbids them), `redelivered` how many messages ingest committed again (delivered twice,
+stored once).
 """
 
 import json
@@ -72,6 +73,9 @@ CASES = (
     Case("alerts", "kill"),
     Case("alerts", "stop"),
 )
+# What a kill -9 of the broker does lose (bench only): ingest is frozen, the broker queues for it
+# and acknowledges to the device, and is killed before its next save; that queue is gone.
+KILL_WITH_BACKLOG = Case("mosquitto", "kill-backlog")
 
 
 @dataclass
@@ -201,10 +205,10 @@ class Matrix:
     """PostgreSQL, Mosquitto, ingest, a gateway and the alerts service of their own, kept for
     every case; each case streams its own block of messages from a fresh device session."""
 
-    def __init__(self, base: Path, fast_unsafe: bool = True) -> None:
+    def __init__(self, base: Path, fast_unsafe: bool = True, broker_binary: str | None = None) -> None:
         self.base = base
         self.pg = Postgres(base / "pg", fast_unsafe=fast_unsafe)
-        self.broker = Mosquitto(base / "mqtt")
+        self.broker = Mosquitto(base / "mqtt", binary=broker_binary)
         self.procs: dict[str, Proc] = {}
         self.offset = 0
         self.gateway_port = free_port()
@@ -291,7 +295,7 @@ class Matrix:
         t0 = time.monotonic()
         for p in self.procs.values():
             assert p.alive(), f"{p.argv[0]} is not running:\n{p.log.read_text()[-2000:]}"
-        if case == Case("mosquitto", "kill"):
+        if case.target == "mosquitto" and case.fault.startswith("kill"):
             # A killed broker restarts from its last save (autosave_interval): make it one that
             # knows ingest's session, as any periodic save after ingest's first start does.
             saved = self.broker.data_dir / "mosquitto.db"
@@ -361,6 +365,12 @@ def inject(case: Case, pg: Postgres, broker: Mosquitto, procs: dict[str, Proc], 
         elif case.fault == "kill":
             broker.kill()
             broker.start()
+        elif case.fault == "kill-backlog":
+            procs["ingest"].signal(signal.SIGSTOP)
+            time.sleep(stop_s)
+            broker.kill()
+            broker.start()
+            procs["ingest"].signal(signal.SIGCONT)
         else:
             assert broker.proc is not None
             broker.proc.send_signal(signal.SIGSTOP)
