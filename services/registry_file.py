@@ -7,12 +7,14 @@ so an import never leaves a half-applied registry behind.
 import csv
 import io
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from services import yaml_limits
 from services.errors import InvalidInput
 from services.models import (
     DEFAULT_HEARTBEAT_S,
@@ -61,7 +63,8 @@ class _Errors:
 
     def add(self, line: int | None, msg: str) -> None:
         where = f"{self.source}:{line}" if line else self.source
-        self.lines.append(f"{where}: {msg}")
+        # one error a line, whatever a message quotes
+        self.lines.append(f"{where}: {' '.join(msg.splitlines())}")
 
     def raise_if_any(self) -> None:
         if self.lines:
@@ -71,6 +74,40 @@ class _Errors:
                 + "\n".join(self.lines),
                 detail=self.lines,
             )
+
+
+# PostgreSQL's text holds neither NUL nor a lone surrogate (YAML's "\0" and "\ud800" escapes make them).
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+
+
+def _unstorable(value: str) -> str | None:
+    m = _UNSTORABLE.search(value)
+    if m is None:
+        return None
+    what = "a NUL character" if m.group() == "\x00" else "a lone surrogate"
+    return f"text with {what} (U+{ord(m.group()):04X}) cannot be stored: {value[:40]!r}"
+
+
+def _unstorable_scalars(root: yaml.Node | None) -> Iterator[tuple[int, str]]:
+    """Every scalar (keys too) whose text PostgreSQL refuses, with its line; aliases walked once."""
+    seen: set[int] = set()
+    stack = [root] if root is not None else []
+    while stack:
+        node = stack.pop()
+        if id(node) in seen:
+            continue
+        seen.add(id(node))
+        if isinstance(node, yaml.ScalarNode):
+            if msg := _unstorable(node.value):
+                yield node.start_mark.line + 1, msg
+        elif isinstance(node, yaml.SequenceNode):
+            stack.extend(reversed(node.value))
+        elif isinstance(node, yaml.MappingNode):
+            stack.extend(x for pair in reversed(node.value) for x in reversed(pair))
+
+
+def _text(value: Any) -> str | None:
+    return value if isinstance(value, str) else None
 
 
 def _check_id(errors: _Errors, line: int | None, what: str, value: Any) -> str | None:
@@ -110,7 +147,8 @@ def _posint(errors: _Errors, line: int | None, what: str, value: Any, default: i
 def _unknown_keys(
     errors: _Errors, line: int | None, what: str, row: dict[str, Any], allowed: set[str]
 ) -> None:
-    extra = sorted(set(row) - allowed)
+    # keys are whatever YAML made of them (numbers, booleans, None): compare and show them as text
+    extra = sorted(str(k) for k in set(row) - allowed)
     if extra:
         errors.add(
             line, f"unknown {what} field(s) {', '.join(extra)} (allowed: {', '.join(sorted(allowed))})"
@@ -304,13 +342,23 @@ def _listed(errors: _Errors, line: int, what: str, value: Any) -> list[Any]:
 def parse_yaml(text: str, source: str = "registry", profiles_dir: Path | None = _FROM_ENV) -> Registry:
     errors = _Errors(source)
     try:
-        root_node = yaml.compose(text, Loader=yaml.SafeLoader)
-        doc = yaml.safe_load(text)
-    except yaml.YAMLError as err:
-        mark = getattr(err, "problem_mark", None)
-        errors.add(mark.line + 1 if mark else None, f"not valid YAML: {getattr(err, 'problem', err)}")
+        loaded = yaml_limits.load(text)
+    except yaml_limits.YamlRefused as err:
+        errors.add(err.line or 1, err.message)
         errors.raise_if_any()
         raise AssertionError("unreachable") from err
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        if mark is not None:
+            line = mark.line + 1
+        else:  # a ReaderError (a control character) knows only its offset in the text
+            line = text.count("\n", 0, getattr(err, "position", 0)) + 1
+        errors.add(line, f"not valid YAML: {getattr(err, 'problem', None) or str(err).splitlines()[0]}")
+        errors.raise_if_any()
+        raise AssertionError("unreachable") from err
+    root_node, doc = loaded.node, loaded.data
+    for line, msg in _unstorable_scalars(root_node):
+        errors.add(line, msg)
     if not isinstance(doc, dict):
         errors.add(1, "a registry file is a mapping with commune, villages and devices")
         errors.raise_if_any()
@@ -332,20 +380,16 @@ def parse_yaml(text: str, source: str = "registry", profiles_dir: Path | None = 
         for k, v in root_node.value if root_node is not None else ():
             if k.value == "communes":
                 block_nodes = v.value
+        block_lines = [loaded.line(b) for b in blocks]
         _unknown_keys(errors, 1, "top-level", doc, {"communes", "brokers", "profiles"})
     else:
-        blocks = [
-            {
-                **(doc.get("commune") or {}),
-                "villages": doc.get("villages") or [],
-                "devices": doc.get("devices") or [],
-            }
-        ]
-        block_nodes = [root_node]
         _unknown_keys(errors, 1, "top-level", doc, {"commune", "villages", "devices", "brokers", "profiles"})
         if not isinstance(doc.get("commune"), dict):
-            errors.add(1, "commune: {id, name} is required")
+            errors.add(loaded.line(doc.get("commune")) or 1, "commune: {id, name} is required")
             errors.raise_if_any()
+        blocks = [{**doc["commune"], "villages": doc.get("villages"), "devices": doc.get("devices")}]
+        block_nodes = [root_node]
+        block_lines = [loaded.line(doc["commune"])]
 
     communes: list[Commune] = []
     villages: list[Village] = []
@@ -360,7 +404,7 @@ def parse_yaml(text: str, source: str = "registry", profiles_dir: Path | None = 
     sources = _Sources({**_catalogue(errors, profiles_dir), **file_profiles})
     for i, block in enumerate(blocks):
         bnode = block_nodes[i] if i < len(block_nodes) else None
-        bline = bnode.start_mark.line + 1 if bnode is not None else None
+        bline = block_lines[i] or (bnode.start_mark.line + 1 if bnode is not None else 1)
         if not isinstance(block, dict):
             errors.add(bline, "a commune must be a mapping")
             continue
@@ -376,10 +420,17 @@ def parse_yaml(text: str, source: str = "registry", profiles_dir: Path | None = 
         )
         if cid is None:
             continue
-        communes.append(Commune(cid, str(block.get("name")), block.get("district"), block.get("province")))
+        district, province = block.get("district"), block.get("province")
+        for what, value in (("district", district), ("province", province)):
+            if value is not None and not isinstance(value, str):
+                errors.add(bline, f"commune {cid}: {what} must be text, not {type(value).__name__}")
+        communes.append(Commune(cid, str(block.get("name")), _text(district), _text(province)))
         vlines = node_lines("villages", bnode)
-        for j, v in enumerate(block.get("villages") or []):
-            line = vlines[j] if j < len(vlines) else None
+        items = _listed(
+            errors, loaded.line(block.get("villages")) or bline, "villages", block.get("villages")
+        )
+        for j, v in enumerate(items):
+            line = loaded.line(v) or (vlines[j] if len(vlines) == len(items) else bline)
             if not isinstance(v, dict):
                 errors.add(line, "a village must be a mapping {id, name}")
                 continue
@@ -390,8 +441,9 @@ def parse_yaml(text: str, source: str = "registry", profiles_dir: Path | None = 
             elif vid:
                 villages.append(Village(cid, vid, str(v["name"])))
         dlines = node_lines("devices", bnode)
-        for j, row in enumerate(block.get("devices") or []):
-            line = dlines[j] if j < len(dlines) else None
+        items = _listed(errors, loaded.line(block.get("devices")) or bline, "devices", block.get("devices"))
+        for j, row in enumerate(items):
+            line = loaded.line(row) or (dlines[j] if len(dlines) == len(items) else bline)
             if not isinstance(row, dict):
                 errors.add(line, "a device must be a mapping")
                 continue
@@ -418,12 +470,31 @@ def parse_yaml(text: str, source: str = "registry", profiles_dir: Path | None = 
     return reg
 
 
+def _csv_rows(reader: "csv.DictReader[str]", errors: _Errors) -> Iterator[dict[str, Any]]:
+    """The rows, until one the csv module cannot read (a field over its size limit)."""
+    while True:
+        try:
+            row = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as err:
+            # line_num counts the lines read whole; the error is in the next one
+            errors.add(reader.line_num + 1, f"not valid CSV: {err}")
+            return
+        yield row
+
+
 def parse_csv(text: str, source: str = "registry", profiles_dir: Path | None = _FROM_ENV) -> Registry:
     """One device a row; communes and villages named here are created with their id as name
     when they do not exist yet (names come from a YAML import)."""
     errors = _Errors(source)
     reader = csv.DictReader(io.StringIO(text.lstrip("\ufeff")))
-    header = reader.fieldnames or []
+    try:
+        header = reader.fieldnames or []
+    except csv.Error as err:
+        errors.add(reader.line_num + 1, f"not valid CSV: {err}")
+        errors.raise_if_any()
+        raise AssertionError("unreachable") from err
     missing = [c for c in _REQUIRED_COLUMNS if c not in header]
     unknown = [c for c in header if c not in CSV_COLUMNS]
     if missing:
@@ -439,13 +510,17 @@ def parse_csv(text: str, source: str = "registry", profiles_dir: Path | None = _
     if profiles_dir is _FROM_ENV:
         profiles_dir = _profiles_dir()
     sources = _Sources(_catalogue(errors, profiles_dir))
-    for row in reader:
+    for row in _csv_rows(reader, errors):
         line = reader.line_num
         if None in row:
             errors.add(line, f"{len(row[None])} value(s) more than the header has columns")  # type: ignore[index]
             continue
         cells = {k: (v.strip() if isinstance(v, str) else v) for k, v in row.items()}
         if not any(cells.values()):
+            continue
+        bad = [msg for v in cells.values() if isinstance(v, str) and (msg := _unstorable(v))]
+        if bad:
+            errors.add(line, bad[0])
             continue
         cid = _check_id(errors, line, "commune id", cells.get("commune"))
         if cid is None:
@@ -482,12 +557,28 @@ def parse_csv(text: str, source: str = "registry", profiles_dir: Path | None = _
     return reg
 
 
-def read(path: Path) -> Registry:
+def read(path: Path, limits: yaml_limits.Limits = yaml_limits.DEFAULT_LIMITS) -> Registry:
     """Parse a registry file by its extension (.yaml/.yml or .csv)."""
     try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as err:
+        with path.open("rb") as f:
+            # one byte more than allowed tells a file at the limit from one beyond it
+            data = f.read(limits.max_bytes + 1)
+    except OSError as err:
         raise InvalidInput(f"cannot read {path}: {err}") from err
+    if len(data) > limits.max_bytes:
+        errors = _Errors(str(path))
+        errors.add(None, f"larger than {yaml_limits.size(limits.max_bytes)}; a registry file is smaller")
+        errors.raise_if_any()
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as err:
+        errors = _Errors(str(path))
+        line = data.count(b"\n", 0, err.start) + 1
+        errors.add(
+            line, f"not UTF-8 (byte 0x{data[err.start]:02x} at offset {err.start}); save the file as UTF-8"
+        )
+        errors.raise_if_any()
+        raise AssertionError("unreachable") from err
     suffix = path.suffix.lower()
     if suffix in (".yaml", ".yml"):
         return parse_yaml(text, str(path))
