@@ -119,7 +119,7 @@ class Actor:
             # Resolved by hand while the condition held: it comes back only after it clears.
             self.latched[key] = last[1]
             return
-        affected = self.topology.affected(dev.id, states) if dev and d.rule == "offline" else []
+        affected = self.topology.affected(dev.id, states) if dev and d.rule == "offline" else list(d.affected)
         headline = messages.headline(
             d.rule,
             dev.id if dev else None,

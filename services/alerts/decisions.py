@@ -10,6 +10,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from services.alerts.models import Config
+from services.alerts.rule_schema import SOURCE_RULES
 from services.alerts.rules import DeviceView, applies, clock_bound, evaluate, flapping
 from services.alerts.statecache import StateRow
 from services.alerts.timing import Action, Track, step
@@ -32,6 +33,8 @@ class Observed:
     events: Mapping[str, Sequence[tuple[datetime, str, Mapping[str, Any]]]]
     # devices whose data changed since the last tick; None: any may have (a full read)
     dirty: Set[str] | None
+    # vendor brokers nobody hears: broker id -> (last heard, the devices heard through it)
+    sources_lost: Mapping[str, tuple[datetime | None, tuple[str, ...]]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -41,6 +44,7 @@ class Open:
     device: DeviceRef | None  # None: an IOC-wide alert
     details: dict[str, Any]
     since: datetime | None  # when the condition started to count (the `for` clock)
+    affected: tuple[str, ...] = ()  # the devices an IOC-wide alert concerns (source_lost)
 
 
 @dataclass(frozen=True)
@@ -95,7 +99,7 @@ class Decider:
         if out is None:
             out = []
             for name, rule in self.cfg.rules.items():
-                if name == "broker_lost":
+                if name == "broker_lost" or name in SOURCE_RULES:
                     continue
                 s = rule.for_device(dev.commune_id, dev.village_id, dev.kind, dev.id)
                 if applies(s, dev.kind):
@@ -109,7 +113,36 @@ class Decider:
         lost, last = self._broker_lost(seen)
         self._devices(seen, lost, out)
         self._broker(seen, lost, last, out)
+        self._source_lost(seen, out)
         return out
+
+    def _source_lost(self, seen: Observed, out: Outcome) -> None:
+        """One alert while any vendor broker is lost, listing its devices (their states freeze)."""
+        key = ("source_lost", IOC_WIDE)
+        s = self.cfg.rules["source_lost"].settings
+        lost = dict(seen.sources_lost) if s.get("enabled", True) else {}
+        heard = [t for t, _ in lost.values() if t is not None]
+        since = min(heard) if heard else (seen.now if lost else None)
+        devices = tuple(sorted({d for _, ds in lost.values() for d in ds}))
+        track = self.tracks.setdefault(key, Track())
+        before = track.since
+        action = step(
+            track,
+            bool(lost),
+            since,
+            seen.now,
+            for_s=float(s["for_s"]),
+            clear_s=float(s["clear_s"]),
+            suppressed=False,
+            alert_open=key in seen.open_alerts,
+        )
+        if track.since != before:
+            out.clocks[key] = track.since
+        if action is Action.OPEN:
+            details = {"sources": ", ".join(sorted(lost)), "devices": len(devices)}
+            out.decisions.append(Open("source_lost", s, None, details, track.since, devices))
+        elif action is Action.RESOLVE:
+            out.decisions.append(Resolve(seen.open_alerts[key]))
 
     def _broker_lost(self, seen: Observed) -> tuple[bool, datetime | None]:
         s = self.cfg.rules["broker_lost"].settings
@@ -129,6 +162,7 @@ class Decider:
         local_now = now.astimezone(self.tz)
         down = seen.offline | seen.maintenance
         broker_lost = broker_lost or ("broker_lost", IOC_WIDE) in open_alerts
+        frozen = {d for _, ds in seen.sources_lost.values() for d in ds}
         offline = self.cfg.rules["offline"]
         if seen.dirty is None:
             self.clocked = set()
@@ -186,7 +220,7 @@ class Decider:
                 if not cond.active:
                     out.cleared.append(key)
                 before = track.since
-                suppressed = below_down or (name == "offline" and broker_lost)
+                suppressed = below_down or (name == "offline" and (broker_lost or dev.id in frozen))
                 action = step(
                     track,
                     cond.active,

@@ -113,6 +113,7 @@ class Evaluator:
                     maintenance=maint,
                     open_alerts=open_alerts,
                     ingest_heard_at=heard_at,
+                    sources_lost=inputs.sources_lost(self.conn, now),
                     flaps=self.recent.flaps,
                     events=self.recent.events,
                     dirty=None if changed is None else changed | flipped | evented,

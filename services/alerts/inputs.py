@@ -14,6 +14,8 @@ from services.alerts import store
 from services.alerts.models import Config
 from services.alerts.rules import norm_type
 from services.alerts.topology import IOC_WIDE
+from services.sources import IOC_BROKER
+from services.sources import store as source_store
 
 EVENT_RULES = ("camera_tamper", "camera_signal_loss", "camera_storage_failure")
 _MAX_FLAPS = 64
@@ -110,6 +112,22 @@ def open_alerts(conn: psycopg.Connection) -> dict[tuple[str, str], dict[str, Any
     with conn.cursor(row_factory=dict_row) as cur:
         rows = cur.execute(f"SELECT {store.COLUMNS} FROM alerts WHERE state <> 'resolved'").fetchall()  # noqa: S608
     return {(r["rule"], r["device_id"] or IOC_WIDE): r for r in rows}
+
+
+def sources_lost(
+    conn: psycopg.Connection, now: datetime
+) -> dict[str, tuple[datetime | None, tuple[str, ...]]]:
+    """Vendor brokers that have devices and that no bridge hears, with those devices. The IOC's
+    own broker is left out: losing it is `broker_lost`."""
+    lost = {bid: h for bid, h in source_store.health(conn).items() if bid != IOC_BROKER and h.lost(now)}
+    if not lost:
+        return {}
+    rows = conn.execute(
+        "SELECT source->'mqtt'->>'broker', array_agg(id ORDER BY id) FROM devices"
+        " WHERE retired_at IS NULL AND source->'mqtt'->>'broker' = ANY(%s) GROUP BY 1",
+        (list(lost),),
+    ).fetchall()
+    return {bid: (lost[bid].listening_since or lost[bid].seen_at, tuple(ids)) for bid, ids in rows}
 
 
 def ingest_heard_at(conn: psycopg.Connection) -> datetime | None:

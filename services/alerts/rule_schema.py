@@ -21,6 +21,8 @@ BUILTIN: dict[str, dict[str, Any]] = {
         "flap_clear_s": 600,
     },
     "broker_lost": {"severity": "critical", "for_s": 0, "stale_s": 15},
+    # One alert while vendor brokers (SPEC §8 `brokers:`) are lost; their devices' states freeze.
+    "source_lost": {"severity": "critical", "for_s": 60},
     "camera_tamper": {
         "severity": "critical",
         "for_s": 0,
@@ -65,6 +67,8 @@ COMMON: dict[str, Any] = {
 CUSTOM = {"metric": None, "op": ">", "threshold": None}
 _DURATIONS = {"for_s", "clear_s", "repeat_s", "flap_window_s", "flap_clear_s", "stale_s", "hold_s"}
 _MATCH_KEYS = {"commune", "village", "kind", "device"}
+# Rules about the sources devices are heard through (one alert for the devices of lost brokers).
+SOURCE_RULES = ("source_lost",)
 
 
 class Errors(list[str]):
