@@ -52,11 +52,12 @@ OPERATOR_ERRORS: dict[int, str] = {
     401: "not signed in, or the session expired or was ended",
     403: "your role or your communes do not allow this",
     404: "no such resource, or it is outside your communes",
+    408: "the request body did not arrive in time",
     409: "the resource's state does not allow this",
     413: "the request body is too large",
     422: "the JSON body does not follow the schema",
     429: "too many failed sign-ins from this address or for this user; see Retry-After",
-    503: "the gateway is busy or its database unreachable; see Retry-After",
+    503: "the gateway is over its load limit or has no database connection free; see Retry-After",
 }
 # Statuses no dependency tells, by route (method, path).
 EXTRA: dict[tuple[str, str], tuple[int, ...]] = {
@@ -66,6 +67,7 @@ EXTRA: dict[tuple[str, str], tuple[int, ...]] = {
     ("POST", "/api/v1/alerts/{alert_id}/assign"): (409,),
 }
 MUTATING = {"POST", "PUT", "PATCH", "DELETE"}
+HEALTHZ = "/healthz"
 READY: dict[str, Any] = {
     "type": "object",
     "properties": {
@@ -94,20 +96,21 @@ def _qualnames(calls: set[Callable[..., Any]]) -> set[str]:
 
 
 def _operator_statuses(route: routing.RouteContext, method: str, names: set[str], has_body: bool) -> set[int]:
-    statuses = {400}
-    if "gateway.deps.get_conn" in names:
-        statuses.add(503)  # no database connection within the wait
-    operator = "gateway.deps.current_user" in names
-    if operator:
+    if route.path_format == HEALTHZ:
+        return set()  # answered before any limit or guard (gateway.load_shed)
+    statuses = {400, 503}  # 400: the input guard; 503: the load limit, or no database connection
+    if "gateway.deps.current_user" in names:
         statuses.add(401)
         params = query_names(route.dependant)
         role = any(n.startswith("gateway.deps.require.") for n in names)
-        if role or method in MUTATING or "commune" in params:
+        if role or "commune" in params:
             statuses.add(403)
+    if method in MUTATING:
+        statuses.add(403)  # a change a cross-origin page could send (gateway.csrf)
     if "{" in route.path_format:
         statuses.add(404)
     if has_body:
-        statuses.update((413, 422))
+        statuses.update((408, 413, 422))
     statuses.update(EXTRA.get((method, route.path_format), ()))
     return statuses
 
@@ -156,7 +159,8 @@ def customise(doc: dict[str, Any], routes: list[Any]) -> dict[str, Any]:
                 responses.setdefault(
                     "503",
                     _error(
-                        "the audit row of this call cannot be written, so no data is shared; see Retry-After",
+                        "the gateway is over its load limit, or the audit row of this call cannot be written "
+                        "(so no data is shared); see Retry-After",
                         schema,
                         503,
                     ),
