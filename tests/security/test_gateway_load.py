@@ -35,7 +35,10 @@ def share_key(db_url: str) -> str:
 async def _load(base: str, path: str, headers: dict[str, str]) -> tuple[Counter[int], list[str]]:
     statuses: Counter[int] = Counter()
     problems: list[str] = []
-    limits = httpx.Limits(max_connections=CONCURRENT, max_keepalive_connections=CONCURRENT)
+    # A new connection for every request: on a machine this busy a client may read an answer
+    # seconds after it was sent, and then reuse a connection the gateway is just closing after
+    # its 5 s keep-alive timeout (the client's race, not a refusal).
+    limits = httpx.Limits(max_connections=CONCURRENT, max_keepalive_connections=0)
     async with httpx.AsyncClient(base_url=base, limits=limits, timeout=ANSWER_TIMEOUT_S) as client:
 
         async def one() -> None:
