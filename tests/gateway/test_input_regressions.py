@@ -228,3 +228,8 @@ def test_declared_parameters_and_aliases_are_accepted(client: TestClient, ro_use
     ):
         r = client.get(url, headers=ro_user())
         assert r.status_code == 200, (url, r.text)
+
+
+def test_a_nul_in_a_sign_in_is_400_and_no_failed_attempt(client: TestClient) -> None:
+    r = client.post("/api/v1/auth/login", json={"username": "admin\u0000", "password": "x"})
+    assert "username" in error_of(r)
