@@ -426,3 +426,41 @@ def test_ingest_runs_as_ioc_account_under_the_acl(
     finally:
         proc.terminate()
         proc.wait(20)
+
+
+@pytest.mark.timeout(60)
+def test_simulated_devices_sign_in_with_their_credentials_on_the_devices_listener(
+    provisioned: tuple[Mosquitto, Path, Path], tmp_path: Path
+) -> None:
+    """`ioc simulate --credentials` against the broker as shipped: every device its own account
+    (and so its own client id), publishing only what its ACL grants."""
+    import os
+    import sys
+
+    m, out, data = provisioned
+    ioc_sub = Client(m, "ioc", _creds_ioc(data))
+    assert ioc_sub.connect() == 0
+    ioc_sub.subscribe("ioc/v1/#")
+    reg = tmp_path / "registry.yaml"
+    reg.write_text(REGISTRY, encoding="utf-8")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("IOC_")}
+    env["IOC_MQTT_URL"] = f"mqtt://127.0.0.1:{m.device_port}"
+    cmd = ["simulate", str(reg), "--credentials", str(out / "credentials.csv"), "--rate-scale", "30"]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "cli.main", *cmd, "--data-dir", str(tmp_path)],
+        env=env,
+        cwd=tmp_path,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 40
+        wanted = {"ioc/v1/thoai-giang/speaker/spk-1/status", "ioc/v1/thoai-giang/speaker/spk-2/status"}
+        while not wanted <= {t for t, _ in ioc_sub.received} and time.monotonic() < deadline:
+            assert proc.poll() is None, "the simulator exited"
+            time.sleep(0.1)
+        assert wanted <= {t for t, _ in ioc_sub.received}
+    finally:
+        proc.terminate()
+        proc.wait(20)
+        ioc_sub.close()
