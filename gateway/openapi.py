@@ -148,6 +148,11 @@ def customise(doc: dict[str, Any], routes: list[Any]) -> dict[str, Any]:
             if op is None:
                 continue
             responses: dict[str, Any] = op.setdefault("responses", {})
+            for answer in responses.values():
+                for media in answer.get("content", {}).values():
+                    ref = media.get("schema", {}).get("$ref")
+                    if ref:  # a model given in `responses=` wins over the `dict` FastAPI inferred
+                        media["schema"] = {"$ref": ref}
             has_body = "requestBody" in op
             if not has_body:
                 responses.pop("422", None)  # bad query or path parameters are 400 (gateway.errors)

@@ -7,6 +7,7 @@ from fastapi.exceptions import RequestValidationError
 from psycopg.types.json import Jsonb
 from pydantic import BaseModel, Field
 
+from gateway import operator_schemas as schemas
 from gateway import params
 from gateway.deps import Admin, Conn, CurrentUser, Technician, check_commune
 from services import audit, paging
@@ -50,7 +51,7 @@ def _audit(conn: Conn, request: Request, user: User, alert: dict[str, Any], para
     )
 
 
-@router.get("/api/v1/alerts")
+@router.get("/api/v1/alerts", responses=schemas.ok(schemas.AlertPage))
 def list_alerts(
     conn: Conn,
     user: CurrentUser,
@@ -104,14 +105,14 @@ def alert_stats(
     return {"items": items, "next_cursor": None}
 
 
-@router.get("/api/v1/alerts/{alert_id}")
+@router.get("/api/v1/alerts/{alert_id}", responses=schemas.ok(schemas.AlertDetail))
 def get_alert(alert_id: int, conn: Conn, user: CurrentUser) -> dict[str, Any]:
     """One alert with its full history (opened, notified, acknowledged, assigned, escalated, resolved)."""
     alert = _scoped(user, store.get(conn, alert_id))
     return {**store.to_row(alert), "history": store.alert_history(conn, alert_id)}
 
 
-@router.post("/api/v1/alerts/{alert_id}/ack")
+@router.post("/api/v1/alerts/{alert_id}/ack", responses=schemas.ok(schemas.AlertRow))
 def ack_alert(
     alert_id: int,
     conn: Conn,
@@ -128,7 +129,7 @@ def ack_alert(
         return store.ack(conn, alert_id, user.username, comment)
 
 
-@router.post("/api/v1/alerts/{alert_id}/resolve")
+@router.post("/api/v1/alerts/{alert_id}/resolve", responses=schemas.ok(schemas.AlertRow))
 def resolve_alert(
     alert_id: int,
     conn: Conn,
@@ -145,7 +146,7 @@ def resolve_alert(
         return store.resolve(conn, alert_id, user.username, comment)
 
 
-@router.post("/api/v1/alerts/{alert_id}/assign")
+@router.post("/api/v1/alerts/{alert_id}/assign", responses=schemas.ok(schemas.AlertRow))
 def assign_alert(
     alert_id: int, body: AssignIn, conn: Conn, user: Technician, request: Request
 ) -> dict[str, Any]:

@@ -6,6 +6,7 @@ from typing import Any
 from fastapi import APIRouter, Depends, Request, Response
 from pydantic import AliasChoices, BaseModel, Field
 
+from gateway import operator_schemas as schemas
 from gateway import params
 from gateway.deps import Admin, Conn, CurrentUser, check_commune
 from services import audit, maintenance, paging
@@ -47,7 +48,7 @@ def _audit(conn: Conn, request: Request, user: User, commune_id: str, params: di
     )
 
 
-@router.get("")
+@router.get("", responses=schemas.ok(schemas.MaintenancePage))
 def list_windows(
     conn: Conn,
     user: CurrentUser,
@@ -65,7 +66,7 @@ def list_windows(
     return {"items": [maintenance.row(w, now, _tz(request)) for w in windows], "next_cursor": next_cursor}
 
 
-@router.post("", status_code=201)
+@router.post("", status_code=201, responses=schemas.ok(schemas.MaintenanceRow, 201))
 def create_window(body: MaintenanceIn, conn: Conn, user: Admin, request: Request) -> dict[str, Any]:
     """Admins: a window for one `device_id`, or for a `commune` narrowed by `village` and/or `kind`;
     `starts_at`..`ends_at` once, or repeated by `rrule` (each occurrence as long as the first; read on
