@@ -25,7 +25,7 @@ from services.registry_file import CSV_COLUMNS
 
 pytestmark = pytest.mark.slow
 
-EXAMPLES = int(os.environ.get("IOC_FUZZ_EXAMPLES", "120"))
+EXAMPLES = int(os.environ.get("IOC_FUZZ_EXAMPLES", "250"))
 FUZZ = settings(
     max_examples=EXAMPLES,
     derandomize=True,
