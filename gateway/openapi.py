@@ -95,8 +95,10 @@ def _qualnames(calls: set[Callable[..., Any]]) -> set[str]:
     return {f"{getattr(c, '__module__', '')}.{getattr(c, '__qualname__', '')}" for c in calls}
 
 
-def _operator_statuses(route: routing.RouteContext, method: str, names: set[str], has_body: bool) -> set[int]:
-    if route.path_format == HEALTHZ:
+def _operator_statuses(
+    route: routing.RouteContext, path: str, method: str, names: set[str], has_body: bool
+) -> set[int]:
+    if path == HEALTHZ:
         return set()  # answered before any limit or guard (gateway.load_shed)
     statuses = {400, 503}  # 400: the input guard; 503: the load limit, or no database connection
     if "gateway.deps.current_user" in names:
@@ -107,11 +109,11 @@ def _operator_statuses(route: routing.RouteContext, method: str, names: set[str]
             statuses.add(403)
     if method in MUTATING:
         statuses.add(403)  # a change a cross-origin page could send (gateway.csrf)
-    if "{" in route.path_format:
+    if "{" in path:
         statuses.add(404)
     if has_body:
         statuses.update((408, 413, 422))
-    statuses.update(EXTRA.get((method, route.path_format), ()))
+    statuses.update(EXTRA.get((method, path), ()))
     return statuses
 
 
@@ -140,11 +142,12 @@ def customise(doc: dict[str, Any], routes: list[Any]) -> dict[str, Any]:
     for route in routing.iter_route_contexts(routes):
         if not isinstance(route.original_route, APIRoute) or not route.include_in_schema:
             continue
+        path: str = route.path_format or ""
         names = _qualnames(_calls(route.dependant))
         share = "gateway.routes.share.share_key" in names
-        ngsi = problems.applies(route.path_format)
-        for method in route.methods:
-            op = doc["paths"].get(route.path_format, {}).get(method.lower())
+        ngsi = problems.applies(path)
+        for method in route.methods or ():
+            op = doc["paths"].get(path, {}).get(method.lower())
             if op is None:
                 continue
             responses: dict[str, Any] = op.setdefault("responses", {})
@@ -171,15 +174,15 @@ def customise(doc: dict[str, Any], routes: list[Any]) -> dict[str, Any]:
                     ),
                 )
                 continue
-            if route.path_format == "/readyz":
-                for status, what in (("200", "ready"), ("503", "not ready: the body names the cause")):
-                    responses[status] = {
+            if path == "/readyz":
+                for code, what in (("200", "ready"), ("503", "not ready: the body names the cause")):
+                    responses[code] = {
                         "description": what,
                         "content": {"application/json": {"schema": READY}},
                     }
             if "gateway.deps.current_user" in names:
                 op["security"] = [{BEARER: []}, {COOKIE: []}]
-            for status in sorted(_operator_statuses(route, method, names, has_body)):
+            for status in sorted(_operator_statuses(route, path, method, names, has_body)):
                 responses.setdefault(str(status), _error(OPERATOR_ERRORS[status], ErrorBody.__name__, status))
     schemas = doc["components"]["schemas"]
     text = repr(doc["paths"])
