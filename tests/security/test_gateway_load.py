@@ -10,10 +10,12 @@ client timeouts below are shorter than that, so the old code fails in about 20 s
 import asyncio
 from collections import Counter
 
+import anyio
 import httpx
 import psycopg
 import pytest
 
+from gateway.admission import NoSlot, Slots
 from services import keys
 from tests.dashboard.serve import gateway
 from tests.gateway.conftest import headers_for, seed
@@ -112,3 +114,47 @@ def test_past_its_limits_the_gateway_answers_503_with_retry_after(db_url: str, s
         assert sum(statuses.values()) == CONCURRENT * ROUNDS
         r = httpx.get(base + "/api/v1/status", headers=headers, timeout=5)
         assert r.status_code == 200
+
+
+def test_slots_are_handed_over_in_order_and_waits_are_bounded() -> None:
+    async def main() -> None:
+        slots = Slots(size=1, queue=2, wait_s=30)
+        await slots.acquire()
+        order: list[str] = []
+
+        async def waiter(name: str) -> None:
+            await slots.acquire()
+            order.append(name)
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(waiter, "first")
+            await anyio.wait_all_tasks_blocked()
+            tg.start_soon(waiter, "second")
+            await anyio.wait_all_tasks_blocked()
+            with pytest.raises(NoSlot):  # the queue is full: refused at once
+                await slots.acquire()
+            slots.release()  # to "first"
+            await anyio.wait_all_tasks_blocked()
+            slots.release()  # to "second"
+        assert order == ["first", "second"] and slots.taken == 1 and slots.waiting == 0
+
+        # Waiters cancelled as a slot is handed over: the slot ends with whoever got it (one
+        # that appended), or back in the pool; never lost, never counted twice.
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(waiter, "cancelled")
+            await anyio.wait_all_tasks_blocked()
+            tg.start_soon(waiter, "next")
+            await anyio.wait_all_tasks_blocked()
+            slots.release()
+            tg.cancel_scope.cancel()
+        assert slots.taken == len(order) - 2 and slots.waiting == 0
+
+        short = Slots(size=1, queue=5, wait_s=0.05)
+        await short.acquire()
+        with pytest.raises(NoSlot):  # nobody gives it back within the wait
+            await short.acquire()
+        assert short.waiting == 0
+        short.release()
+        assert short.taken == 0
+
+    anyio.run(main)
