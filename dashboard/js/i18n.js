@@ -17,6 +17,7 @@ let fmtCache = {};
 
 export function init(config) {
   tz = config.tz || tz;
+  villageWord = config.village_term || null;
   const saved = localStorage.getItem("ioc.lang");
   lang = DICT[saved] ? saved : DICT[config.lang] ? config.lang : "vi";
   document.documentElement.lang = lang;
@@ -45,9 +46,18 @@ export function onLang(fn) {
   return () => listeners.delete(fn);
 }
 
+// What the communes call their villages (ấp, xóm, thôn, bản, tổ dân phố…; /ui/config.json); null: "xóm / ấp".
+let villageWord = null;
+
+
+
 export function t(key, vars) {
   let s = DICT[lang][key] ?? DICT.vi[key] ?? key;
   if (vars) for (const [k, v] of Object.entries(vars)) s = s.replaceAll(`{${k}}`, v);
+  if (s.includes("{vt}") || s.includes("{Vt}")) {
+    const term = lang === "vi" ? villageWord || "xóm / ấp" : "village";
+    s = s.replaceAll("{vt}", term).replaceAll("{Vt}", term.charAt(0).toUpperCase() + term.slice(1));
+  }
   return s;
 }
 

@@ -10,7 +10,9 @@ from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 
+from gateway.deps import Conn
 from gateway.security import CSP
+from services import village_terms
 
 DASHBOARD = Path(__file__).resolve().parents[2] / "dashboard"
 router = APIRouter(include_in_schema=False)
@@ -26,11 +28,16 @@ def _csp(tile_url: str | None) -> str:
 
 
 def setup(app: FastAPI) -> None:
-    async def config(request: Request) -> JSONResponse:
-        """Settings the page needs before sign-in: language, time zone, map tiles."""
+    def config(request: Request, conn: Conn) -> JSONResponse:
+        """Settings the page needs before sign-in: language, time zone, map tiles, the word for villages."""
         s = request.app.state.settings
         return JSONResponse(
-            {"lang": s.lang, "tz": s.tz, "map_tile_url": s.map_tile_url},
+            {
+                "lang": s.lang,
+                "tz": s.tz,
+                "map_tile_url": s.map_tile_url,
+                "village_term": village_terms.deployment_term(conn),
+            },
             headers={"cache-control": "no-cache"},
         )
 
@@ -55,4 +62,6 @@ def index(request: Request) -> FileResponse:
 @router.get("/docs")
 def api_docs() -> FileResponse:
     """Swagger UI on /openapi.json, with its script and styles served by the gateway."""
-    return FileResponse(DASHBOARD / "api-docs.html", media_type="text/html", headers={"cache-control": "no-cache"})
+    return FileResponse(
+        DASHBOARD / "api-docs.html", media_type="text/html", headers={"cache-control": "no-cache"}
+    )

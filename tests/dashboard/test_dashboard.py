@@ -71,7 +71,7 @@ def test_overview_counts_match_the_status_api(page: Page, dash_url: str) -> None
     expect(page.locator("[data-count=total]")).to_have_text(str(len(rows)))
     for state in ("online", "offline", "unknown", "maintenance", "auth_failed"):
         expect(page.locator(f"[data-count-state={state}]")).to_have_text(str(by_state[state]))
-    # Per village and kind: online/total, and the "Loa hoạt động 2/3 xóm" headline.
+    # Per village and kind: online/total, and the "Loa hoạt động 2/3 ấp" headline (its villages are ấp).
     for village in ("trung-binh", "tay-binh", "bac-thanh"):
         for kind in ("speaker", "camera", "gateway"):
             mine = [r for r in rows if r["village"] == village and r["kind"] == kind]
@@ -80,7 +80,7 @@ def test_overview_counts_match_the_status_api(page: Page, dash_url: str) -> None
             cell = page.locator(f"tr[data-village={village}] td[data-kind={kind}]")
             expect(cell).to_have_attribute("data-total", str(len(mine)))
             expect(cell).to_have_attribute("data-online", str(sum(r["state"] == "online" for r in mine)))
-    expect(page.locator("[data-kind-summary=speaker]").first).to_contain_text("Loa hoạt động 2/3 xóm")
+    expect(page.locator("[data-kind-summary=speaker]").first).to_contain_text("Loa hoạt động 2/3 ấp")
     expect(page.locator("#changes li[data-change]").first).to_be_visible()
     expect(page.locator("#overview")).to_contain_text("Mất kết nối")
     expect(page.locator("#overview")).to_contain_text("Sai mật khẩu")
@@ -345,7 +345,7 @@ def test_device_list_downloads_a_csv_a_clerk_can_open(page: Page) -> None:
     rows = list(csv.DictReader(io.StringIO(raw.decode("utf-8-sig"))))
     assert len(rows) == 4  # the same rows as the page (filtered to speakers)
     row = next(r for r in rows if r["Mã thiết bị"] == "spk-tay-binh-1")
-    assert (row["Loại"], row["Trạng thái"], row["Xóm / ấp"]) == ("Loa", "Mất kết nối", "Ấp Tây Bình")
+    assert (row["Loại"], row["Trạng thái"], row["Ấp"]) == ("Loa", "Mất kết nối", "Ấp Tây Bình")
     assert re.fullmatch(r"\d\d/\d\d/\d{4} \d\d:\d\d:\d\d", row["Lần cuối nhận tin"]), row
     # One column per metric, named for people, values as numbers.
     assert row["Âm lượng (%)"] == "60"
