@@ -90,6 +90,7 @@ def main() -> None:
             "examples_tried": checker.examples,
             "messages_published": checker.messages,
             "dead_letters_by_reason": dict(checker.reasons.most_common()),
+            "unstorable_details": dict(checker.refusals.most_common()),
             "distinct_failures": len(failures),
             "failures": failures,
             "seconds": round(time.perf_counter() - t0, 1),

@@ -218,6 +218,9 @@ def ab(args: argparse.Namespace) -> None:
     pg.start()
     msgs = make_messages(args.messages // 2, args.devices)
     rates: dict[str, list[int]] = {name: [] for name, _, _ in variants}
+    # CPU seconds of the ingest process per 100k messages: on a loaded machine the wall-clock
+    # rate moves with other work; the CPU an ingest spends per message much less.
+    cpu: dict[str, list[float]] = {name: [] for name, _, _ in variants}
     try:
         for r in range(args.rounds):
             for name, tree, fast in variants[r % 3 :] + variants[: r % 3]:
@@ -236,10 +239,12 @@ def ab(args: argparse.Namespace) -> None:
                 try:
                     while _sessions_ready(url) < 1:
                         time.sleep(0.2)
+                    c0 = _cpu_s(proc.pid)
                     t0 = time.perf_counter()
                     publish_all(broker.url(), msgs)
                     t1 = wait_committed(url, len(msgs))
                     rates[name].append(round(len(msgs) / (t1 - t0)))
+                    cpu[name].append(round((_cpu_s(proc.pid) - c0) * 100_000 / len(msgs), 2))
                 finally:
                     proc.terminate()
                     proc.wait(60)
@@ -252,11 +257,16 @@ def ab(args: argparse.Namespace) -> None:
             "load_avg_1m_at_end": round(os.getloadavg()[0], 2),
             "live_msg_s": rates,
             "median_live_msg_s": {k: sorted(v)[len(v) // 2] for k, v in rates.items()},
+            "ingest_cpu_s_per_100k": cpu,
+            "median_ingest_cpu_s_per_100k": {k: sorted(v)[len(v) // 2] for k, v in cpu.items()},
         }
         med = result["median_live_msg_s"]
         assert isinstance(med, dict)
         result["fast_vs_before"] = round(med["fast"] / med["before_fast"], 3)
         result["plain_vs_fast"] = round(med["plain"] / med["fast"], 3)
+        mcpu = result["median_ingest_cpu_s_per_100k"]
+        assert isinstance(mcpu, dict)
+        result["cpu_fast_vs_before"] = round(mcpu["fast"] / mcpu["before_fast"], 3)
         print(json.dumps(result, indent=2))
     finally:
         pg.stop()
@@ -340,6 +350,12 @@ def main() -> None:
         broker.stop()
         pg.stop()
         shutil.rmtree(base, ignore_errors=True)
+
+
+def _cpu_s(pid: int) -> float:
+    """User + system CPU seconds of a process so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _sessions_ready(url: str) -> int:

@@ -152,8 +152,28 @@ def classify(messages: list[Raw], devices: dict[str, Device]) -> Batch:
     A message without `ts` is placed at its receive time; `ts` is judged against it too.
     """
     batch = Batch()
+    # bound once: this loop runs for every message ingest reads
+    statuses, status_raws = batch.statuses, batch.status_raws
     for raw in messages:
         try:
+            t = topics.parse(raw.topic)
+            device = devices.get(t.device_id) if t is not None else None
+            if (
+                t is not None
+                and t.channel == "status"
+                and device is not None
+                and device.commune_id == t.commune_id
+                and device.kind == t.kind
+            ):
+                # the common case, inline; everything else below
+                try:
+                    st = parse_status(device.kind, raw.payload, raw.received_at)
+                except BadPayload as err:
+                    batch.dead.append(_dead(raw, err.reason, err.detail, device.id))
+                    continue
+                statuses.append((device, st, raw.received_at))
+                status_raws.append(raw)
+                continue
             _classify_one(batch, raw, devices)
         except Exception as err:
             # One message must not stop the others: keep it, and say loudly that a check failed.

@@ -16,6 +16,7 @@ MAX_PAYLOAD = 64 * 1024
 # row (the merge into device_state, the live feed) costs in proportion, on every later status.
 MAX_DEPTH = 32
 MAX_KEYS = 1024
+_MIN_MANY_KEYS = 4 * MAX_KEYS  # bytes: the shortest JSON with more keys (`"":0,` minus repeats)
 MAX_FUTURE = timedelta(minutes=5)
 SEVERITIES = ("info", "warning", "critical")
 
@@ -179,16 +180,15 @@ def _object(raw: bytes) -> dict[str, Any]:
         raise BadPayload("not_json", f"payload is not JSON: {err}") from err
     if type(doc) is not dict:
         raise BadPayload("not_object", f"payload is JSON {type(doc).__name__}, not an object")
-    _check_shape(doc)
-    # NUL can only come escaped; a literal backslash before "u0000" makes this a false alarm,
-    # which the walk then clears. PostgreSQL's text and jsonb cannot hold NUL.
-    if b"\\u0000" in raw and _has_nul(doc):
-        raise BadPayload("unstorable", "text contains \\u0000 (NUL), which PostgreSQL cannot store")
+    # Each level needs a bracket: a payload with few (nearly all) cannot nest too deep, and a
+    # short one cannot hold too many keys; brackets inside strings only cost the walk.
+    if len(raw) > _MIN_MANY_KEYS or raw.count(b"{") + raw.count(b"[") > MAX_DEPTH:
+        _check_shape(doc)
     return doc  # type: ignore[no-any-return]
 
 
 def _check_shape(doc: dict[str, Any]) -> None:
-    """At most MAX_DEPTH levels and MAX_KEYS keys in all; flat documents cost one pass."""
+    """At most MAX_DEPTH levels and MAX_KEYS keys in all."""
     keys = len(doc)
     todo: list[tuple[Any, int]] = [(v, 2) for v in doc.values() if type(v) is dict or type(v) is list]
     while todo:
@@ -201,16 +201,6 @@ def _check_shape(doc: dict[str, Any]) -> None:
         todo += [(v, depth + 1) for v in children if type(v) is dict or type(v) is list]
     if keys > MAX_KEYS:
         raise BadPayload("too_many_keys", f"JSON has {keys} keys; at most {MAX_KEYS}")
-
-
-def _has_nul(value: Any) -> bool:
-    if type(value) is str:
-        return "\x00" in value
-    if type(value) is dict:
-        return any("\x00" in k or _has_nul(v) for k, v in value.items())
-    if type(value) is list:
-        return any(_has_nul(v) for v in value)
-    return False
 
 
 def _take_ts(doc: dict[str, Any], now: datetime) -> tuple[datetime, bool]:

@@ -172,6 +172,8 @@ class Checker:
     examples: int = 0
     messages: int = 0
     reasons: Counter[str] = field(default_factory=Counter)
+    # what PostgreSQL (or a dumper) said about the rows it refused, first words
+    refusals: Counter[str] = field(default_factory=Counter)
 
     def run(self, msgs: list[Message]) -> None:
         self.examples += 1
@@ -190,18 +192,19 @@ class Checker:
                     f"valid message n={m.marker} stored {_stored(conn, [m])} times"
                 )
             dead = conn.execute(
-                "SELECT topic, payload, reason FROM dead_letters WHERE id > %s", (before_dead,)
+                "SELECT topic, payload, reason, detail FROM dead_letters WHERE id > %s", (before_dead,)
             ).fetchall()
             after_counts = _counters(conn)
-        got = Counter((t, bytes(p)) for t, p, _ in dead)
-        reasons = Counter(r for _, _, r in dead)
+        got = Counter((t, bytes(p)) for t, p, _, _ in dead)
+        reasons = Counter(r for _, _, r, _ in dead)
         self.reasons.update(reasons)
+        self.refusals.update(d[:50] for _, _, r, d in dead if r == "unstorable")
         assert "internal_error" not in reasons, dead
         oracle = classify([Raw(m.topic, m.payload, datetime.now(UTC)) for m in msgs], self.devices)
         expected_dead = Counter((d.topic, d.payload) for d in oracle.dead)
         assert not expected_dead - got, f"not dead-lettered: {expected_dead - got}"
         extra = got - expected_dead
-        unstorable = Counter((t, bytes(p)) for t, p, r in dead if r == "unstorable")
+        unstorable = Counter((t, bytes(p)) for t, p, r, _ in dead if r == "unstorable")
         assert not extra - unstorable, f"dead-lettered for a reason the checks did not give: {extra}"
         ignored = sum(1 for m in msgs if channel_of(m.topic) in IGNORED)
         grown = sum(after_counts.values()) - sum(before_counts.values())
