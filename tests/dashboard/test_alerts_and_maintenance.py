@@ -133,6 +133,32 @@ def test_an_assignment_to_no_such_user_is_refused_in_the_card(
         resolve_open_alerts(api)
 
 
+def test_several_open_alerts_are_acknowledged_at_once(page: Page, dash_db: str, api: httpx.Client) -> None:
+    ids = [
+        open_alert(dash_db, "offline", device, message=f"{device} mất kết nối")
+        for device in ("spk-bac-thanh-1", "gw-bac-thanh", "wifi-bac-thanh")
+    ]
+    try:
+        page.click("[data-nav=alerts]")
+        for i in ids:
+            expect(page.locator(f"#alert-list article[data-alert-id='{i}']")).to_be_visible()
+        expect(page.locator("#bulk-ack")).to_be_disabled()
+        page.locator("#pick-all").check()
+        expect(page.locator("#bulk-ack")).to_have_text("Xác nhận 3 cảnh báo đã chọn")
+        page.locator(f"#alert-list article[data-alert-id='{ids[2]}'] input[data-pick]").uncheck()
+        expect(page.locator("#bulk-ack")).to_have_text("Xác nhận 2 cảnh báo đã chọn")
+        page.click("#bulk-ack")
+        expect(page.locator("#bulk-msg")).to_have_text("Đã xác nhận 2 cảnh báo")
+        states = {
+            a["id"]: a["state"]
+            for a in api.get("/api/v1/alerts", params={"state": "open,acked"}).json()["items"]
+        }
+        assert [states[i] for i in ids] == ["acked", "acked", "open"]
+        expect(page.locator("[data-tab-count=open]")).to_have_text("1")
+    finally:
+        resolve_open_alerts(api)
+
+
 def test_alerts_raised_and_resolved_while_the_view_is_open_appear_without_reload(
     page: Page, dash_db: str, api: httpx.Client
 ) -> None:

@@ -38,6 +38,10 @@ export function mount(el, _params, sess) {
           `<button type="button" role="tab" data-tab="${s}">${esc(t(`al.tab.${s}`))}<span class="tab-n" data-tab-count="${s}"></span></button>`).join("")}</div>
         <button type="button" id="alerts-csv" class="chip">${esc(t("misc.csv"))}</button></div>
       ${canAct() ? "" : `<p class="muted" id="alerts-view-only">${esc(t("al.view_only"))}</p>`}
+      <div class="bulk" id="alerts-bulk" hidden>
+        <label class="check"><input type="checkbox" id="pick-all"> ${esc(t("al.pick_all"))}</label>
+        <button type="button" id="bulk-ack" class="chip strong" disabled></button>
+        <span id="bulk-msg" class="muted" role="status"></span></div>
       <div id="alert-list" class="alert-list"></div>
       <button type="button" id="alerts-more" class="chip" hidden>${esc(t("misc.more"))}</button>
     </div>
@@ -46,6 +50,7 @@ export function mount(el, _params, sess) {
   root.addEventListener("click", onClick);
   root.addEventListener("submit", onSubmit);
   root.addEventListener("input", (e) => e.target.removeAttribute("aria-invalid"));
+  root.addEventListener("change", onPick);
   showTab(tab);
   if (canAct()) loadUsers();
 }
@@ -125,8 +130,56 @@ function renderCounts() {
   }
 }
 
+// Several open alerts acknowledged at once (a storm after a power cut): pick, then one click.
+function bulkOn() {
+  return canAct() && tab === "open";
+}
+
+function picked() {
+  return [...root.querySelectorAll("#alert-list input[data-pick]:checked")].map((c) => c.closest("article").dataset.alertId);
+}
+
+function renderBulk() {
+  const bar = root.querySelector("#alerts-bulk");
+  bar.hidden = !bulkOn() || !root.querySelector("#alert-list article");
+  const n = picked().length;
+  const button = root.querySelector("#bulk-ack");
+  button.textContent = t("al.bulk_ack", { n });
+  button.disabled = n === 0;
+  const all = root.querySelectorAll("#alert-list input[data-pick]");
+  root.querySelector("#pick-all").checked = all.length > 0 && n === all.length;
+}
+
+function onPick(e) {
+  if (e.target.id === "pick-all") {
+    for (const c of root.querySelectorAll("#alert-list input[data-pick]")) c.checked = e.target.checked;
+  }
+  if (e.target.id === "pick-all" || e.target.matches("input[data-pick]")) renderBulk();
+}
+
+async function bulkAck() {
+  const ids = picked();
+  const button = root.querySelector("#bulk-ack");
+  button.disabled = true;
+  const mine = root;
+  let failed = 0;
+  for (const id of ids) {
+    try {
+      await api(`/api/v1/alerts/${encodeURIComponent(id)}/ack`, { method: "POST", body: {} });
+    } catch {
+      failed += 1; // acknowledged meanwhile by someone else, or resolved: the feed says what it is now
+    }
+  }
+  if (root !== mine) return;
+  root.querySelector("#bulk-msg").textContent = failed
+    ? t("al.bulk_done_some", { n: ids.length - failed, failed })
+    : t("al.bulk_done", { n: ids.length });
+  renderBulk();
+}
+
 function renderList() {
   const list = root.querySelector("#alert-list");
+  root.querySelector("#alerts-bulk").hidden = true; // shown again once the cards are drawn
   root.querySelector("#alerts-more").hidden = !(tab === "resolved" && resolved.next);
   if ((tab === "resolved" && !resolved.loaded) || (tab !== "resolved" && !store.loaded)) {
     list.innerHTML = `<p class="loading">${esc(t("misc.loading"))}</p>`;
@@ -153,12 +206,17 @@ function renderList() {
       el.dataset.alertId = id;
       el.innerHTML = `<div class="alert-main"></div><div class="alert-actions"></div><div class="alert-panel" hidden></div>`;
     }
+    const pick = el.querySelector(":scope > .pick");
+    if (bulkOn() && !pick) {
+      el.insertAdjacentHTML("afterbegin", `<label class="pick check"><input type="checkbox" data-pick aria-label="${esc(t("al.pick"))}"> ${esc(t("al.pick"))}</label>`);
+    } else if (!bulkOn() && pick) pick.remove();
     fill(el, a);
     const at = prev ? prev.nextElementSibling : list.firstElementChild;
     if (at !== el) list.insertBefore(el, at);
     prev = el;
   }
   for (const el of cards.values()) el.remove();
+  renderBulk();
 }
 
 function fill(el, a) {
@@ -273,6 +331,10 @@ function onClick(e) {
   const tabBtn = e.target.closest("button[data-tab]");
   if (tabBtn) {
     if (tabBtn.dataset.tab !== tab) showTab(tabBtn.dataset.tab);
+    return;
+  }
+  if (e.target.closest("#bulk-ack")) {
+    bulkAck();
     return;
   }
   if (e.target.closest("#alerts-more")) {
