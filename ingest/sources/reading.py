@@ -1,5 +1,10 @@
-"""What one probe of a polled source (SNMP, ping, TCP, HTTP) found, and the prober contract the
-poll scheduler drives (ingest/sources/poll.py)."""
+"""What one poll of a device found, and the one interface every poller implements (SPEC §8).
+
+The poll scheduler (`ingest.sources.poll`) owns timing, partitioning, `fail_after` and publishing;
+a prober only asks the device once and says what it heard, as a `Reading`: it never raises for
+anything the device or the network did (a timeout, a refusal, a malformed answer is a Reading with
+`ok=False` and its `error_code`).
+"""
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -11,28 +16,26 @@ from services.sources.model import Source
 
 @dataclass(frozen=True)
 class Reading:
-    """One probe's result; a refusal of credentials is ok=False, auth_failed=True."""
+    """One probe's result: metrics to publish (the kind's fields and more), events, and how it went."""
 
     ok: bool
-    # SPEC §4 field names of the kind, plus `extra` names
     metrics: dict[str, Any] = field(default_factory=dict)
-    # (type, severity, fields), e.g. ("rebooted", "warning", {...})
-    events: tuple[tuple[str, str, dict[str, Any]], ...] = ()
+    events: tuple[tuple[str, str, dict[str, Any]], ...] = ()  # (type, severity, fields)
+    # the device answers but refuses our credentials (SNMP v3, HTTP 401/403): `auth_failed`
     auth_failed: bool = False
-    # short English detail for the log and the device page
-    error: str | None = None
+    error: str | None = None  # short English detail (log, device page)
     # timeout | refused | unreachable | auth | malformed | http_status | text_missing | tls | dns ...
-    # (the page translates codes)
     error_code: str | None = None
     rtt_ms: float | None = None
 
 
 class Prober(Protocol):
-    """Probes one device of its kind; never raises for the device's own faults."""
+    """Asks one device once. `state` is the scheduler's per-device dict, kept between polls of that
+    device in this process (counters for rates, the last sysUpTime); it starts empty after a
+    takeover. `secrets` are the source's decrypted secrets (SNMP community or keys, HTTP password)."""
 
     kind: ClassVar[str]
 
-    # `state` is a per-device dict the scheduler keeps between polls (previous counters, uptime).
     async def probe(
         self, device: Device, source: Source, secrets: Mapping[str, str], state: dict[str, Any]
     ) -> Reading: ...
