@@ -1,5 +1,7 @@
 """Settings of the gateway process."""
 
+from pathlib import Path
+
 from services.settings import IocSettings
 
 
@@ -13,6 +15,8 @@ class GatewaySettings(IocSettings):
     cors_origins: list[str] = []
     # Public base URL, used in alert links and NGSI-LD @context; defaults to the request's.
     public_url: str | None = None
+    # Where uploaded broadcast audio is kept, by sha256 (default: IOC_DATA_DIR/media).
+    media_dir: Path | None = None
     # Live feed (/ws/live): fallback poll of the feed table when a notification is lost, and the
     # most messages queued for one client before it is disconnected as too slow.
     live_poll_s: float = 1.0
@@ -24,6 +28,10 @@ class GatewaySettings(IocSettings):
     # Dashboard map background, e.g. https://tile.openstreetmap.org/{z}/{x}/{y}.png; unset draws
     # a plan from device coordinates with no tiles (works without internet).
     map_tile_url: str | None = None
+    # Offline background the commune installs: an MBTiles file of raster tiles of its area and a
+    # GeoJSON file of village boundaries (docs/live-feed.md). Used before `map_tile_url`.
+    map_mbtiles: str | None = None
+    map_boundaries: str | None = None
     # Load (issue 13): the requests served at once, how many more may wait for a place and for
     # how long; beyond that the gateway answers 503 with Retry-After at once. Keep
     # `http_max_inflight` below the 40 worker threads that run the routes.

@@ -1,8 +1,10 @@
-// The commune map: every device a dot coloured by its state.
-// With no tile URL configured it is a plan drawn from device coordinates (no internet needed);
-// with no coordinates at all, a schematic plan with one block per village.
+// The commune map: every device a dot coloured by its state, one commune at a time (a selector when
+// the deployment has several), fitted to it so that an outage shows at the first view.
+// Background: the commune's own tiles (an MBTiles file served by the gateway) and village boundaries
+// (GeoJSON) when installed, online tiles only when a setting names them, otherwise a plan drawn from
+// device coordinates (no internet needed); with no coordinates at all, one block per village.
 
-import { esc, STATE_COLORS, throttle } from "../dom.js";
+import { collate, esc, STATE_COLORS, throttle } from "../dom.js";
 import { STATES, t } from "../i18n.js";
 import { deviceName, store, villageName } from "../live.js";
 
@@ -68,6 +70,9 @@ let map = null;
 let markers = new Map();
 let root = null;
 let tileUrl = null;
+let config = {};
+let commune = null; // the commune shown; "" = all of them (kept across visits)
+let boundaries = null; // the GeoJSON, fetched once
 // Markers whose device changed state since the last recolour. In a storm of changes the map is
 // recoloured at most every RECOLOUR_MS (a single change at once): each recolour is a repaint and a
 // copy of the whole canvas to the screen, which every frame cost most of the main thread.
@@ -76,12 +81,24 @@ let dirty = new Set();
 let recolourer = null;
 
 export function mount(el, _params, session) {
-  tileUrl = session.config.map_tile_url || null;
+  config = session.config || {};
+  tileUrl = config.map_tile_url || null;
   root = document.createElement("section");
   root.className = "mapview";
   root.innerHTML = `<div id="map" class="${tileUrl ? "tiles" : "plan"}"></div>
+    <label class="map-commune card" hidden>${esc(t("map.commune"))} <select id="map-commune"></select></label>
     <div class="map-legend card" id="map-legend"></div><div class="map-note" id="map-note"></div>`;
   el.append(root);
+  root.querySelector("#map-commune").addEventListener("change", (e) => {
+    commune = e.target.value;
+    build();
+  });
+  if (config.map_boundaries && !boundaries) {
+    fetch("/ui/boundaries.geojson").then((r) => (r.ok ? r.json() : null)).then((doc) => {
+      boundaries = doc;
+      if (root && doc) build();
+    }).catch(() => {});
+  }
   dirty = new Set();
   recolourer = throttle(recolour, RECOLOUR_MS);
   build();
@@ -124,9 +141,25 @@ function recolour() {
   renderLegend();
 }
 
+// What is wrong is drawn larger and ringed, so that it shows at the commune's zoom.
 function style(state) {
   const color = STATE_COLORS[state] || STATE_COLORS.unknown;
-  return { color: "#0f172a", weight: 1, fillColor: color, fillOpacity: 0.95, radius: state === "online" ? 6 : 8 };
+  const bad = state === "offline" || state === "auth_failed";
+  return { color: bad ? "#7f1d1d" : "#0f172a", weight: bad ? 3 : 1, fillColor: color, fillOpacity: 0.95,
+    radius: state === "online" ? 6 : bad ? 10 : 8 };
+}
+
+// The communes to choose from, and the devices of the one shown.
+function shownDevices() {
+  const communes = [...store.communes.values()].sort((a, b) => collate(a.name, b.name));
+  const select = root.querySelector("#map-commune");
+  select.closest("label").hidden = communes.length < 2;
+  if (communes.length < 2) return [...store.devices.values()];
+  if (commune === null || (commune && !store.communes.has(commune))) commune = communes[0].id;
+  select.innerHTML = communes.map((c) => `<option value="${esc(c.id)}">${esc(c.name)}</option>`).join("") +
+    `<option value="">${esc(t("map.all_communes"))}</option>`;
+  select.value = commune;
+  return [...store.devices.values()].filter((d) => !commune || d.commune === commune);
 }
 
 function build() {
@@ -136,7 +169,7 @@ function build() {
     markers = new Map();
   }
   if (!store.loaded) return;
-  const devices = [...store.devices.values()];
+  const devices = shownDevices();
   const geo = devices.some((d) => d.lat !== null && d.lon !== null && d.lat !== undefined);
   map = L.map(root.querySelector("#map"), {
     renderer: new SpotCanvas(),
@@ -145,12 +178,27 @@ function build() {
     attributionControl: Boolean(tileUrl),
     zoomSnap: 0.25,
   });
-  if (tileUrl && geo) L.tileLayer(tileUrl, { maxZoom: 19, attribution: "© OpenStreetMap contributors" }).addTo(map);
+  if (tileUrl && geo) {
+    L.tileLayer(tileUrl, {
+      minZoom: config.map_min_zoom ?? 0, maxNativeZoom: config.map_max_zoom ?? 19, maxZoom: 19,
+      attribution: config.map_attribution || "© OpenStreetMap contributors",
+    }).addTo(map);
+  }
   const { pos, villages, placed } = geo ? geoLayout(devices) : planLayout(devices);
   // The view must be set before any vector layer is added.
   const points = [...pos.values()];
   if (points.length) map.fitBounds(L.latLngBounds(points).pad(0.15));
   else map.setView([0, 0], 0);
+  if (geo && boundaries) {
+    L.geoJSON(boundaries, {
+      style: { color: "#0f4c81", weight: 2, opacity: 0.7, fillOpacity: 0.04, dashArray: "6 4" },
+      interactive: false,
+      onEachFeature: (f, layer) => {
+        const name = f.properties && f.properties.name;
+        if (name) layer.bindTooltip(esc(name), { permanent: true, direction: "center", className: "boundary-label" });
+      },
+    }).addTo(map);
+  }
   const links = L.layerGroup().addTo(map);
   for (const d of devices) {
     const p = pos.get(d.device_id);
@@ -187,7 +235,11 @@ function tooltip(id) {
 
 function renderLegend() {
   const counts = Object.fromEntries(STATES.map((s) => [s, 0]));
-  for (const d of store.devices.values()) counts[d.state || "unknown"] += 1;
+  // The devices on the map (the commune shown), not the whole deployment.
+  for (const id of markers.keys()) {
+    const d = store.devices.get(id);
+    if (d) counts[d.state || "unknown"] += 1;
+  }
   const legend = root.querySelector("#map-legend");
   if (!legend.firstChild) {
     legend.innerHTML = STATES.map((s) =>
