@@ -133,7 +133,8 @@ async def simulate(
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, sim.stop)
     async with AsyncExitStack() as stack:
-        await start_farms(stack, reg, scenario, sockets=sockets)
+        # a camera below a router that lost power stops answering with it
+        await start_farms(stack, reg, scenario, sockets=sockets, off_air=sim.off_air)
         await sim.run()
     log.info(
         "stopped: %d statuses, %d events, %d connections",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import socket
+from collections.abc import Callable
 from contextlib import AsyncExitStack
 from typing import Any
 
@@ -52,11 +53,13 @@ async def start_farms(
     host: str = "127.0.0.1",
     *,
     sockets: dict[int, socket.socket] | None = None,
+    off_air: Callable[[str], object] | None = None,
 ) -> int:
     """Serve every loopback camera of `reg` (one farm per port) until `stack` closes; returns how many.
 
     A port found in `sockets` is served on that already-listening socket (bound by `ioc up`
-    before it wrote the port into the registry), the others are bound here.
+    before it wrote the port into the registry), the others are bound here. A camera for which
+    `off_air(device_id)` is true (`Simulator.off_air`: its router lost power) stops answering.
     """
     specs = camera_specs(reg, scenario)
     total = sum(len(v) for v in specs.values())
@@ -73,6 +76,7 @@ async def start_farms(
                 host=host,
                 port=port,
                 sock=(sockets or {}).get(port),
+                off_air=(lambda device_id: bool(off_air(device_id))) if off_air else None,
             )
         )
         log.info("%d ONVIF camera(s) answer on %s:%s", len(cams), host, farm.port)

@@ -279,6 +279,10 @@ class Simulator:
         self.stopping = asyncio.Event()
         self._t0 = time.monotonic()
         self.ready = asyncio.Event()
+        # devices the simulator serves by other means than MQTT (ONVIF cameras, probed devices):
+        # their parent, and a forced power cut (monotonic end)
+        self._parent_of = {d.id: d.parent_id for d in reg.devices if d.retired_at is None}
+        self._forced_until: dict[str, float] = {}
 
     def t(self) -> float:
         """Simulated seconds since the start."""
@@ -296,9 +300,31 @@ class Simulator:
 
     def outage(self, device_id: str, seconds: float) -> None:
         """Cut a device's power for `seconds` real seconds (and so its children's network)."""
-        dev = self.devices[device_id]
+        dev = self.devices.get(device_id)
+        if dev is None:  # a camera: it has no MQTT session to drop
+            self._forced_until[device_id] = time.monotonic() + seconds
+            return
         dev.forced_until = time.monotonic() + seconds
         dev.wake_tree()
+
+    def off_air(self, device_id: str) -> str | None:
+        """Why any device of the registry (cameras included) is cut off now, if it is: its own
+        power cut, or one of the routers above it being down or not yet back."""
+        dev = self.devices.get(device_id)
+        if dev is not None:
+            return dev.down_since_reason or dev.down_reason(self.t())
+        if time.monotonic() < self._forced_until.get(device_id, 0.0):
+            return "outage"
+        t = self.t()
+        seen = {device_id}
+        parent = self._parent_of.get(device_id)
+        while parent and parent not in seen:
+            seen.add(parent)
+            p = self.devices.get(parent)
+            if p is not None and (p.own_down(t) or p.down_since_reason is not None):
+                return f"{p.id} is down"
+            parent = self._parent_of.get(parent)
+        return None
 
     def stop(self) -> None:
         self.stopping.set()

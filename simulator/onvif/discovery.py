@@ -111,7 +111,7 @@ class DiscoveryResponder:
         out = self._transports[0]
         host = f"{self.farm.host}:{self.farm.port}"
         for cam in self.farm.cameras.values():
-            if "down" in cam.faults or "hang" in cam.faults:
+            if "down" in cam.faults or "hang" in cam.faults or self.farm.off_air(cam.device_id):
                 continue
             out.sendto(probe_match(relates_to, cam.device_id, f"{cam.base(host)}/device_service"), addr)
 

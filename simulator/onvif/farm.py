@@ -7,7 +7,7 @@ import logging
 import re
 import secrets
 import socket
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from types import TracebackType
 
@@ -47,6 +47,9 @@ class CameraFarm:
     (unicast on `discovery_port`, and multicast 239.255.255.250:3702 on `host`'s interface).
     `sock` is a listening socket to serve on instead of binding `host:port` (no window in
     which another program can take a port already written into a registry).
+    `off_air(device_id)` says whether a camera is cut off right now (its router lost power):
+    such a camera resets every connection and answers no discovery probe, as an unpowered
+    network does, until `off_air` says otherwise.
     """
 
     def __init__(
@@ -59,8 +62,10 @@ class CameraFarm:
         discovery: bool = True,
         multicast: bool = True,
         sock: socket.socket | None = None,
+        off_air: Callable[[str], bool] | None = None,
     ) -> None:
         self.host, self._want_port = host, port
+        self.off_air = off_air or (lambda _device_id: False)
         self._sock = sock
         self.slow_s = slow_s
         self.cameras: dict[str, Camera] = {}
@@ -119,6 +124,8 @@ class CameraFarm:
 
     async def _misbehave(self, request: web.Request, cam: Camera) -> None:
         cam.requests += 1
+        if self.off_air(cam.device_id):
+            _drop(request)
         if "hang" in cam.faults:
             await asyncio.sleep(3600)
         if "down" in cam.faults:
@@ -152,6 +159,9 @@ class CameraFarm:
         except SoapFault as err:
             return self._fault(cam, err)
         except ConnectionAbortedError:
+            _drop(request)
+        if self.off_air(cam.device_id):
+            # cut off while a long PullMessages waited: that reply never leaves the camera
             _drop(request)
         if "malformed_xml" in cam.faults and req.operation in ("GetDeviceInformation", "GetProfiles"):
             # Firmware that cuts its reply short mid-element, or sends junk that is not XML at all.
