@@ -1,4 +1,4 @@
-"""Schemas of the data-sharing API (district, province): stable, documented in English and Vietnamese.
+"""Schemas of the data-sharing API (the province, neighbouring communes): stable, documented in English and Vietnamese.
 
 Field names and meanings here are a contract with other systems: add fields, never rename or drop.
 """

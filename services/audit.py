@@ -1,4 +1,4 @@
-"""The audit log: what operators did and every call the district made with an API key.
+"""The audit log: what operators did and every call a partner (the province, a neighbouring commune) made with an API key.
 
 Whatever a caller sends, the row is written: NUL characters and lone surrogates (which
 PostgreSQL's text and jsonb refuse) are stored as the escapes `\\x00` / `\\udXXX`, long strings

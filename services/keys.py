@@ -1,4 +1,4 @@
-"""District API keys: created once and shown once, stored as sha256, scoped to communes and
+"""Partners' API keys (the province, neighbouring communes): created once and shown once, stored as sha256, scoped to communes and
 kinds, and rate limited per minute in the database so that every gateway counts the same calls."""
 
 import hashlib

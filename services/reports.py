@@ -1,4 +1,4 @@
-"""Availability reports, shared by operators and the district.
+"""Availability reports, shared by operators and the province.
 
 Availability of a device over [from, to) = online / (online + offline) time, where offline
 includes `auth_failed` (the device answers but does not do its job). Time in `maintenance`

@@ -1,4 +1,4 @@
-"""What the district and province may read: devices, state, history, availability, alerts and
+"""What the province and neighbouring communes may read: devices, state, history, availability, alerts and
 the change log, always within an API key's communes and kinds, never a retired device."""
 
 import io

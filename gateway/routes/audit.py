@@ -1,4 +1,4 @@
-"""The audit log for admins: operators' actions and every call made with a district API key."""
+"""The audit log for admins: operators' actions and every call made with a partner's API key."""
 
 from datetime import datetime
 from typing import Annotated, Any, Literal

@@ -1,4 +1,4 @@
-"""Operators' reports: availability per device, village or kind (the same figures the district gets)."""
+"""Operators' reports: availability per device, village or kind (the same figures the province gets)."""
 
 from datetime import UTC, datetime
 from typing import Annotated, Any

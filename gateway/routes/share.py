@@ -1,4 +1,4 @@
-"""Data sharing with the district and province (`/api/share/v1`), with an API key.
+"""Data sharing with the province and neighbouring communes (`/api/share/v1`), with an API key.
 
 Every call is audited (key, route, parameters, rows, status, time), counted against the key's
 rate across all gateways, and limited to the key's communes and kinds. Lists are pages
