@@ -69,6 +69,10 @@ def test_second_up_is_refused_and_leaves_the_running_one_alone(data_dir: Path) -
     try:
         first.banner()
         url = f"http://127.0.0.1:{port}/"
+        # `ioc alerts` starts once ingest reports, maybe after the banner
+        deadline = time.monotonic() + 60
+        while len(_children(data_dir)) < 3 and time.monotonic() < deadline:
+            time.sleep(0.2)
         pg_pid, children = _postmaster(data_dir), _children(data_dir)
         assert len(children) == 3
         env = {k: v for k, v in os.environ.items() if not k.startswith("IOC_")}
