@@ -3,7 +3,6 @@
 import argparse
 import logging
 import signal
-import threading
 
 from cli import context
 
@@ -28,6 +27,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
 
 
 def run(args: argparse.Namespace) -> int:
+    """Until SIGINT/SIGTERM (a planned stop, exit 0) or a worker fails (exit 1: restart me)."""
     from ingest.service import IngestService, IngestSettings
 
     context.setup_logging(args.verbose)
@@ -37,13 +37,15 @@ def run(args: argparse.Namespace) -> int:
         s.ingest_id = args.id
     if args.no_onvif:
         s.ingest_onvif = False
-    stop = threading.Event()
+    svc = IngestService(s)
     for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: stop.set())
-    with IngestService(s) as svc:
+        signal.signal(sig, lambda *_: svc.stop.set())
+    with svc:
         context.settle_heap()
         log.info("ingest %s running", svc.client_id)
-        while not stop.wait(0.5):
+        while not svc.workers.wait(1.0):
             pass
-        log.info("stopping: finishing the batch in hand")
+        if svc.workers.failure is None:
+            log.info("stopping: finishing the batch in hand")
+    svc.workers.raise_failure()
     return 0

@@ -46,7 +46,8 @@ class Housekeeper:
                 self.is_leader = leader
                 if leader:
                     self._run_due(conn)
-            except (psycopg.OperationalError, Unavailable) as err:
+            except (psycopg.OperationalError, psycopg.InterfaceError, Unavailable) as err:
+                # The database went away: wait and reconnect. Anything else ends the worker.
                 log.warning("housekeeping failed: %s", first_line(err))
                 if conn is not None:
                     conn.close()

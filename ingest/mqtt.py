@@ -27,11 +27,13 @@ from paho.mqtt.properties import Properties
 from ingest.paho_fast import FastClient
 from ingest.paho_private import HookedClient
 from services import storage, topics
+from services.broadcasts import results as broadcast_results
 from services.db import connect, first_line
 from services.errors import Unavailable
 from services.intake import Raw, classify
 from services.mqtt_url import parse as parse_mqtt_url
 from services.registry_cache import RegistryCache
+from services.workers import Threads
 
 log = logging.getLogger(__name__)
 
@@ -101,7 +103,13 @@ class MqttIngest:
     """Owns the paho client and the writer thread; use as a context manager."""
 
     def __init__(
-        self, db_url: str, mqtt_url: str, cfg: IngestConfig, registry: RegistryCache, health: "BrokerHealth"
+        self,
+        db_url: str,
+        mqtt_url: str,
+        cfg: IngestConfig,
+        registry: RegistryCache,
+        health: "BrokerHealth",
+        workers: Threads | None = None,
     ) -> None:
         self._db_url = db_url
         self._target = parse_mqtt_url(mqtt_url)
@@ -113,7 +121,10 @@ class MqttIngest:
         self._stop = threading.Event()
         self._generation = 0
         self._conn: psycopg.Connection | None = None
-        self._writer = threading.Thread(target=self._write_loop, name="ingest.writer", daemon=True)
+        # The writer and the network thread are workers of the process (services.workers).
+        self._workers = workers or Threads()
+        self._writer: threading.Thread | None = None
+        self._network: threading.Thread | None = None
         self.committed = 0
         # UTC wall clock of the last commit (None before the first), and the batch being
         # written: read by health checks from other threads without a lock (plain stores).
@@ -155,22 +166,31 @@ class MqttIngest:
         return c
 
     def __enter__(self) -> "MqttIngest":
-        self._writer.start()
+        self._writer = self._workers.start("ingest.writer", self._write_loop)
         props = Properties(PacketTypes.CONNECT)
         props.SessionExpiryInterval = SESSION_EXPIRY_S
         props.ReceiveMaximum = self._cfg.receive_maximum
         self.client.connect_async(
             self._target.host, self._target.port, keepalive=15, clean_start=False, properties=props
         )
+        before = set(threading.enumerate())
         self.client.loop_start()
+        # paho's network thread dies when a callback raises: watched as a worker, it ends the process.
+        network = [t for t in threading.enumerate() if t not in before and t.name.startswith("paho-mqtt")]
+        if network:
+            self._network = self._workers.start("ingest.mqtt", network[0].join)
         return self
 
     def __exit__(self, *exc: object) -> None:
+        self._workers.stop.set()
         self._stop.set()
         self._wake.set()
-        self._writer.join(timeout=30)
+        if self._writer is not None:
+            self._writer.join(timeout=30)
         self.client.disconnect()
         self.client.loop_stop()
+        if self._network is not None:
+            self._network.join(timeout=5)
         if self._conn is not None:
             self._conn.close()
 
@@ -297,6 +317,8 @@ class MqttIngest:
         self._registry.refresh_if_due(conn)
         now = datetime.now(UTC)
         batch = classify([m.raw for m in msgs], self._registry.devices)
+        if batch.cmd_results:
+            batch.dead += broadcast_results.apply(conn, batch.cmd_results, now)
         storage.write_batch(conn, batch, now, self._health.listening_since, self._throttle)
 
     def _publish_owed(self) -> None:

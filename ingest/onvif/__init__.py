@@ -1,8 +1,9 @@
 """ONVIF cameras: the poller (status, events by PullPoint) publishing to MQTT, and discovery.
 
-`run_onvif` is what `ioc ingest` runs: exactly one poller is active per deployment (a
-PostgreSQL advisory lock on a dedicated connection); the others stand by and take over
-within seconds when it goes away.
+`run_onvif` is what `ioc ingest` runs (its worker `ingest.onvif`): exactly one poller is active
+per deployment (a PostgreSQL advisory lock on a dedicated connection); the others stand by and
+take over within seconds when it goes away. A lost database is waited out; anything else that
+escapes the per-camera tasks ends `run_onvif` with the error, and with it the process.
 """
 
 import asyncio
@@ -57,7 +58,7 @@ async def run_onvif(
         while not stop.is_set():
             try:
                 conn = await asyncio.to_thread(_try_lock, db_url)
-            except (Unavailable, psycopg.Error) as err:
+            except (Unavailable, psycopg.OperationalError) as err:
                 if not db_down:
                     log.warning("ONVIF poller: database unavailable: %s", err)
                     db_down = True
@@ -78,9 +79,6 @@ async def run_onvif(
                 await Poller(conn, publisher.publish, vault, tuning or Tuning(), reload_s=reload_s).run(stop)
             except* LockLost as eg:
                 log.warning("ONVIF poller lost its database connection (%s); standing by", eg.exceptions[0])
-            except* Exception:
-                log.exception("ONVIF poller failed; starting again")
-                await wait(stop, lock_retry_s)
             finally:
                 await asyncio.to_thread(conn.close)
     finally:
