@@ -28,6 +28,9 @@ pg_major() {
 missing=()
 have() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "install ok installed"; }
 for p in postgresql mosquitto mosquitto-clients; do have "$p" || missing+=("$p"); done
+# SNMP tests and bench: net-snmp's agent (started by tests/fix_snmp.py, never as the system
+# service) and its command-line tools (the bench's raw limit)
+for p in snmpd snmp; do have "$p" || missing+=("$p"); done
 if [ "$want_browser" = 1 ]; then have chromium || missing+=(chromium); fi
 
 updated=0
@@ -43,7 +46,7 @@ fi
 
 # The package starts a cluster and a broker as system services; Commune IOC starts
 # its own (ioc up, the tests), so the system ones only take ports and memory.
-for svc in mosquitto; do
+for svc in mosquitto snmpd; do
   if command -v systemctl >/dev/null && systemctl is-active --quiet "$svc" 2>/dev/null; then
     $SUDO systemctl disable --now "$svc" >/dev/null 2>&1 || true
   fi
@@ -90,6 +93,17 @@ case "$mosq_now" in
   *"+$MOSQ_TAG") ;;
   *) build_mosquitto ;;
 esac
+
+# snmpsim (the tests' simulated SNMP agents) refuses to run as root and drops to nobody, who
+# cannot read a Python under /root (pyenv): its own venv from Debian's python3, world-readable.
+SNMPSIM=/opt/ioc-snmpsim
+if [ ! -x "$SNMPSIM/bin/snmpsim-command-responder" ]; then
+  echo "install-deps: snmpsim in $SNMPSIM"
+  have python3-venv || { apt_update; $SUDO apt-get install -y -qq --no-install-recommends python3-venv >/dev/null; }
+  $SUDO /usr/bin/python3 -m venv "$SNMPSIM"
+  $SUDO "$SNMPSIM/bin/pip" install -q --disable-pip-version-check snmpsim==1.2.2 pysmi==2.0.0 cryptography==50.0.2
+  $SUDO chmod -R a+rX "$SNMPSIM"
+fi
 
 PGV=$(pg_major)
 if [ -z "$PGV" ]; then

@@ -1,0 +1,447 @@
+"""The SNMP prober (SPEC §8): v1, v2c and v3 agents polled with pysnmp's asyncio API.
+
+One poll is a GETBULK (v2c/v3; GETNEXT rows for v1) of sysUpTime, sysDescr and the IF-MIB columns
+we need, repeated while a column has more rows, plus a GET of `extra` OIDs when there are any. From
+it come `uptime_s`, `firmware`, the interface table, the uplink's state and counters, rates from the
+previous poll's counters (kept in the scheduler's per-device `state`), and `rebooted` when sysUpTime
+went down. A device's faults (timeouts, refused credentials, garbage on the wire) are a Reading with
+ok=False, never an exception.
+"""
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable, Mapping
+from typing import Any, ClassVar
+
+from pyasn1.type import univ
+from pysnmp.hlapi.v3arch.asyncio import (
+    CommunityData,
+    ContextData,
+    ObjectIdentity,
+    ObjectType,
+    SnmpEngine,
+    UdpTransportTarget,
+    UsmUserData,
+    bulk_cmd,
+    get_cmd,
+    next_cmd,
+    usmAesCfb128Protocol,
+    usmAesCfb256Protocol,
+    usmDESPrivProtocol,
+    usmHMAC192SHA256AuthProtocol,
+    usmHMACMD5AuthProtocol,
+    usmHMACSHAAuthProtocol,
+    usmNoPrivProtocol,
+)
+from pysnmp.proto import errind, rfc1902, rfc1905
+from pysnmp.proto.rfc3412 import MsgAndPduDispatcher
+
+from ingest.sources.reading import Reading
+from services.models import Device
+from services.sources.model import SnmpSource, Source
+from services.sources.profiles import Profile, catalogue, env_dir
+
+log = logging.getLogger(__name__)
+
+SYS_DESCR = "1.3.6.1.2.1.1.1"
+SYS_UPTIME = "1.3.6.1.2.1.1.3"
+# IF-MIB columns, in request order
+COLUMNS = {
+    "descr": "1.3.6.1.2.1.2.2.1.2",
+    "type": "1.3.6.1.2.1.2.2.1.3",
+    "admin": "1.3.6.1.2.1.2.2.1.7",
+    "oper": "1.3.6.1.2.1.2.2.1.8",
+    "in32": "1.3.6.1.2.1.2.2.1.10",
+    "out32": "1.3.6.1.2.1.2.2.1.16",
+    "name": "1.3.6.1.2.1.31.1.1.1.1",
+    "in64": "1.3.6.1.2.1.31.1.1.1.6",
+    "out64": "1.3.6.1.2.1.31.1.1.1.10",
+}
+IF_STATUS = {
+    1: "up",
+    2: "down",
+    3: "testing",
+    4: "unknown",
+    5: "dormant",
+    6: "notPresent",
+    7: "lowerLayerDown",
+}
+SOFTWARE_LOOPBACK = 24
+MAX_REPETITIONS = 25
+# A table longer than this many rounds is an agent that loops, not a device we poll.
+MAX_ROUNDS = 64
+TICKS_WRAP = 2**32
+AUTH_PROTOCOLS = {
+    "md5": usmHMACMD5AuthProtocol,
+    "sha": usmHMACSHAAuthProtocol,
+    "sha256": usmHMAC192SHA256AuthProtocol,
+}
+PRIV_PROTOCOLS = {"des": usmDESPrivProtocol, "aes": usmAesCfb128Protocol, "aes256": usmAesCfb256Protocol}
+# What a v3 agent (or pysnmp, checking its answer) says when our credentials are not accepted.
+AUTH_ERRORS = (
+    errind.UnknownUserName,
+    errind.WrongDigest,
+    errind.AuthenticationFailure,
+    errind.AuthenticationError,
+    errind.UnknownSecurityName,
+    errind.DecryptionError,
+    errind.UnsupportedSecurityLevel,
+)
+AUTH_STATUS = {"authorizationError", "noAccess"}
+
+
+class _Fault(Exception):
+    def __init__(self, code: str, detail: str, *, auth: bool = False) -> None:
+        super().__init__(detail)
+        self.code, self.detail, self.auth = code, detail, auth
+
+
+class _Heard:
+    """Datagrams an engine received, by sender: a timeout after an agent sent us something we could
+    not accept is a malformed reply, not silence. pysnmp drops unparsable messages without a word;
+    its engine calls `message_dispatcher.receive_message` for each one (checked at import)."""
+
+    def __init__(self, engine: SnmpEngine) -> None:
+        self.count: dict[tuple[str, int], int] = {}
+        dispatcher = engine.message_dispatcher
+        inner = dispatcher.receive_message
+
+        def receive(snmp_engine: Any, domain: Any, address: Any, whole: bytes) -> Any:
+            key = (str(address[0]), int(address[1]))
+            self.count[key] = self.count.get(key, 0) + 1
+            return inner(snmp_engine, domain, address, whole)
+
+        dispatcher.receive_message = receive  # type: ignore[method-assign]
+
+
+if not callable(getattr(MsgAndPduDispatcher, "receive_message", None)):
+    raise ImportError(
+        "pysnmp's message dispatcher has no receive_message: ingest/sources/snmp.py needs review"
+    )
+
+
+def _value(v: Any) -> Any:
+    """A varbind value as JSON: numbers as numbers, OctetString as text; None for no value."""
+    if isinstance(v, rfc1905.NoSuchObject | rfc1905.NoSuchInstance | rfc1905.EndOfMibView | univ.Null):
+        return None
+    if isinstance(v, rfc1902.IpAddress):
+        return v.prettyPrint()
+    if isinstance(v, univ.Integer):
+        return int(v)
+    if isinstance(v, univ.OctetString):
+        return bytes(v.asOctets()).decode("utf-8", errors="replace").replace("\x00", "").strip()
+    if isinstance(v, univ.ObjectIdentifier):
+        return str(v)
+    return v.prettyPrint()
+
+
+def _under(oid: str, prefix: str) -> bool:
+    return oid.startswith(prefix + ".")
+
+
+class SnmpProber:
+    """Polls SNMP agents; one engine for v1/v2c, one per v3 credential set (pysnmp keeps v3 users
+    in the engine, so two agents with one user name and different keys need two engines)."""
+
+    kind: ClassVar[str] = "snmp"
+
+    def __init__(
+        self,
+        profiles: Callable[[], Mapping[str, Profile]] | None = None,
+        *,
+        max_repetitions: int = MAX_REPETITIONS,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._profiles = profiles or (lambda: catalogue(env_dir()))
+        self._max_rep = max_repetitions
+        self._clock = clock
+        self._engines: dict[tuple[str, ...], tuple[SnmpEngine, _Heard]] = {}
+
+    def close(self) -> None:
+        """Close every engine's sockets (on the event loop they were opened on)."""
+        for engine, _heard in self._engines.values():
+            engine.close_dispatcher()
+        self._engines.clear()
+
+    def _engine(self, key: tuple[str, ...]) -> tuple[SnmpEngine, _Heard]:
+        if key not in self._engines:
+            engine = SnmpEngine()
+            self._engines[key] = (engine, _Heard(engine))
+        return self._engines[key]
+
+    def _auth(self, src: SnmpSource, secrets: Mapping[str, str]) -> tuple[Any, tuple[str, ...]]:
+        if src.version != "3":
+            community = secrets.get("community")
+            if not community:
+                raise _Fault("config", "no community stored for this agent")
+            return CommunityData(community, mpModel=0 if src.version == "1" else 1), ("v12",)
+        auth_key, priv_key = secrets.get("auth_key"), secrets.get("priv_key")
+        if not src.user or not src.auth or not auth_key:
+            raise _Fault("config", "v3 needs user, auth and auth_key")
+        auth_proto = AUTH_PROTOCOLS[src.auth]
+        if src.priv:
+            if not priv_key:
+                raise _Fault("config", "v3 priv needs priv_key")
+            data = UsmUserData(
+                src.user, auth_key, priv_key, authProtocol=auth_proto, privProtocol=PRIV_PROTOCOLS[src.priv]
+            )
+        else:
+            data = UsmUserData(src.user, auth_key, authProtocol=auth_proto, privProtocol=usmNoPrivProtocol)
+        key = ("v3", src.user, src.auth, auth_key, src.priv or "", priv_key or "")
+        return data, key
+
+    async def probe(
+        self, device: Device, source: Source, secrets: Mapping[str, str], state: dict[str, Any]
+    ) -> Reading:
+        """One poll of the device's agent (never raises for the device's own faults)."""
+        if not isinstance(source, SnmpSource):
+            return Reading(False, error=f"not an SNMP source: {source.kind}", error_code="config")
+        started = self._clock()
+        try:
+            # each request is bounded by timeout_s; the whole poll too, for an agent that
+            # answers every request slowly
+            async with asyncio.timeout(source.timeout_s * 4):
+                reading = await self._poll(source, secrets, state)
+        except _Fault as f:
+            return Reading(False, auth_failed=f.auth, error=f.detail, error_code=f.code)
+        except TimeoutError:
+            return Reading(
+                False, error=f"no complete answer in {source.timeout_s * 4:g} s", error_code="timeout"
+            )
+        except Exception as err:  # a library or decoding fault on one device's reply
+            log.debug("snmp %s: %r", device.id, err, exc_info=True)
+            return Reading(
+                False, error=f"unexpected reply: {type(err).__name__}: {err}"[:200], error_code="malformed"
+            )
+        return Reading(True, reading[0], reading[1], rtt_ms=round((self._clock() - started) * 1000, 2))
+
+    async def _poll(
+        self, src: SnmpSource, secrets: Mapping[str, str], state: dict[str, Any]
+    ) -> tuple[dict[str, Any], tuple[tuple[str, str, dict[str, Any]], ...]]:
+        auth, key = self._auth(src, secrets)
+        engine, heard = self._engine(key)
+        try:
+            target = await UdpTransportTarget.create((src.host, src.port), timeout=src.timeout_s, retries=0)
+        except Exception as err:
+            raise _Fault("dns", f"cannot resolve {src.host}: {err}") from err
+        call = _Caller(engine, heard, auth, target, (src.host, src.port))
+        profile = self._profiles().get(src.profile) if src.profile else None
+        columns = dict(COLUMNS)
+        clients_oid = profile.snmp.clients if profile and profile.snmp else None
+        if clients_oid and not clients_oid.endswith(".0"):
+            columns["clients"] = clients_oid
+        scalars, table = await call.walk(src.version, [SYS_UPTIME, SYS_DESCR], columns, self._max_rep)
+        extra = dict(src.extra)
+        if profile and profile.snmp:
+            extra = {**dict(profile.snmp.extra), **extra}
+        if clients_oid and clients_oid.endswith(".0"):
+            extra["clients"] = clients_oid
+        got = await call.get(src.version, list(extra.values())) if extra else {}
+        return _metrics(src, scalars, table, {n: got.get(o) for n, o in extra.items()}, state, self._clock())
+
+
+class _Caller:
+    """The requests of one poll; library answers turned into values or a _Fault."""
+
+    def __init__(
+        self, engine: SnmpEngine, heard: _Heard, auth: Any, target: Any, addr: tuple[str, int]
+    ) -> None:
+        self.engine, self.heard, self.auth, self.target = engine, heard, auth, target
+        self.addr = addr
+
+    def _check(self, before: int, ei: Any, es: Any, ex: Any, vbs: Any) -> str | None:
+        """None when the answer is good; the failing status's name for a PDU error."""
+        if ei:
+            if isinstance(ei, AUTH_ERRORS):
+                raise _Fault("auth", f"the agent refused our credentials: {ei}", auth=True)
+            if isinstance(ei, errind.RequestTimedOut):
+                if self.heard.count.get(self.addr, 0) > before:
+                    raise _Fault("malformed", "the agent answered with a message that is not valid SNMP")
+                raise _Fault("timeout", "no answer (wrong community, or the agent is down)")
+            raise _Fault("snmp", str(ei))
+        if es:
+            name = es.prettyPrint() if hasattr(es, "prettyPrint") else str(es)
+            if name in AUTH_STATUS:
+                raise _Fault("auth", f"the agent refused access: {name}", auth=True)
+            return name
+        return None
+
+    async def get(self, version: str, oids: list[str]) -> dict[str, Any]:
+        oids = list(oids)
+        while oids:
+            before = self.heard.count.get(self.addr, 0)
+            ei, es, ex, vbs = await get_cmd(
+                self.engine,
+                self.auth,
+                self.target,
+                ContextData(),
+                *[ObjectType(ObjectIdentity(o)) for o in oids],
+                lookupMib=False,
+            )
+            status = self._check(before, ei, es, ex, vbs)
+            if status == "noSuchName" and version == "1" and 0 < int(ex) <= len(oids):
+                # v1 answers a missing OID with an error naming it: ask again without it
+                del oids[int(ex) - 1]
+                continue
+            if status:
+                raise _Fault("agent_error", f"the agent answered {status}")
+            return {str(name): _value(val) for name, val in vbs}
+        return {}
+
+    async def walk(
+        self, version: str, scalars: list[str], columns: dict[str, str], max_rep: int
+    ) -> tuple[dict[str, Any], dict[str, dict[int, Any]]]:
+        """The next instance of each scalar prefix, and every row of the columns (by last index)."""
+        found: dict[str, Any] = {}
+        table: dict[str, dict[int, Any]] = {c: {} for c in columns}
+        cursor = dict(columns)
+        active = list(columns)
+        pending_scalars = list(scalars)
+        for _ in range(MAX_ROUNDS):
+            if not active and not pending_scalars:
+                break
+            names = [*pending_scalars, *(cursor[c] for c in active)]
+            before = self.heard.count.get(self.addr, 0)
+            if version == "1":
+                ei, es, ex, vbs = await next_cmd(
+                    self.engine,
+                    self.auth,
+                    self.target,
+                    ContextData(),
+                    *[ObjectType(ObjectIdentity(o)) for o in names],
+                    lookupMib=False,
+                )
+            else:
+                ei, es, ex, vbs = await bulk_cmd(
+                    self.engine,
+                    self.auth,
+                    self.target,
+                    ContextData(),
+                    len(pending_scalars),
+                    max_rep,
+                    *[ObjectType(ObjectIdentity(o)) for o in names],
+                    lookupMib=False,
+                )
+            status = self._check(before, ei, es, ex, vbs)
+            if status == "noSuchName" and version == "1" and 0 < int(ex) <= len(names):
+                # v1: the end of the MIB past this column (or scalar)
+                i = int(ex) - 1
+                if i < len(pending_scalars):
+                    del pending_scalars[i]
+                else:
+                    active.pop(i - len(pending_scalars))
+                continue
+            if status:
+                raise _Fault("agent_error", f"the agent answered {status}")
+            vbs = list(vbs)
+            n_scalar = len(pending_scalars)
+            for prefix, (name, val) in zip(pending_scalars, vbs[:n_scalar], strict=False):
+                if str(name) == prefix + ".0":
+                    found[prefix] = _value(val)
+            pending_scalars = []
+            rest = vbs[n_scalar:]
+            width = len(active)
+            if width == 0:
+                continue
+            if not rest:
+                raise _Fault("malformed", "the agent answered a table request with no values")
+            done: set[str] = set()
+            for row in range(0, len(rest) - width + 1, width):
+                for col, (name, val) in zip(active, rest[row : row + width], strict=True):
+                    if col in done:
+                        continue
+                    oid = str(name)
+                    if isinstance(val, rfc1905.EndOfMibView) or not _under(oid, columns[col]):
+                        done.add(col)
+                        continue
+                    if tuple(int(x) for x in oid.split(".")) <= tuple(int(x) for x in cursor[col].split(".")):
+                        raise _Fault("malformed", f"the agent's OIDs do not increase ({oid})")
+                    cursor[col] = oid
+                    table[col][int(oid.rsplit(".", 1)[1])] = _value(val)
+            active = [c for c in active if c not in done]
+        else:
+            raise _Fault("malformed", f"the interface table did not end after {MAX_ROUNDS} requests")
+        return found, table
+
+
+def _metrics(
+    src: SnmpSource,
+    scalars: dict[str, Any],
+    table: dict[str, dict[int, Any]],
+    extra: dict[str, Any],
+    state: dict[str, Any],
+    now: float,
+) -> tuple[dict[str, Any], tuple[tuple[str, str, dict[str, Any]], ...]]:
+    metrics: dict[str, Any] = {}
+    events: list[tuple[str, str, dict[str, Any]]] = []
+    ticks = scalars.get(SYS_UPTIME)
+    rebooted = False
+    if isinstance(ticks, int):
+        metrics["uptime_s"] = ticks // 100
+        prev = state.get("uptime_ticks")
+        # a wrap of the 32-bit tick counter (every 497 days) is not a reboot
+        wrapped = isinstance(prev, int) and prev > TICKS_WRAP - 100 * 86400 and ticks < 100 * 86400
+        if isinstance(prev, int) and ticks < prev and not wrapped:
+            rebooted = True
+            events.append(
+                ("rebooted", "warning", {"uptime_s": ticks // 100, "previous_uptime_s": prev // 100})
+            )
+        state["uptime_ticks"] = ticks
+    if isinstance(scalars.get(SYS_DESCR), str):
+        metrics["firmware"] = scalars[SYS_DESCR][:200]
+    interfaces = []
+    for index in sorted(set(table["descr"]) | set(table["name"]) | set(table["oper"])):
+        in64, out64 = table["in64"].get(index), table["out64"].get(index)
+        hc = isinstance(in64, int) and isinstance(out64, int)
+        interfaces.append(
+            {
+                "index": index,
+                "name": table["name"].get(index),
+                "descr": table["descr"].get(index),
+                "oper": IF_STATUS.get(table["oper"].get(index), table["oper"].get(index)),
+                "admin": IF_STATUS.get(table["admin"].get(index), table["admin"].get(index)),
+                "rx_bytes": in64 if hc else table["in32"].get(index),
+                "tx_bytes": out64 if hc else table["out32"].get(index),
+                "_hc": hc,
+                "_loop": table["type"].get(index) == SOFTWARE_LOOPBACK or table["name"].get(index) == "lo",
+            }
+        )
+    up = [i for i in interfaces if i["oper"] == "up"]
+    metrics["if_up"] = len(up)
+    metrics["if_down"] = len(interfaces) - len(up)
+    uplink = None
+    if src.uplink:
+        uplink = next((i for i in interfaces if src.uplink in (i["name"], i["descr"])), None)
+        if uplink is not None:
+            metrics["uplink_up"] = uplink["oper"] == "up"
+    elif interfaces:
+        real = [i for i in interfaces if not i["_loop"]]
+        metrics["uplink_up"] = any(i["oper"] == "up" for i in real)
+        uplink = next((i for i in real if i["oper"] == "up"), real[0] if real else None)
+    if uplink is not None:
+        rx, tx = uplink["rx_bytes"], uplink["tx_bytes"]
+        if isinstance(rx, int):
+            metrics["rx_bytes"] = rx
+        if isinstance(tx, int):
+            metrics["tx_bytes"] = tx
+        prev = state.get("uplink")
+        if prev and prev["index"] == uplink["index"] and prev["hc"] == uplink["_hc"] and not rebooted:
+            dt = now - prev["at"]
+            for metric, new, old in (("rx_bps", rx, prev["rx"]), ("tx_bps", tx, prev["tx"])):
+                # a counter below its last value wrapped or was reset: no rate this time
+                if dt > 0 and isinstance(new, int) and isinstance(old, int) and new >= old:
+                    metrics[metric] = round((new - old) * 8 / dt, 1)
+        state["uplink"] = {"index": uplink["index"], "hc": uplink["_hc"], "rx": rx, "tx": tx, "at": now}
+    metrics["interfaces"] = [{k: v for k, v in i.items() if not k.startswith("_")} for i in interfaces]
+    if "clients" in table:
+        counts = [v for v in table["clients"].values() if isinstance(v, int)]
+        if counts:
+            metrics["clients"] = sum(counts)
+    for name, value in extra.items():
+        if value is not None:
+            metrics[name] = value
+    return metrics, tuple(events)
+
+
+__all__ = ["SnmpProber"]

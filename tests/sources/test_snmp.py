@@ -1,0 +1,243 @@
+"""The SNMP prober against real agents: Debian's net-snmp snmpd (v1, v2c, v3 authNoPriv/authPriv),
+snmpsim replaying recorded and hand-written walks (vendor client counts, a wrapped counter, a
+reboot), and UDP servers that answer garbage, truncated BER or nothing."""
+
+import asyncio
+from typing import Any
+
+import pytest
+
+from ingest.sources.reading import Reading
+from ingest.sources.snmp import SnmpProber
+from services.models import Device
+from services.sources.model import SnmpSource
+from services.sources.profiles import shipped, shipped_examples
+from tests.fix_snmp import COMMUNITY, V3_USERS, Snmpd
+
+DEVICE = Device("ap-test", "xa-test", "wifi")
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.t = 1000.0
+
+    def __call__(self) -> float:
+        return self.t
+
+
+def probe(
+    prober: SnmpProber, src: SnmpSource, secrets: dict[str, str], state: dict[str, Any] | None = None
+) -> Reading:
+    """One poll on an event loop of its own (the prober's sockets closed at its end)."""
+    return probes(prober, [(src, secrets)], state)[0]
+
+
+def probes(
+    prober: SnmpProber, calls: list[tuple[SnmpSource, dict[str, str]]], state: dict[str, Any] | None = None
+) -> list[Reading]:
+    """Polls in turn on one event loop, as the scheduler runs them."""
+
+    async def run() -> list[Reading]:
+        try:
+            return [await prober.probe(DEVICE, s, k, {} if state is None else state) for s, k in calls]
+        finally:
+            prober.close()
+
+    return asyncio.run(run())
+
+
+def v3(port: int, user: str, **kw: Any) -> tuple[SnmpSource, dict[str, str]]:
+    auth, akey, priv, pkey = V3_USERS[user]
+    secrets = {"auth_key": akey, **({"priv_key": pkey} if pkey else {})}
+    return SnmpSource("127.0.0.1", port, "3", user, auth, priv, **kw), secrets
+
+
+def test_v2c_metrics_and_interface_table(snmpd: Snmpd) -> None:
+    r = probe(SnmpProber(dict), SnmpSource("127.0.0.1", snmpd.port, "2c"), {"community": COMMUNITY})
+    assert r.ok and not r.auth_failed and r.error is None
+    m = r.metrics
+    assert m["firmware"] == "Commune IOC test agent (net-snmp)"
+    assert isinstance(m["uptime_s"], int) and m["uptime_s"] >= 0
+    names = {i["name"] for i in m["interfaces"]}
+    assert "lo" in names
+    lo = next(i for i in m["interfaces"] if i["name"] == "lo")
+    assert lo["oper"] == "up" and lo["admin"] == "up" and isinstance(lo["rx_bytes"], int)
+    assert m["if_up"] + m["if_down"] == len(m["interfaces"])
+    # the default uplink is a non-loopback interface
+    assert isinstance(m["uplink_up"], bool)
+
+
+def test_uplink_named_by_ifname_gives_its_counters(snmpd: Snmpd) -> None:
+    src = SnmpSource("127.0.0.1", snmpd.port, "2c", uplink="lo")
+    r = probe(SnmpProber(dict), src, {"community": COMMUNITY})
+    lo = next(i for i in r.metrics["interfaces"] if i["name"] == "lo")
+    assert r.metrics["uplink_up"] is True
+    assert r.metrics["rx_bytes"] == lo["rx_bytes"] and r.metrics["tx_bytes"] == lo["tx_bytes"]
+
+
+def test_v1_walks_with_getnext_and_reads_extra(snmpd: Snmpd) -> None:
+    src = SnmpSource(
+        "127.0.0.1",
+        snmpd.port,
+        "1",
+        extra=(
+            ("contact", "1.3.6.1.2.1.1.4.0"),
+            ("or_last_change", "1.3.6.1.2.1.1.8.0"),
+            ("nothing", "1.3.6.1.2.1.1.99.0"),
+        ),
+    )
+    r = probe(SnmpProber(dict), src, {"community": COMMUNITY})
+    assert r.ok, r.error
+    assert r.metrics["contact"] == "tests@example.invalid"
+    assert isinstance(r.metrics["or_last_change"], int)
+    assert "nothing" not in r.metrics
+    assert r.metrics["interfaces"]
+
+
+@pytest.mark.parametrize("user", sorted(V3_USERS))
+def test_v3_users(snmpd: Snmpd, user: str) -> None:
+    src, secrets = v3(snmpd.port, user)
+    r = probe(SnmpProber(dict), src, secrets)
+    assert r.ok, r.error
+    assert r.metrics["firmware"].startswith("Commune IOC test agent")
+
+
+def test_v3_wrong_key_is_auth_failed(snmpd: Snmpd) -> None:
+    src, secrets = v3(snmpd.port, "ioc-sha-aes")
+    r = probe(SnmpProber(dict), src, {**secrets, "auth_key": "not-the-key-at-all"})
+    assert not r.ok and r.auth_failed and r.error_code == "auth"
+
+
+def test_v3_unknown_user_is_auth_failed(snmpd: Snmpd) -> None:
+    src = SnmpSource("127.0.0.1", snmpd.port, "3", "nobody-here", "sha", "aes")
+    r = probe(SnmpProber(dict), src, {"auth_key": "some-auth-key", "priv_key": "some-priv-key"})
+    assert not r.ok and r.auth_failed
+
+
+def test_right_and_wrong_keys_of_one_user_do_not_mix(snmpd: Snmpd) -> None:
+    prober = SnmpProber(dict)
+    src, secrets = v3(snmpd.port, "ioc-sha-aes")
+    wrong, right = probes(prober, [(src, {**secrets, "auth_key": "not-the-key-at-all"}), (src, secrets)])
+    assert not wrong.ok and right.ok
+
+
+def test_wrong_community_is_a_timeout(snmpd: Snmpd) -> None:
+    src = SnmpSource("127.0.0.1", snmpd.port, "2c", timeout_s=0.5)
+    r = probe(SnmpProber(dict), src, {"community": "not-the-community"})
+    assert not r.ok and not r.auth_failed and r.error_code == "timeout"
+
+
+def test_reboot_is_an_event_and_gives_no_rate(snmpd: Snmpd) -> None:
+    clock = Clock()
+    prober = SnmpProber(dict, clock=clock)
+    src = SnmpSource("127.0.0.1", snmpd.port, "2c", uplink="lo")
+    state: dict[str, Any] = {}
+    first = probe(prober, src, {"community": COMMUNITY}, state)
+    assert first.events == ()
+    # as if the agent had been up for 400 days at the last poll: sysUpTime went down
+    state["uptime_ticks"] = 400 * 86400 * 100
+    clock.t += 60
+    r = probe(prober, src, {"community": COMMUNITY}, state)
+    assert [e[0] for e in r.events] == ["rebooted"]
+    assert r.events[0][1] == "warning"
+    assert "rx_bps" not in r.metrics and "tx_bps" not in r.metrics
+
+
+def test_counters_below_last_poll_give_no_negative_rate(snmpd: Snmpd) -> None:
+    clock = Clock()
+    prober = SnmpProber(dict, clock=clock)
+    src = SnmpSource("127.0.0.1", snmpd.port, "2c", uplink="lo")
+    state: dict[str, Any] = {}
+    probe(prober, src, {"community": COMMUNITY}, state)
+    clock.t += 60
+    steady = probe(prober, src, {"community": COMMUNITY}, state)
+    assert steady.metrics["rx_bps"] >= 0 and steady.metrics["tx_bps"] >= 0
+    # the last poll's counter was higher than now (a wrap or a reset without a reboot)
+    state["uplink"]["rx"] = steady.metrics["rx_bytes"] + 2**40
+    clock.t += 60
+    r = probe(prober, src, {"community": COMMUNITY}, state)
+    assert "rx_bps" not in r.metrics
+    assert r.metrics["tx_bps"] >= 0
+
+
+GARBAGE = b"\x00\xffnot snmp at all\x13\x37"
+
+
+def _truncated(request: bytes) -> bytes:
+    # a BER SEQUENCE claiming 200 bytes and carrying 3
+    return b"\x30\x81\xc8\x02\x01\x01"
+
+
+@pytest.mark.parametrize("reply", [lambda _req: GARBAGE, _truncated, lambda req: req[: len(req) // 2]])
+def test_malformed_replies_are_offline_not_a_crash(udp_responder: Any, reply: Any) -> None:
+    agent = udp_responder(reply)
+    src = SnmpSource("127.0.0.1", agent.port, "2c", timeout_s=0.5)
+    r = probe(SnmpProber(dict), src, {"community": COMMUNITY})
+    assert agent.received >= 1
+    assert not r.ok and r.error_code == "malformed", r
+
+
+def test_a_hanging_agent_is_bounded_by_timeout_s(udp_responder: Any) -> None:
+    agent = udp_responder(lambda _req: None)
+    src = SnmpSource("127.0.0.1", agent.port, "2c", timeout_s=0.3)
+    r = probe(SnmpProber(dict), src, {"community": COMMUNITY})
+    assert agent.received >= 1
+    assert not r.ok and r.error_code == "timeout"
+
+
+def test_missing_community_is_a_config_error_not_a_crash() -> None:
+    r = probe(SnmpProber(dict), SnmpSource("127.0.0.1", 9, "2c"), {})
+    assert not r.ok and r.error_code == "config"
+
+
+def test_shipped_vendor_profiles_name_client_count_oids() -> None:
+    profiles = shipped()
+    assert profiles["unifi"].snmp and profiles["unifi"].snmp.clients == "1.3.6.1.4.1.41112.1.6.1.2.1.8"
+    assert profiles["mikrotik"].snmp and profiles["mikrotik"].snmp.clients == "1.3.6.1.4.1.14988.1.1.1.3.1.6"
+
+
+@pytest.mark.parametrize("profile", ["unifi", "mikrotik"])
+def test_vendor_profile_sums_the_client_count_column(snmpsim: Any, profile: str) -> None:
+    example = next(iter(shipped_examples(profile)))
+    src = SnmpSource("127.0.0.1", snmpsim.port, "2c", profile=profile, uplink="eth0")
+    r = probe(SnmpProber(shipped), src, {"community": profile})
+    assert r.ok, r.error
+    assert r.metrics["clients"] == example["clients"]
+    # 32-bit counters where the agent has no ifXTable
+    assert r.metrics["uplink_up"] is True and r.metrics["rx_bytes"] == 123456
+    assert r.metrics["if_up"] == 2 and r.metrics["if_down"] == 1
+
+
+def test_recorded_net_snmp_walk_replays(snmpsim: Any) -> None:
+    r = probe(SnmpProber(dict), SnmpSource("127.0.0.1", snmpsim.port, "2c"), {"community": "netsnmp"})
+    assert r.ok, r.error
+    assert r.metrics["firmware"] == "Commune IOC test agent"
+    assert [i["name"] for i in r.metrics["interfaces"]] == ["lo", "ifb0", "ifb1", "eth0"]
+    # ifHCInOctets (Counter64) preferred to ifInOctets
+    assert next(i for i in r.metrics["interfaces"] if i["name"] == "lo")["rx_bytes"] == 5793029729
+
+
+def test_a_wrapped_32_bit_counter_gives_no_rate(snmpsim: Any) -> None:
+    clock = Clock()
+    prober = SnmpProber(dict, clock=clock)
+    src = SnmpSource("127.0.0.1", snmpsim.port, "2c", uplink="eth0")
+    state: dict[str, Any] = {}
+    first = probes(prober, [(src, {"community": "wrap-1"})], state)[0]
+    clock.t += 60
+    second = probes(prober, [(src, {"community": "wrap-2"})], state)[0]
+    assert first.ok and second.ok
+    assert "rx_bps" not in second.metrics
+    assert second.metrics["tx_bps"] == (1600000 - 1000000) * 8 / 60
+    assert second.events == ()
+
+
+def test_a_reboot_between_recordings_is_an_event_and_no_rate(snmpsim: Any) -> None:
+    clock = Clock()
+    prober = SnmpProber(dict, clock=clock)
+    src = SnmpSource("127.0.0.1", snmpsim.port, "2c", uplink="eth0")
+    state: dict[str, Any] = {}
+    probes(prober, [(src, {"community": "reboot-1"})], state)
+    clock.t += 60
+    r = probes(prober, [(src, {"community": "reboot-2"})], state)[0]
+    assert r.events == (("rebooted", "warning", {"uptime_s": 12, "previous_uptime_s": 86400}),)
+    assert "rx_bps" not in r.metrics and "tx_bps" not in r.metrics
