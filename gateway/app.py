@@ -11,11 +11,13 @@ from gateway.routes import (
     alerts,
     audit,
     auth,
+    broadcasts,
     dashboard,
     devices,
     health,
     live,
     maintenance,
+    media,
     ngsi,
     reports,
     share,
@@ -31,9 +33,9 @@ DESCRIPTION = """
 Commune IOC — the operations center of a smart commune.
 
 * **Operators** sign in with `POST /api/v1/auth/login` and use `/api/v1/...`.
-* **The district and province** pull shared data with an API key (`Authorization: Bearer <key>`)
+* **The province and neighbouring communes** pull shared data with an API key (`Authorization: Bearer <key>`)
   from `/api/share/v1/...` and the NGSI-LD view under `/ngsi-ld/v1/...`.
-  *Huyện và tỉnh lấy dữ liệu chia sẻ bằng khóa API.*
+  *Tỉnh và các xã lân cận lấy dữ liệu chia sẻ bằng khóa API.*
 
 Errors are `{"error": {"code": "...", "message": "..."}}`.
 """
@@ -88,11 +90,13 @@ def create_app(settings: GatewaySettings) -> FastAPI:
         alerts,
         audit,
         auth,
+        broadcasts,
         dashboard,
         devices,
         health,
         live,
         maintenance,
+        media,
         ngsi,
         reports,
         share,

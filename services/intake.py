@@ -32,6 +32,11 @@ REASONS = (
     "bad_availability",
     "bad_topic",
     "unknown_channel",
+    # broadcast results (services.broadcasts.results): not the contract's payload, no such
+    # delivery of the device, or a result for a delivery already over
+    "bad_result",
+    "unknown_delivery",
+    "late_result",
     # checked, but refused when written (PostgreSQL's message in the detail): services.storage
     "unstorable",
     # a check of ours raised: a bug, logged; the message is kept so nothing is lost
@@ -76,6 +81,8 @@ class Batch:
     status_raws: list[Raw] = field(default_factory=list)
     event_raws: list[Raw] = field(default_factory=list)
     availability_raws: list[Raw] = field(default_factory=list)
+    # devices' `cmd_result`s, applied by services.broadcasts.results (not rows of this batch)
+    cmd_results: list[tuple[Device, Raw]] = field(default_factory=list)
 
     def add_status(self, device: Device, st: Status, raw: Raw) -> None:
         self.statuses.append((device, st, raw.received_at))
@@ -146,6 +153,9 @@ def _dead(raw: Raw, reason: str, detail: str, device_id: str | None) -> DeadLett
     return DeadLetter(raw.received_at, raw.topic, reason, detail, device_id, payload)
 
 
+dead_letter = _dead
+
+
 def classify(messages: list[Raw], devices: dict[str, Device]) -> Batch:
     """Validate every message against the registry and the payload rules of SPEC §4.
 
@@ -186,6 +196,9 @@ def _classify_one(batch: Batch, raw: Raw, devices: dict[str, Device]) -> None:
     t = topics.parse(raw.topic)
     if t is None:
         channel = topics.channel_of(raw.topic)
+        if channel == topics.RESULTS:
+            _add_result(batch, raw, devices)
+            return
         if channel in topics.IGNORED:
             return  # the IOC's own publications under ioc/v1 (commands to devices)
         if channel in topics.UNHANDLED:
@@ -229,6 +242,19 @@ def _classify_one(batch: Batch, raw: Raw, devices: dict[str, Device]) -> None:
             batch.add_availability(device, parse_availability(raw.payload), raw)
     except BadPayload as err:
         batch.dead.append(_dead(raw, err.reason, err.detail, device.id))
+
+
+def _add_result(batch: Batch, raw: Raw, devices: dict[str, Device]) -> None:
+    _, _, commune_id, kind, device_id, _ = raw.topic.split("/")
+    device = devices.get(device_id)
+    if device is None:
+        batch.dead.append(_dead(raw, "unknown_device", f"device {device_id!r} is not in the registry", device_id))
+    elif device.commune_id != commune_id or device.kind != kind:
+        batch.dead.append(
+            _dead(raw, "topic_mismatch", f"a cmd_result of {device.id} on another device's topic", device.id)
+        )
+    else:
+        batch.cmd_results.append((device, raw))
 
 
 def _status_ts(item: tuple[Status, datetime]) -> datetime:

@@ -6,8 +6,10 @@ ROOT = "ioc/v1"
 CHANNELS = ("status", "availability", "event")
 # Published by the IOC to devices (SPEC §9): ingest hears them on its filter and ignores them.
 IGNORED = ("cmd",)
-# Device -> IOC channels nothing consumes yet (broadcast results): dead letters until then.
-UNHANDLED = ("cmd_result",)
+# Device -> IOC: the results of commands (services.broadcasts.results).
+RESULTS = "cmd_result"
+# Device -> IOC channels nothing consumes yet: dead letters until then.
+UNHANDLED: tuple[str, ...] = ()
 DEVICE_FILTER = f"{ROOT}/+/+/+/+"
 # What ingest subscribes to: the whole tree, so a topic of the wrong shape (a device may publish
 # deeper topics under its own prefix) is a dead letter instead of silently never received.

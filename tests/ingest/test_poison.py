@@ -124,7 +124,7 @@ def test_commands_are_ignored_and_command_results_are_kept(
     wait_for(lambda: scalar(db_url, "SELECT count(*) FROM status_samples") == 1)
     wait_for(lambda: scalar(db_url, "SELECT count(*) FROM dead_letters") == 1)
     ((topic, reason, _),) = dead(db_url)
-    assert topic.endswith("/cmd_result") and reason == "unknown_channel"
+    assert topic.endswith("/cmd_result") and reason == "unknown_delivery"  # no delivery 1 was sent
 
 
 # -- write_batch as every source uses it -------------------------------------------------------

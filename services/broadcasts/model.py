@@ -1,0 +1,92 @@
+"""The words of broadcasts and deliveries: priorities, states, and how states follow each other."""
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+PRIORITIES = ("normal", "priority", "emergency")
+RANK = {p: i for i, p in enumerate(PRIORITIES)}
+KINDS = ("speaker", "eboard")
+BROADCAST_STATES = ("awaiting_approval", "scheduled", "active", "finished", "cancelled")
+OPEN_STATES = ("scheduled", "sent", "accepted", "playing")
+FINAL_STATES = ("done", "failed", "rejected", "cancelled", "expired")
+# What a device may report, and how far along each puts a delivery: a result never moves one back.
+RESULT_STATES = ("accepted", "playing", "done", "failed", "rejected")
+STEP = {"scheduled": 0, "sent": 1, "accepted": 2, "playing": 3, "done": 4, "failed": 4, "rejected": 4}
+NOT_REACHED_AFTER_S = 120
+
+
+@dataclass(frozen=True)
+class Broadcast:
+    id: int
+    title: str
+    priority: str
+    risk_level: int | None
+    media_id: str | None
+    text: str | None
+    volume: int | None
+    targets: dict[str, Any]
+    communes: list[str]
+    starts_at: datetime
+    rrule: str | None
+    expires_at: datetime
+    state: str
+    created_by: str
+    created_at: datetime
+    approved_by: str | None
+    approved_at: datetime | None
+    cancelled_by: str | None
+    cancelled_at: datetime | None
+    occurrence_at: datetime | None
+    alerted_for: datetime | None
+
+
+@dataclass(frozen=True)
+class Delivery:
+    id: int
+    broadcast_id: int
+    device_id: str
+    commune_id: str
+    village_id: str | None
+    kind: str
+    occurrence_at: datetime
+    expires_at: datetime
+    state: str
+    reason: str | None
+    sent_at: datetime | None
+    attempts: int
+    stop_owed: bool
+    updated_at: datetime
+
+
+def next_state(current: str, status: str) -> str | None:
+    """The state a device's result moves a delivery to, or None when it changes nothing
+    (a duplicate, or a step back: results may arrive out of order)."""
+    if current in FINAL_STATES:
+        return None
+    if STEP[status] <= STEP[current]:
+        return None
+    return status
+
+
+def village_reached(kinds_states: list[tuple[str, str]]) -> bool:
+    """A village is reached when one of its targeted speakers is done, or, where only e-boards are
+    targeted in it, one has accepted (or gone further)."""
+    speakers = [s for k, s in kinds_states if k == "speaker"]
+    if speakers:
+        return "done" in speakers
+    return any(s in ("accepted", "playing", "done") for _, s in kinds_states)
+
+
+def why_not(rows: list[tuple[str, str, bool]]) -> str:
+    """Why a village was not reached (yet), from its deliveries (kind, state, device offline):
+    `no_speaker`, `offline`, `rejected`, `failed`, `expired`, `cancelled` or `in_progress`."""
+    if not rows:
+        return "no_speaker"
+    states = [s for _, s, _ in rows]
+    if all(off for _, s, off in rows if s in OPEN_STATES) and any(s in OPEN_STATES for s in states):
+        return "offline"
+    for s in ("rejected", "failed", "expired", "cancelled"):
+        if s in states:
+            return s
+    return "in_progress"

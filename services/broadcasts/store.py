@@ -1,0 +1,382 @@
+"""Broadcasts in the database: create, approve, cancel, read, list, and their coverage."""
+
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import psycopg
+from psycopg.rows import class_row
+from psycopg.types.json import Jsonb
+
+from services import maintenance, paging
+from services.broadcasts.model import KINDS, PRIORITIES, Broadcast, Delivery, village_reached, why_not
+from services.errors import Conflict, Forbidden, InvalidInput, NotFound
+
+# Told to the delivery worker so an emergency goes out at once instead of at its next poll.
+CHANNEL = "ioc_broadcasts"
+DEFAULT_EXPIRY = timedelta(hours=1)
+_DELIVERY_COLUMNS = (
+    "id, broadcast_id, device_id, commune_id, village_id, kind, occurrence_at, expires_at, state, reason,"
+    " sent_at, attempts, stop_owed, updated_at"
+)
+
+
+def _split_village(v: str) -> tuple[str | None, str]:
+    commune, sep, village = v.partition("/")
+    return (commune, village) if sep else (None, v)
+
+
+def resolve_targets(
+    conn: psycopg.Connection, targets: dict[str, Any], scope: Sequence[str] | None
+) -> tuple[list[tuple[str, str, str | None, str]], list[tuple[str, str]]]:
+    """The devices a broadcast reaches — (device_id, commune, village, kind), a union of the listed
+    communes, villages (`village` or `commune/village`) and devices of the listed kinds — and the
+    villages it targets (commune, village). InvalidInput names every unknown commune, village or
+    device; Forbidden one outside `scope` (None: every commune)."""
+    communes = list(dict.fromkeys(targets.get("communes") or []))
+    villages = [_split_village(v) for v in dict.fromkeys(targets.get("villages") or [])]
+    devices = list(dict.fromkeys(targets.get("devices") or []))
+    kinds = list(dict.fromkeys(targets.get("kinds") or KINDS))
+    bad_kinds = [k for k in kinds if k not in KINDS]
+    if bad_kinds:
+        raise InvalidInput(f"targets.kinds: {bad_kinds} are not speaker or eboard")
+    if not (communes or villages or devices):
+        raise InvalidInput("targets: name at least one commune, village or device")
+    known_communes = {r[0] for r in conn.execute("SELECT id FROM communes WHERE id = ANY(%s)", (communes,))}
+    village_rows = conn.execute(
+        "SELECT commune_id, id FROM villages WHERE id = ANY(%s)", ([v for _, v in villages],)
+    ).fetchall()
+    device_rows = conn.execute(
+        "SELECT id, commune_id, village_id, kind FROM devices WHERE id = ANY(%s) AND retired_at IS NULL",
+        (devices,),
+    ).fetchall()
+    unknown: list[str] = [f"commune {c!r}" for c in communes if c not in known_communes]
+    picked_villages: list[tuple[str, str]] = []
+    for c, v in villages:
+        found = [(rc, rv) for rc, rv in village_rows if rv == v and (c is None or rc == c)]
+        if scope is not None and c is None:
+            found = [f for f in found if f[0] in scope] or found
+        if not found:
+            unknown.append(f"village {v!r}" + (f" of commune {c!r}" if c else ""))
+        picked_villages += found
+    known_devices = {r[0] for r in device_rows}
+    unknown += [f"device {d!r}" for d in devices if d not in known_devices]
+    if unknown:
+        raise InvalidInput(f"targets: unknown {', '.join(unknown)}", detail={"unknown": unknown})
+    if scope is not None:
+        outside = sorted(
+            {c for c in communes if c not in scope}
+            | {c for c, _ in picked_villages if c not in scope}
+            | {r[1] for r in device_rows if r[1] not in scope}
+        )
+        if outside:
+            raise Forbidden(f"you have no access to commune {', '.join(outside)}")
+    rows = conn.execute(
+        "SELECT d.id, d.commune_id, d.village_id, d.kind FROM devices d"
+        " WHERE d.retired_at IS NULL AND d.kind = ANY(%s) AND (d.commune_id = ANY(%s) OR d.id = ANY(%s)"
+        "  OR (d.commune_id, d.village_id) IN (SELECT * FROM unnest(%s::text[], %s::text[])))"
+        " ORDER BY d.commune_id, d.village_id, d.id",
+        (kinds, communes, devices, [c for c, _ in picked_villages], [v for _, v in picked_villages]),
+    ).fetchall()
+    targeted = {(c, v) for c, v in picked_villages}
+    targeted |= {
+        (c, v)
+        for c, v in conn.execute(
+            "SELECT commune_id, id FROM villages WHERE commune_id = ANY(%s)", (communes,)
+        )
+    }
+    targeted |= {(r[1], r[2]) for r in rows if r[2] is not None}
+    return [(r[0], r[1], r[2], r[3]) for r in rows], sorted(targeted)
+
+
+def create(
+    conn: psycopg.Connection,
+    *,
+    title: str,
+    priority: str,
+    media_id: str | None,
+    text: str | None,
+    targets: dict[str, Any],
+    starts_at: datetime | None,
+    rrule: str | None,
+    expires_at: datetime | None,
+    risk_level: int | None,
+    volume: int | None,
+    actor: str,
+    role: str,
+    scope: Sequence[str] | None,
+    now: datetime,
+    tz: str,
+) -> Broadcast:
+    """A new broadcast: `awaiting_approval` when an operator sends a normal or priority one,
+    else `scheduled` (the worker makes it `active` at `starts_at`)."""
+    if priority not in PRIORITIES:
+        raise InvalidInput(f"priority must be one of {', '.join(PRIORITIES)}")
+    if media_id is None and not text:
+        raise InvalidInput("give media_id (audio) or text (e-boards)")
+    if (
+        media_id is not None
+        and conn.execute("SELECT 1 FROM media WHERE id = %s", (media_id,)).fetchone() is None
+    ):
+        raise InvalidInput(f"unknown media_id {media_id!r}: upload it with POST /api/v1/media first")
+    start = starts_at or now
+    expiry = expires_at or start + DEFAULT_EXPIRY
+    if expiry <= start:
+        raise InvalidInput("expires_at must be after starts_at")
+    if rrule:
+        maintenance.check_rrule(rrule, start, tz)
+    elif expiry <= now:
+        raise InvalidInput(f"the broadcast expired already (expires_at {expiry.isoformat()} is past)")
+    devices, villages = resolve_targets(conn, targets, scope)
+    communes = sorted({d[1] for d in devices} | {c for c, _ in villages})
+    state = "awaiting_approval" if role != "admin" and priority != "emergency" else "scheduled"
+    stored_targets = {k: v for k, v in targets.items() if v} | {
+        "villages_resolved": [f"{c}/{v}" for c, v in villages]
+    }
+    with conn.cursor(row_factory=class_row(Broadcast)) as cur:
+        b = cur.execute(
+            "INSERT INTO broadcasts (title, priority, risk_level, media_id, text, volume, targets, communes,"
+            " starts_at, rrule, expires_at, state, created_by, approved_by, approved_at)"
+            " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) RETURNING *",
+            (
+                title,
+                priority,
+                risk_level,
+                media_id,
+                text,
+                volume,
+                Jsonb(stored_targets),
+                communes,
+                start,
+                rrule,
+                expiry,
+                state,
+                actor,
+                actor if state == "scheduled" and role == "admin" else None,
+                now if state == "scheduled" and role == "admin" else None,
+            ),
+        ).fetchone()
+    assert b is not None
+    conn.execute(f"NOTIFY {CHANNEL}")
+    return b
+
+
+def get(conn: psycopg.Connection, broadcast_id: int, scope: Sequence[str] | None = None) -> Broadcast:
+    with conn.cursor(row_factory=class_row(Broadcast)) as cur:
+        b = cur.execute("SELECT * FROM broadcasts WHERE id = %s", (broadcast_id,)).fetchone()
+    if b is None or (scope is not None and not set(b.communes) & set(scope)):
+        raise NotFound(f"no broadcast {broadcast_id}")
+    return b
+
+
+def approve(
+    conn: psycopg.Connection, broadcast_id: int, actor: str, scope: Sequence[str] | None, now: datetime
+) -> Broadcast:
+    """An admin lets a broadcast awaiting approval go (scheduled)."""
+    b = get(conn, broadcast_id, scope)
+    if b.state != "awaiting_approval":
+        raise Conflict(f"broadcast {broadcast_id} is {b.state}, not awaiting_approval")
+    with conn.cursor(row_factory=class_row(Broadcast)) as cur:
+        out = cur.execute(
+            "UPDATE broadcasts SET state = 'scheduled', approved_by = %s, approved_at = %s WHERE id = %s"
+            " AND state = 'awaiting_approval' RETURNING *",
+            (actor, now, broadcast_id),
+        ).fetchone()
+    if out is None:
+        raise Conflict(f"broadcast {broadcast_id} changed meanwhile")
+    conn.execute(f"NOTIFY {CHANNEL}")
+    return out
+
+
+def cancel(
+    conn: psycopg.Connection,
+    broadcast_id: int,
+    actor: str,
+    role: str,
+    scope: Sequence[str] | None,
+    now: datetime,
+) -> Broadcast:
+    """The creator or an admin ends a broadcast: its open deliveries are `cancelled`, and those a
+    device may be playing owe it a `stop` (sent by the worker)."""
+    b = get(conn, broadcast_id, scope)
+    if role != "admin" and b.created_by != actor:
+        raise Forbidden("only the broadcast's creator or an admin may cancel it")
+    if b.state in ("finished", "cancelled"):
+        raise Conflict(f"broadcast {broadcast_id} is {b.state} already")
+    with conn.cursor(row_factory=class_row(Broadcast)) as cur:
+        out = cur.execute(
+            "UPDATE broadcasts SET state = 'cancelled', cancelled_by = %s, cancelled_at = %s WHERE id = %s"
+            " RETURNING *",
+            (actor, now, broadcast_id),
+        ).fetchone()
+    conn.execute(
+        "UPDATE deliveries SET state = 'cancelled', reason = 'cancelled by ' || %s, updated_at = %s,"
+        " stop_owed = state IN ('sent', 'accepted', 'playing')"
+        " WHERE broadcast_id = %s AND state IN ('scheduled', 'sent', 'accepted', 'playing')",
+        (actor, now, broadcast_id),
+    )
+    conn.execute(f"NOTIFY {CHANNEL}")
+    assert out is not None
+    return out
+
+
+def deliveries(conn: psycopg.Connection, b: Broadcast) -> list[Delivery]:
+    """The deliveries of the broadcast's latest occurrence."""
+    if b.occurrence_at is None:
+        return []
+    with conn.cursor(row_factory=class_row(Delivery)) as cur:
+        return cur.execute(
+            f"SELECT {_DELIVERY_COLUMNS} FROM deliveries WHERE broadcast_id = %s AND occurrence_at = %s"  # noqa: S608
+            " ORDER BY commune_id, village_id, device_id",
+            (b.id, b.occurrence_at),
+        ).fetchall()
+
+
+def coverage(
+    conn: psycopg.Connection, b: Broadcast, ds: list[Delivery] | None = None
+) -> list[dict[str, Any]]:
+    """Per targeted village: reached or not, and why not."""
+    ds = deliveries(conn, b) if ds is None else ds
+    offline = {
+        r[0]
+        for r in conn.execute(
+            "SELECT device_id FROM device_state WHERE device_id = ANY(%s) AND state <> 'online'",
+            ([d.device_id for d in ds],),
+        )
+    }
+    by_village: dict[tuple[str, str], list[Delivery]] = {}
+    for v in b.targets.get("villages_resolved", []):
+        c, _, vid = v.partition("/")
+        by_village[(c, vid)] = []
+    for d in ds:
+        if d.village_id is not None:
+            by_village.setdefault((d.commune_id, d.village_id), []).append(d)
+    out = []
+    for (c, v), vds in sorted(by_village.items()):
+        reached = village_reached([(d.kind, d.state) for d in vds])
+        reason = None if reached else why_not([(d.kind, d.state, d.device_id in offline) for d in vds])
+        if b.occurrence_at is None and not reached:
+            reason = "not_started"
+        out.append({"commune": c, "village": v, "reached": reached, "reason": reason})
+    return out
+
+
+def delivery_row(d: Delivery) -> dict[str, Any]:
+    return {
+        "id": d.id,
+        "device_id": d.device_id,
+        "commune": d.commune_id,
+        "village": d.village_id,
+        "kind": d.kind,
+        "state": d.state,
+        "reason": d.reason,
+        "updated_at": d.updated_at,
+    }
+
+
+def row(b: Broadcast) -> dict[str, Any]:
+    """A broadcast as lists show it."""
+    targets = {k: v for k, v in b.targets.items() if k != "villages_resolved"}
+    return {
+        "id": b.id,
+        "title": b.title,
+        "priority": b.priority,
+        "risk_level": b.risk_level,
+        "media_id": b.media_id,
+        "text": b.text,
+        "volume": b.volume,
+        "targets": targets,
+        "communes": b.communes,
+        "starts_at": b.starts_at,
+        "rrule": b.rrule,
+        "expires_at": b.expires_at,
+        "state": b.state,
+        "created_by": b.created_by,
+        "created_at": b.created_at,
+        "approved_by": b.approved_by,
+        "approved_at": b.approved_at,
+        "cancelled_by": b.cancelled_by,
+        "cancelled_at": b.cancelled_at,
+    }
+
+
+def detail(conn: psycopg.Connection, b: Broadcast) -> dict[str, Any]:
+    """A broadcast with its deliveries and coverage."""
+    ds = deliveries(conn, b)
+    cov = coverage(conn, b, ds)
+    return row(b) | {
+        "deliveries": [delivery_row(d) for d in ds],
+        "coverage": cov,
+        "villages_not_reached": [f"{c['commune']}/{c['village']}" for c in cov if not c["reached"]],
+    }
+
+
+def list_page(
+    conn: psycopg.Connection,
+    *,
+    scope: Sequence[str] | None,
+    limit: int,
+    cursor: str | None,
+    state: str | None = None,
+    priority: str | None = None,
+    commune: str | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+) -> tuple[list[Broadcast], str | None]:
+    """A page of broadcasts, oldest first (created_at, id)."""
+    where, args = ["true"], []  # type: ignore[var-annotated]
+    if cursor:
+        at, last_id = paging.decode(cursor, [datetime, int])
+        where.append("(created_at, id) > (%s, %s)")
+        args += [at, last_id]
+    if scope is not None:
+        where.append("communes && %s::text[]")
+        args.append(list(scope))
+    for column, value in (("state", state), ("priority", priority)):
+        if value is not None:
+            where.append(f"{column} = %s")
+            args.append(value)
+    if commune is not None:
+        where.append("%s = ANY(communes)")
+        args.append(commune)
+    if since is not None:
+        where.append("created_at >= %s")
+        args.append(since)
+    if until is not None:
+        where.append("created_at < %s")
+        args.append(until)
+    args.append(limit + 1)
+    with conn.cursor(row_factory=class_row(Broadcast)) as cur:
+        sql = f"SELECT * FROM broadcasts WHERE {' AND '.join(where)} ORDER BY created_at, id LIMIT %s"  # noqa: S608
+        rows = cur.execute(sql, args).fetchall()  # type: ignore[call-overload]
+    return paging.page(rows, limit, lambda b: [b.created_at, b.id])
+
+
+def share_rows(conn: psycopg.Connection, bs: list[Broadcast]) -> list[dict[str, Any]]:
+    """The broadcast log's rows (SPEC §9) for the province."""
+    out = []
+    for b in bs:
+        ds = deliveries(conn, b)
+        cov = coverage(conn, b, ds)
+        out.append(
+            {
+                "id": b.id,
+                "title": b.title,
+                "priority": b.priority,
+                "risk_level": b.risk_level,
+                "created_at": b.created_at,
+                "created_by": b.created_by,
+                "approved_by": b.approved_by,
+                "starts_at": b.starts_at,
+                "state": b.state,
+                "villages_targeted": len(cov),
+                "villages_reached": sum(1 for c in cov if c["reached"]),
+                "devices_targeted": len(ds),
+                "devices_done": sum(1 for d in ds if d.state == "done"),
+            }
+        )
+    return out
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)

@@ -1,0 +1,140 @@
+"""The broadcast and media API on the real database: bad input, roles, approval, the audit log."""
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from fastapi.testclient import TestClient
+
+from tests.broadcasts.conftest import upload, wav
+from tests.gateway.conftest import Headers
+from tests.support import scalar
+
+
+def test_a_file_that_is_not_audio_is_422(client: TestClient, as_user: Headers) -> None:
+    r = client.post(
+        "/api/v1/media", files={"file": ("x.mp3", b"ID3 not really" * 100, "audio/mpeg")}, headers=as_user()
+    )
+    assert r.status_code == 422, r.text
+    assert r.json()["error"]["message"]
+
+
+def test_audio_of_another_type_than_claimed_is_422(client: TestClient, as_user: Headers) -> None:
+    r = client.post("/api/v1/media", files={"file": ("x.mp3", wav(), "audio/mpeg")}, headers=as_user())
+    assert r.status_code == 422
+    assert "audio/wav" in r.json()["error"]["message"]
+
+
+def test_a_file_over_50_mb_is_413(client: TestClient, as_user: Headers) -> None:
+    big = wav() + b"\0" * (50 * 1024 * 1024)
+    r = client.post("/api/v1/media", files={"file": ("big.wav", big, "audio/wav")}, headers=as_user())
+    assert r.status_code == 413
+
+
+def test_upload_reads_duration_and_stores_by_sha256(
+    client: TestClient, as_user: Headers, tmp_path: Path
+) -> None:
+    m = upload(client, as_user(), wav(1.5))
+    assert m["duration_s"] == 1.5 and m["content_type"] == "audio/wav"
+    assert (tmp_path / "media" / m["sha256"]).read_bytes() == wav(1.5)
+
+
+def test_viewers_cannot_upload_or_send(client: TestClient, as_user: Headers) -> None:
+    r = client.post("/api/v1/media", files={"file": ("a.wav", wav(), "audio/wav")}, headers=as_user("viewer"))
+    assert r.status_code == 403
+    body = {"title": "x", "text": "y", "targets": {"villages": ["xom-1"]}}
+    assert client.post("/api/v1/broadcasts", json=body, headers=as_user("viewer")).status_code == 403
+    assert client.get("/api/v1/broadcasts", headers=as_user("viewer")).status_code == 200
+
+
+def test_unknown_villages_and_devices_are_named_in_a_400(client: TestClient, as_user: Headers) -> None:
+    body = {
+        "title": "x",
+        "text": "y",
+        "targets": {"villages": ["xom-99"], "devices": ["spk-nope", "spk-xom-1"]},
+    }
+    r = client.post("/api/v1/broadcasts", json=body, headers=as_user())
+    assert r.status_code == 400
+    msg = r.json()["error"]["message"]
+    assert "xom-99" in msg and "spk-nope" in msg and "spk-xom-1" not in msg
+    assert scalar(client.app.state.settings.database_url, "SELECT count(*) FROM broadcasts") == 0  # type: ignore[attr-defined]
+
+
+def test_a_broadcast_already_expired_is_refused(client: TestClient, as_user: Headers) -> None:
+    past = datetime.now(UTC) - timedelta(hours=3)
+    body = {
+        "title": "x",
+        "text": "y",
+        "targets": {"villages": ["xom-1"]},
+        "starts_at": past.isoformat(),
+        "expires_at": (past + timedelta(hours=1)).isoformat(),
+    }
+    r = client.post("/api/v1/broadcasts", json=body, headers=as_user())
+    assert r.status_code == 400
+    assert "expired" in r.json()["error"]["message"]
+
+
+def test_an_operator_normal_broadcast_waits_for_an_admin(client: TestClient, as_user: Headers) -> None:
+    m = upload(client, as_user("op-tg"))
+    body = {
+        "title": "Bản tin sáng",
+        "priority": "normal",
+        "media_id": m["id"],
+        "targets": {"villages": ["trung-binh"]},
+    }
+    r = client.post("/api/v1/broadcasts", json=body, headers=as_user("op-tg"))
+    assert r.status_code == 201, r.text
+    b = r.json()
+    assert b["state"] == "awaiting_approval"
+    assert client.post(f"/api/v1/broadcasts/{b['id']}/approve", headers=as_user("op-tg")).status_code == 403
+    assert client.post(f"/api/v1/broadcasts/{b['id']}/approve", headers=as_user("viewer")).status_code == 403
+    r = client.post(f"/api/v1/broadcasts/{b['id']}/approve", headers=as_user("admin"))
+    assert r.status_code == 200 and r.json()["state"] == "scheduled" and r.json()["approved_by"] == "admin"
+    assert client.post(f"/api/v1/broadcasts/{b['id']}/approve", headers=as_user("admin")).status_code == 409
+    actions = {e["action"] for e in client.get("/api/v1/audit", headers=as_user("admin")).json()["items"]}
+    assert {
+        "POST /api/v1/media",
+        "POST /api/v1/broadcasts",
+        f"POST /api/v1/broadcasts/{b['id']}/approve",
+    } <= actions
+
+
+def test_an_emergency_from_an_operator_goes_at_once(client: TestClient, as_user: Headers) -> None:
+    m = upload(client, as_user("op-tg"))
+    body = {
+        "title": "Lũ khẩn cấp",
+        "priority": "emergency",
+        "risk_level": 4,
+        "media_id": m["id"],
+        "targets": {"communes": ["thoai-giang"], "kinds": ["speaker"]},
+    }
+    b = client.post("/api/v1/broadcasts", json=body, headers=as_user("op-tg")).json()
+    assert b["state"] == "scheduled"
+    got = client.get(f"/api/v1/broadcasts/{b['id']}", headers=as_user("op-tg")).json()
+    assert {c["village"] for c in got["coverage"]} == {"trung-binh", "tay-binh"}
+    assert not any(c["reached"] for c in got["coverage"])
+
+
+def test_commune_limited_users_neither_target_nor_see_other_communes(
+    client: TestClient, as_user: Headers
+) -> None:
+    body = {"title": "x", "text": "y", "targets": {"communes": ["long-thanh"]}, "priority": "emergency"}
+    assert client.post("/api/v1/broadcasts", json=body, headers=as_user("op-tg")).status_code == 403
+    b = client.post("/api/v1/broadcasts", json=body, headers=as_user("admin")).json()
+    assert client.get(f"/api/v1/broadcasts/{b['id']}", headers=as_user("op-tg")).status_code == 404
+    assert client.get("/api/v1/broadcasts", headers=as_user("op-tg")).json()["items"] == []
+    assert [i["id"] for i in client.get("/api/v1/broadcasts", headers=as_user("viewer")).json()["items"]] == [
+        b["id"]
+    ]
+
+
+def test_only_the_creator_or_an_admin_cancels(client: TestClient, as_user: Headers) -> None:
+    body = {
+        "title": "x",
+        "text": "y",
+        "targets": {"villages": ["thoai-giang/tay-binh"]},
+        "priority": "emergency",
+    }
+    b = client.post("/api/v1/broadcasts", json=body, headers=as_user("admin")).json()
+    assert client.post(f"/api/v1/broadcasts/{b['id']}/cancel", headers=as_user("op-tg")).status_code == 403
+    r = client.post(f"/api/v1/broadcasts/{b['id']}/cancel", headers=as_user("admin"))
+    assert r.status_code == 200 and r.json()["state"] == "cancelled"
