@@ -136,6 +136,10 @@ def _value(v: Any) -> Any:
     return v.prettyPrint()
 
 
+def _status(v: Any) -> Any:
+    return IF_STATUS.get(v, v) if isinstance(v, int) else v
+
+
 def _under(oid: str, prefix: str) -> bool:
     return oid.startswith(prefix + ".")
 
@@ -153,10 +157,17 @@ class SnmpProber:
         max_repetitions: int = MAX_REPETITIONS,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        self._profiles = profiles or (lambda: catalogue(env_dir()))
+        self._profiles = profiles or self._catalogue
+        self._loaded: Mapping[str, Profile] | None = None
         self._max_rep = max_repetitions
         self._clock = clock
         self._engines: dict[tuple[str, ...], tuple[SnmpEngine, _Heard]] = {}
+
+    def _catalogue(self) -> Mapping[str, Profile]:
+        """Shipped and IOC_PROFILES_DIR profiles, read once (not on every poll)."""
+        if self._loaded is None:
+            self._loaded = catalogue(env_dir())
+        return self._loaded
 
     def close(self) -> None:
         """Close every engine's sockets (on the event loop they were opened on)."""
@@ -399,8 +410,8 @@ def _metrics(
                 "index": index,
                 "name": table["name"].get(index),
                 "descr": table["descr"].get(index),
-                "oper": IF_STATUS.get(table["oper"].get(index), table["oper"].get(index)),
-                "admin": IF_STATUS.get(table["admin"].get(index), table["admin"].get(index)),
+                "oper": _status(table["oper"].get(index)),
+                "admin": _status(table["admin"].get(index)),
                 "rx_bytes": in64 if hc else table["in32"].get(index),
                 "tx_bytes": out64 if hc else table["out32"].get(index),
                 "_hc": hc,
