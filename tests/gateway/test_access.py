@@ -26,6 +26,9 @@ OPEN_PATHS = {
     "/redoc",
     # where credentials are obtained
     "/api/v1/auth/login",
+    # broadcast audio for speakers (SPEC §9): no login, the URL's own HMAC signature is the credential
+    # (one file, until the broadcast expires; tests/broadcasts/test_media_url.py)
+    "/media/{media_id}",
 }
 # The NGSI-LD @context holds vocabulary only, no data; JSON-LD processors fetch it without credentials.
 OPEN_PREFIXES = ("/ngsi-ld/v1/jsonldContexts/",)
