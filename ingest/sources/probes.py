@@ -1,0 +1,519 @@
+"""The ping, TCP and HTTP(S) probers of polled sources (SPEC §8), each a `Prober` of
+`ingest.sources.reading`: asked once per poll, they answer a `Reading` and never raise for what
+the device or the network did.
+
+ICMP goes through one socket per process (`IcmpSocket`), not one per ping: a raw socket receives
+every ICMP packet of the host, so N concurrent raw sockets would each parse every reply (N² work at
+5,000 targets). Replies are matched to requests by sequence number (and, on a raw socket, by our
+identifier). The socket is unprivileged (`net.ipv4.ping_group_range`) when the system allows it,
+else raw (root or `CAP_NET_RAW`, which the shipped systemd unit grants); the choice is made once, at
+the first ping, and logged once.
+"""
+
+import asyncio
+import errno
+import itertools
+import logging
+import socket
+import ssl
+import struct
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, ClassVar
+
+import httpx
+import orjson
+from cryptography import x509
+from icmplib import ICMPRequest, ICMPv4Socket, ICMPv6Socket
+from icmplib.exceptions import ICMPLibError, SocketPermissionError
+from icmplib.utils import is_ipv6_address, unique_identifier
+
+from ingest.sources.reading import Reading
+from services.mapping import FieldMap, MappingError, apply_fields
+from services.models import Device
+from services.sources.model import HttpSource, PingSource, Source, TcpSource
+
+log = logging.getLogger(__name__)
+
+# Between the echo requests of one ping (fping's default is 1 s per target; three packets 1 s
+# apart would make every ping last 3 s, and the spread buys nothing on a LAN).
+PING_INTERVAL_S = 0.2
+# Read at most this much of an HTTP answer (text and fields are looked for in it).
+HTTP_BODY_MAX = 1 << 20
+ICMP_ECHO_REQUEST_V4, ICMP_ECHO_REQUEST_V6 = 8, 128
+ICMP_ECHO_REPLY_V4, ICMP_ECHO_REPLY_V6 = 0, 129
+
+
+def _failure(code: str, detail: str, **kw: Any) -> Reading:
+    return Reading(ok=False, error=detail[:200], error_code=code, **kw)
+
+
+def _os_code(err: OSError) -> str:
+    if isinstance(err, socket.gaierror):
+        return "dns"
+    if isinstance(err, ConnectionRefusedError):
+        return "refused"
+    if isinstance(err, TimeoutError):
+        return "timeout"
+    if err.errno in (errno.EHOSTUNREACH, errno.ENETUNREACH, errno.EHOSTDOWN, errno.EADDRNOTAVAIL):
+        return "unreachable"
+    return "network"
+
+
+# -- ICMP ------------------------------------------------------------------------------------
+
+
+@dataclass
+class _Pending:
+    future: asyncio.Future[float]
+    sent_at: float
+
+
+class IcmpSocket:
+    """One ICMP socket (v4 or v6) of this process, shared by every ping; reads in the event loop."""
+
+    def __init__(self, v6: bool, privileged: bool) -> None:
+        cls = ICMPv6Socket if v6 else ICMPv4Socket
+        self.privileged = privileged
+        self._v6 = v6
+        # icmplib makes the socket (raw or not) and the requests; replies are read here, without
+        # blocking, from its public socket (its own receive blocks, or drops a reply that comes
+        # after a tiny timeout)
+        self._sock = cls(privileged=privileged)
+        self._raw: socket.socket = self._sock.sock
+        self._raw.setblocking(False)
+        try:
+            # a burst of replies (thousands of targets) must not overflow the default buffer
+            self._raw.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
+        except OSError:
+            pass
+        # the identifier of our requests on a raw socket (an unprivileged socket gets the kernel's)
+        self._id = unique_identifier()
+        self._seq = itertools.count(int(time.time()) & 0xFFFF)
+        self._pending: dict[int, _Pending] = {}
+        self._loop = asyncio.get_running_loop()
+        self._fd = self._raw.fileno()
+        self._loop.add_reader(self._fd, self._readable)
+
+    def close(self) -> None:
+        self._loop.remove_reader(self._fd)
+        self._sock.close()
+        for p in self._pending.values():
+            if not p.future.done():
+                p.future.cancel()
+        self._pending.clear()
+
+    async def echo(self, address: str, timeout_s: float) -> float:
+        """One echo request; its round trip in ms. TimeoutError, or ConnectionError naming why."""
+        seq = next(self._seq) & 0xFFFF
+        while seq in self._pending:  # a wrapped counter meeting a request still waiting
+            seq = next(self._seq) & 0xFFFF
+        fut: asyncio.Future[float] = self._loop.create_future()
+        request = ICMPRequest(destination=address, id=self._id, sequence=seq, payload_size=56)
+        try:
+            self._sock.send(request)
+        except ICMPLibError as err:
+            raise ConnectionError(f"cannot send: {err}") from err
+        self._pending[seq] = _Pending(fut, request.time)
+        try:
+            async with asyncio.timeout(timeout_s):
+                return await fut
+        finally:
+            self._pending.pop(seq, None)
+
+    def _readable(self) -> None:
+        for _ in range(256):  # drain what is there, then let the loop breathe
+            try:
+                packet = self._raw.recv(2048)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as err:
+                log.warning("ping: ICMP socket error: %s", err)
+                return
+            now = time.time()
+            parsed = parse_reply(packet, v6=self._v6, ip_header=self.privileged and not self._v6)
+            if parsed is None:
+                continue
+            kind, ident, seq, detail = parsed
+            if self.privileged and ident != self._id:
+                continue  # another process's ping (a raw socket sees every ICMP packet)
+            p = self._pending.get(seq)
+            if p is None or p.future.done():
+                continue
+            if kind == "reply":
+                p.future.set_result((now - p.sent_at) * 1000)
+            else:
+                p.future.set_exception(ConnectionError(detail))
+
+
+# ICMP errors that quote one of our requests: (v6, type) -> (name, {code: detail})
+_ICMP_ERRORS: dict[tuple[bool, int], tuple[str, dict[int, str]]] = {
+    (False, 3): (
+        "destination unreachable",
+        {
+            0: "network unreachable",
+            1: "host unreachable",
+            3: "port unreachable",
+            13: "administratively prohibited",
+        },
+    ),
+    (False, 11): ("time exceeded", {}),
+    (True, 1): (
+        "destination unreachable",
+        {0: "no route", 1: "administratively prohibited", 3: "address unreachable"},
+    ),
+    (True, 3): ("time exceeded", {}),
+}
+
+
+def parse_reply(packet: bytes, *, v6: bool, ip_header: bool) -> tuple[str, int, int, str] | None:
+    """(`reply` or `error`, identifier, sequence, detail) of an ICMP echo reply, or of an error that
+    quotes an echo request; None for anything else (our own requests seen on loopback, other ICMP).
+    A raw IPv4 socket reads the IP header too; raw IPv6 and unprivileged sockets do not."""
+    if ip_header:
+        if len(packet) < 20:
+            return None
+        packet = packet[(packet[0] & 0x0F) * 4 :]
+    if len(packet) < 8:
+        return None
+    icmp_type, code = packet[0], packet[1]
+    if icmp_type == (ICMP_ECHO_REPLY_V6 if v6 else ICMP_ECHO_REPLY_V4):
+        ident, seq = struct.unpack_from("!HH", packet, 4)
+        return "reply", ident, seq, ""
+    err = _ICMP_ERRORS.get((v6, icmp_type))
+    if err is None:
+        return None
+    inner = packet[8:]  # the quoted request: its IP header, then its ICMP header
+    if v6:
+        if len(inner) < 48 or inner[6] != 58:  # next header: ICMPv6
+            return None
+        quoted = inner[40:]
+    else:
+        if len(inner) < 28 or inner[9] != 1:  # protocol: ICMP
+            return None
+        quoted = inner[(inner[0] & 0x0F) * 4 :]
+    if len(quoted) < 8 or quoted[0] != (ICMP_ECHO_REQUEST_V6 if v6 else ICMP_ECHO_REQUEST_V4):
+        return None
+    ident, seq = struct.unpack_from("!HH", quoted, 4)
+    name, codes = err
+    return "error", ident, seq, codes.get(code, f"{name} (code {code})")
+
+
+class IcmpSockets:
+    """Privileged or not, decided once per process at the first ping and logged once."""
+
+    def __init__(self) -> None:
+        self._socks: dict[bool, IcmpSocket] = {}
+        self.privileged: bool | None = None
+        self.error: str | None = None
+
+    def get(self, v6: bool) -> IcmpSocket:
+        s = self._socks.get(v6)
+        if s is not None:
+            return s
+        if self.error is not None:
+            raise PermissionError(self.error)
+        order = [self.privileged] if self.privileged is not None else [False, True]
+        for privileged in order:
+            try:
+                s = IcmpSocket(v6, privileged)
+            except SocketPermissionError:
+                continue
+            if self.privileged is None:
+                log.info(
+                    "ping: %s",
+                    "unprivileged ICMP sockets (net.ipv4.ping_group_range)"
+                    if not privileged
+                    else "raw ICMP sockets (root or CAP_NET_RAW)",
+                )
+            self.privileged = privileged
+            self._socks[v6] = s
+            return s
+        self.error = (
+            "no ICMP socket: run with CAP_NET_RAW (the shipped systemd unit grants it) or widen"
+            " net.ipv4.ping_group_range (deploy/install.sh does)"
+        )
+        log.error("ping: %s; every ping device reads as failed", self.error)
+        raise PermissionError(self.error)
+
+    def close(self) -> None:
+        for s in self._socks.values():
+            s.close()
+        self._socks.clear()
+
+
+class PingProber:
+    """ICMP echo: `count` requests `PING_INTERVAL_S` apart, each waiting `timeout_s`; ok while any
+    got a reply. Metrics `rtt_ms` (mean of the replies), `loss_pct`."""
+
+    kind: ClassVar[str] = "ping"
+
+    def __init__(self, interval_s: float = PING_INTERVAL_S) -> None:
+        self._interval_s = interval_s
+        self._sockets: IcmpSockets | None = None
+
+    def close(self) -> None:
+        if self._sockets is not None:
+            self._sockets.close()
+
+    async def _address(self, host: str) -> str:
+        try:
+            socket.inet_pton(socket.AF_INET6 if ":" in host else socket.AF_INET, host)
+            return host
+        except OSError:
+            pass
+        infos = await asyncio.get_running_loop().getaddrinfo(host, None, type=socket.SOCK_RAW)
+        return str(infos[0][4][0])
+
+    async def probe(
+        self, device: Device, source: Source, secrets: Mapping[str, str], state: dict[str, Any]
+    ) -> Reading:
+        assert isinstance(source, PingSource)
+        if self._sockets is None:
+            self._sockets = IcmpSockets()
+        try:
+            address = await self._address(source.host)
+        except OSError as err:
+            return _failure("dns", f"{source.host}: {err}")
+        try:
+            sock = self._sockets.get(is_ipv6_address(address))
+        except PermissionError as err:
+            return _failure("permission", str(err))
+        rtts: list[float] = []
+        last_error: tuple[str, str] = ("timeout", f"no reply from {address} within {source.timeout_s:g} s")
+        for i in range(source.count):
+            if i:
+                await asyncio.sleep(self._interval_s)
+            try:
+                rtts.append(await sock.echo(address, source.timeout_s))
+            except TimeoutError:
+                pass
+            except ConnectionError as err:
+                last_error = ("unreachable", f"{address}: {err}")
+        loss = round(100 * (source.count - len(rtts)) / source.count, 1)
+        if not rtts:
+            return Reading(
+                ok=False, metrics={"loss_pct": loss}, error=last_error[1], error_code=last_error[0]
+            )
+        rtt = round(sum(rtts) / len(rtts), 3)
+        return Reading(ok=True, metrics={"rtt_ms": rtt, "loss_pct": loss}, rtt_ms=rtt)
+
+
+# -- TCP -------------------------------------------------------------------------------------
+
+
+class TcpProber:
+    """A TCP connect to host:port (closed at once); metric `rtt_ms` (the handshake)."""
+
+    kind: ClassVar[str] = "tcp"
+
+    async def probe(
+        self, device: Device, source: Source, secrets: Mapping[str, str], state: dict[str, Any]
+    ) -> Reading:
+        assert isinstance(source, TcpSource)
+        where = f"{source.host}:{source.port}"
+        start = time.perf_counter()
+        try:
+            async with asyncio.timeout(source.timeout_s):
+                _reader, writer = await asyncio.open_connection(source.host, source.port)
+        except TimeoutError:
+            return _failure("timeout", f"{where}: no answer within {source.timeout_s:g} s")
+        except OSError as err:
+            return _failure(_os_code(err), f"{where}: {err.strerror or err}")
+        rtt = round((time.perf_counter() - start) * 1000, 3)
+        writer.close()
+        try:
+            await writer.wait_closed()
+        except OSError:
+            pass  # a reset on close says nothing about reachability
+        return Reading(ok=True, metrics={"rtt_ms": rtt}, rtt_ms=rtt)
+
+
+# -- HTTP(S) ---------------------------------------------------------------------------------
+
+
+def tls_days_left(der: bytes, now: datetime) -> float:
+    """Days until the certificate's notAfter (negative once it has expired)."""
+    cert = x509.load_der_x509_certificate(der)
+    return round((cert.not_valid_after_utc - now).total_seconds() / 86400, 1)
+
+
+async def peer_certificate(host: str, port: int, timeout_s: float) -> bytes | None:
+    """The server's certificate, not verified (to say when a certificate that failed expires)."""
+    ctx = ssl.create_default_context()
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    try:
+        async with asyncio.timeout(timeout_s):
+            _r, w = await asyncio.open_connection(host, port, ssl=ctx, server_hostname=host)
+    except (OSError, TimeoutError, ssl.SSLError):
+        return None
+    obj = w.get_extra_info("ssl_object")
+    der = obj.getpeercert(binary_form=True) if obj is not None else None
+    w.close()
+    try:
+        await w.wait_closed()
+    except (OSError, ssl.SSLError):
+        pass
+    return der
+
+
+def _tls_code(err: BaseException) -> str | None:
+    seen: BaseException | None = err
+    while seen is not None:
+        if isinstance(seen, ssl.SSLError):
+            return "tls"
+        seen = seen.__cause__ or seen.__context__
+    return None
+
+
+def _http_failure(err: httpx.HTTPError, url: str) -> tuple[str, str]:
+    if isinstance(err, httpx.TimeoutException):
+        return "timeout", f"{url}: no answer in time ({type(err).__name__})"
+    code = _tls_code(err)
+    if code is not None:
+        return code, f"{url}: TLS: {str(err)[:150]}"
+    # the deepest OSError says why (anyio wraps a refusal in "All connection attempts failed")
+    cause, seen = None, err.__cause__ or err.__context__
+    while seen is not None:
+        if isinstance(seen, OSError):
+            cause = seen
+        seen = seen.__cause__ or seen.__context__
+    if cause is not None:
+        return _os_code(cause), f"{url}: {cause.strerror or cause}"
+    text = str(err)
+    if "Name or service not known" in text or "getaddrinfo" in text:
+        return "dns", f"{url}: {text[:150]}"
+    if isinstance(err, httpx.ConnectError):
+        return ("refused" if "refused" in text.lower() else "network"), f"{url}: {text[:150]}"
+    return "malformed", f"{url}: {type(err).__name__}: {text[:150]}"
+
+
+class HttpProber:
+    """GET the URL; ok when its status is in `expect_status` and it holds `expect_text`. Metrics
+    `rtt_ms` (to the response headers), `http_status`, `tls_days_left` for https, and the JSON
+    `fields` mapped as a vendor payload's. 401 (or 403 to our credentials) is `auth_failed`. A body
+    that does not fit `fields` is still an answer: ok, with error_code `malformed` (the scheduler
+    dead-letters it; the raw body is left in `state["payload"]`)."""
+
+    kind: ClassVar[str] = "http"
+
+    def __init__(self, ca_file: str | None = None, body_max: int = HTTP_BODY_MAX) -> None:
+        # The system's CAs (Debian's store, which the admin manages; SSL_CERT_FILE honoured), or
+        # a private CA. A fresh connection per probe: a kept-alive one would prove less.
+        self._ctx = ssl.create_default_context(cafile=ca_file)
+        self._body_max = body_max
+        self._client: httpx.AsyncClient | None = None
+
+    def _http(self) -> httpx.AsyncClient:
+        if self._client is None:
+            self._client = httpx.AsyncClient(
+                verify=self._ctx,
+                trust_env=False,  # no proxies from the environment for commune LAN devices
+                follow_redirects=False,
+                limits=httpx.Limits(max_connections=None, max_keepalive_connections=0),
+            )
+        return self._client
+
+    async def aclose(self) -> None:
+        if self._client is not None:
+            await self._client.aclose()
+            self._client = None
+
+    async def probe(
+        self, device: Device, source: Source, secrets: Mapping[str, str], state: dict[str, Any]
+    ) -> Reading:
+        assert isinstance(source, HttpSource)
+        url = source.url
+        password = secrets.get("password")
+        auth = httpx.BasicAuth(source.username or "", password or "") if source.username or password else None
+        https = url.lower().startswith("https://")
+        now = datetime.now(UTC)
+        metrics: dict[str, Any] = {}
+        start = time.perf_counter()
+        try:
+            async with asyncio.timeout(source.timeout_s):
+                async with self._http().stream("GET", url, auth=auth, timeout=source.timeout_s) as resp:
+                    rtt = round((time.perf_counter() - start) * 1000, 3)
+                    if https:
+                        stream = resp.extensions.get("network_stream")
+                        obj = stream.get_extra_info("ssl_object") if stream is not None else None
+                        der = obj.getpeercert(binary_form=True) if obj is not None else None
+                        if der:
+                            metrics["tls_days_left"] = tls_days_left(der, now)
+                    body = bytearray()
+                    async for chunk in resp.aiter_bytes():
+                        body += chunk
+                        if len(body) >= self._body_max:
+                            del body[self._body_max :]
+                            break
+        except TimeoutError:
+            return _failure("timeout", f"{url}: no answer within {source.timeout_s:g} s")
+        except httpx.HTTPError as err:
+            code, detail = _http_failure(err, url)
+            if code == "tls":
+                u = httpx.URL(url)
+                der = await peer_certificate(u.host, u.port or 443, min(source.timeout_s, 5.0))
+                if der:
+                    return _failure(code, detail, metrics={"tls_days_left": tls_days_left(der, now)})
+            return _failure(code, detail)
+        status = resp.status_code
+        metrics.update(rtt_ms=rtt, http_status=status)
+        if not any(lo <= status <= hi for lo, hi in source.expect_status):
+            if status == 401 or (status == 403 and auth is not None):
+                return Reading(
+                    ok=False,
+                    metrics=metrics,
+                    auth_failed=True,
+                    error=f"{url}: HTTP {status}: our credentials are refused"
+                    if auth
+                    else f"{url}: HTTP {status}: the endpoint wants credentials",
+                    error_code="auth",
+                    rtt_ms=rtt,
+                )
+            return Reading(
+                ok=False,
+                metrics=metrics,
+                error=f"{url}: HTTP {status}, expected {_ranges(source.expect_status)}",
+                error_code="http_status",
+                rtt_ms=rtt,
+            )
+        raw = bytes(body)
+        if source.expect_text is not None and source.expect_text not in raw.decode("utf-8", "replace"):
+            return Reading(
+                ok=False,
+                metrics=metrics,
+                error=f"{url}: the answer does not contain {source.expect_text[:60]!r}",
+                error_code="text_missing",
+                rtt_ms=rtt,
+            )
+        if source.fields:
+            mapped, problem = body_fields(device.kind, source.fields, raw)
+            metrics.update(mapped)
+            if problem is not None:
+                state["payload"] = raw[:65536]
+                return Reading(
+                    ok=True, metrics=metrics, error=f"{url}: {problem}", error_code="malformed", rtt_ms=rtt
+                )
+        return Reading(ok=True, metrics=metrics, rtt_ms=rtt)
+
+
+def body_fields(kind: str, fields: tuple[FieldMap, ...], raw: bytes) -> tuple[dict[str, Any], str | None]:
+    """The kind's fields read from a JSON answer, or what kept them from being read (never raises)."""
+    try:
+        doc = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return {}, "the answer is not JSON, fields cannot be read"
+    try:
+        return apply_fields(kind, fields, doc), None
+    except MappingError as err:
+        return {}, str(err)
+
+
+def _ranges(ranges: tuple[tuple[int, int], ...]) -> str:
+    return ", ".join(str(lo) if lo == hi else f"{lo}-{hi}" for lo, hi in ranges)
+
+
+__all__ = ["HttpProber", "IcmpSockets", "PingProber", "TcpProber", "body_fields", "tls_days_left"]
