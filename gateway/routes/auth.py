@@ -1,5 +1,6 @@
 """Operator sign-in: a bearer token and the same token as an HttpOnly cookie."""
 
+import anyio.from_thread
 from fastapi import APIRouter, Depends, Request, Response
 from pydantic import BaseModel, Field
 
@@ -50,10 +51,14 @@ def login(body: LoginIn, request: Request, response: Response, conn: Conn) -> Lo
 
 @router.post("/logout", status_code=204)
 def logout(request: Request, response: Response, conn: Conn, user: CurrentUser) -> Response:
-    """End this session."""
+    """End this session; its open live feeds (`/ws/live`) are closed too, on every gateway."""
     token = bearer(request) or request.cookies.get(SESSION_COOKIE)
     if token:
         auth.logout(conn, token)
+        live = getattr(request.app.state, "live", None)
+        if live is not None:
+            # This gateway's sockets now; the other gateways' within their session check.
+            anyio.from_thread.run_sync(live.sign_out, auth.token_hash(token))
     response = Response(status_code=204)
     response.delete_cookie(SESSION_COOKIE, path="/")
     return response

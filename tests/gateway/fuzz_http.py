@@ -24,6 +24,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from schemathesis.checks import positive_data_acceptance
 from schemathesis.generation.modes import GenerationMode
+from schemathesis.python.asgi import shutdown_lifespans
 from schemathesis.specs.openapi.checks import negative_data_rejection
 
 from gateway.app import create_app
@@ -90,8 +91,13 @@ def populate(db_url: str) -> tuple[dict[str, str], dict[str, str]]:
 def world(db_url: str) -> Iterator[World]:
     admin, key = populate(db_url)
     app = create_app(gateway_settings(db_url))
-    with app.state.pool:
-        yield World(app, db_url, admin, key)
+    try:
+        with app.state.pool:
+            yield World(app, db_url, admin, key)
+    finally:
+        # schemathesis keeps an app's lifespan (its live-feed tailer) running until the process
+        # exits; end it with the database it reads.
+        shutdown_lifespans()
 
 
 def schema(app: FastAPI, path_regex: str) -> schemathesis.BaseSchema:

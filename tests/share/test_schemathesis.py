@@ -11,6 +11,7 @@ from datetime import UTC, datetime, timedelta
 import psycopg
 import pytest
 from schemathesis.generation.modes import GenerationMode
+from schemathesis.python.asgi import shutdown_lifespans
 
 from gateway.app import create_app
 from gateway.settings import GatewaySettings
@@ -29,8 +30,11 @@ def share_world(db_url: str) -> Iterator[fuzz_http.World]:
         _, secret = keys.create(conn, "schemathesis", ["thoai-giang"], None, 1_000_000)
         conn.commit()
     app = create_app(GatewaySettings(_env_file=None, database_url=db_url, mqtt_url=None))  # type: ignore[call-arg]
-    with app.state.pool:
-        yield fuzz_http.World(app, db_url, admin={}, key={"Authorization": f"Bearer {secret}"})
+    try:
+        with app.state.pool:
+            yield fuzz_http.World(app, db_url, admin={}, key={"Authorization": f"Bearer {secret}"})
+    finally:
+        shutdown_lifespans()  # see tests.gateway.fuzz_http.world
 
 
 @pytest.mark.timeout(300)
