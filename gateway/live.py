@@ -6,6 +6,12 @@ rows when woken, and at least every `poll_s` in case a notification was lost.
 Clients each get a bounded queue: the tailer never waits for a client. A client that falls
 behind first has its queued `status` messages coalesced (the newest per device wins); if it is
 still over its limit it is disconnected with close code 1013 and resumes with `?since=`.
+
+Two workers of the gateway (`services.workers.Tasks`, owned by the app's lifespan): `live.tail`
+(`LiveFeed.run`) and `live.sessions` (`LiveFeed.check_sessions`: a client whose session ended —
+signed out on any gateway, expired, user disabled — is closed within `session_check_s`). A lost
+database is retried with backoff; any other error ends the worker and the gateway exits
+non-zero: a feed that silently stopped would show operators a frozen picture as if it were live.
 """
 
 import asyncio
@@ -23,7 +29,7 @@ import orjson
 import psycopg
 from psycopg_pool import ConnectionPool
 
-from services import feed, live_snapshot
+from services import auth, feed, live_snapshot, liveness
 from services.db import first_line
 
 log = logging.getLogger(__name__)
@@ -31,6 +37,8 @@ log = logging.getLogger(__name__)
 # Close codes a client sees; both mean "reconnect with ?since=<last seq you got>".
 CLOSE_TOO_SLOW = 1013
 CLOSE_NOT_READY = 1013
+# The client's session ended (signed out, expired, user disabled): sign in again.
+CLOSE_SIGNED_OUT = 1008
 # How far back `?since=` is served from the feed table; further back a snapshot is cheaper.
 MAX_REPLAY = 50_000
 _BATCH_ROWS = 500
@@ -70,12 +78,14 @@ def _rows_to_messages(rows: Iterable[tuple[int, int, str]]) -> list[Message]:
 class Client:
     """One WebSocket client's queue: filled by the tailer, drained by the client's sender."""
 
-    def __init__(self, communes: Iterable[str] | None, limit: int) -> None:
+    def __init__(self, communes: Iterable[str] | None, limit: int, session: bytes | None = None) -> None:
         self.communes = frozenset(communes) if communes is not None else None
         self.limit = limit
+        self.session = session  # hash of the session token it signed in with
         self.queue: deque[Message] = deque()
         self.wake = asyncio.Event()
         self.overflowed = asyncio.Event()
+        self.signed_out = asyncio.Event()
 
     def visible(self, m: Message) -> bool:
         return self.communes is None or m.commune is None or m.commune in self.communes
@@ -130,10 +140,12 @@ class LiveFeed:
         poll_s: float = 1.0,
         queue_limit: int = 20_000,
         ring_size: int = 20_000,
+        session_check_s: float = 2.0,
     ) -> None:
         self.url = url
         self.pool = pool
         self.poll_s = poll_s
+        self.session_check_s = session_check_s
         self.queue_limit = queue_limit
         self.clients: set[Client] = set()
         self.ready = asyncio.Event()
@@ -146,23 +158,12 @@ class LiveFeed:
         self._snapshots: dict[tuple[str, ...] | None, tuple[float, int, str]] = {}
         self._snapshot_lock = threading.Lock()
         self._reset_seq = 0
-        self._task: asyncio.Task[None] | None = None
+        self._counted = False
 
-    # -- lifecycle -------------------------------------------------------------------------
+    # -- workers ---------------------------------------------------------------------------
 
-    def start(self) -> None:
-        self._task = asyncio.get_running_loop().create_task(self._run(), name="live.tail")
-
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
-            self._task = None
-
-    async def _run(self) -> None:
+    async def run(self) -> None:
+        """The tailer (worker `live.tail`): follow the feed table until cancelled."""
         delay = 0.5
         failing = False
         while True:
@@ -171,6 +172,9 @@ class LiveFeed:
                     self.url, autocommit=True, application_name="ioc-gateway-live", connect_timeout=5
                 ) as conn:
                     await feed.listen(conn)
+                    if not self._counted:
+                        await asyncio.to_thread(self._count_start)
+                        self._counted = True
                     if not self.ready.is_set():
                         self.position = await feed.head_async(conn)
                         self.ring_from = self.position + 1
@@ -183,12 +187,58 @@ class LiveFeed:
                         await self._catch_up(conn)
                         async for _ in conn.notifies(timeout=self.poll_s, stop_after=1):
                             pass
-            except (psycopg.Error, OSError) as err:
+            except (psycopg.OperationalError, psycopg.InterfaceError, OSError) as err:
                 if not failing:
                     log.warning("live feed: lost the database (%s); retrying", first_line(err))
                     failing = True
                 await asyncio.sleep(delay * (0.5 + random.random()))  # noqa: S311 - jitter, not crypto
                 delay = min(delay * 2, 10.0)
+
+    def _count_start(self) -> None:
+        with self.pool.connection() as conn:
+            liveness.count_start(conn, "gateway")
+
+    async def check_sessions(self) -> None:
+        """Worker `live.sessions`: close clients whose session has ended, on whichever gateway
+        it was ended, every `session_check_s`, until cancelled."""
+        conn: psycopg.AsyncConnection | None = None
+        failing = False
+        try:
+            while True:
+                await asyncio.sleep(self.session_check_s)
+                held = {c.session for c in self.clients if c.session is not None}
+                if not held:
+                    continue
+                try:
+                    if conn is None or conn.closed:
+                        conn = await psycopg.AsyncConnection.connect(
+                            self.url,
+                            autocommit=True,
+                            application_name="ioc-gateway-sessions",
+                            connect_timeout=5,
+                        )
+                    alive = await auth.live_sessions_async(conn, list(held))
+                    failing = False
+                except (psycopg.OperationalError, psycopg.InterfaceError, OSError) as err:
+                    if not failing:
+                        log.warning("live feed: cannot check sessions (%s); retrying", first_line(err))
+                        failing = True
+                    if conn is not None:
+                        await conn.close()
+                    conn = None
+                    continue
+                for c in list(self.clients):
+                    if c.session is not None and c.session not in alive:
+                        c.signed_out.set()
+        finally:
+            if conn is not None:
+                await conn.close()
+
+    def sign_out(self, session: bytes) -> None:
+        """Close this gateway's clients of a session now (the others notice within seconds)."""
+        for c in list(self.clients):
+            if c.session == session:
+                c.signed_out.set()
 
     async def _catch_up(self, conn: psycopg.AsyncConnection) -> None:
         while True:
@@ -232,8 +282,8 @@ class LiveFeed:
 
     # -- clients ---------------------------------------------------------------------------
 
-    def subscribe(self, communes: Iterable[str] | None) -> Client:
-        client = Client(communes, self.queue_limit)
+    def subscribe(self, communes: Iterable[str] | None, session: bytes | None = None) -> Client:
+        client = Client(communes, self.queue_limit, session)
         self.clients.add(client)
         return client
 

@@ -145,3 +145,13 @@ def session_user(conn: psycopg.Connection, token: str) -> User:
 
 def logout(conn: psycopg.Connection, token: str) -> None:
     conn.execute("DELETE FROM sessions WHERE token_hash = %s", (token_hash(token),))
+
+
+async def live_sessions_async(conn: psycopg.AsyncConnection, hashes: list[bytes]) -> set[bytes]:
+    """Which of these session token hashes still sign someone in (the live feed re-checks them)."""
+    cur = await conn.execute(
+        "SELECT s.token_hash FROM sessions s JOIN users u ON u.id = s.user_id"
+        " WHERE s.token_hash = ANY(%s) AND s.expires_at > now() AND u.disabled_at IS NULL",
+        (hashes,),
+    )
+    return {bytes(r[0]) for r in await cur.fetchall()}

@@ -12,7 +12,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.websockets import WebSocketDisconnect
 
 from gateway.deps import SESSION_COOKIE
-from gateway.live import CLOSE_NOT_READY, CLOSE_TOO_SLOW, Client, LiveFeed
+from gateway.live import CLOSE_NOT_READY, CLOSE_SIGNED_OUT, CLOSE_TOO_SLOW, Client, LiveFeed
 from services import auth
 from services.auth import User
 from services.errors import Unauthorized
@@ -26,20 +26,18 @@ _BATCH_FRAME = 1000
 
 
 def setup(app: FastAPI) -> None:
-    """One tailer per gateway process, started and stopped with the app."""
+    """One live feed per gateway process: its two workers run in the app's task group (the
+    lifespan's `app.state.workers`), which cancels them when the app stops."""
 
     async def start(app: FastAPI) -> None:
         s = app.state.settings
-        app.state.live = LiveFeed(
+        live = app.state.live = LiveFeed(
             s.database_url, app.state.pool, poll_s=s.live_poll_s, queue_limit=s.live_queue
         )
-        app.state.live.start()
-
-    async def stop(app: FastAPI) -> None:
-        await app.state.live.stop()
+        app.state.workers.start("live.tail", live.run)
+        app.state.workers.start("live.sessions", live.check_sessions)
 
     app.state.startup.append(start)
-    app.state.shutdown.append(stop)
 
 
 def _token(ws: WebSocket, query_token: str | None) -> str | None:
@@ -85,6 +83,8 @@ async def live(
     with seq > N in order: `status`, `event`, `alert`, `registry` (refetch: reconnect without `since`).
     `?since=N` resumes with every message after N, or a new snapshot when N is too old.
     A client that cannot keep up is closed with code 1013; it reconnects with `?since=`.
+    When its session ends (signed out on any gateway, expired, user disabled) it is closed with
+    code 1008 within seconds.
     With `?batch=1` every frame after the snapshot is a JSON array of messages in seq order
     (what the dashboard uses: far fewer frames under load).
     """
@@ -100,7 +100,7 @@ async def live(
         await _deny(websocket, 503, "unavailable", "the live feed cannot reach the database")
         return
     await websocket.accept()
-    client = feed.subscribe(user.communes)
+    client = feed.subscribe(user.communes, auth.token_hash(tok) if tok else None)
     try:
         await _serve(websocket, feed, client, since, batch, user.username)
     finally:
@@ -110,8 +110,8 @@ async def live(
 async def _serve(
     ws: WebSocket, feed: LiveFeed, client: Client, since: int | None, batch: bool, who: str
 ) -> None:
-    # Whichever ends first (client gone, sender failed, client too slow) ends the other two;
-    # an anyio task group, so that a cancelled endpoint (shutdown) cancels all three.
+    # Whichever ends first (client gone, sender failed, client too slow, signed out) ends the others;
+    # an anyio task group, so that a cancelled endpoint (shutdown) cancels them all.
     first: list[tuple[str, BaseException | None]] = []
 
     async def run(name: str, fn: Callable[[], Awaitable[object]]) -> None:
@@ -126,8 +126,12 @@ async def _serve(
         tg.start_soon(run, "send", lambda: _send(ws, feed, client, since, batch), name=f"live[{who}].send")
         tg.start_soon(run, "receive", lambda: _receive(ws), name=f"live[{who}].receive")
         tg.start_soon(run, "overflow", client.overflowed.wait, name=f"live[{who}].overflow")
+        tg.start_soon(run, "signed_out", client.signed_out.wait, name=f"live[{who}].signed_out")
     name, err = first[0] if first else ("receive", None)
-    if name == "overflow":
+    if name == "signed_out":
+        log.info("live feed: closing %s's connection: the session ended", who)
+        await _close(ws, CLOSE_SIGNED_OUT, "signed out; sign in again")
+    elif name == "overflow":
         log.info("live feed: closing %s's connection: too slow", who)
         await _close(ws, CLOSE_TOO_SLOW, "too slow or resynchronising; reconnect with ?since=")
     elif err is not None and not isinstance(err, WebSocketDisconnect | OSError):
