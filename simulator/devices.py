@@ -26,6 +26,7 @@ from services.topics import device_topic
 from simulator import scenario as sc
 from simulator.behaviour import CHANGE_FIELDS, RARE_EVENTS, Model, events_between
 from simulator.link import Broker, Link, LinkError
+from simulator.player import Player
 
 log = logging.getLogger(__name__)
 
@@ -71,6 +72,20 @@ class SimDevice:
         self.outage_at = self.sched.expovariate(1 / sc.RANDOM_OUTAGE_MTBF_S)
         self.outage_end = 0.0
         self.needs_boot_event = False
+        # speakers and e-boards obey the IOC's broadcast commands (SPEC §9)
+        self.player: Player | None = None
+        if device.kind in ("speaker", "eboard"):
+            self.player = Player(
+                device.kind,
+                random.Random(f"{sim.seed}:{device.id}:player"),
+                sim.rate_scale,
+                self._publish_result,
+                fault_p=getattr(sim, "cmd_fault_p", 0.02),
+            )
+
+    def _publish_result(self, payload: bytes) -> None:
+        if self.link is not None:
+            self.link.publish(self.topic("cmd_result"), payload)
 
     def topic(self, channel: str) -> str:
         return device_topic(self.device.commune_id, self.device.kind, self.id, channel)
@@ -140,7 +155,10 @@ class SimDevice:
         s = self.sim.scenario
         backup = self.id in s.uplink_backup and sc.UPLINK_BACKUP.active(t)
         fault = self.id in s.screen_fault and sc.SCREEN_FAULT.active(t)
-        return self.model.status(self.sim.local_now(), t, uplink_backup=backup, screen_fault=fault)
+        status = self.model.status(self.sim.local_now(), t, uplink_backup=backup, screen_fault=fault)
+        if self.player is not None and self.player.playing and self.device.kind == "speaker":
+            status |= {"playing": True, "source": "ioc"}
+        return status
 
     # -- the device's life -------------------------------------------------------------------
     async def _connect(self) -> bool:
@@ -163,9 +181,13 @@ class SimDevice:
         self.sim.links.add(link)
         self.sim.stats.connects += 1
         link.publish(self.topic("availability"), b"online", retain=True)
+        if self.player is not None:
+            link.subscribe(self.topic("cmd"), self.player.on_cmd)
         return True
 
     def _drop(self) -> None:
+        if self.player is not None:
+            self.player.close()
         if self.link is not None:
             self.link.abort()
             self.sim.links.discard(self.link)

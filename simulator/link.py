@@ -128,6 +128,11 @@ class Link:
         if self.connected:
             self._client.publish(topic, payload, qos=1, retain=retain)
 
+    def subscribe(self, topic: str, on_message: Callable[[bytes], None]) -> None:
+        """Receive the payloads of `topic` (QoS 1) for as long as this session lasts."""
+        self._client.on_message = lambda _c, _u, m: on_message(bytes(m.payload))
+        self._client.subscribe(topic, qos=1)
+
     def misc(self) -> None:
         """Keepalive pings and timeouts; call about once a second."""
         if self._client.socket() is not None:
