@@ -1,5 +1,6 @@
 """Domain models: plain frozen dataclasses, no I/O."""
 
+import math
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
@@ -13,6 +14,10 @@ DEFAULT_HEARTBEAT_S = 60
 DEFAULT_POLL_S = 30
 # A device is online while its last status is younger than this many heartbeats.
 LIVENESS_FACTOR = 3
+# Sources the IOC polls (ingest.sources.poll); a survivor takes a dead poller's devices over within
+# this long (SPEC §8), so silence shorter than a poll period plus this is no outage.
+POLLED_SOURCES = ("snmp", "ping", "tcp", "http")
+TAKEOVER_S = 60
 
 
 class State(StrEnum):
@@ -67,13 +72,20 @@ class Device:
 
     @property
     def liveness_window_s(self) -> int:
-        """How long a device stays online without news: 3 heartbeats (3 polls for cameras and
-        polled sources)."""
+        """How long a device stays online without news: 3 heartbeats (3 polls for cameras; for
+        polled sources 3 polls, or a poll and a poller's takeover with its probe if that is longer)."""
         period = self.onvif.poll_s if self.kind == "camera" and self.onvif else self.heartbeat_s
-        poll_s = getattr(self.source, "poll_s", None)
-        if poll_s is not None:
-            period = poll_s
+        if self.polled:
+            src = self.source
+            poll_s = int(getattr(src, "poll_s", DEFAULT_POLL_S))
+            timeout_s = math.ceil(float(getattr(src, "timeout_s", 0)))
+            return max(LIVENESS_FACTOR * poll_s, poll_s + TAKEOVER_S + timeout_s)
         return LIVENESS_FACTOR * period
+
+    @property
+    def polled(self) -> bool:
+        """Heard by polling it (SNMP, ping, TCP, HTTP): its statuses carry `reachable`/`auth_failed`."""
+        return self.source is not None and self.source.kind in POLLED_SOURCES
 
     @property
     def source_broker(self) -> str | None:
@@ -112,3 +124,5 @@ class Liveness:
     availability: str | None
     metrics: dict[str, Any] = field(default_factory=dict)
     in_maintenance: bool = False
+    # heard by polling (Device.polled): `reachable` and `auth_failed` count, as for cameras
+    polled: bool = False

@@ -18,11 +18,14 @@ def derive(d: Liveness, now: datetime, listening_since: datetime | None) -> tupl
         return State.OFFLINE, "device reported offline (last will)"
     if d.last_seen is None:
         return State.UNKNOWN, "never heard"
-    if d.kind == "camera":
+    if d.kind == "camera" or d.polled:
+        # Written by the IOC's own pollers (ONVIF, SNMP, ping, TCP, HTTP), never by a device: a
+        # device that answers but refuses our credentials is auth_failed whatever its kind (§8).
+        what = "camera" if d.kind == "camera" and not d.polled else "device"
         if d.metrics.get("auth_failed") is True:
-            return State.AUTH_FAILED, "camera refuses our credentials"
+            return State.AUTH_FAILED, f"{what} refuses our credentials"
         if d.metrics.get("reachable") is False:
-            return State.OFFLINE, "camera does not answer"
+            return State.OFFLINE, f"{what} does not answer" + ("" if what == "camera" else " its polls")
     if listening_since is not None:
         heard_from = max(d.last_seen, listening_since)
         silent_s = (now - heard_from).total_seconds()

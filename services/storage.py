@@ -251,8 +251,10 @@ def _update_state(
     items, changes, flips = [], [], []
     for device_id, state, since, last_seen, avail, reason, metrics_text in updated:
         device = latest[device_id]["device"]
-        # derive() reads metrics only for cameras; other kinds' are parsed only if published
-        camera_metrics = orjson.loads(metrics_text) if device.kind == "camera" else None
+        # derive() reads metrics only for cameras and polled devices; others' are parsed only if
+        # published
+        polled = device.polled
+        camera_metrics = orjson.loads(metrics_text) if device.kind == "camera" or polled else None
         new_state, new_reason = derive(
             Liveness(
                 device.kind,
@@ -261,6 +263,7 @@ def _update_state(
                 avail,
                 camera_metrics or {},
                 in_maintenance=state == State.MAINTENANCE,
+                polled=polled,
             ),
             now,
             listening_since,

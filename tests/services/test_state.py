@@ -60,3 +60,46 @@ def test_silence_while_the_ioc_could_not_hear_its_broker_does_not_count() -> Non
 def test_liveness_is_measured_on_receive_time_not_device_ts() -> None:
     # last_seen is the receive time; a device whose ts is hours old but that was just heard is online
     assert derive(live(2), NOW, LONG_AGO)[0] == State.ONLINE
+
+
+def polled(last_seen_s_ago: float | None, metrics: dict, kind: str = "gateway") -> Liveness:
+    seen = None if last_seen_s_ago is None else NOW - timedelta(seconds=last_seen_s_ago)
+    return Liveness(kind, 90, seen, None, metrics, polled=True)
+
+
+def test_a_polled_device_of_any_kind_that_refuses_our_credentials_is_auth_failed() -> None:
+    for kind in ("gateway", "wifi", "speaker", "eboard", "camera"):
+        state, reason = derive(polled(1, {"reachable": True, "auth_failed": True}, kind), NOW, LONG_AGO)
+        assert state == State.AUTH_FAILED and reason == "device refuses our credentials"
+    # the same flags published by a device that speaks SPEC §4 itself change nothing
+    assert derive(live(1, kind="wifi", metrics={"auth_failed": True}), NOW, LONG_AGO)[0] == State.ONLINE
+
+
+def test_a_polled_device_its_poller_cannot_reach_is_offline_and_online_again_when_it_answers() -> None:
+    state, reason = derive(polled(1, {"reachable": False, "auth_failed": False}), NOW, LONG_AGO)
+    assert state == State.OFFLINE and reason == "device does not answer its polls"
+    assert derive(polled(1, {"reachable": True, "auth_failed": False}), NOW, LONG_AGO)[0] == State.ONLINE
+    # silence (no poller) still counts only past the window
+    assert derive(polled(91, {"reachable": True}), NOW, LONG_AGO)[0] == State.OFFLINE
+    assert derive(polled(None, {}), NOW, LONG_AGO)[0] == State.UNKNOWN
+
+
+def test_a_polled_device_in_maintenance_stays_in_maintenance_whatever_its_poll_says() -> None:
+    d = Liveness("gateway", 90, NOW, None, {"auth_failed": True}, in_maintenance=True, polled=True)
+    assert derive(d, NOW, LONG_AGO)[0] == State.MAINTENANCE
+
+
+def test_a_polled_device_window_covers_a_poll_and_a_takeover() -> None:
+    from services.models import Device
+    from services.sources.model import HttpSource, MqttSource, PingSource
+
+    assert Device("gw", "c", "gateway", source=PingSource("192.0.2.1", poll_s=10)).liveness_window_s >= 70
+    assert Device("gw", "c", "gateway", source=PingSource("192.0.2.1", poll_s=60)).liveness_window_s == 180
+    assert Device("eb", "c", "eboard", source=HttpSource("http://192.0.2.3/")).liveness_window_s >= 100
+    # a vendor MQTT device is judged by its heartbeat, as before
+    assert (
+        Device("s", "c", "speaker", heartbeat_s=300, source=MqttSource("tasmota", "s")).liveness_window_s
+        == 900
+    )
+    assert Device("gw", "c", "gateway", source=PingSource("192.0.2.1")).polled
+    assert not Device("s", "c", "speaker", source=MqttSource("tasmota", "s")).polled
