@@ -11,13 +11,14 @@ import logging
 import re
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 from urllib.parse import parse_qsl
 
 import anyio
 import orjson
 from fastapi import APIRouter, Depends, FastAPI, Query, Request
 from fastapi.responses import Response
+from pydantic import BaseModel, Field
 
 from gateway import problems
 from gateway.deps import POOL_RESERVE, Conn, bearer
@@ -41,6 +42,7 @@ from gateway.share_schemas import (
     StatusItem,
 )
 from services import audit, history, keys, paging, reports, share, timerange
+from services.broadcasts import store as broadcast_store
 from services.errors import InvalidInput, Unauthorized
 from services.keys import ApiKey
 from services.share import Scope
@@ -224,6 +226,49 @@ def changes(request: Request, conn: Conn, key: ShareKey, q: Annotated[ListQuery,
     repeated, even one committed late. / Nhật ký thay đổi trạng thái để đồng bộ dần."""
     items, nxt = share.changes(conn, Scope.of(key, q.commune, q.village, q.kind), q.limit, q.cursor)
     return reply(request, q.format, items, nxt, share.CHANGE_COLUMNS)
+
+
+class BroadcastsQuery(ListQuery):
+    from_: str | None = Field(
+        None, alias="from", max_length=64, description="broadcasts created at or after; default to − 24 h"
+    )
+    to: str | None = Field(None, max_length=64, description="broadcasts created before; default now")
+
+
+class BroadcastLogItem(BaseModel):
+    id: int
+    title: str
+    priority: Literal["normal", "priority", "emergency"]
+    risk_level: int | None
+    created_at: datetime
+    created_by: str
+    approved_by: str | None
+    starts_at: datetime
+    state: str
+    villages_targeted: int
+    villages_reached: int
+    devices_targeted: int
+    devices_done: int
+
+
+@router.get(
+    "/broadcasts", response_model=Page[BroadcastLogItem], responses={200: {"content": {"text/csv": {}}}}
+)
+def broadcasts_log(
+    request: Request, conn: Conn, key: ShareKey, q: Annotated[BroadcastsQuery, Query()]
+) -> Response:
+    """The broadcast log (nhật ký phát, SPEC §9) of broadcasts created in [from, to) that concern the
+    key's communes (`commune` narrows it; `village` and `kind` are not used here), oldest first:
+    who sent and approved each, and how many villages and devices it reached.
+    / Nhật ký phát thanh: ai phát, ai duyệt, bao nhiêu ấp/xóm và thiết bị đã nhận."""
+    Scope.of(key, q.commune, q.village, q.kind)
+    t0, t1 = time_range(q.from_, q.to, datetime.now(UTC))
+    bs, nxt = broadcast_store.list_page(
+        conn, scope=key.communes, limit=q.limit, cursor=q.cursor, commune=q.commune, since=t0, until=t1
+    )
+    return reply(
+        request, q.format, broadcast_store.share_rows(conn, bs), nxt, list(BroadcastLogItem.model_fields)
+    )
 
 
 class AuditMiddleware:
