@@ -65,6 +65,9 @@ EXTRA: dict[tuple[str, str], tuple[int, ...]] = {
     ("POST", "/api/v1/alerts/{alert_id}/ack"): (409,),
     ("POST", "/api/v1/alerts/{alert_id}/resolve"): (409,),
     ("POST", "/api/v1/alerts/{alert_id}/assign"): (409,),
+    ("POST", "/api/v1/broadcasts/{broadcast_id}/approve"): (409,),
+    ("POST", "/api/v1/broadcasts/{broadcast_id}/cancel"): (409,),
+    ("GET", "/media/{media_id}"): (403,),  # a signature that is wrong, for another file, or expired
 }
 MUTATING = {"POST", "PUT", "PATCH", "DELETE"}
 HEALTHZ = "/healthz"
