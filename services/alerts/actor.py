@@ -195,6 +195,9 @@ class Actor:
             if event == "resolve":
                 self._tell_resolved(alert, actor, True)
                 continue
+            if event == "open":  # raised outside the evaluator (services.broadcasts.alerting)
+                self._notify(alert, "open", outbox.route_channels(self.cfg, alert))
+                continue
             told = outbox.notified_channels(self.conn, alert_id)
             routes = outbox.route_channels(self.cfg, alert, alert["escalation_level"])
             self._notify(alert, event, {ch: routes.get(ch) for ch in sorted(told)}, actor)

@@ -16,7 +16,7 @@ import psycopg
 from psycopg.rows import class_row
 
 from services import media, topics
-from services.broadcasts import store
+from services.broadcasts import alerting, store
 from services.broadcasts.model import RANK, Broadcast
 from services.maintenance import _parse_rrule
 
@@ -231,9 +231,13 @@ def due(conn: psycopg.Connection, now: datetime, public_url: str, secret: str) -
     return out
 
 
-def tick(conn: psycopg.Connection, now: datetime, tz: str, public_url: str, secret: str) -> list[Command]:
+def tick(
+    conn: psycopg.Connection, now: datetime, tz: str, public_url: str, secret: str, lang: str = "vi"
+) -> list[Command]:
     """One round of the worker, in one transaction: the commands to publish after it commits."""
     with conn.transaction():
         activate(conn, now, tz)
         expire(conn, now)
-        return due(conn, now, public_url, secret)
+        commands = due(conn, now, public_url, secret)
+        alerting.raise_not_reached(conn, now, lang)
+        return commands
