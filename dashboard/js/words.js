@@ -203,6 +203,7 @@ export const WORDS = {
     "rule.flapping": "Kết nối chập chờn",
     "rule.broker_lost": "IOC mất kết nối broker MQTT",
     "rule.source_lost": "IOC mất nguồn dữ liệu thiết bị",
+    "rule.broadcast_not_reached": "Bản tin khẩn cấp chưa đến ấp/xóm",
     "rule.ingest_stalled": "IOC ngừng ghi dữ liệu thiết bị",
     "rule.camera_tamper": "Camera bị che / xoay / phá",
     "rule.camera_signal_loss": "Camera mất tín hiệu hình",
@@ -220,6 +221,7 @@ export const WORDS = {
     "am.broker_lost": "IOC mất kết nối với broker MQTT: trạng thái thiết bị tạm dừng cập nhật",
     "am.source_lost": "IOC mất kết nối với nguồn dữ liệu của {devices} thiết bị: trạng thái các thiết bị này tạm dừng cập nhật",
     "am.source_lost.plain": "IOC mất kết nối với nguồn dữ liệu của thiết bị: trạng thái các thiết bị này tạm dừng cập nhật",
+    "am.broadcast_not_reached.plain": "bản tin khẩn cấp chưa đến mọi ấp/xóm sau 2 phút",
     "am.ingest_stalled":
       "IOC ngừng ghi dữ liệu thiết bị: tin nhắn vẫn đến nhưng không lưu được vào cơ sở dữ liệu trong {stalled_s} giây; trạng thái thiết bị tạm dừng cập nhật",
     "am.ingest_stalled.plain":
@@ -565,6 +567,7 @@ export const WORDS = {
     "rule.flapping": "Flapping connection",
     "rule.broker_lost": "IOC lost its MQTT broker",
     "rule.source_lost": "IOC lost a device source",
+    "rule.broadcast_not_reached": "Emergency broadcast not reached",
     "rule.ingest_stalled": "IOC stopped storing device data",
     "rule.camera_tamper": "Camera covered / moved / damaged",
     "rule.camera_signal_loss": "Camera video signal lost",
@@ -581,6 +584,7 @@ export const WORDS = {
     "am.broker_lost": "the IOC lost its MQTT broker: device states are frozen",
     "am.source_lost": "the IOC lost the source of {devices} devices: their states are frozen",
     "am.source_lost.plain": "the IOC lost a source of devices: their states are frozen",
+    "am.broadcast_not_reached.plain": "an emergency broadcast has not reached every village after 2 minutes",
     "am.ingest_stalled":
       "the IOC stopped storing device data: messages arrive but nothing was written to the database for {stalled_s} s; device states are frozen",
     "am.ingest_stalled.plain":
