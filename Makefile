@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test check bench deps deps-browser venv clean dashboard-vendor
+.PHONY: run test check bench fuzz deps deps-browser venv clean dashboard-vendor
 
 # `make run RATE_SCALE=10` plays the demo's day ten times faster.
 RATE_SCALE ?= 1
@@ -24,6 +24,14 @@ check: venv
 
 bench: deps venv
 	$(BIN)/python bench/ingest.py
+
+# The long property-based runs (make test runs each bounded and seeded): MQTT ingest, the HTTP
+# API (OpenAPI), registry files. Each prints JSON with what it tried and the distinct failures.
+FUZZ_EXAMPLES ?= 2000
+fuzz: deps venv
+	$(BIN)/python bench/fuzz_ingest.py --examples $(FUZZ_EXAMPLES)
+	$(BIN)/python bench/fuzz_http.py --examples 200
+	IOC_FUZZ_EXAMPLES=3000 $(BIN)/pytest -q -p no:cacheprovider tests/services/test_registry_fuzz.py
 
 deps:
 	@bash deploy/install-deps.sh
