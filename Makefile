@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test check bench fuzz deps deps-browser venv clean dashboard-vendor
+.PHONY: run test test-plain-paho check bench fuzz deps deps-browser venv clean dashboard-vendor
 
 # `make run RATE_SCALE=10` plays the demo's day ten times faster.
 RATE_SCALE ?= 1
@@ -16,6 +16,10 @@ run: deps venv
 
 test: deps-browser venv
 	$(BIN)/pytest -q -p no:cacheprovider
+
+# The ingest and fault tests again on plain paho (IOC_INGEST_FAST=false), as CI runs them.
+test-plain-paho: deps-browser venv
+	IOC_INGEST_FAST=false $(BIN)/pytest -q -p no:cacheprovider tests/ingest tests/faults
 
 check: venv
 	$(BIN)/ruff check ingest services gateway simulator cli tests bench
