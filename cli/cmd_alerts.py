@@ -9,6 +9,7 @@ from cli import context
 from services.alerts.channels import Channels, DeliveryFailed
 from services.alerts.engine import AlertsSettings, Engine, check_config
 from services.errors import InvalidInput
+from services.workers import Tasks
 
 log = logging.getLogger(__name__)
 
@@ -65,12 +66,17 @@ async def _send_test(urls: dict[str, str], name: str, lang: str) -> int:
 
 
 async def _serve(s: AlertsSettings) -> int:
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
+    """Until SIGINT/SIGTERM (exit 0) or the engine fails (exit 1: restart me)."""
     engine = Engine(s)
-    context.settle_heap()
-    log.info("alert evaluator %s starting (standby until it holds the lock)", engine.name)
-    await engine.run(stop)
+    loop = asyncio.get_running_loop()
+    async with Tasks() as workers:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, workers.stop.set)
+        context.settle_heap()
+        log.info("alert evaluator %s starting (standby until it holds the lock)", engine.name)
+        workers.start("alerts.engine", lambda: engine.run(workers.stop))
+        await workers.wait()
+        # Deliveries in flight finish (no duplicates after a restart), then whatever is left is cancelled.
+        await workers.close(grace_s=20)
+    workers.raise_failure()
     return 0

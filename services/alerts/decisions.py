@@ -1,7 +1,8 @@
 """What a tick decides from what it read: which alerts to open and which to resolve. Device rules
 with their `for` and hysteresis clocks (`timing`), flapping, parent suppression (a device below a
-down parent or in maintenance waits), the offline rule held back while the IOC has lost its broker,
-and the broker-lost rule itself. No I/O: `actor` carries the decisions out, in their order."""
+down parent or in maintenance waits), the offline rule held back while the IOC has lost its broker
+or its ingest is stalled, and those two IOC-wide rules themselves. No I/O: `actor` carries the
+decisions out, in their order."""
 
 from collections.abc import Iterable, Mapping, Sequence, Set
 from dataclasses import dataclass, field
@@ -10,7 +11,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from services.alerts.models import Config
-from services.alerts.rule_schema import SOURCE_RULES
+from services.alerts.rule_schema import IOC_RULES, SOURCE_RULES
 from services.alerts.rules import DeviceView, applies, clock_bound, evaluate, flapping
 from services.alerts.statecache import StateRow
 from services.alerts.timing import Action, Track, step
@@ -33,6 +34,10 @@ class Observed:
     events: Mapping[str, Sequence[tuple[datetime, str, Mapping[str, Any]]]]
     # devices whose data changed since the last tick; None: any may have (a full read)
     dirty: Set[str] | None
+    # ingests that committed nothing while messages waited: name -> (seconds, messages waiting)
+    ingest_stalled: Mapping[str, tuple[float, int | None]] = field(default_factory=dict)
+    # the evaluator has just started: an ingest that has not reported yet may still be starting
+    in_grace: bool = False
     # vendor brokers nobody hears: broker id -> (last heard, the devices heard through it)
     sources_lost: Mapping[str, tuple[datetime | None, tuple[str, ...]]] = field(default_factory=dict)
 
@@ -75,6 +80,8 @@ class Decider:
         self.clocked: set[str] = set()
         # devices evaluated by the last tick
         self.evaluated = 0
+        # an ingest was heard since this evaluator started (its grace no longer matters)
+        self.heard = False
         self._rules: dict[str, list[tuple[str, dict[str, Any]]]] = {}
 
     def reset(self, cfg: Config, topology: Topology) -> None:
@@ -99,7 +106,7 @@ class Decider:
         if out is None:
             out = []
             for name, rule in self.cfg.rules.items():
-                if name == "broker_lost" or name in SOURCE_RULES:
+                if name in IOC_RULES or name in SOURCE_RULES:
                     continue
                 s = rule.for_device(dev.commune_id, dev.village_id, dev.kind, dev.id)
                 if applies(s, dev.kind):
@@ -111,45 +118,53 @@ class Decider:
         """Advance every clock the tick concerns; the alerts to open and resolve, in order."""
         out = Outcome()
         lost, last = self._broker_lost(seen)
-        self._devices(seen, lost, out)
-        self._broker(seen, lost, last, out)
+        stalled = self._stalled(seen)
+        self._devices(seen, lost or stalled is not None, out)
+        details = {"last_heard": last.isoformat() if last else None}
+        self._ioc_rule("broker_lost", lost, last, details, seen, out)
+        if stalled is None:
+            self._ioc_rule("ingest_stalled", False, None, {}, seen, out)
+        else:
+            name, stalled_s, waiting = stalled
+            since = seen.now - timedelta(seconds=stalled_s)
+            details = {"ingest": name, "stalled_s": round(stalled_s), "waiting": waiting}
+            self._ioc_rule("ingest_stalled", True, since, details, seen, out)
         self._source_lost(seen, out)
         return out
 
     def _source_lost(self, seen: Observed, out: Outcome) -> None:
         """One alert while any vendor broker is lost, listing its devices (their states freeze)."""
-        key = ("source_lost", IOC_WIDE)
         s = self.cfg.rules["source_lost"].settings
         lost = dict(seen.sources_lost) if s.get("enabled", True) else {}
         heard = [t for t, _ in lost.values() if t is not None]
         since = min(heard) if heard else (seen.now if lost else None)
         devices = tuple(sorted({d for _, ds in lost.values() for d in ds}))
-        track = self.tracks.setdefault(key, Track())
-        before = track.since
-        action = step(
-            track,
-            bool(lost),
-            since,
-            seen.now,
-            for_s=float(s["for_s"]),
-            clear_s=float(s["clear_s"]),
-            suppressed=False,
-            alert_open=key in seen.open_alerts,
-        )
-        if track.since != before:
-            out.clocks[key] = track.since
-        if action is Action.OPEN:
-            details = {"sources": ", ".join(sorted(lost)), "devices": len(devices)}
-            out.decisions.append(Open("source_lost", s, None, details, track.since, devices))
-        elif action is Action.RESOLVE:
-            out.decisions.append(Resolve(seen.open_alerts[key]))
+        details = {"sources": ", ".join(sorted(lost)), "devices": len(devices)}
+        self._ioc_rule("source_lost", bool(lost), since, details, seen, out, devices)
 
     def _broker_lost(self, seen: Observed) -> tuple[bool, datetime | None]:
         s = self.cfg.rules["broker_lost"].settings
         if not s.get("enabled", True) or seen.ingest_heard_at is None:
             return False, None
         last = seen.ingest_heard_at
-        return (seen.now - last).total_seconds() > float(s["stale_s"]), last
+        lost = (seen.now - last).total_seconds() > float(s["stale_s"])
+        if not lost:
+            self.heard = True
+        elif seen.in_grace and not self.heard:
+            # Just started (`ioc up` starting again): ingest may not have come up yet.
+            return False, last
+        return lost, last
+
+    def _stalled(self, seen: Observed) -> tuple[str, float, int | None] | None:
+        """The ingest stalled longest, when one has been for the rule's `stall_s`."""
+        s = self.cfg.rules["ingest_stalled"].settings
+        if not s.get("enabled", True):
+            return None
+        over = [(t, name, w) for name, (t, w) in seen.ingest_stalled.items() if t > float(s["stall_s"])]
+        if not over:
+            return None
+        t, name, waiting = max(over, key=lambda x: x[0])
+        return name, t, waiting
 
     def _devices(self, seen: Observed, broker_lost: bool, out: Outcome) -> None:
         """Evaluate every device (`dirty` None) or the dirty ones and those with something pending.
@@ -161,7 +176,7 @@ class Decider:
         now, states, open_alerts, topo = seen.now, seen.states, seen.open_alerts, self.topology
         local_now = now.astimezone(self.tz)
         down = seen.offline | seen.maintenance
-        broker_lost = broker_lost or ("broker_lost", IOC_WIDE) in open_alerts
+        broker_lost = broker_lost or any((r, IOC_WIDE) in open_alerts for r in IOC_RULES)
         frozen = {d for _, ds in seen.sources_lost.values() for d in ds}
         offline = self.cfg.rules["offline"]
         if seen.dirty is None:
@@ -255,15 +270,25 @@ class Decider:
         dev = self.topology.devices.get(key[1])
         return dev is not None and dev.id in states and any(name == key[0] for name, _ in self.rules_for(dev))
 
-    def _broker(self, seen: Observed, lost: bool, last: datetime | None, out: Outcome) -> None:
-        key = ("broker_lost", IOC_WIDE)
-        s = self.cfg.rules["broker_lost"].settings
+    def _ioc_rule(
+        self,
+        name: str,
+        active: bool,
+        since: datetime | None,
+        details: dict[str, Any],
+        seen: Observed,
+        out: Outcome,
+        affected: tuple[str, ...] = (),
+    ) -> None:
+        """One IOC-wide rule (no device): open once while `active`, resolve when it clears."""
+        key = (name, IOC_WIDE)
+        s = self.cfg.rules[name].settings
         track = self.tracks.setdefault(key, Track())
         before = track.since
         action = step(
             track,
-            lost,
-            last,
+            active,
+            since,
             seen.now,
             for_s=float(s["for_s"]),
             clear_s=float(s["clear_s"]),
@@ -273,7 +298,6 @@ class Decider:
         if track.since != before:
             out.clocks[key] = track.since
         if action is Action.OPEN:
-            details = {"last_heard": last.isoformat() if last else None}
-            out.decisions.append(Open("broker_lost", s, None, details, track.since))
+            out.decisions.append(Open(name, s, None, details, track.since, affected))
         elif action is Action.RESOLVE:
             out.decisions.append(Resolve(seen.open_alerts[key]))

@@ -10,6 +10,7 @@ import logging
 import os
 import random
 import socket
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,7 @@ import psycopg
 from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
 
+from services import liveness
 from services.alerts import config as alert_config
 from services.alerts.channels import Channels, check
 from services.alerts.evaluator import Evaluator
@@ -39,6 +41,9 @@ class AlertsSettings(IocSettings):
     alerts_lock_poll_s: float = 1.0
     alerts_name: str = ""
     alerts_send_concurrency: int = 8
+    # After this process starts, an ingest that has not reported yet may still be starting
+    # (`ioc up` starts its children together): no "IOC lost its broker" for that long.
+    alerts_start_grace_s: float = 60.0
 
 
 class ConfigSource:
@@ -112,6 +117,7 @@ class Engine:
         self.active = False
         self.terms = 0  # times this process became the active evaluator
         self.lock_pid: int | None = None
+        self.started_at: datetime | None = None  # on the database's clock, at the first connection
 
     def _connect(self) -> psycopg.Connection:
         conn = psycopg.connect(
@@ -126,8 +132,11 @@ class Engine:
             keepalives_count=3,
             options="-c statement_timeout=30000",
         )
-        row = conn.execute("SELECT pg_backend_pid()").fetchone()
+        row = conn.execute("SELECT pg_backend_pid(), clock_timestamp()").fetchone()
         self.lock_pid = int(row[0]) if row else None
+        if self.started_at is None and row is not None:
+            self.started_at = row[1]
+            liveness.count_start(conn, "alerts")
         return conn
 
     def _try_lock(self, conn: psycopg.Connection) -> bool:
@@ -148,7 +157,9 @@ class Engine:
             try:
                 await self._term(stop)
                 failures = 0
-            except (psycopg.Error, OSError) as err:
+            except (psycopg.OperationalError, psycopg.InterfaceError, OSError) as err:
+                # The database went away: back off and contend again. Any other error (a table
+                # or a privilege changed under us, a bug) ends the process; it is restarted.
                 failures += 1
                 if failures == 1:
                     log.warning(
@@ -187,6 +198,9 @@ class Engine:
             tz=self.s.tz,
             lang=self.s.lang,
             public_url=public_url(self.s, source.current),
+            grace_until=self.started_at + timedelta(seconds=self.s.alerts_start_grace_s)
+            if self.started_at is not None
+            else None,
         )
         await asyncio.to_thread(evaluator.load)
         pool = AsyncConnectionPool(

@@ -38,8 +38,12 @@ class Evaluator:
         tz: str = "Asia/Ho_Chi_Minh",
         lang: str = "vi",
         public_url: str | None = None,
+        grace_until: datetime | None = None,
     ) -> None:
         self.conn = conn
+        # Until then (the evaluator's process has just started) an ingest that has not reported
+        # yet may still be starting: no "lost its broker" for it.
+        self.grace_until = grace_until
         # A full read parses the metrics of every device: orjson does it several times faster.
         set_json_loads(orjson.loads, conn)
         self.config = config
@@ -93,7 +97,9 @@ class Evaluator:
             states = self.cache.rows
             maint = devices_in_maintenance(self.conn, now, self.tz_name)
             open_alerts = inputs.open_alerts(self.conn)
-            heard_at = inputs.ingest_heard_at(self.conn)
+            ingest = inputs.ingest_view(
+                self.conn, float(self.cfg.rules["broker_lost"].settings["planned_stop_s"])
+            )
             act = Actor(
                 self.conn,
                 self.cfg,
@@ -112,11 +118,13 @@ class Evaluator:
                     offline=self.cache.offline,
                     maintenance=maint,
                     open_alerts=open_alerts,
-                    ingest_heard_at=heard_at,
-                    sources_lost=inputs.sources_lost(self.conn, now),
+                    ingest_heard_at=ingest.heard_at,
                     flaps=self.recent.flaps,
                     events=self.recent.events,
                     dirty=None if changed is None else changed | flipped | evented,
+                    ingest_stalled=ingest.stalled,
+                    sources_lost=inputs.sources_lost(self.conn, now),
+                    in_grace=self.grace_until is not None and now < self.grace_until,
                 )
             )
             for key in outcome.cleared:

@@ -1,15 +1,18 @@
 """What an evaluation tick reads besides device state (that is `statecache`): offline transitions
 (flap history) and the events the event rules look for, both read incrementally by seq; the open
-alerts; when an ingest last heard its broker."""
+alerts; what the ingest processes last said of themselves (they hear the broker, their writer
+keeps up)."""
 
 from collections import deque
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
 import psycopg
 from psycopg.rows import dict_row
 
+from services import liveness
 from services.alerts import store
 from services.alerts.models import Config
 from services.alerts.rules import norm_type
@@ -130,7 +133,24 @@ def sources_lost(
     return {bid: (lost[bid].listening_since or lost[bid].seen_at, tuple(ids)) for bid, ids in rows}
 
 
-def ingest_heard_at(conn: psycopg.Connection) -> datetime | None:
-    """When an ingest last heard its broker (None: no ingest has reported)."""
-    row = conn.execute("SELECT count(*), max(seen_at) FROM process_health WHERE kind = 'ingest'").fetchone()
-    return row[1] if row is not None and row[0] else None
+@dataclass(frozen=True)
+class IngestView:
+    """What the IOC-wide rules read of the ingest processes' own reports (services.liveness)."""
+
+    # the newest report of an ingest that is not stopped on purpose (None: none has reported)
+    heard_at: datetime | None = None
+    # ingests that committed nothing while messages waited: name -> (seconds, messages waiting)
+    stalled: Mapping[str, tuple[float, int | None]] = field(default_factory=dict)
+
+
+def ingest_view(conn: psycopg.Connection, planned_stop_s: float) -> IngestView:
+    """An ingest stopped on purpose counts as absent, not lost, for `planned_stop_s`."""
+    heard: list[datetime] = []
+    stalled: dict[str, tuple[float, int | None]] = {}
+    for row in liveness.ingest_rows(conn):
+        if row.stopped_s is not None and row.stopped_s < planned_stop_s:
+            continue
+        heard.append(row.seen_at)
+        if row.hears and row.stalled_s > 0:
+            stalled[row.name] = (row.stalled_s, row.waiting)
+    return IngestView(max(heard) if heard else None, stalled)

@@ -43,6 +43,9 @@ _WHAT = {
         "broker_lost": "IOC mất kết nối với broker MQTT: trạng thái thiết bị tạm dừng cập nhật",
         "source_lost": "IOC mất kết nối với nguồn dữ liệu {sources} của {devices} thiết bị: trạng thái các thiết bị này tạm dừng cập nhật",
         "broadcast_not_reached": "bản tin khẩn cấp «{title}» chưa đến {missed}/{targeted} ấp/xóm sau 2 phút: {villages}",
+        "ingest_stalled": "IOC ngừng ghi dữ liệu thiết bị: tin nhắn của thiết bị vẫn đến nhưng không lưu "
+        "được vào cơ sở dữ liệu trong {stalled_s} giây; trạng thái thiết bị tạm dừng cập nhật, "
+        "không thiết bị nào bị tính là mất kết nối",
         "camera_tamper": "bị che, xoay hoặc phá (tamper)",
         "camera_signal_loss": "mất tín hiệu hình ảnh",
         "camera_storage_failure": "lỗi bộ nhớ lưu trữ",
@@ -60,6 +63,9 @@ _WHAT = {
         "broker_lost": "the IOC lost its MQTT broker: device states are frozen",
         "source_lost": "the IOC lost the source {sources} of {devices} devices: their states are frozen",
         "broadcast_not_reached": "the emergency broadcast «{title}» has not reached {missed} of {targeted} villages after 2 minutes: {villages}",
+        "ingest_stalled": "the IOC stopped storing device data: messages keep arriving but nothing "
+        "was written to the database for {stalled_s} s; device states are frozen, no device is "
+        "counted offline",
         "camera_tamper": "is tampered with (covered, moved or damaged)",
         "camera_signal_loss": "lost its video signal",
         "camera_storage_failure": "has a storage failure",
@@ -137,7 +143,16 @@ def describe(rule: str, details: Mapping[str, Any], lang: str = "vi") -> str:
     template = what.get(key) or what["threshold"]
     try:
         return template.format(
-            **{"flaps": "", "metric": rule, "op": "", "threshold": "", "value": "", "on_hours": "", **details}
+            **{
+                "flaps": "",
+                "metric": rule,
+                "op": "",
+                "threshold": "",
+                "value": "",
+                "on_hours": "",
+                "stalled_s": "30",
+                **details,
+            }
         )
     except (ValueError, TypeError, KeyError):
         return template.split("{")[0].strip() or rule

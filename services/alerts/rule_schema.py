@@ -20,7 +20,11 @@ BUILTIN: dict[str, dict[str, Any]] = {
         "flap_window_s": 600,
         "flap_clear_s": 600,
     },
-    "broker_lost": {"severity": "critical", "for_s": 0, "stale_s": 15},
+    # IOC-wide: no ingest hears the broker (its report is older than stale_s); an ingest stopped
+    # on purpose (SIGTERM, Ctrl-C) is no incident for planned_stop_s, then its absence is one.
+    "broker_lost": {"severity": "critical", "for_s": 0, "stale_s": 15, "planned_stop_s": 600},
+    # IOC-wide: an ingest has messages waiting and has committed nothing for stall_s.
+    "ingest_stalled": {"severity": "critical", "for_s": 0, "stall_s": 30},
     # One alert while vendor brokers (SPEC §8 `brokers:`) are lost; their devices' states freeze.
     "source_lost": {"severity": "critical", "for_s": 60},
     "camera_tamper": {
@@ -65,10 +69,22 @@ COMMON: dict[str, Any] = {
     "kinds": None,
 }
 CUSTOM = {"metric": None, "op": ">", "threshold": None}
-_DURATIONS = {"for_s", "clear_s", "repeat_s", "flap_window_s", "flap_clear_s", "stale_s", "hold_s"}
-_MATCH_KEYS = {"commune", "village", "kind", "device"}
+_DURATIONS = {
+    "for_s",
+    "clear_s",
+    "repeat_s",
+    "flap_window_s",
+    "flap_clear_s",
+    "stale_s",
+    "hold_s",
+    "planned_stop_s",
+    "stall_s",
+}
+# Rules about the IOC itself (one alert, no device), not about each device.
+IOC_RULES = ("broker_lost", "ingest_stalled")
 # Rules about the sources devices are heard through (one alert for the devices of lost brokers).
 SOURCE_RULES = ("source_lost",)
+_MATCH_KEYS = {"commune", "village", "kind", "device"}
 
 
 class Errors(list[str]):

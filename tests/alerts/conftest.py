@@ -173,7 +173,9 @@ def write_config(tmp_path: Path, doc: dict[str, Any]) -> Path:
 
 
 def settings(db_url: str, alerts_file: Path | None, **kw: Any) -> AlertsSettings:
-    # No .env file: a developer's settings must not leak into tests.
+    # No .env file: a developer's settings must not leak into tests. No start grace unless a test
+    # asks for one: tests start the engine at any moment, not with ingest as `ioc up` does.
+    kw.setdefault("alerts_start_grace_s", 0)
     return load(
         AlertsSettings,
         _env_file=None,
