@@ -120,7 +120,7 @@ class Decider:
         lost, last = self._broker_lost(seen)
         stalled = self._stalled(seen)
         self._devices(seen, lost or stalled is not None, out)
-        details = {"last_heard": last.isoformat() if last else None}
+        details: dict[str, Any] = {"last_heard": last.isoformat() if last else None}
         self._ioc_rule("broker_lost", lost, last, details, seen, out)
         if stalled is None:
             self._ioc_rule("ingest_stalled", False, None, {}, seen, out)
