@@ -8,7 +8,9 @@ import logging
 import signal
 import socket
 from contextlib import AsyncExitStack
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from cli import context
 from cli.embedded import free_port, port_open
@@ -19,11 +21,14 @@ from services.settings import IocSettings
 from simulator import demo
 from simulator.cameras import start_farms
 from simulator.devices import Simulator
+from simulator.probed import serve as serve_probed
 from simulator.scenario import Scenario, pick
 
 log = logging.getLogger("ioc.simulate")
 DEMO_FILE = "demo-registry.yaml"
 DEMO_META = "demo.json"
+# the ports of the demo's vendor broker and polled devices (template port -> chosen port)
+DEMO_PORTS = "demo-ports.json"
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -58,18 +63,47 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("--quiet-faults", action="store_true", help="no outages or other faults")
     # `ioc up` binds the demo cameras' port itself and hands the listening socket over.
     p.add_argument("--onvif-fd", type=int, help=argparse.SUPPRESS)
+    # ... and the ports of the demo devices the IOC polls (HTTP, TCP), the same way.
+    p.add_argument("--listen-fd", type=int, action="append", default=[], help=argparse.SUPPRESS)
     p.set_defaults(func=run)
 
 
-def demo_registry(data_dir: Path) -> tuple[Path, int]:
-    """Render the demo registry into the data dir with the ONVIF port saved by `ioc up`."""
+def _read_meta(data_dir: Path) -> dict[str, Any]:
     meta = data_dir / DEMO_META
-    port = json.loads(meta.read_text()).get("onvif_port") if meta.exists() else None
+    try:
+        saved = json.loads(meta.read_text()) if meta.exists() else {}
+    except ValueError:
+        return {}
+    return saved if isinstance(saved, dict) else {}
+
+
+def _saved_ports(data_dir: Path) -> dict[int, int]:
+    """Template port -> the port the last run chose, for the demo's other loopback services."""
+    try:
+        ports = json.loads((data_dir / DEMO_PORTS).read_text())
+    except (OSError, ValueError):
+        return {}
+    return {int(k): int(v) for k, v in ports.items()} if isinstance(ports, dict) else {}
+
+
+def _write_meta(data_dir: Path, onvif_port: int, ports: dict[int, int]) -> Path:
+    data_dir.mkdir(parents=True, exist_ok=True)
+    (data_dir / DEMO_META).write_text(json.dumps({"onvif_port": onvif_port}))
+    (data_dir / DEMO_PORTS).write_text(json.dumps({str(k): v for k, v in sorted(ports.items())}))
+    return demo.write(data_dir / DEMO_FILE, onvif_port, ports)
+
+
+def demo_registry(data_dir: Path) -> tuple[Path, int]:
+    """Render the demo registry into the data dir with the ports saved by `ioc up`."""
+    saved = _read_meta(data_dir)
+    port = saved.get("onvif_port")
     if port is None:
         port = demo.TEMPLATE_PORT if not port_open(demo.TEMPLATE_PORT) else free_port()
-    data_dir.mkdir(parents=True, exist_ok=True)
-    meta.write_text(json.dumps({"onvif_port": port}))
-    return demo.write(data_dir / DEMO_FILE, port), port
+    ports = _saved_ports(data_dir)
+    for template in (*demo.LISTEN_PORTS, demo.VENDOR_BROKER_PORT):
+        if template not in ports:
+            ports[template] = template if not port_open(template) else free_port()
+    return _write_meta(data_dir, port, ports), port
 
 
 def _listen(port: int) -> socket.socket | None:
@@ -84,26 +118,60 @@ def _listen(port: int) -> socket.socket | None:
     return sock
 
 
-def reserve_demo_port(data_dir: Path) -> tuple[Path, socket.socket]:
-    """Bind the demo cameras' port, then render the registry with it (for `ioc up`).
-
-    The port is bound before it is written down and the bound socket is handed to the
-    simulator (`--onvif-fd`): a port that was merely free when chosen was once taken by
-    another program before the simulator came to bind it. The saved port is kept across
-    runs when it can be bound, so the imported registry does not change.
-    """
-    meta = data_dir / DEMO_META
-    saved = json.loads(meta.read_text()).get("onvif_port") if meta.exists() else None
-    sock = None
-    for port in (saved, demo.TEMPLATE_PORT, 0):
+def _bind_one(saved: int | None, template: int, what: str) -> socket.socket:
+    for port in (saved, template, 0):
         if port is not None and (sock := _listen(port)) is not None:
-            break
-    if sock is None:
-        raise InvalidInput("cannot bind a loopback port for the demo cameras")
-    port = int(sock.getsockname()[1])
-    data_dir.mkdir(parents=True, exist_ok=True)
-    meta.write_text(json.dumps({"onvif_port": port}))
-    return demo.write(data_dir / DEMO_FILE, port), sock
+            return sock
+    raise InvalidInput(f"cannot bind a loopback port for {what}")
+
+
+@dataclass
+class DemoPorts:
+    """The rendered demo registry and the listening sockets named in it (for `ioc up`)."""
+
+    path: Path
+    onvif: socket.socket
+    # template port -> the bound socket of the device(s) the IOC polls there (HTTP, TCP)
+    listen: dict[int, socket.socket] = field(default_factory=dict)
+
+    def close(self) -> None:
+        for sock in (self.onvif, *self.listen.values()):
+            sock.close()
+
+
+def reserve_demo(data_dir: Path, vendor_broker_port: int | None = None) -> DemoPorts:
+    """Bind the demo's loopback ports, then render the registry with them (for `ioc up`).
+
+    Every port is bound before it is written down and the bound socket is handed to the
+    simulator (`--onvif-fd`, `--listen-fd`): a port that was merely free when chosen was once
+    taken by another program before the simulator came to bind it. Saved ports are kept across
+    runs when they can be bound, so the imported registry does not change. The vendor broker's
+    port is the one its Mosquitto listens on (`ioc up` starts it first).
+    """
+    saved = _read_meta(data_dir)
+    saved_ports = _saved_ports(data_dir)
+    onvif = _bind_one(saved.get("onvif_port"), demo.TEMPLATE_PORT, "the demo cameras")
+    listen: dict[int, socket.socket] = {}
+    try:
+        for template in demo.LISTEN_PORTS:
+            listen[template] = _bind_one(saved_ports.get(template), template, "the demo's polled devices")
+    except InvalidInput:
+        DemoPorts(data_dir, onvif, listen).close()
+        raise
+    ports = {t: int(s.getsockname()[1]) for t, s in listen.items()}
+    ports[demo.VENDOR_BROKER_PORT] = vendor_broker_port or saved_ports.get(
+        demo.VENDOR_BROKER_PORT, demo.VENDOR_BROKER_PORT
+    )
+    path = _write_meta(data_dir, int(onvif.getsockname()[1]), ports)
+    return DemoPorts(path, onvif, listen)
+
+
+def reserve_demo_port(data_dir: Path) -> tuple[Path, socket.socket]:
+    """The demo registry and its cameras' bound socket (`reserve_demo`, without the others)."""
+    d = reserve_demo(data_dir)
+    for sock in d.listen.values():
+        sock.close()
+    return d.path, d.onvif
 
 
 def read_credentials(path: Path) -> dict[str, tuple[str, str]]:
@@ -135,6 +203,8 @@ async def simulate(
     async with AsyncExitStack() as stack:
         # a camera below a router that lost power stops answering with it
         await start_farms(stack, reg, scenario, sockets=sockets, off_air=sim.off_air)
+        # devices the IOC polls (HTTP, TCP) answer while they and their routers are on the air
+        await serve_probed(stack, reg, sim.off_air, sim.readings, sim.stopping, sockets=sockets)
         await sim.run()
     log.info(
         "stopped: %d statuses, %d events, %d connections",
@@ -170,6 +240,9 @@ def run(args: argparse.Namespace) -> int:
     sockets = {}
     if args.onvif_fd is not None:
         sock = socket.socket(fileno=args.onvif_fd)
+        sockets[int(sock.getsockname()[1])] = sock
+    for fd in args.listen_fd:
+        sock = socket.socket(fileno=fd)
         sockets[int(sock.getsockname()[1])] = sock
     asyncio.run(
         simulate(

@@ -128,6 +128,9 @@ class Up:
     lock: DataDirLock | None = None
     # The demo cameras' listening socket, bound before its port went into the registry.
     onvif_sock: socket.socket | None = None
+    # The demo's "vendor cloud" broker, and the bound ports of its devices the IOC polls (HTTP, TCP).
+    vendor_mqtt: Mosquitto | None = None
+    demo_listen: dict[int, socket.socket] = field(default_factory=dict)
     # Database time when ingest was started, and the monotonic deadline of the wait for it.
     ingest_started_db: datetime | None = None
     alerts_deadline: float | None = None
@@ -207,10 +210,18 @@ class Up:
             return password
 
     def load_demo(self, db_url: str, key: str) -> int:
-        from cli.cmd_simulate import reserve_demo_port
+        from cli.cmd_simulate import reserve_demo
         from services.vault import Vault
 
-        path, self.onvif_sock = reserve_demo_port(self.data_dir)
+        # the vendor cloud the demo's Tasmota speakers speak to: a second embedded Mosquitto
+        self.vendor_mqtt = Mosquitto(self.data_dir / "vendor-mqtt")
+        try:
+            self.vendor_mqtt.start()
+        except RuntimeError as err:
+            raise IocError(f"cannot start the demo's vendor broker: {first_line(err)}") from err
+        log.info("demo vendor-cloud Mosquitto on 127.0.0.1:%s", self.vendor_mqtt.port)
+        ports = reserve_demo(self.data_dir, self.vendor_mqtt.port)
+        path, self.onvif_sock, self.demo_listen = ports.path, ports.onvif, ports.listen
         port = self.onvif_sock.getsockname()[1]
         reg = registry_file.read(path)
         with connect(db_url) as conn:
@@ -250,6 +261,10 @@ class Up:
         if child.name == "simulate" and self.onvif_sock is not None:
             fds.append(self.onvif_sock.fileno())
             argv = [*argv, "--onvif-fd", str(fds[0])]
+        if child.name == "simulate":
+            for sock in self.demo_listen.values():
+                fds.append(sock.fileno())
+                argv = [*argv, "--listen-fd", str(sock.fileno())]
         if child.name == "ingest" and self.ingest_started_db is None:
             self.ingest_started_db = self._db_now()
         child.proc = subprocess.Popen(  # noqa: S603 - our own interpreter and module
@@ -262,6 +277,14 @@ class Up:
         )
         child.started_at = time.monotonic()
         log.info("started ioc %s (pid %s)", child.name, child.proc.pid)
+        if child.name == "simulate":
+            from simulator.demo import TCP_PORTS
+
+            # A TCP device's port is closed by the simulator during its outages: a copy kept open
+            # here would go on accepting. A restarted simulator binds these ports again itself.
+            for template in TCP_PORTS:
+                if (sock := self.demo_listen.pop(template, None)) is not None:
+                    sock.close()
         self.save_state()
 
     def supervise_once(self) -> None:
@@ -278,7 +301,12 @@ class Up:
                 c.restart_at = now + delay
             if c.proc is None and now >= c.restart_at and not self.stopping and self.may_start(c, now):
                 self.spawn(c)
-        for name, server in (("PostgreSQL", self.pg), ("Mosquitto", self.mqtt)):
+        servers = (
+            ("PostgreSQL", self.pg),
+            ("Mosquitto", self.mqtt),
+            ("vendor-cloud Mosquitto", self.vendor_mqtt),
+        )
+        for name, server in servers:
             if server is not None and server.proc is not None and server.proc.poll() is not None:
                 log.error("embedded %s exited with code %s; restarting it", name, server.proc.returncode)
                 try:
@@ -345,10 +373,14 @@ class Up:
         self.stop_children()
         if self.mqtt is not None:
             self.mqtt.stop()
+        if self.vendor_mqtt is not None:
+            self.vendor_mqtt.stop()
         if self.pg is not None:
             self.pg.stop()
         if self.onvif_sock is not None:
             self.onvif_sock.close()
+        for sock in self.demo_listen.values():
+            sock.close()
         (self.data_dir / STATE_FILE).unlink(missing_ok=True)
         log.info("stopped")
         if self.lock is not None:

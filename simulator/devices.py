@@ -19,12 +19,11 @@ from datetime import UTC, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
-import orjson
-
 from services.models import Device, Registry
 from services.topics import device_topic
 from simulator import scenario as sc
 from simulator.behaviour import CHANGE_FIELDS, RARE_EVENTS, Model, events_between
+from simulator.dialects import IocDialect, dialect, polled
 from simulator.link import Broker, Link, LinkError
 from simulator.player import Player
 
@@ -51,6 +50,9 @@ class SimDevice:
         self.sim = sim
         self.device = device
         self.id = device.id
+        # how it speaks: the IOC's MQTT, a vendor's MQTT, or not at all (the IOC polls it)
+        self.polled = polled(device)
+        self.dialect = dialect(device) or IocDialect(device)
         # separate streams: readings, and the fault schedule (independent of how often we tick)
         self.rng = random.Random(f"{sim.seed}:{device.id}:values")
         self.sched = random.Random(f"{sim.seed}:{device.id}:schedule")
@@ -74,7 +76,7 @@ class SimDevice:
         self.needs_boot_event = False
         # speakers and e-boards obey the IOC's broadcast commands (SPEC §9)
         self.player: Player | None = None
-        if device.kind in ("speaker", "eboard"):
+        if device.kind in ("speaker", "eboard") and type(self.dialect) is IocDialect and not self.polled:
             self.player = Player(
                 device.kind,
                 random.Random(f"{sim.seed}:{device.id}:player"),
@@ -143,13 +145,18 @@ class SimDevice:
 
     def _publish_status(self, status: dict[str, Any]) -> None:
         assert self.link is not None
-        self.link.publish(self.topic("status"), orjson.dumps(self._stamp(status)))
+        doc = self._stamp(status)
+        if type(self.dialect) is not IocDialect:  # vendor firmware reports its own uptime
+            doc["uptime_s"] = self.model.uptime_s(self.sim.t())
+        for topic, payload in self.dialect.status(doc, self.sim.local_now()):
+            self.link.publish(topic, payload)
         self.sim.stats.statuses += 1
 
     def _publish_event(self, event: dict[str, Any]) -> None:
         assert self.link is not None
-        self.link.publish(self.topic("event"), orjson.dumps(self._stamp(event)))
-        self.sim.stats.events += 1
+        for topic, payload in self.dialect.event(self._stamp(event)):
+            self.link.publish(topic, payload)
+            self.sim.stats.events += 1
 
     def _readings(self, t: float) -> dict[str, Any]:
         s = self.sim.scenario
@@ -162,11 +169,17 @@ class SimDevice:
 
     # -- the device's life -------------------------------------------------------------------
     async def _connect(self) -> bool:
-        creds = self.sim.credentials.get(self.id)
+        d = self.dialect
+        broker = self.sim.broker if d.broker_id is None else self.sim.vendor_brokers.get(d.broker_id)
+        if broker is None:
+            return False
+        creds = self.sim.credentials.get(self.id) if d.broker_id is None else None
+        will_topic, will_payload = d.will()
         link = Link(
-            self.sim.broker,
-            f"sim-{self.id}",
-            self.topic("availability"),
+            broker,
+            d.client_id(),
+            will_topic,
+            will_payload=will_payload,
             keepalive_s=60,
             username=creds[0] if creds else None,
             password=creds[1] if creds else None,
@@ -180,7 +193,7 @@ class SimDevice:
         self.link = link
         self.sim.links.add(link)
         self.sim.stats.connects += 1
-        link.publish(self.topic("availability"), b"online", retain=True)
+        link.publish(*d.online(), retain=True)
         if self.player is not None:
             link.subscribe(self.topic("cmd"), self.player.on_cmd)
         return True
@@ -194,6 +207,9 @@ class SimDevice:
             self.link = None
 
     async def run(self) -> None:
+        if self.polled:
+            await self._run_polled()
+            return
         sim = self.sim
         hb_real = self.device.heartbeat_s / sim.rate_scale
         tick = min(max(min(self.device.heartbeat_s, 60) / sim.rate_scale / 6, 0.05), 5.0)
@@ -262,10 +278,42 @@ class SimDevice:
                 pass
         await self._goodbye()
 
+    async def _run_polled(self) -> None:
+        """A device the IOC polls (SNMP, ping, TCP, HTTP): no connection of its own; it keeps
+        its readings for `simulator.probed`, which answers for it while it is on the air."""
+        sim = self.sim
+        tick = min(max(min(self.device.heartbeat_s, 60) / sim.rate_scale / 6, 0.05), 1.0)
+        while not sim.stopping.is_set():
+            self.wake.clear()
+            t = sim.t()
+            reason = self.down_reason(t)
+            if reason and self.down_since_reason is None:
+                self.down_since_reason = reason
+                sim.stats.outages += 1
+                log.info("%s off the air: %s", self.id, reason)
+                self.wake_tree()
+                self.needs_boot_event = reason in ("power cut", "outage")
+            elif not reason and self.down_since_reason is not None:
+                log.info("%s back on the air", self.id)
+                if self.needs_boot_event:
+                    self.model.reboot(t)
+                    self.needs_boot_event = False
+                self.down_since_reason = None
+                for c in self.children:
+                    c.wake_tree()
+            if not reason:
+                self.last_status = self._readings(t)
+            try:
+                async with asyncio.timeout(tick):
+                    await self.wake.wait()
+            except TimeoutError:
+                pass
+
     async def _goodbye(self) -> None:
         """Switched off properly: say `offline`, then DISCONNECT."""
         if self.link is not None and self.link.connected:
-            self.link.publish(self.topic("availability"), b"offline", retain=True)
+            topic, offline = self.dialect.will()
+            self.link.publish(topic, offline, retain=True)
             await self.link.close()
         self._drop()
 
@@ -289,6 +337,13 @@ class Simulator:
             raise ValueError("rate scale must be > 0")
         self.registry = reg
         self.broker = Broker.from_url(mqtt_url)
+        # vendor clouds the registry names (`brokers:`) that the simulator can reach (plain mqtt://)
+        self.vendor_brokers: dict[str, Broker] = {}
+        for b in reg.brokers:
+            try:
+                self.vendor_brokers[b.id] = Broker.from_url(b.url)
+            except ValueError as err:
+                log.warning("vendor broker %s: %s; its devices stay silent", b.id, err)
         self.rate_scale = rate_scale
         self.seed = seed
         self.scenario = scenario if scenario is not None else sc.pick(reg, seed)
@@ -329,6 +384,11 @@ class Simulator:
         dev.forced_until = time.monotonic() + seconds
         dev.wake_tree()
 
+    def readings(self, device_id: str) -> dict[str, Any]:
+        """A device's latest readings (what a polled device's SNMP or HTTP answers carry)."""
+        dev = self.devices.get(device_id)
+        return dict(dev.last_status) if dev is not None else {}
+
     def off_air(self, device_id: str) -> str | None:
         """Why any device of the registry (cameras included) is cut off now, if it is: its own
         power cut, or one of the routers above it being down or not yet back."""
@@ -363,8 +423,14 @@ class Simulator:
         """Run every device until `stop()`; devices then say goodbye."""
         self._t0 = time.monotonic()
         for d in self.registry.devices:
-            if d.kind != "camera" and d.retired_at is None:
-                self.devices[d.id] = SimDevice(self, d)
+            if d.kind == "camera" or d.retired_at is not None:
+                continue
+            if dialect(d) is None and not polled(d):
+                log.warning(
+                    "%s: the simulator does not speak profile %s", d.id, getattr(d.source, "profile", "?")
+                )
+                continue
+            self.devices[d.id] = SimDevice(self, d)
         for dev in self.devices.values():
             parent = self.devices.get(dev.device.parent_id or "")
             if parent is not None:

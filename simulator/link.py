@@ -52,6 +52,7 @@ class Link:
         will_topic: str,
         *,
         keepalive_s: int = 60,
+        will_payload: bytes = b"offline",
         username: str | None = None,
         password: str | None = None,
         on_close: Callable[[], None] | None = None,
@@ -63,7 +64,7 @@ class Link:
         self._client = mqtt.Client(
             CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv311, clean_session=True
         )
-        self._client.will_set(will_topic, b"offline", qos=1, retain=True)
+        self._client.will_set(will_topic, will_payload, qos=1, retain=True)
         user = username if username is not None else broker.username
         if user is not None:
             self._client.username_pw_set(user, password if username is not None else broker.password)

@@ -8,17 +8,25 @@ rendered with that port into the data dir.
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from pathlib import Path
 
 from simulator.scenario import CLOCK_SKEW_S, Scenario
 
 TEMPLATE = Path(__file__).with_name("registry.yaml")
 TEMPLATE_PORT = 18080
+# The "vendor cloud" broker the Tasmota speakers talk to (`ioc up --demo` runs it).
+VENDOR_BROKER_PORT = 18883
+# Devices the IOC polls: the e-board's HTTP status page, the TCP routers. `ioc up` binds these
+# ports before it writes them into the registry and hands the sockets to the simulator.
+LISTEN_PORTS = (18081, 18091, 18092)
+TCP_PORTS = (18091, 18092)  # of those, the TCP routers' (closed during their outages)
 
 # What goes wrong in the demo, by name, so an operator can tell the story.
 SCENARIO = Scenario(
-    # ấp Bắc Thạnh's router loses power: 2 speakers, a Wi-Fi and 4 cameras go with it
-    router_outage=("tg-gw-bac-thanh", "lt-gw-xom-4"),
+    # ấp Bắc Thạnh's router loses power: 2 speakers (one heard through the vendor cloud), a Wi-Fi
+    # and 4 cameras go with it; xóm 6's takes 2 cameras, a Wi-Fi, a vendor speaker and the HTTP e-board
+    router_outage=("tg-gw-bac-thanh", "lt-gw-xom-4", "lt-gw-xom-6"),
     flapping=("lt-spk-xom-10",),
     clock_skew_s={"tg-spk-my-giang-2": CLOCK_SKEW_S},
     uplink_backup=("lt-gw-xom-1",),
@@ -31,13 +39,17 @@ SCENARIO = Scenario(
 )
 
 
-def render(onvif_port: int) -> str:
-    """The demo registry with every camera on `onvif_port`."""
+def render(onvif_port: int, ports: Mapping[int, int] | None = None) -> str:
+    """The demo registry with every camera on `onvif_port`, and each other template port of
+    `ports` (vendor broker, HTTP, TCP) replaced by the port it maps to."""
     text = TEMPLATE.read_text(encoding="utf-8")
-    return re.sub(rf"\bport: {TEMPLATE_PORT}\b", f"port: {onvif_port}", text)
+    actual = {TEMPLATE_PORT: onvif_port, **(ports or {})}
+    # one pass, so a chosen port that happens to equal another template port is not rewritten again
+    pattern = "|".join(str(p) for p in actual)
+    return re.sub(rf"(\bport: |//127\.0\.0\.1:)({pattern})\b", lambda m: f"{m[1]}{actual[int(m[2])]}", text)
 
 
-def write(dest: Path, onvif_port: int) -> Path:
+def write(dest: Path, onvif_port: int, ports: Mapping[int, int] | None = None) -> Path:
     dest.parent.mkdir(parents=True, exist_ok=True)
-    dest.write_text(render(onvif_port), encoding="utf-8")
+    dest.write_text(render(onvif_port, ports), encoding="utf-8")
     return dest

@@ -1,0 +1,187 @@
+"""The devices the IOC polls (SPEC §8), answered on loopback while they are on the air.
+
+- **http**: one small HTTP server per port; the device's `url` path answers JSON built from the
+  registry's own `fields` map (`screen_on: display.on` gives `{"display": {"on": true}}`), filled
+  with the device's current readings. Off the air, a request gets its connection reset.
+- **tcp**: a listener on the device's port, closed while the device (or a router above it) is
+  down, so a connect is refused, and opened again when it is back.
+
+SNMP and ping are not answered here: the demo hears its routers by TCP (ICMP to loopback cannot be
+made to go unanswered without changing the host's firewall).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import socket
+from collections.abc import Callable
+from contextlib import AsyncExitStack
+from typing import Any
+from urllib.parse import urlsplit
+
+from aiohttp import web
+
+from services.models import Registry
+from services.sources.model import HttpSource, TcpSource
+
+log = logging.getLogger(__name__)
+
+LOOPBACK = ("127.0.0.1", "localhost")
+_PLAIN_PATH = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*$")
+OffAir = Callable[[str], object]
+Readings = Callable[[str], dict[str, Any]]
+
+
+def status_json(source: HttpSource, readings: dict[str, Any]) -> dict[str, Any]:
+    """The document whose `fields` paths give back `readings` (plain dotted paths only)."""
+    doc: dict[str, Any] = {}
+    for f in source.fields:
+        if f.name not in readings or not _PLAIN_PATH.match(f.path) or f.map or f.scale or f.offset:
+            continue
+        *parents, leaf = f.path.split(".")
+        node = doc
+        for p in parents:
+            node = node.setdefault(p, {})
+        node[leaf] = readings[f.name]
+    return doc
+
+
+def _reset(request: web.Request) -> None:
+    transport = request.transport
+    if transport is not None:
+        sock = transport.get_extra_info("socket")
+        if sock is not None:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+        transport.abort()
+    raise web.HTTPServiceUnavailable()
+
+
+class HttpDevices:
+    """The HTTP status pages of the devices on one loopback port."""
+
+    def __init__(
+        self, port: int, paths: dict[str, tuple[str, HttpSource]], off_air: OffAir, readings: Readings
+    ):
+        self.port, self.paths, self.off_air, self.readings = port, paths, off_air, readings
+        self.requests = 0
+
+    async def handle(self, request: web.Request) -> web.StreamResponse:
+        found = self.paths.get(request.path)
+        if found is None:
+            raise web.HTTPNotFound()
+        device_id, source = found
+        self.requests += 1
+        if self.off_air(device_id):
+            _reset(request)
+        return web.json_response(status_json(source, self.readings(device_id)))
+
+    async def start(self, stack: AsyncExitStack, sock: socket.socket | None) -> None:
+        app = web.Application()
+        app.router.add_get("/{tail:.*}", self.handle)
+        runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=0.2)
+        await runner.setup()
+        stack.push_async_callback(runner.cleanup)
+        site: web.BaseSite
+        if sock is not None:
+            site = web.SockSite(runner, sock)
+        else:
+            site = web.TCPSite(runner, "127.0.0.1", self.port, reuse_address=True)
+        await site.start()
+        log.info("%d HTTP device(s) answer on 127.0.0.1:%d", len(self.paths), self.port)
+
+
+class TcpDevice:
+    """A device's TCP port: listening while it is on the air, refused while it is not."""
+
+    def __init__(self, device_id: str, port: int, off_air: OffAir, sock: socket.socket | None) -> None:
+        self.device_id, self.port, self.off_air = device_id, port, off_air
+        self._sock = sock
+        self._server: asyncio.Server | None = None
+        self.accepted = 0
+
+    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.accepted += 1
+        writer.close()
+
+    async def _open(self) -> None:
+        try:
+            if self._sock is not None:
+                sock, self._sock = self._sock, None
+                self._server = await asyncio.start_server(self._accept, sock=sock)
+            else:
+                self._server = await asyncio.start_server(
+                    self._accept, "127.0.0.1", self.port, reuse_address=True
+                )
+        except OSError as err:
+            log.warning("%s: cannot listen on 127.0.0.1:%d again: %s", self.device_id, self.port, err)
+
+    async def _close(self) -> None:
+        server, self._server = self._server, None
+        if server is not None:
+            server.close()
+            await server.wait_closed()
+
+    async def run(self, stopping: asyncio.Event, tick_s: float = 0.2) -> None:
+        try:
+            while not stopping.is_set():
+                down = bool(self.off_air(self.device_id))
+                if down and self._server is not None:
+                    await self._close()
+                elif not down and self._server is None:
+                    await self._open()
+                try:
+                    async with asyncio.timeout(tick_s):
+                        await stopping.wait()
+                except TimeoutError:
+                    pass
+        finally:
+            await self._close()
+            if self._sock is not None:
+                self._sock.close()
+
+
+def _loopback_port(url: str) -> tuple[int, str] | None:
+    u = urlsplit(url)
+    if u.scheme != "http" or u.hostname not in LOOPBACK:
+        return None
+    return u.port or 80, u.path or "/"
+
+
+async def serve(
+    stack: AsyncExitStack,
+    reg: Registry,
+    off_air: OffAir,
+    readings: Readings,
+    stopping: asyncio.Event,
+    *,
+    sockets: dict[int, socket.socket] | None = None,
+) -> tuple[list[HttpDevices], list[TcpDevice]]:
+    """Answer every loopback HTTP and TCP source of `reg` until `stopping` is set and `stack` closes."""
+    sockets = dict(sockets or {})
+    by_port: dict[int, dict[str, tuple[str, HttpSource]]] = {}
+    tcp: list[TcpDevice] = []
+    for d in reg.devices:
+        if d.retired_at is not None:
+            continue
+        src = d.source
+        if isinstance(src, HttpSource) and (where := _loopback_port(src.url)):
+            by_port.setdefault(where[0], {})[where[1]] = (d.id, src)
+        elif isinstance(src, TcpSource) and src.host in LOOPBACK:
+            tcp.append(TcpDevice(d.id, src.port, off_air, sockets.pop(src.port, None)))
+    http = []
+    for port, paths in sorted(by_port.items()):
+        h = HttpDevices(port, paths, off_air, readings)
+        await h.start(stack, sockets.pop(port, None))
+        http.append(h)
+    tasks = [asyncio.create_task(t.run(stopping), name=f"simulator.tcp[{t.device_id}]") for t in tcp]
+
+    async def _wait() -> None:
+        stopping.set()
+        await asyncio.gather(*tasks)
+
+    stack.push_async_callback(_wait)
+    if tcp:
+        log.info("%d TCP device(s) listen on 127.0.0.1 while on the air", len(tcp))
+    return http, tcp
