@@ -145,7 +145,7 @@ export function fmtAgo(iso, now = Date.now()) {
 // The built-in rules the page has words for ("am.<rule>"), with the details their words need; without
 // them a rule reads "am.<rule>.plain". Decimals as the server's messages show the values.
 const ALERT_WORDS = {
-  offline: [], flapping: ["flaps"], broker_lost: [], source_lost: ["devices"], camera_tamper: [], camera_signal_loss: [],
+  offline: [], flapping: ["flaps"], broker_lost: [], source_lost: ["devices"], ingest_stalled: ["stalled_s"], camera_tamper: [], camera_signal_loss: [],
   camera_storage_failure: [], camera_auth_failed: [], uplink_down: [], eboard_screen_off: ["on_hours"],
   camera_clock_skew: ["value", "threshold"], speaker_battery_low: ["value", "threshold"],
   temperature_high: ["value", "threshold"],
