@@ -248,7 +248,9 @@ def _add_result(batch: Batch, raw: Raw, devices: dict[str, Device]) -> None:
     _, _, commune_id, kind, device_id, _ = raw.topic.split("/")
     device = devices.get(device_id)
     if device is None:
-        batch.dead.append(_dead(raw, "unknown_device", f"device {device_id!r} is not in the registry", device_id))
+        batch.dead.append(
+            _dead(raw, "unknown_device", f"device {device_id!r} is not in the registry", device_id)
+        )
     elif device.commune_id != commune_id or device.kind != kind:
         batch.dead.append(
             _dead(raw, "topic_mismatch", f"a cmd_result of {device.id} on another device's topic", device.id)
