@@ -9,7 +9,7 @@ import psycopg
 from psycopg import sql
 from psycopg.rows import dict_row
 
-from services import feed, status
+from services import feed, sources, status
 from services.alerts import store as alert_store
 
 RECENT = timedelta(hours=1)
@@ -28,6 +28,17 @@ def read(conn: psycopg.Connection, scope: list[str] | None) -> dict[str, Any]:
     return body
 
 
+def _heard(r: dict[str, Any]) -> dict[str, Any]:
+    """How the device is heard (`heard`: mqtt, profile, snmp, ping, tcp, http, onvif) and its
+    source as an API may show it (never a secret)."""
+    src = r["source"]
+    if src:
+        shown = sources.public(sources.from_json(src)) or {}
+        kind = shown.get("kind")
+        return {"heard": "profile" if kind == "mqtt" else kind, "source": shown}
+    return {"heard": "onvif" if r["has_onvif"] else "mqtt", "source": None}
+
+
 def _read(conn: psycopg.Connection, scope: list[str] | None) -> dict[str, Any]:
     seq = feed.head(conn)
     params = {"scope": scope, "recent": datetime.now(UTC) - RECENT}
@@ -40,9 +51,11 @@ def _read(conn: psycopg.Connection, scope: list[str] | None) -> dict[str, Any]:
                 "lon": r["lon"],
                 "parent": r["parent_id"],
                 "attrs": r["attrs"],
+                **_heard(r),
             }
             for r in cur.execute(
                 "SELECT d.id, d.commune_id, d.village_id, d.kind, d.name, d.lat, d.lon, d.parent_id, d.attrs,"
+                " d.onvif IS NOT NULL AS has_onvif, d.source,"
                 " COALESCE(s.state, 'unknown') AS state, s.since, s.last_seen,"
                 " COALESCE(s.metrics, '{}'::jsonb) AS metrics, s.reason"
                 " FROM devices d LEFT JOIN device_state s ON s.device_id = d.id"

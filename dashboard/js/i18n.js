@@ -8,6 +8,7 @@ export const KINDS = ["camera", "speaker", "eboard", "wifi", "gateway"];
 export const METRIC_UNITS = {
   volume: "%", battery_pct: "%", brightness_pct: "%", cpu_pct: "%", mem_pct: "%", temperature_c: "°C",
   rssi_dbm: "dBm", rtt_ms: "ms", clock_offset_s: "s", uptime_s: "s", rx_bytes: "B", tx_bytes: "B",
+  loss_pct: "%",
 };
 
 let lang = "vi";
@@ -85,6 +86,8 @@ const REASONS = [
   [/^never heard$/, "reason.never_heard"],
   [/^camera refuses our credentials$/, "reason.auth_failed"],
   [/^camera does not answer$/, "reason.no_answer"],
+  [/^device refuses our credentials$/, "reason.device_auth_failed"],
+  [/^device does not answer its polls$/, "reason.no_answer_polls"],
   [/^status received$/, "reason.status"],
 ];
 

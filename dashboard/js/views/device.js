@@ -59,6 +59,9 @@ function renderShell() {
       <div class="card"><h2>${esc(t("dev.metrics"))}</h2><dl id="device-metrics" class="kv"></dl></div>
       <div class="card" id="device-links-card" hidden><h2>${esc(t("dev.links"))}</h2><ul id="device-links" class="links"></ul></div>
     </div>
+    <div class="card" id="device-probe-card" hidden><h2>${esc(t("dev.probe"))}</h2><dl id="device-probe" class="kv"></dl></div>
+    <div class="card" id="device-if-card" hidden><h2>${esc(t("dev.interfaces"))}</h2>
+      <div class="table-wrap"><table id="device-interfaces" class="table"></table></div></div>
     <div class="card"><div class="card-head"><h2>${esc(t("dev.history"))}</h2>
       <div class="seg" role="group" aria-label="${esc(t("dev.period"))}">${Object.keys(PERIODS).map((p) =>
         `<button type="button" data-period="${p}" class="${p === period ? "active" : ""}">${esc(t(`period.${p}`))}</button>`).join("")}</div></div>
@@ -83,7 +86,8 @@ function renderLive() {
   }
   const parent = d.parent ? ` · ${esc(t("dev.parent"))}: <a href="#/device/${encodeURIComponent(d.parent)}">${esc(deviceName(d.parent))}</a>` : "";
   head.innerHTML = `<div><h1>${esc(d.name || d.device_id)}</h1>
-      <p class="muted"><code>${esc(d.device_id)}</code> · ${esc(t(`kind.${d.kind}`))} · ${esc(villageName(d.commune, d.village))}${parent}</p></div>
+      <p class="muted"><code>${esc(d.device_id)}</code> · ${esc(t(`kind.${d.kind}`))} · ${esc(villageName(d.commune, d.village))}${parent}</p>
+      <p class="muted">${esc(t("dev.heard"))}: <span id="device-heard" data-heard="${esc(d.heard || "mqtt")}">${esc(heardText(d))}</span></p></div>
     <div class="device-state"><span id="device-state" data-state="${esc(d.state)}">${statePill(d.state)}</span>
       ${session && MAINTENANCE_ROLES.includes(session.user.role)
         ? `<a class="chip" id="device-maintenance" href="#/maintenance/device/${encodeURIComponent(d.device_id)}">${esc(t("mt.for_device"))}</a>` : ""}
@@ -91,7 +95,7 @@ function renderLive() {
       <small>${esc(t("col.last_seen"))}: ${esc(fmtAgo(d.last_seen))}</small>
       ${d.reason ? `<small class="reason">${esc(t("col.reason"))}: ${esc(reasonText(d.reason))}</small>` : ""}</div>`;
   const m = d.metrics || {};
-  const keys = Object.keys(m).filter((k) => !isLink(k, m[k])).sort((a, b) => metricLabel(a).localeCompare(metricLabel(b), getLang()));
+  const keys = Object.keys(m).filter((k) => !isLink(k, m[k]) && !OWN_CARDS.test(k)).sort((a, b) => metricLabel(a).localeCompare(metricLabel(b), getLang()));
   root.querySelector("#device-metrics").innerHTML = keys.length
     ? keys.map((k) => `<dt title="${esc(k)}" data-metric-label="${esc(k)}">${esc(metricLabel(k))}</dt>` +
       `<dd data-metric="${esc(k)}">${esc(fmtMetric(k, m[k]))}</dd>`).join("")
@@ -101,8 +105,61 @@ function renderLive() {
   card.hidden = links.length === 0;
   card.parentElement.classList.toggle("single", card.hidden);
   root.querySelector("#device-metrics").classList.toggle("wide", card.hidden);
+  renderProbe(m);
+  renderInterfaces(m.interfaces);
   root.querySelector("#device-links").innerHTML = links.map(([k, url]) =>
     `<li><span>${esc(t(`link.${k}`) === `link.${k}` ? k : t(`link.${k}`))}</span> <a href="${esc(url)}" target="_blank" rel="noopener noreferrer" data-link="${esc(k)}">${esc(url)}</a></li>`).join("");
+}
+
+// Shown in cards of their own (the last poll, the SNMP interface table), not among the metrics.
+const OWN_CARDS = /^(probe_|interfaces$)/;
+
+// How the IOC hears the device: its own MQTT, a vendor profile, SNMP, ping, TCP, HTTP or ONVIF.
+function heardText(d) {
+  const heard = d.heard || "mqtt";
+  const s = d.source || {};
+  const parts = [t(`heard.${heard}`)];
+  if (heard === "profile") {
+    if (s.profile) parts.push(t("heard.profile_name", { p: s.profile }));
+    if (s.broker) parts.push(t("heard.broker", { b: s.broker }));
+  } else if (heard === "http" && s.url) parts.push(s.url);
+  else if (s.host) parts.push(s.port && heard !== "snmp" ? `${s.host}:${s.port}` : s.host);
+  if (s.poll_s && heard !== "profile") parts.push(t("heard.every", { n: s.poll_s }));
+  return parts.join(" · ");
+}
+
+// The last poll of a polled device: answered or not, why not (in the page's words; the IOC's
+// English detail as it logged it), and how many polls in a row failed.
+function renderProbe(m) {
+  const card = root.querySelector("#device-probe-card");
+  card.hidden = typeof m.probe_ok !== "boolean";
+  if (card.hidden) return;
+  const code = m.probe_error;
+  const why = code ? (t(`probe_error.${code}`) === `probe_error.${code}` ? code : t(`probe_error.${code}`)) : "";
+  const rtt = typeof m.probe_rtt_ms === "number" ? ` (${fmtMetric("rtt_ms", m.probe_rtt_ms)})` : "";
+  const rows = [
+    [t("probe.result"), `<span id="probe-result" data-ok="${m.probe_ok}">${esc(m.probe_ok ? `✓ ${t("probe.ok")}${rtt}` : `✗ ${t("probe.failed")}`)}</span>`],
+  ];
+  if (code) rows.push([t("col.reason"), `<span id="probe-error" data-code="${esc(code)}">${esc(why)}</span>`]);
+  if (m.probe_detail) rows.push(["", `<small class="muted" id="probe-detail">${esc(m.probe_detail)}</small>`]);
+  if (m.probe_fails > 0) rows.push(["", esc(t("probe.fails", { n: m.probe_fails }))]);
+  root.querySelector("#device-probe").innerHTML = rows.map(([k, v]) => `<dt>${esc(k)}</dt><dd>${v}</dd>`).join("");
+}
+
+// SNMP: the agent's interfaces and their state.
+function renderInterfaces(list) {
+  const card = root.querySelector("#device-if-card");
+  card.hidden = !Array.isArray(list) || list.length === 0;
+  if (card.hidden) return;
+  const word = (v) => (v === "up" || v === "down" ? t(`if.${v}`) : v ?? "");
+  const cols = ["index", "name", "descr", "oper", "admin", "rx", "tx"];
+  root.querySelector("#device-interfaces").innerHTML =
+    `<thead><tr>${cols.map((c) => `<th>${esc(t(`if.${c}`))}</th>`).join("")}</tr></thead><tbody>` +
+    list.slice(0, 500).map((i) => `<tr data-if="${esc(i.name ?? i.index)}" data-oper="${esc(i.oper ?? "")}">` +
+      `<td>${esc(i.index ?? "")}</td><td>${esc(i.name ?? "")}</td><td>${esc(i.descr ?? "")}</td>` +
+      `<td>${esc(word(i.oper))}</td><td>${esc(word(i.admin))}</td>` +
+      `<td>${esc(typeof i.rx_bytes === "number" ? fmtMetric("rx_bytes", i.rx_bytes) : "")}</td>` +
+      `<td>${esc(typeof i.tx_bytes === "number" ? fmtMetric("tx_bytes", i.tx_bytes) : "")}</td></tr>`).join("") + "</tbody>";
 }
 
 function isLink(key, value) {

@@ -11,7 +11,9 @@ const PHONE = window.matchMedia("(max-width: 720px)");
 const rowHeight = () => (PHONE.matches ? 64 : 44);
 const OVERSCAN = 8;
 // Kept across visits so that coming back from a device page keeps the operator's filters.
-const filters = { q: "", kind: "", state: "", village: "" };
+const filters = { q: "", kind: "", state: "", village: "", heard: "" };
+// How a device is heard (the snapshot's `heard`), for the source filter.
+const HEARD = ["mqtt", "profile", "snmp", "ping", "tcp", "http", "onvif"];
 let root = null;
 let list = null;
 let rowsEl = null;
@@ -33,6 +35,8 @@ export function mount(el) {
       <select name="state" aria-label="${esc(t("col.state"))}"><option value="">${esc(t("list.all_states"))}</option>
         ${STATES.map((s) => `<option value="${s}">${esc(t(`state.${s}`))}</option>`).join("")}</select>
       <select name="village" aria-label="${esc(t("col.village"))}"></select>
+      <select name="heard" aria-label="${esc(t("dev.heard"))}"><option value="">${esc(t("heard.all"))}</option>
+        ${HEARD.map((h) => `<option value="${h}">${esc(t(`heard.${h}`))}</option>`).join("")}</select>
       <span id="device-count" class="muted"></span>
       <button type="button" id="devices-csv" class="chip">${esc(t("list.csv"))}</button>
     </div>
@@ -45,7 +49,7 @@ export function mount(el) {
   rowsEl = root.querySelector(".vrows");
   rowPool = [];
   fillVillages();
-  for (const name of ["kind", "state", "village"]) root.querySelector(`select[name=${name}]`).value = filters[name];
+  for (const name of ["kind", "state", "village", "heard"]) root.querySelector(`select[name=${name}]`).value = filters[name];
   root.querySelector("input[name=q]").addEventListener("input", (e) => setFilter("q", e.target.value));
   for (const s of root.querySelectorAll("select")) s.addEventListener("change", (e) => setFilter(e.target.name, e.target.value));
   root.querySelector("#devices-csv").addEventListener("click", exportCsv);
@@ -116,6 +120,7 @@ function refilter() {
     if (filters.kind && d.kind !== filters.kind) continue;
     if (filters.state && d.state !== filters.state) continue;
     if (filters.village && `${d.commune}/${d.village}` !== filters.village) continue;
+    if (filters.heard && (d.heard || "mqtt") !== filters.heard) continue;
     if (q) {
       if (d._search === undefined) d._search = fold(`${d.device_id} ${d.name || ""} ${villageName(d.commune, d.village)} ${d.kind}`);
       if (!matchesWords(d._search, q)) continue;
