@@ -283,8 +283,8 @@ class Up:
             # A TCP device's port is closed by the simulator during its outages: a copy kept open
             # here would go on accepting. A restarted simulator binds these ports again itself.
             for template in TCP_PORTS:
-                if (sock := self.demo_listen.pop(template, None)) is not None:
-                    sock.close()
+                if template in self.demo_listen:
+                    self.demo_listen.pop(template).close()
         self.save_state()
 
     def supervise_once(self) -> None:

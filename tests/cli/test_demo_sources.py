@@ -79,7 +79,7 @@ class VendorWatch:
         self.got: list[tuple[str, bytes]] = []
         self.c = paho.Client(paho.CallbackAPIVersion.VERSION2, client_id="test-vendor-watch")
         self.c.on_connect = lambda c, *a: c.subscribe("tele/#", qos=1)
-        self.c.on_message = lambda c, u, m: self.got.append((m.topic, m.payload))
+        self.c.on_message = lambda c, u, m: self.got.append((m.topic, bytes(m.payload)))
         self.c.connect("127.0.0.1", port)
         self.c.loop_start()
 
@@ -102,7 +102,9 @@ def test_demo_registry_names_the_bound_ports_and_a_device_per_source(tmp_path: P
         vendor = {i for i, s in sources.items() if isinstance(s, MqttSource)}
         assert {"tg-spk-bac-thanh-2", "lt-spk-xom-6"} <= vendor
         assert all(
-            s.profile == "tasmota" and s.broker == "vendor-cloud" for i, s in sources.items() if i in vendor
+            isinstance(s, MqttSource) and s.profile == "tasmota" and s.broker == "vendor-cloud"
+            for i, s in sources.items()
+            if i in vendor
         )
         http = sources["lt-eb-ubnd"]
         assert isinstance(http, HttpSource) and http.url.startswith(f"http://127.0.0.1:{bound[18081]}/")
