@@ -3,7 +3,9 @@
 The poll scheduler (`ingest.sources.poll`) owns timing, partitioning, `fail_after` and publishing;
 a prober only asks the device once and says what it heard, as a `Reading`: it never raises for
 anything the device or the network did (a timeout, a refusal, a malformed answer is a Reading with
-`ok=False` and its `error_code`).
+`ok=False` and its `error_code`). One exception: a device that answered with data that does not
+fit its mapping (HTTP `fields`) is up — `ok=True` with `error_code="malformed"`; the scheduler
+dead-letters the data (a prober may leave the raw answer in `state["payload"]`).
 """
 
 from collections.abc import Mapping
