@@ -2,6 +2,7 @@
 
 import asyncio
 import logging
+import random
 from typing import Any
 
 import psycopg
@@ -13,6 +14,11 @@ from services.errors import ConfigError
 from services.vault import Vault
 
 log = logging.getLogger(__name__)
+
+
+# A camera poller that failed unexpectedly is started again after this (doubling up to the max).
+RESTART_S = 5.0
+RESTART_MAX_S = 300.0
 
 
 class LockLost(Exception):
@@ -94,6 +100,24 @@ class Poller:
                 for task in self.tasks.values():
                     task.cancel()
 
+    async def _guarded(self, target: Target) -> None:
+        """Polls one camera until cancelled. Its failure must never take the others down with the
+        task group, nor end its own polling: the camera gets a fresh poller after a jittered backoff
+        (it would otherwise drift to offline unpolled until the registry changed)."""
+        backoff = RESTART_S
+        while True:
+            cp = CameraPoller(target, self.publish, self.save_media, self.sem, self.tuning)
+            self.pollers[target.device_id] = cp
+            try:
+                await cp.run()
+                return
+            except Exception:
+                log.exception(
+                    "camera %s: poller failed; starting it again in ~%.0f s", target.device_id, backoff
+                )
+            await asyncio.sleep(backoff * random.uniform(0.5, 1.5))
+            backoff = min(backoff * 2, RESTART_MAX_S)
+
     async def _reload(self, tg: asyncio.TaskGroup) -> None:
         targets, problems = await self._db(load_targets, self.vault)
         for p in problems:
@@ -106,19 +130,9 @@ class Poller:
                 self.pollers.pop(device_id, None)
         for device_id, target in targets.items():
             if device_id not in self.tasks:
-                cp = CameraPoller(target, self.publish, self.save_media, self.sem, self.tuning)
-                self.pollers[device_id] = cp
-                self.tasks[device_id] = tg.create_task(_guarded(cp), name=f"onvif[{device_id}]")
+                self.tasks[device_id] = tg.create_task(self._guarded(target), name=f"onvif[{device_id}]")
         self.targets = targets
         log.info("ONVIF poller: %d camera(s)", len(targets))
-
-
-async def _guarded(cp: CameraPoller) -> None:
-    """One camera's failure must never take the others down with the task group."""
-    try:
-        await cp.run()
-    except Exception:
-        log.exception("camera %s: poller stopped unexpectedly", cp.t.device_id)
 
 
 async def wait(stop: asyncio.Event, seconds: float) -> None:
