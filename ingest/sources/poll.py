@@ -182,6 +182,10 @@ class PollScheduler:
         # every probe started, by device id (tests and the benchmark read it)
         self.started: dict[str, int] = {}
         self.probes_done = 0
+        self.probes_failed = 0
+        # how late probes start after their slot (the benchmark reads it)
+        self.lag_sum_s = 0.0
+        self.lag_max_s = 0.0
         self._gen = 0
         self._heap: list[tuple[float, int, str]] = []
         self._wake: asyncio.Event | None = None
@@ -391,6 +395,9 @@ class PollScheduler:
     async def _poll(self, p: _Poll, at: float, sem: asyncio.Semaphore) -> None:
         device, source = p.device, p.source
         self.started[device.id] = self.started.get(device.id, 0) + 1
+        lag = max(0.0, self._clock() - at)
+        self.lag_sum_s += lag
+        self.lag_max_s = max(self.lag_max_s, lag)
         assert self._probers is not None
         prober = self._probers.get(source.kind)
         try:
@@ -412,6 +419,7 @@ class PollScheduler:
             if self.polls.get(device.id) is p:
                 self._publish(p, reading, at)
             self.probes_done += 1
+            self.probes_failed += not reading.ok
         finally:
             p.running = False
             sem.release()
