@@ -31,6 +31,9 @@ for p in postgresql mosquitto mosquitto-clients; do have "$p" || missing+=("$p")
 # SNMP tests and bench: net-snmp's agent (started by tests/fix_snmp.py, never as the system
 # service) and its command-line tools (the bench's raw limit)
 for p in snmpd snmp; do have "$p" || missing+=("$p"); done
+# Ping tests and bench: iproute2 (tests/sources/test_probes.py's network namespace) and fping (the
+# bench's raw limit, bench/probe_poll.py)
+for p in iproute2 fping; do have "$p" || missing+=("$p"); done
 if [ "$want_browser" = 1 ]; then have chromium || missing+=(chromium); fi
 
 updated=0
