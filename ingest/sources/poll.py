@@ -104,15 +104,16 @@ def polled(device: Device) -> bool:
     return device.source is not None and device.source.kind in POLLED
 
 
-def default_probers() -> dict[str, Prober]:
-    """One prober per source kind; SNMP when its module imports."""
+def default_probers(profiles: Callable[[], Mapping[str, Any]] | None = None) -> dict[str, Prober]:
+    """One prober per source kind; SNMP when its module imports (`profiles`: the profiles in
+    effect, for vendor OIDs)."""
     probers: dict[str, Prober] = {"ping": PingProber(), "tcp": TcpProber(), "http": HttpProber()}
     try:
         from ingest.sources.snmp import SnmpProber
     except ImportError as err:
         log.error("SNMP devices will not be polled: %s", err)
     else:
-        probers["snmp"] = SnmpProber()
+        probers["snmp"] = SnmpProber(profiles)
     return probers
 
 
@@ -201,7 +202,9 @@ class PollScheduler:
         asyncio.run(self.main(stop))
 
     async def main(self, stop: threading.Event) -> None:
-        probers = self._probers if self._probers is not None else default_probers()
+        probers = self._probers
+        if probers is None:
+            probers = default_probers(lambda: self.registry.profiles)
         self._probers = probers
         self._wake = asyncio.Event()
         self._publisher = IocPublisher(self._mqtt_url, f"ioc-poll-{self.name}")

@@ -332,3 +332,28 @@ def test_a_scheduler_killed_with_sigkill_is_taken_over_by_the_survivor(db_url: s
             proc.wait(10)
         if proc.stdout is not None:
             proc.stdout.close()
+
+
+@pytest.mark.slow
+def test_an_snmp_agent_is_polled_by_the_scheduler_through_the_pipeline(
+    db_url: str, mqtt_url: str, snmpd: Any
+) -> None:
+    from tests.fix_snmp import COMMUNITY
+
+    load(
+        db_url,
+        f"""\
+commune: {{id: thoai-giang, name: "Xã Thoại Giang"}}
+villages:
+  - {{id: bac-thanh, name: "Ấp Bắc Thạnh"}}
+devices:
+  - {{id: ap-bac-thanh, kind: wifi, village: bac-thanh,
+     source: {{snmp: {{host: 127.0.0.1, port: {snmpd.port}, community: {COMMUNITY}, poll_s: 5}}}}}}
+""",
+    )
+    with IngestService(ingest_settings(db_url, mqtt_url)) as svc:
+        wait_for(lambda: svc.health.check())
+        wait_for(lambda: state(db_url, "ap-bac-thanh") == "online", timeout=60)
+        metrics = scalar(db_url, "SELECT metrics FROM device_state WHERE device_id = 'ap-bac-thanh'")
+        assert metrics["probe_ok"] is True and metrics["reachable"] is True
+        assert metrics["uptime_s"] >= 0 and isinstance(metrics.get("interfaces"), list)
