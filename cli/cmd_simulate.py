@@ -106,21 +106,22 @@ def demo_registry(data_dir: Path) -> tuple[Path, int]:
     return _write_meta(data_dir, port, ports), port
 
 
-def _listen(port: int) -> socket.socket | None:
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+def _listen(port: int, udp: bool = False) -> socket.socket | None:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM if udp else socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
         sock.bind(("127.0.0.1", port))
-        sock.listen(4096)
+        if not udp:
+            sock.listen(4096)
     except OSError:
         sock.close()
         return None
     return sock
 
 
-def _bind_one(saved: int | None, template: int, what: str) -> socket.socket:
+def _bind_one(saved: int | None, template: int, what: str, udp: bool = False) -> socket.socket:
     for port in (saved, template, 0):
-        if port is not None and (sock := _listen(port)) is not None:
+        if port is not None and (sock := _listen(port, udp)) is not None:
             return sock
     raise InvalidInput(f"cannot bind a loopback port for {what}")
 
@@ -154,7 +155,9 @@ def reserve_demo(data_dir: Path, vendor_broker_port: int | None = None) -> DemoP
     listen: dict[int, socket.socket] = {}
     try:
         for template in demo.LISTEN_PORTS:
-            listen[template] = _bind_one(saved_ports.get(template), template, "the demo's polled devices")
+            listen[template] = _bind_one(
+                saved_ports.get(template), template, "the demo's polled devices", template in demo.UDP_PORTS
+            )
     except InvalidInput:
         DemoPorts(data_dir, onvif, listen).close()
         raise

@@ -6,8 +6,11 @@
 - **tcp**: a listener on the device's port, closed while the device (or a router above it) is
   down, so a connect is refused, and opened again when it is back.
 
-SNMP and ping are not answered here: the demo hears its routers by TCP (ICMP to loopback cannot be
-made to go unanswered without changing the host's firewall).
+- **snmp** (v1, v2c): an agent on the device's UDP port (`simulator.snmp_agent`), silent while
+  the device is off the air or when asked with another community.
+
+Ping is not answered here: ICMP to loopback cannot be made to go unanswered without changing the
+host's firewall, so the demo hears its routers by TCP and SNMP.
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ from urllib.parse import urlsplit
 from aiohttp import web
 
 from services.models import Registry
-from services.sources.model import HttpSource, TcpSource
+from services.sources.model import HttpSource, SnmpSource, TcpSource
 
 log = logging.getLogger(__name__)
 
@@ -175,6 +178,33 @@ async def serve(
         h = HttpDevices(port, paths, off_air, readings)
         await h.start(stack, sockets.pop(port, None))
         http.append(h)
+    agents = 0
+    snmp_devices = [d for d in reg.devices if isinstance(d.source, SnmpSource)]
+    if snmp_devices:
+        from simulator import snmp_agent  # pysnmp: only when the registry has SNMP devices
+    for d in snmp_devices:
+        src = d.source
+        if (
+            d.retired_at is None
+            and isinstance(src, SnmpSource)
+            and src.host in LOOPBACK
+            and src.version != "3"
+        ):
+            community = reg.source_secrets.get(d.id, {}).get("community", "")
+
+            def view(device_id: str = d.id, kind: str = d.kind) -> list[tuple[Any, Any]] | None:
+                if off_air(device_id):
+                    return None
+                now = readings(device_id)
+                return snmp_agent.table(device_id, kind, now, int(now.get("uptime_s", 0)))
+
+            transport = await snmp_agent.serve(
+                sockets.pop(src.port, None), src.port, snmp_agent.Agent(community, view)
+            )
+            stack.callback(transport.close)
+            agents += 1
+    if agents:
+        log.info("%d SNMP agent(s) answer on 127.0.0.1 while their devices are on the air", agents)
     tasks = [asyncio.create_task(t.run(stopping), name=f"simulator.tcp[{t.device_id}]") for t in tcp]
 
     async def _wait() -> None:

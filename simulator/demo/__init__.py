@@ -19,8 +19,9 @@ TEMPLATE_PORT = 18080
 VENDOR_BROKER_PORT = 18883
 # Devices the IOC polls: the e-board's HTTP status page, the TCP routers. `ioc up` binds these
 # ports before it writes them into the registry and hands the sockets to the simulator.
-LISTEN_PORTS = (18081, 18091, 18092)
+LISTEN_PORTS = (18081, 18091, 18092, 18161, 18162, 18163)
 TCP_PORTS = (18091, 18092)  # of those, the TCP routers' (closed during their outages)
+UDP_PORTS = (18161, 18162, 18163)  # and the SNMP agents' (UDP)
 
 # What goes wrong in the demo, by name, so an operator can tell the story.
 SCENARIO = Scenario(

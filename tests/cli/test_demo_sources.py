@@ -4,7 +4,9 @@ simulator answering HTTP and TCP on loopback. A router outage takes every child 
 source, and they come back with it."""
 
 import asyncio
+import shutil
 import socket
+import subprocess
 from contextlib import AsyncExitStack
 from pathlib import Path
 from typing import Any
@@ -37,7 +39,7 @@ def free_listener() -> socket.socket:
     return s
 
 
-def registry_text(vendor_port: int, http_port: int, tcp_port: int) -> str:
+def registry_text(vendor_port: int, http_port: int, tcp_port: int, snmp_port: int = 9) -> str:
     return f"""
 commune: {{id: thoai-giang, name: Thoai Giang}}
 villages:
@@ -53,7 +55,20 @@ devices:
      fields: {{screen_on: display.on, brightness_pct: display.brightness, content_id: content.id}}}}}}}}
   - {{id: ap-bac-thanh, kind: wifi, village: bac-thanh, parent: gw-bac-thanh, heartbeat_s: 60,
      source: {{tcp: {{host: 127.0.0.1, port: {tcp_port}, poll_s: 5}}}}}}
+  - {{id: ap-truong, kind: wifi, village: bac-thanh, parent: gw-bac-thanh, heartbeat_s: 60,
+     source: {{snmp: {{host: 127.0.0.1, port: {snmp_port}, community: demo-community, profile: unifi}}}}}}
 """
+
+
+def snmpget(port: int, *oids: str, community: str = "demo-community") -> str | None:
+    """net-snmp's own client: what the agent answered, or None when it said nothing."""
+    r = subprocess.run(
+        ["snmpget", "-v2c", "-c", community, "-t", "1", "-r", "0", "-On", f"127.0.0.1:{port}", *oids],
+        capture_output=True,
+        text=True,
+        timeout=10,
+    )
+    return r.stdout if r.returncode == 0 else None
 
 
 def http_status(url: str) -> dict[str, Any] | None:
@@ -130,13 +145,17 @@ def test_demo_registry_names_the_bound_ports_and_a_device_per_source(tmp_path: P
 
 
 @pytest.mark.timeout(120)
+@pytest.mark.skipif(shutil.which("snmpget") is None, reason="net-snmp's snmpget is not installed")
 def test_router_outage_takes_every_child_down_through_every_source(db_url: str, mqtt_url: str) -> None:
     vendor = Mosquitto(private_dir("ioc-vendor-cloud-"))
     vendor.start()
     http_sock, tcp_sock = free_listener(), free_listener()
     http_port, tcp_port = http_sock.getsockname()[1], tcp_sock.getsockname()[1]
+    snmp_sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    snmp_sock.bind(("127.0.0.1", 0))
+    snmp_port = snmp_sock.getsockname()[1]
     assert vendor.port
-    text = registry_text(vendor.port, http_port, tcp_port)
+    text = registry_text(vendor.port, http_port, tcp_port, snmp_port)
     with psycopg.connect(db_url) as conn:
         registry.import_registry(conn, registry_file.parse_yaml(text, profiles_dir=None), Vault(SECRET))
     reg = registry_file.parse_yaml(text, profiles_dir=None)
@@ -156,7 +175,7 @@ def test_router_outage_takes_every_child_down_through_every_source(db_url: str, 
                 sim.off_air,
                 sim.readings,
                 sim.stopping,
-                sockets={http_port: http_sock, tcp_port: tcp_sock},
+                sockets={http_port: http_sock, tcp_port: tcp_sock, snmp_port: snmp_sock},
             )
             task = asyncio.create_task(sim.run())
             try:
@@ -181,6 +200,16 @@ def test_router_outage_takes_every_child_down_through_every_source(db_url: str, 
                 assert {"Time", "UptimeSec", "POWER", "Wifi"} <= set(state_doc)
                 s = state(db_url, "loa-bac-thanh")
                 assert s is not None and isinstance(s[2].get("rssi_dbm"), int) and "playing" in s[2]
+                # the Wi-Fi point's SNMP agent, asked by net-snmp: sysUpTime, IF-MIB, UniFi's client count
+                sys_up, if_oper, vap0 = (
+                    "1.3.6.1.2.1.1.3.0",
+                    "1.3.6.1.2.1.2.2.1.8.1",
+                    "1.3.6.1.4.1.41112.1.6.1.2.1.8.0",
+                )
+                got = await asyncio.to_thread(snmpget, snmp_port, sys_up, if_oper, vap0)
+                assert got is not None and "Timeticks" in got and f".{if_oper} = INTEGER: 1" in got, got
+                assert f".{vap0} = INTEGER:" in got
+                assert await asyncio.to_thread(snmpget, snmp_port, sys_up, community="public") is None
 
                 sim.outage("gw-bac-thanh", 10)
 
@@ -193,9 +222,11 @@ def test_router_outage_takes_every_child_down_through_every_source(db_url: str, 
                     )
 
                 await asyncio.to_thread(wait_for, everything_down, 20)
+                assert await asyncio.to_thread(snmpget, snmp_port, sys_up) is None  # silent, as unpowered
                 assert watch.of("tele/loa_bac_thanh/LWT")[-1] == b"Offline"  # its last will, by the broker
                 await asyncio.to_thread(wait_for, everything_up, 40)
                 assert watch.of("tele/loa_bac_thanh/LWT")[-1] == b"Online"
+                await asyncio.to_thread(wait_for, lambda: snmpget(snmp_port, sys_up), 20)
             finally:
                 sim.stop()
                 await task
@@ -211,3 +242,4 @@ def test_router_outage_takes_every_child_down_through_every_source(db_url: str, 
         vendor.stop()
         http_sock.close()
         tcp_sock.close()
+        snmp_sock.close()
