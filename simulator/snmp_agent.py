@@ -105,13 +105,15 @@ class Agent(asyncio.DatagramProtocol):
         rows = self.view()
         if rows is None:
             return None  # off the air
+        v2 = version == api.SNMP_VERSION_2C
+        if not v2:  # SNMPv1 has no Counter64: a v1 agent skips those objects, as net-snmp does
+            rows = [r for r in rows if not isinstance(r[1], rfc1902.Counter64)]
         oids = [r[0] for r in rows]
         req = p.apiMessage.get_pdu(msg)
         rsp_msg = p.apiMessage.get_response(msg)
         rsp = p.apiMessage.get_pdu(rsp_msg)
         asked = [tuple(o) for o, _ in p.apiPDU.get_varbinds(req)]
         out: list[tuple[Any, Any]] = []
-        v2 = version == api.SNMP_VERSION_2C
 
         def after(oid: Oid) -> tuple[Oid, Any] | None:
             i = bisect.bisect_right(oids, oid)
