@@ -199,7 +199,14 @@ class PollScheduler:
     # -- the thread ----------------------------------------------------------------------
 
     def run(self, stop: threading.Event) -> None:
-        asyncio.run(self.main(stop))
+        try:
+            asyncio.run(self.main(stop))
+        except BaseExceptionGroup as group:
+            # the supervisor logs one error, the one that happened (not "unhandled errors in a TaskGroup")
+            first: BaseException = group
+            while isinstance(first, BaseExceptionGroup):
+                first = first.exceptions[0]
+            raise first from None
 
     async def main(self, stop: threading.Event) -> None:
         probers = self._probers

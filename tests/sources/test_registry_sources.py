@@ -107,8 +107,9 @@ def test_every_source_kind_is_stored_with_its_defaults_and_no_secret(db_url: str
     assert isinstance(eb, HttpSource) and eb.url == "http://192.0.2.30/status?x=1" and eb.username == "admin"
     assert (eb.poll_s, eb.fail_after, eb.expect_status) == (10, 3, ((200, 399),))
     assert devices["nvr-ubnd"].source == TcpSource("192.0.2.40", 554)
-    # a polled source's liveness window is 3 polls
-    assert devices["eb-cho"].liveness_window_s == 30
+    # a polled source's liveness window covers a poll and a poller's takeover (10 + 60 + its 10 s
+    # timeout), 3 polls when that is longer
+    assert devices["eb-cho"].liveness_window_s == 80
 
 
 def test_bad_sources_are_refused_with_their_file_lines(db_url: str) -> None:
