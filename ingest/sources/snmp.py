@@ -68,7 +68,8 @@ IF_STATUS = {
     7: "lowerLayerDown",
 }
 SOFTWARE_LOOPBACK = 24
-MAX_REPETITIONS = 25
+# the first poll of an agent (later ones ask for one row more than its longest column had)
+MAX_REPETITIONS = 10
 # A table longer than this many rounds is an agent that loops, not a device we poll.
 MAX_ROUNDS = 64
 TICKS_WRAP = 2**32

@@ -1,0 +1,199 @@
+"""SNMP poll benchmark: N simulated agents (one snmpsim process listening on N loopback addresses,
+127.1.x.y:1161, replaying a UniFi AP's walk), polled by the real prober (ingest/sources/snmp.py)
+on one event loop, as `ioc ingest`'s scheduler runs it; and the raw limit in the same run: net-snmp's
+C `snmpbulkget` asking every agent the same GETBULK.
+
+Prints JSON: cycle time of a steady round of polls, CPU seconds of this process per round and per
+1,000 polls, the share of one core that is at one round every --period seconds, the agent's CPU,
+and the C tools' time and CPU for the same agents. Traffic goes to 127.0.0.0/8 only.
+
+    .venv/bin/python bench/snmp_poll.py [--agents 2000] [--period 60] [--rounds 2] [--concurrency 200]
+"""
+
+import argparse
+import asyncio
+import json
+import os
+import resource
+import shutil
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from ingest.sources.snmp import COLUMNS, SYS_DESCR, SYS_UPTIME, SnmpProber  # noqa: E402
+from services.models import Device  # noqa: E402
+from services.sources.model import SnmpSource  # noqa: E402
+from services.sources.profiles import shipped  # noqa: E402
+from tests.fix_pg import private_dir  # noqa: E402
+from tests.fix_snmp import SNMPREC_DIR, SNMPSIM  # noqa: E402
+
+PORT = 1161
+COMMUNITY = "bench"
+TICK = os.sysconf("SC_CLK_TCK")
+
+
+def address(i: int) -> str:
+    return f"127.1.{i // 250}.{i % 250 + 1}"
+
+
+def proc_cpu_s(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / TICK
+
+
+def self_cpu_s() -> float:
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
+
+
+def children_cpu_s() -> float:
+    r = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return r.ru_utime + r.ru_stime
+
+
+def wait_for_agents(n: int, deadline_s: float) -> None:
+    deadline = time.monotonic() + deadline_s
+    for i in (0, n - 1):
+        while True:
+            out = subprocess.run(
+                [
+                    "snmpget",
+                    "-m",
+                    "",
+                    "-v2c",
+                    "-c",
+                    COMMUNITY,
+                    "-t",
+                    "1",
+                    "-r",
+                    "0",
+                    f"{address(i)}:{PORT}",
+                    SYS_UPTIME + ".0",
+                ],
+                capture_output=True,
+                check=False,
+            )
+            if out.returncode == 0:
+                break
+            if time.monotonic() > deadline:
+                raise SystemExit(f"snmpsim does not answer on {address(i)}:{PORT}")
+            time.sleep(0.5)
+
+
+async def prober_rounds(n: int, rounds: int, concurrency: int) -> list[dict[str, Any]]:
+    profiles = shipped()
+    prober = SnmpProber(lambda: profiles)
+    device = Device("bench", "xa-bench", "wifi")
+    states: list[dict[str, Any]] = [{} for _ in range(n)]
+    sources = [
+        SnmpSource(address(i), PORT, "2c", profile="unifi", uplink="eth0", timeout_s=10) for i in range(n)
+    ]
+    secrets = {"community": COMMUNITY}
+    sem = asyncio.Semaphore(concurrency)
+    out = []
+
+    async def one(i: int) -> bool:
+        async with sem:
+            r = await prober.probe(device, sources[i], secrets, states[i])
+            return r.ok and r.metrics.get("clients") == 19
+
+    try:
+        for _ in range(rounds):
+            c0, t0 = self_cpu_s(), time.perf_counter()
+            ok = await asyncio.gather(*(one(i) for i in range(n)))
+            out.append({"wall_s": time.perf_counter() - t0, "cpu_s": self_cpu_s() - c0, "ok": sum(ok)})
+    finally:
+        prober.close()
+    return out
+
+
+def c_tools(n: int, parallel: int) -> dict[str, Any]:
+    """The same GETBULK per agent with net-snmp's snmpbulkget (a process per agent)."""
+    args = ["-m", "", "-v2c", "-c", COMMUNITY, "-t", "10", "-r", "0", "-Cn2", "-Cr25"]
+    oids = [SYS_UPTIME, SYS_DESCR, *COLUMNS.values(), "1.3.6.1.4.1.41112.1.6.1.2.1.8"]
+
+    def run(i: int) -> bool:
+        cmd = ["snmpbulkget", *args, f"{address(i)}:{PORT}", *oids]
+        return subprocess.run(cmd, capture_output=True, check=False).returncode == 0
+
+    c0, t0 = children_cpu_s(), time.perf_counter()
+    with ThreadPoolExecutor(parallel) as ex:
+        ok = sum(ex.map(run, range(n)))
+    return {"wall_s": round(time.perf_counter() - t0, 2), "cpu_s": round(children_cpu_s() - c0, 2), "ok": ok}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--agents", type=int, default=2000)
+    ap.add_argument("--period", type=float, default=60.0)
+    ap.add_argument("--rounds", type=int, default=2)
+    ap.add_argument("--concurrency", type=int, default=200)
+    ap.add_argument("--c-parallel", type=int, default=8)
+    a = ap.parse_args()
+    if not SNMPSIM.exists() or shutil.which("snmpbulkget") is None:
+        raise SystemExit("needs snmpsim and net-snmp's tools: bash deploy/install-deps.sh")
+    d = private_dir("ioc-bench-snmp-")
+    data = d / "data"
+    data.mkdir()
+    (data / f"{COMMUNITY}.snmprec").write_text((SNMPREC_DIR / "unifi.snmprec").read_text())
+    (d / "cache").mkdir()
+    for p in (data, d / "cache"):
+        p.chmod(0o777)
+    (data / f"{COMMUNITY}.snmprec").chmod(0o644)
+    endpoints = [f"--agent-udpv4-endpoint={address(i)}:{PORT}" for i in range(a.agents)]
+    log = (d / "snmpsim.log").open("wb")
+    sim = subprocess.Popen(
+        [
+            str(SNMPSIM),
+            f"--data-dir={data}",
+            f"--cache-dir={d / 'cache'}",
+            *endpoints,
+            "--process-user=nobody",
+            "--process-group=nogroup",
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        wait_for_agents(a.agents, 120)
+        sim0 = proc_cpu_s(sim.pid)
+        rounds = asyncio.run(prober_rounds(a.agents, a.rounds, a.concurrency))
+        sim_prober = proc_cpu_s(sim.pid) - sim0
+        sim1 = proc_cpu_s(sim.pid)
+        raw = c_tools(a.agents, a.c_parallel)
+        raw["agent_cpu_s"] = round(proc_cpu_s(sim.pid) - sim1, 2)
+    finally:
+        sim.terminate()
+        sim.wait(30)
+        log.close()
+        shutil.rmtree(d, ignore_errors=True)
+    steady = rounds[-1]
+    print(
+        json.dumps(
+            {
+                "agents": a.agents,
+                "period_s": a.period,
+                "concurrency": a.concurrency,
+                "rounds": [
+                    {k: round(v, 2) if isinstance(v, float) else v for k, v in r.items()} for r in rounds
+                ],
+                "steady_cycle_s": round(steady["wall_s"], 2),
+                "steady_cpu_s_per_round": round(steady["cpu_s"], 2),
+                "cpu_ms_per_poll": round(steady["cpu_s"] / a.agents * 1000, 2),
+                "core_share_at_period": round(steady["cpu_s"] / a.period, 3),
+                "agent_cpu_s_during_prober_rounds": round(sim_prober, 2),
+                "raw_snmpbulkget": raw,
+                "load_avg": os.getloadavg()[0],
+            },
+            indent=2,
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()
