@@ -28,6 +28,40 @@ SHOW_S = 10.0
 FETCH_TIMEOUT_S = 10.0
 
 
+# One HTTP client for every device of the event loop: making one costs tens of milliseconds of
+# blocking work (its TLS context), which for a thousand speakers held every answer back seconds.
+_clients: dict[asyncio.AbstractEventLoop, httpx.AsyncClient] = {}
+
+
+# Fetches at once from one simulator process: a thousand speakers fetching together would
+# measure the simulator's single core (and the gateway's load limit), not the IOC's delivery.
+FETCH_CONCURRENCY = 32
+FETCH_ATTEMPTS = 6
+_slots: dict[asyncio.AbstractEventLoop, asyncio.Semaphore] = {}
+
+
+def _fetch_slots() -> asyncio.Semaphore:
+    loop = asyncio.get_running_loop()
+    sem = _slots.get(loop)
+    if sem is None:
+        for old in [lp for lp in _slots if lp.is_closed()]:
+            del _slots[old]
+        sem = _slots[loop] = asyncio.Semaphore(FETCH_CONCURRENCY)
+    return sem
+
+
+def _http() -> httpx.AsyncClient:
+    loop = asyncio.get_running_loop()
+    client = _clients.get(loop)
+    if client is None or client.is_closed:
+        for old in [lp for lp in _clients if lp.is_closed()]:
+            del _clients[old]
+        client = _clients[loop] = httpx.AsyncClient(
+            timeout=FETCH_TIMEOUT_S, limits=httpx.Limits(max_connections=200)
+        )
+    return client
+
+
 @dataclass
 class _Playing:
     id: str
@@ -102,6 +136,7 @@ class Player:
         delivery_id = str(cmd["id"])
         try:
             self._report(delivery_id, "accepted")
+            await asyncio.sleep(0)  # the answer leaves before the fetch begins
             if cmd["type"] == "play":
                 try:
                     await self._fetch(str(cmd.get("media_url", "")), str(cmd.get("sha256", "")))
@@ -120,9 +155,15 @@ class Player:
                 self.current = None
 
     async def _fetch(self, url: str, sha256: str) -> None:
-        async with httpx.AsyncClient(timeout=FETCH_TIMEOUT_S) as client:
-            r = await client.get(url)
-            r.raise_for_status()
+        # Firmware retries a busy server (503 with Retry-After) a few times, as it would a bad link.
+        for attempt in range(FETCH_ATTEMPTS):
+            async with _fetch_slots():
+                r = await _http().get(url)
+            if r.status_code != 503 or attempt == FETCH_ATTEMPTS - 1:
+                break
+            wait = float(r.headers.get("retry-after", "1") or 1)
+            await asyncio.sleep(wait * self.rng.uniform(0.5, 1.5))
+        r.raise_for_status()
         if hashlib.sha256(r.content).hexdigest() != sha256:
             raise ValueError("the media's sha256 is not the command's")
 
