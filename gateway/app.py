@@ -71,7 +71,12 @@ def create_app(settings: GatewaySettings) -> FastAPI:
 
     # /docs is the gateway's own page (gateway/routes/dashboard.py): FastAPI's loads Swagger UI from a CDN.
     app = FastAPI(
-        title="Commune IOC", version="1", description=DESCRIPTION, lifespan=lifespan, docs_url=None, redoc_url=None
+        title="Commune IOC",
+        version="1",
+        description=DESCRIPTION,
+        lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
     )
     app.state.settings = settings
     assert settings.database_url is not None

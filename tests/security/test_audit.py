@@ -199,7 +199,9 @@ def test_a_nul_in_a_parameter_is_audited(gw: Any) -> None:
 def test_no_data_leaves_when_its_audit_row_cannot_be_written(gw: Any) -> None:
     client, h, conn = gw
     assert client.get("/api/share/v1/devices", headers=h["key-a"]).status_code == 200
-    conn.execute("ALTER TABLE audit_log ADD CONSTRAINT no_devices CHECK (action NOT LIKE '%/devices') NOT VALID")
+    conn.execute(
+        "ALTER TABLE audit_log ADD CONSTRAINT no_devices CHECK (action NOT LIKE '%/devices') NOT VALID"
+    )
     r = client.get("/api/share/v1/devices", headers=h["key-a"])
     assert r.status_code == 503 and r.headers["retry-after"] == "5"
     assert r.json()["error"]["code"] == "unavailable" and "cam-ubnd-1" not in r.text
@@ -207,7 +209,9 @@ def test_no_data_leaves_when_its_audit_row_cannot_be_written(gw: Any) -> None:
     assert r.status_code == 503 and "cam-ubnd-1" not in r.text
     r = client.get("/ngsi-ld/v1/entities?type=Device", headers=h["key-a"])
     assert r.status_code == 200  # other routes are still written
-    conn.execute("ALTER TABLE audit_log ADD CONSTRAINT no_entities CHECK (action NOT LIKE '%/entities') NOT VALID")
+    conn.execute(
+        "ALTER TABLE audit_log ADD CONSTRAINT no_entities CHECK (action NOT LIKE '%/entities') NOT VALID"
+    )
     r = client.get("/ngsi-ld/v1/entities?type=Device", headers=h["key-a"])
     assert r.status_code == 503 and r.json()["status"] == 503 and "cam-ubnd-1" not in r.text
 
