@@ -1,6 +1,6 @@
 // Small DOM and formatting pieces shared by the views.
 
-import { fmtNumber, fmtSheet, METRIC_UNITS, metricLabel, t } from "./i18n.js";
+import { fmtNumber, METRIC_UNITS, metricLabel, t } from "./i18n.js";
 
 export const STATE_COLORS = {
   online: "#16a34a",
@@ -137,11 +137,6 @@ function cellValue(v) {
   if (typeof v === "boolean") return t(v ? "csv.yes" : "csv.no");
   if (Array.isArray(v)) return v.join(", ");
   return v;
-}
-
-// A time for a CSV cell: the commune's clock, or empty.
-export function csvTime(iso) {
-  return fmtSheet(iso);
 }
 
 function fmtDuration(s) {

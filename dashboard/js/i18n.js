@@ -206,6 +206,22 @@ export function fmtSheet(iso) {
   return `${get("day")}/${get("month")}/${get("year")} ${get("hour")}:${get("minute")}:${get("second")}`;
 }
 
+// A day typed and shown as dd/MM/yyyy whatever the browser's locale (its own date inputs follow it:
+// «11/27/2026» on a US one), kept as YYYY-MM-DD; null for text that is not a day of the calendar.
+export function showDay(ymd) {
+  const [y, m, d] = ymd.split("-");
+  return `${d}/${m}/${y}`;
+}
+
+export function readDay(text) {
+  const m = String(text).trim().match(/^(\d{1,2})\/(\d{1,2})\/(\d{4})$/);
+  if (!m) return null;
+  const [, d, mo, y] = m;
+  const date = new Date(Date.UTC(+y, +mo - 1, +d));
+  if (date.getUTCMonth() !== +mo - 1 || date.getUTCDate() !== +d) return null;
+  return `${y}-${mo.padStart(2, "0")}-${d.padStart(2, "0")}`;
+}
+
 // The calendar date (YYYY-MM-DD) of an instant in the deployment's time zone.
 export function localDate(d) {
   const parts = new Intl.DateTimeFormat("en-CA", { timeZone: tz, year: "numeric", month: "2-digit", day: "2-digit" })

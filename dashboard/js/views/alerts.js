@@ -3,8 +3,8 @@
 // are read from the API, and read again when an alert message arrives while that tab is shown.
 
 import { ALERT_ROLES, allPages, api, MAINTENANCE_ROLES, query } from "../api.js";
-import { csvTime, downloadTable, esc } from "../dom.js";
-import { alertText, fmtAgo, fmtTime, getLang, t } from "../i18n.js";
+import { downloadTable, esc } from "../dom.js";
+import { alertText, fmtAgo, fmtSheet, fmtTime, getLang, t } from "../i18n.js";
 import { communeName, deviceName, store, villageName } from "../live.js";
 
 const TABS = ["open", "acked", "resolved"];
@@ -401,12 +401,12 @@ function exportCsv() {
     ["csv.name", (a) => (a.device_id ? deviceName(a.device_id) : "")],
     ["csv.commune", (a) => (a.commune ? communeName(a.commune) : "")],
     ["col.village", (a) => (a.village ? villageName(a.commune, a.village) : "")],
-    ["al.opened", (a) => csvTime(a.opened_at)],
-    ["al.acked", (a) => csvTime(a.acked_at)],
+    ["al.opened", (a) => fmtSheet(a.opened_at)],
+    ["al.acked", (a) => fmtSheet(a.acked_at)],
     ["al.acked_by", (a) => a.acked_by || ""],
     ["al.comment", (a) => a.comment || ""],
     ["al.assignee", (a) => a.assignee || ""],
-    ["al.resolved", (a) => csvTime(a.resolved_at)],
+    ["al.resolved", (a) => fmtSheet(a.resolved_at)],
     ["al.resolved_by", (a) => a.resolved_by || ""],
     ["csv.affected", (a) => a.affected || []],
   ], rows());

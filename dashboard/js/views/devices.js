@@ -1,8 +1,8 @@
 // The device list: filters, search, and a virtualised table (only visible rows exist in the DOM),
 // so 5,000 devices and a stream of updates cost a few dozen row repaints per frame.
 
-import { collate, csvTime, downloadTable, esc, fold, matchesWords, metricSummary, STATE_RANK, statePill } from "../dom.js";
-import { fmtAgo, fmtTime, KINDS, reasonText, STATES, t } from "../i18n.js";
+import { collate, downloadTable, esc, fold, matchesWords, metricSummary, STATE_RANK, statePill } from "../dom.js";
+import { fmtAgo, fmtSheet, fmtTime, KINDS, reasonText, STATES, t } from "../i18n.js";
 import { communeName, store, villageName } from "../live.js";
 
 // Rows are fixed-height (the list is virtualised); on a phone a row is two lines: the whole name,
@@ -196,8 +196,8 @@ function exportCsv() {
     ["csv.commune", (d) => communeName(d.commune)],
     ["col.village", (d) => villageName(d.commune, d.village)],
     ["col.state", (d) => t(`state.${d.state || "unknown"}`)],
-    ["col.since", (d) => csvTime(d.since)],
-    ["col.last_seen", (d) => csvTime(d.last_seen)],
+    ["col.since", (d) => fmtSheet(d.since)],
+    ["col.last_seen", (d) => fmtSheet(d.last_seen)],
     ["col.reason", (d) => reasonText(d.reason)],
   ], filtered.map((id) => store.devices.get(id)), (d) => d.metrics);
 }

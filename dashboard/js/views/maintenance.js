@@ -5,8 +5,8 @@
 // at once.
 
 import { allPages, api, MAINTENANCE_ROLES } from "../api.js";
-import { csvTime, downloadTable, esc } from "../dom.js";
-import { fmtTime, t } from "../i18n.js";
+import { downloadTable, esc } from "../dom.js";
+import { fmtSheet, fmtTime, t } from "../i18n.js";
 import { communeName, deviceName, villageName } from "../live.js";
 import { formHtml, refreshChoices, wireForm } from "./maintenance_form.js";
 
@@ -269,13 +269,13 @@ function exportCsv() {
     ["csv.id", (w) => w.id],
     ["mt.scope", (w) => scopeText(w)],
     ["csv.device_id", (w) => w.device_id || ""],
-    ["mt.starts", (w) => csvTime(w.starts_at)],
-    ["mt.ends", (w) => csvTime(w.ends_at)],
+    ["mt.starts", (w) => fmtSheet(w.starts_at)],
+    ["mt.ends", (w) => fmtSheet(w.ends_at)],
     ["mt.repeat", (w) => (w.rrule ? repeatWords(w) : t("mt.once"))],
     ["mt.rrule", (w) => w.rrule || ""],
     ["mt.reason", (w) => w.reason || ""],
     ["mt.status", (w) => t(`mt.${w.status}`)],
     ["mt.created_by", (w) => w.created_by || ""],
-    ["csv.created_at", (w) => csvTime(w.created_at)],
+    ["csv.created_at", (w) => fmtSheet(w.created_at)],
   ], sorted());
 }

@@ -7,7 +7,7 @@
 
 import { api } from "../api.js";
 import { esc, fold, matchesWords } from "../dom.js";
-import { fromLocalInput, getTz, KINDS, t, toLocalInput } from "../i18n.js";
+import { fromLocalInput, getTz, KINDS, readDay, showDay, t, toLocalInput } from "../i18n.js";
 import { communeName, store, villageName } from "../live.js";
 
 // Words in the API's refusals, and what they mean in the form.
@@ -85,17 +85,14 @@ export function wireForm(form, { onStart, onCreated, deviceId = null }) {
 // locale: a US browser showed «12/02/2026, 05:00 AM»).
 export function showLocal(d) {
   const [date, time] = toLocalInput(d).split("T");
-  const [y, m, day] = date.split("-");
-  return `${day}/${m}/${y} ${time}`;
+  return `${showDay(date)} ${time}`;
 }
 
 export function readLocal(text) {
-  const m = String(text).trim().match(/^(\d{1,2})\/(\d{1,2})\/(\d{4})[ ,]+(\d{1,2}):(\d{2})$/);
-  if (!m) return null;
-  const pad = (v) => v.padStart(2, "0");
-  const [, day, month, year, hh, mm] = m;
-  if (+month < 1 || +month > 12 || +day < 1 || +day > 31 || +hh > 23 || +mm > 59) return null;
-  return fromLocalInput(`${year}-${pad(month)}-${pad(day)}T${pad(hh)}:${mm}`);
+  const m = String(text).trim().match(/^(\S+)[ ,]+(\d{1,2}):(\d{2})$/);
+  const day = m && readDay(m[1]);
+  if (!day || +m[2] > 23 || +m[3] > 59) return null;
+  return fromLocalInput(`${day}T${m[2].padStart(2, "0")}:${m[3]}`);
 }
 
 function quick(form, which) {

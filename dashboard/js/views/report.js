@@ -2,7 +2,7 @@
 
 import { allPages, query } from "../api.js";
 import { collate, esc } from "../dom.js";
-import { fmtNumber, KINDS, localDate, startOfLocalDate, t } from "../i18n.js";
+import { fmtNumber, KINDS, localDate, readDay, showDay, startOfLocalDate, t } from "../i18n.js";
 import { communeName, deviceName, store, villageName } from "../live.js";
 
 // Kept across visits.
@@ -52,22 +52,6 @@ export function mount(el) {
   f.group_by.addEventListener("change", () => f.requestSubmit());
   renderNow();
   run();
-}
-
-// Days typed and shown as dd/MM/yyyy whatever the browser's locale (a date input follows the
-// browser's: «11/27/2026» on a US one); kept as YYYY-MM-DD.
-function showDay(ymd) {
-  const [y, m, d] = ymd.split("-");
-  return `${d}/${m}/${y}`;
-}
-
-function readDay(text) {
-  const m = String(text).trim().match(/^(\d{1,2})\/(\d{1,2})\/(\d{4})$/);
-  if (!m) return null;
-  const [, d, mo, y] = m;
-  const date = new Date(Date.UTC(+y, +mo - 1, +d));
-  if (date.getUTCMonth() !== +mo - 1 || date.getUTCDate() !== +d) return null;
-  return `${y}-${mo.padStart(2, "0")}-${d.padStart(2, "0")}`;
 }
 
 export function unmount() {
