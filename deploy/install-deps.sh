@@ -34,6 +34,10 @@ for p in snmpd snmp; do have "$p" || missing+=("$p"); done
 # Ping tests and bench: iproute2 (tests/sources/test_probes.py's network namespace) and fping (the
 # bench's raw limit, bench/probe_poll.py)
 for p in iproute2 fping; do have "$p" || missing+=("$p"); done
+# The criteria report's PDF (services/criteria/pdf.py, WeasyPrint): Pango to lay text out, a font
+# that covers Vietnamese (ễ, ự, ặ ...), and poppler-utils (pdftoppm, pdftotext) for the tests that
+# render the pages and read their text back
+for p in libpango-1.0-0 libpangoft2-1.0-0 fonts-dejavu-core poppler-utils; do have "$p" || missing+=("$p"); done
 if [ "$want_browser" = 1 ]; then have chromium || missing+=(chromium); fi
 
 updated=0
