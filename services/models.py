@@ -41,6 +41,8 @@ class Village:
     commune_id: str
     id: str
     name: str
+    # the commune it belonged to before the 2025 reform merged communes (its name), if any
+    former_commune: str | None = None
 
 
 @dataclass(frozen=True)

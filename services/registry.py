@@ -120,11 +120,14 @@ def import_registry(
                 (c.id, c.name, c.district, c.province, names_authoritative),
             )
         for v in reg.villages:
+            # A YAML file states a village in full (no former_commune clears it); a CSV row only adds one.
             conn.execute(
-                "INSERT INTO villages (commune_id, id, name) VALUES (%s, %s, %s) "
+                "INSERT INTO villages (commune_id, id, name, former_commune) VALUES (%s, %s, %s, %s) "
                 "ON CONFLICT (commune_id, id) DO UPDATE SET"
-                " name = CASE WHEN %s THEN EXCLUDED.name ELSE villages.name END, updated_at = now()",
-                (v.commune_id, v.id, v.name, names_authoritative),
+                " name = CASE WHEN %s THEN EXCLUDED.name ELSE villages.name END,"
+                " former_commune = CASE WHEN %s THEN EXCLUDED.former_commune"
+                " ELSE COALESCE(EXCLUDED.former_commune, villages.former_commune) END, updated_at = now()",
+                (v.commune_id, v.id, v.name, v.former_commune, names_authoritative, names_authoritative),
             )
         added = updated = 0
         for d in reg.devices:

@@ -48,9 +48,11 @@ CSV_COLUMNS = (
     "onvif_poll_s",
     # optional (files without it still import): how the device is heard, as a URL (services.sources.spec)
     "source",
+    # optional: the former commune (before the 2025 reform) of the device's village, by name
+    "former_commune",
 )
 _COMMUNE_KEYS = {"id", "name", "district", "province"}
-_VILLAGE_KEYS = {"id", "name"}
+_VILLAGE_KEYS = {"id", "name", "former_commune"}
 _DEVICE_KEYS = {"id", "kind", "village", "name", "lat", "lon", "parent", "heartbeat_s", "onvif", "source"}
 _REQUIRED_COLUMNS = ("commune", "id", "kind")
 _ONVIF_KEYS = {"host", "port", "username", "password", "path", "poll_s"}
@@ -108,6 +110,19 @@ def _unstorable_scalars(root: yaml.Node | None) -> Iterator[tuple[int, str]]:
 
 def _text(value: Any) -> str | None:
     return value if isinstance(value, str) else None
+
+
+def _former_commune(errors: _Errors, line: int | None, value: Any) -> str | None:
+    """A village's former commune: a name as people write it ("Xã Thoại Giang"), at most 200 characters."""
+    if value is None:
+        return None
+    if not isinstance(value, str) or not value.strip():
+        errors.add(line, f"former_commune must be the former commune's name (text), not {value!r}")
+        return None
+    if len(value.strip()) > 200:
+        errors.add(line, "former_commune is a name: at most 200 characters")
+        return None
+    return value.strip()
 
 
 def _check_id(errors: _Errors, line: int | None, what: str, value: Any) -> str | None:
@@ -436,10 +451,11 @@ def parse_yaml(text: str, source: str = "registry", profiles_dir: Path | None = 
                 continue
             _unknown_keys(errors, line, "village", v, _VILLAGE_KEYS)
             vid = _check_id(errors, line, "village id", v.get("id"))
+            former = _former_commune(errors, line, v.get("former_commune"))
             if not v.get("name"):
                 errors.add(line, f"village {v.get('id')!r} needs a name")
             elif vid:
-                villages.append(Village(cid, vid, str(v["name"])))
+                villages.append(Village(cid, vid, str(v["name"]), former))
         dlines = node_lines("devices", bnode)
         items = _listed(errors, loaded.line(block.get("devices")) or bline, "devices", block.get("devices"))
         for j, row in enumerate(items):
@@ -537,12 +553,24 @@ def parse_csv(text: str, source: str = "registry", profiles_dir: Path | None = _
             spec["onvif"] = {k: v for k, v in spec["onvif"].items() if v is not None}
         if cells.get("source"):
             spec["source"] = cells["source"]
+        former = _former_commune(errors, line, cells.get("former_commune") or None)
+        if former and not spec.get("village"):
+            errors.add(line, "former_commune belongs to a village: give the device's village too")
         dev = _device(errors, line, cid, spec, passwords, sources)
         if dev:
             devices.append(dev)
             lines[dev.id] = line
             if dev.village_id:
-                villages.setdefault((cid, dev.village_id), Village(cid, dev.village_id, dev.village_id))
+                key = (cid, dev.village_id)
+                known = villages.get(key)
+                if known is not None and former and known.former_commune not in (None, former):
+                    errors.add(
+                        line,
+                        f"village {dev.village_id}: former_commune {former!r} disagrees with"
+                        f" {known.former_commune!r} on an earlier row",
+                    )
+                elif known is None or (former and known.former_commune is None):
+                    villages[key] = Village(cid, dev.village_id, dev.village_id, former)
     reg = Registry(
         tuple(communes.values()),
         tuple(villages.values()),
