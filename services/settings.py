@@ -24,6 +24,8 @@ class IocSettings(BaseSettings):
     lang: str = "vi"
     tz: str = "Asia/Ho_Chi_Minh"
     alerts_file: Path | None = None
+    # the smart-commune criteria (services/criteria); unset: the shipped default
+    criteria_file: Path | None = None
     retention_samples_days: int = 90
     retention_events_days: int = 365
     retention_dead_letters_days: int = 30
