@@ -96,8 +96,11 @@ def list_broadcasts(
     to: params.Time | None = None,
     limit: int | None = None,
     cursor: str | None = None,
+    counts: bool = False,
 ) -> dict[str, Any]:
-    """Broadcasts of your communes, oldest first, filtered by `state`, `priority`, `commune`."""
+    """Broadcasts of your communes, oldest first, filtered by `state`, `priority`, `commune`.
+    `counts=true` adds to each the share log's `villages_targeted`, `villages_reached`,
+    `devices_targeted` and `devices_done` (of its latest occurrence)."""
     check_commune(user, commune)
     bs, nxt = store.list_page(
         conn,
@@ -110,7 +113,12 @@ def list_broadcasts(
         since=from_,
         until=to,
     )
-    return {"items": [store.row(b) for b in bs], "next_cursor": nxt}
+    items = [store.row(b) for b in bs]
+    if counts:
+        keys = ("villages_targeted", "villages_reached", "devices_targeted", "devices_done")
+        for item, shared in zip(items, store.share_rows(conn, bs), strict=True):
+            item.update({k: shared[k] for k in keys})
+    return {"items": items, "next_cursor": nxt}
 
 
 @router.get("/{broadcast_id}")
