@@ -52,6 +52,12 @@ class DeviceItem(BaseModel):
         "thiết bị mạng mà thiết bị này phụ thuộc",
         "gw-trung-binh",
     )
+    former_commune: str | None = _f(
+        "the commune its village belonged to before the 2025 reform, by name (null: none recorded)",
+        "xã cũ (trước sắp xếp năm 2025) của ấp/xóm",
+        "Xã Thoại Giang",
+        default=None,
+    )
 
 
 class StatusItem(BaseModel):
@@ -70,6 +76,12 @@ class StatusItem(BaseModel):
         "fields of its last status (per kind, SPEC §4)",
         "các trường của bản tin trạng thái gần nhất",
         {"volume": 70, "playing": False},
+    )
+    former_commune: str | None = _f(
+        "the commune its village belonged to before the 2025 reform, by name (null: none recorded)",
+        "xã cũ (trước sắp xếp năm 2025) của ấp/xóm",
+        "Xã Thoại Giang",
+        default=None,
     )
 
 
@@ -140,6 +152,13 @@ class AvailabilityItem(BaseModel):
         'số ấp/xóm mà mọi thiết bị loại này đang hoạt động ("loa hoạt động 11/11 xóm")',
         11,
     )
+    former_commune: str | None = _f(
+        "group_by=former_commune: the former commune (before the 2025 reform) of the group's villages; "
+        "null for villages with none recorded",
+        "xã cũ (trước sắp xếp năm 2025), khi group_by=former_commune",
+        "Xã Thoại Giang",
+        default=None,
+    )
 
 
 class AlertItem(BaseModel):
@@ -182,6 +201,13 @@ class ListQuery(BaseModel):
     commune: str | None = _f("only this commune", "chỉ xã này", "thoai-giang", pattern=ID, default=None)
     village: str | None = _f("only this village", "chỉ ấp/xóm này", "trung-binh", pattern=ID, default=None)
     kind: Kind | None = _f("only this kind", "chỉ loại thiết bị này", "speaker", default=None)
+    former_commune: str | None = _f(
+        "only villages of this former commune (its name, before the 2025 reform)",
+        "chỉ các ấp/xóm thuộc xã cũ này",
+        "Xã Thoại Giang",
+        max_length=200,
+        default=None,
+    )
     limit: int = _f(
         "rows per page (max 10000)", "số dòng mỗi trang (tối đa 10000)", 1000, ge=1, le=10000, default=1000
     )
@@ -227,9 +253,9 @@ class AvailabilityQuery(ListQuery):
         default=None,
     )
     to: str | None = _f(TIME_DOC + " Default: now.", "Mặc định: bây giờ.", max_length=64, default=None)
-    group_by: Literal["device", "village", "kind"] = _f(
-        "one row per device, village or (commune, kind)",
-        "gộp theo thiết bị, ấp/xóm hoặc loại",
+    group_by: Literal["device", "village", "kind", "former_commune"] = _f(
+        "one row per device, village, (commune, kind) or (commune, former commune)",
+        "gộp theo thiết bị, ấp/xóm, loại hoặc xã cũ",
         "village",
         default="village",
     )

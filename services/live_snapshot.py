@@ -57,8 +57,9 @@ def _read(conn: psycopg.Connection, scope: list[str] | None) -> dict[str, Any]:
                 "SELECT d.id, d.commune_id, d.village_id, d.kind, d.name, d.lat, d.lon, d.parent_id, d.attrs,"
                 " d.onvif IS NOT NULL AS has_onvif, d.source,"
                 " COALESCE(s.state, 'unknown') AS state, s.since, s.last_seen,"
-                " COALESCE(s.metrics, '{}'::jsonb) AS metrics, s.reason"
+                " COALESCE(s.metrics, '{}'::jsonb) AS metrics, s.reason, v.former_commune"
                 " FROM devices d LEFT JOIN device_state s ON s.device_id = d.id"
+                " LEFT JOIN villages v ON v.commune_id = d.commune_id AND v.id = d.village_id"
                 " WHERE d.retired_at IS NULL AND (%(scope)s::text[] IS NULL OR d.commune_id = ANY(%(scope)s))"
                 " ORDER BY d.id",
                 params,
@@ -70,9 +71,14 @@ def _read(conn: psycopg.Connection, scope: list[str] | None) -> dict[str, Any]:
             params,
         ).fetchall()
         villages = [
-            {"commune": r["commune_id"], "id": r["id"], "name": r["name"]}
+            {
+                "commune": r["commune_id"],
+                "id": r["id"],
+                "name": r["name"],
+                "former_commune": r["former_commune"],
+            }
             for r in cur.execute(
-                "SELECT commune_id, id, name FROM villages d"
+                "SELECT commune_id, id, name, former_commune FROM villages d"
                 " WHERE (%(scope)s::text[] IS NULL OR d.commune_id = ANY(%(scope)s)) ORDER BY commune_id, id",
                 params,
             )

@@ -18,7 +18,7 @@ import psycopg
 
 from services.rollup import floor_hour, progress
 
-GROUPS = ("device", "village", "kind")
+GROUPS = ("device", "village", "kind", "former_commune")
 STATES = ("online", "offline", "maintenance", "unknown")
 DAY = timedelta(days=1)
 HOUR = timedelta(hours=1)
@@ -34,6 +34,8 @@ class ReportDevice:
     village: str | None
     kind: str
     state: str
+    # the former commune (before the 2025 reform) of its village, if one is recorded
+    former_commune: str | None = None
 
 
 def _ceil(t: datetime, step: timedelta) -> datetime:
@@ -171,7 +173,8 @@ def availability(
     group_by: str,
     now: datetime,
 ) -> list[dict[str, Any]]:
-    """One row per device, village or (commune, kind), sorted by its key; see the module docstring."""
+    """One row per device, village, (commune, kind) or (commune, former commune), sorted by its key;
+    see the module docstring."""
     secs = device_seconds(conn, [d.device_id for d in devices], t0, t1, now)
     groups: dict[tuple[str, ...], list[ReportDevice]] = defaultdict(list)
     for d in devices:
@@ -179,6 +182,8 @@ def availability(
             key: tuple[str, ...] = (d.commune, d.device_id)
         elif group_by == "village":
             key = (d.commune, d.village or "")
+        elif group_by == "former_commune":
+            key = (d.commune, d.former_commune or "")
         else:
             key = (d.commune, d.kind)
         groups[key].append(d)
@@ -192,8 +197,8 @@ def availability(
         row: dict[str, Any] = {
             "commune": key[0],
             "device_id": members[0].device_id if group_by == "device" else None,
-            "village": members[0].village if group_by != "kind" else None,
-            "kind": members[0].kind if group_by != "village" else None,
+            "village": members[0].village if group_by in ("device", "village") else None,
+            "kind": members[0].kind if group_by in ("device", "kind") else None,
             "availability_pct": _pct(total[0], total[1]),
             "online_s": round(total[0], 3),
             "offline_s": round(total[1], 3),
@@ -204,15 +209,16 @@ def availability(
             "by_kind": None,
             "villages": None,
             "villages_all_online_now": None,
+            "former_commune": key[1] or None if group_by == "former_commune" else None,
         }
-        if group_by == "village":
+        if group_by in ("village", "former_commune"):
             by_kind: dict[str, dict[str, int]] = {}
             for d in members:
                 k = by_kind.setdefault(d.kind, {"devices": 0, "online_now": 0})
                 k["devices"] += 1
                 k["online_now"] += d.state == "online"
             row["by_kind"] = dict(sorted(by_kind.items()))
-        if group_by == "kind":
+        if group_by in ("kind", "former_commune"):
             villages: dict[str, bool] = {}
             for d in members:
                 if d.village:

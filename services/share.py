@@ -28,17 +28,24 @@ class Scope:
     commune: str | None = None
     village: str | None = None
     kind: str | None = None
+    # villages of the commune of this name before the 2025 reform (villages.former_commune)
+    former_commune: str | None = None
 
     @classmethod
     def of(
-        cls, key: ApiKey, commune: str | None = None, village: str | None = None, kind: str | None = None
+        cls,
+        key: ApiKey,
+        commune: str | None = None,
+        village: str | None = None,
+        kind: str | None = None,
+        former_commune: str | None = None,
     ) -> "Scope":
         """403 when a filter asks for a commune or kind outside the key; 400 for a kind that does not exist."""
         if kind is not None and kind not in KINDS:
             raise InvalidInput(f"kind {kind!r} is not one of {', '.join(KINDS)}")
         key.check_commune(commune)
         key.check_kind(kind)
-        return cls(key.communes, key.kinds, commune, village, kind)
+        return cls(key.communes, key.kinds, commune, village, kind, former_commune)
 
     def where(self, d: str = "d") -> tuple[str, dict[str, Any]]:
         clauses = [f"{d}.retired_at IS NULL"]
@@ -54,6 +61,12 @@ class Scope:
             if value is not None:
                 clauses.append(f"{d}.{column} = %(f_{name})s")
                 params[f"f_{name}"] = value
+        if self.former_commune is not None:
+            clauses.append(
+                f"EXISTS (SELECT 1 FROM villages fv WHERE fv.commune_id = {d}.commune_id"  # noqa: S608 - an alias
+                f" AND fv.id = {d}.village_id AND fv.former_commune = %(f_former_commune)s)"
+            )
+            params["f_former_commune"] = self.former_commune
         return " AND ".join(clauses), params
 
     def allows(self, commune_id: str, kind: str) -> bool:
@@ -62,14 +75,17 @@ class Scope:
         )
 
 
+# former_commune last: a field added to what partners already pull (its CSV gains a last column)
 _DEVICES = (
     "SELECT d.id AS device_id, d.commune_id AS commune, d.village_id AS village, d.kind,"
-    " d.name, d.lat, d.lon, d.parent_id AS parent FROM devices d"
+    " d.name, d.lat, d.lon, d.parent_id AS parent, v.former_commune FROM devices d"
+    " LEFT JOIN villages v ON v.commune_id = d.commune_id AND v.id = d.village_id"
 )
 _STATUS = (
     "SELECT d.id AS device_id, d.commune_id AS commune, d.village_id AS village, d.kind,"
-    " coalesce(s.state, 'unknown') AS state, s.since, s.last_seen, coalesce(s.metrics, '{}'::jsonb) AS metrics"
-    " FROM devices d LEFT JOIN device_state s ON s.device_id = d.id"
+    " coalesce(s.state, 'unknown') AS state, s.since, s.last_seen, coalesce(s.metrics, '{}'::jsonb) AS metrics,"
+    " v.former_commune FROM devices d LEFT JOIN device_state s ON s.device_id = d.id"
+    " LEFT JOIN villages v ON v.commune_id = d.commune_id AND v.id = d.village_id"
 )
 _CHANGES = (
     "SELECT c.seq, c.device_id, c.commune_id AS commune, c.village_id AS village, c.kind,"
@@ -129,8 +145,10 @@ def status(
 def report_devices(conn: psycopg.Connection, scope: Scope) -> list[ReportDevice]:
     where, params = scope.where()
     sql = (
-        "SELECT d.id, d.commune_id, d.village_id, d.kind, coalesce(s.state, 'unknown') FROM devices d"  # noqa: S608
-        f" LEFT JOIN device_state s ON s.device_id = d.id WHERE {where} ORDER BY d.id"
+        "SELECT d.id, d.commune_id, d.village_id, d.kind, coalesce(s.state, 'unknown'), v.former_commune"  # noqa: S608
+        " FROM devices d LEFT JOIN device_state s ON s.device_id = d.id"
+        " LEFT JOIN villages v ON v.commune_id = d.commune_id AND v.id = d.village_id"
+        f" WHERE {where} ORDER BY d.id"
     )
     return [ReportDevice(*r) for r in conn.execute(sql, params)]  # type: ignore[arg-type]
 

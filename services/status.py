@@ -24,6 +24,8 @@ class DeviceFilter:
     kind: str | None = None
     state: str | None = None
     scope: Sequence[str] | None = None
+    # the commune a village belonged to before the 2025 reform (villages.former_commune), by name
+    former_commune: str | None = None
 
     def check(self) -> None:
         """400 on a kind or state that does not exist (a typo must not look like an empty commune)."""
@@ -46,6 +48,9 @@ class DeviceFilter:
         if self.scope is not None:
             clauses.append("d.commune_id = ANY(%(scope)s)")
             params["scope"] = list(self.scope)
+        if self.former_commune is not None:
+            clauses.append("v.former_commune = %(former_commune)s")
+            params["former_commune"] = self.former_commune
         return clauses, params
 
 
@@ -56,14 +61,16 @@ def utc(value: datetime | None) -> datetime | None:
 
 _DEVICE_SQL = """
 SELECT d.id, d.commune_id, d.village_id, d.kind, d.name, d.lat, d.lon, d.parent_id, d.heartbeat_s,
-       d.onvif, d.source, COALESCE(s.state, 'unknown') AS state, s.since, s.last_seen
+       d.onvif, d.source, COALESCE(s.state, 'unknown') AS state, s.since, s.last_seen, v.former_commune
 FROM devices d LEFT JOIN device_state s ON s.device_id = d.id
+LEFT JOIN villages v ON v.commune_id = d.commune_id AND v.id = d.village_id
 """
 
 _STATUS_SQL = """
 SELECT d.id, d.commune_id, d.village_id, d.kind, COALESCE(s.state, 'unknown') AS state, s.since,
-       s.last_seen, COALESCE(s.metrics, '{}'::jsonb) AS metrics, s.reason
+       s.last_seen, COALESCE(s.metrics, '{}'::jsonb) AS metrics, s.reason, v.former_commune
 FROM devices d LEFT JOIN device_state s ON s.device_id = d.id
+LEFT JOIN villages v ON v.commune_id = d.commune_id AND v.id = d.village_id
 """
 
 
@@ -79,6 +86,7 @@ def _device_row(r: dict[str, Any]) -> dict[str, Any]:
         "id": r["id"],
         "commune": r["commune_id"],
         "village": r["village_id"],
+        "former_commune": r["former_commune"],
         "kind": r["kind"],
         "name": r["name"],
         "lat": r["lat"],
@@ -106,6 +114,7 @@ def status_row(r: dict[str, Any]) -> dict[str, Any]:
         "last_seen": utc(r["last_seen"]),
         "metrics": r["metrics"],
         "reason": r["reason"],
+        "former_commune": r.get("former_commune"),
     }
 
 

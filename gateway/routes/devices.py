@@ -34,6 +34,9 @@ class DeviceOut(BaseModel):
     commune: str
     village: str | None
     kind: str
+    former_commune: str | None = Field(
+        default=None, description="the commune its village belonged to before the 2025 reform (a name)"
+    )
     name: str | None
     lat: float | None
     lon: float | None
@@ -60,6 +63,9 @@ class StatusOut(BaseModel):
     last_seen: datetime | None
     metrics: dict[str, Any] = Field(description="fields of the last status")
     reason: str | None = Field(description="why the device is in this state")
+    former_commune: str | None = Field(
+        default=None, description="the commune its village belonged to before the 2025 reform (a name)"
+    )
 
 
 class MetricStats(BaseModel):
@@ -106,6 +112,10 @@ Commune = Annotated[str | None, Query(description="commune id")]
 Village = Annotated[str | None, Query(description="village id")]
 Kind = Annotated[str | None, Query(description="camera, speaker, eboard, wifi or gateway")]
 StateQ = Annotated[str | None, Query(description="online, offline, unknown, maintenance or auth_failed")]
+FormerCommune = Annotated[
+    str | None,
+    Query(max_length=200, description="villages of this former commune (its name, before the 2025 reform)"),
+]
 Limit = Annotated[int | None, Query(description="rows per page, 1..10000 (default 1000)")]
 Cursor = Annotated[str | None, Query(description="`next_cursor` of the previous page")]
 From = Annotated[str | None, Query(alias="from", description="ISO 8601 time; no offset means UTC")]
@@ -113,10 +123,15 @@ To = Annotated[str | None, Query(description="ISO 8601 time; no offset means UTC
 
 
 def _filter(
-    user: User, commune: str | None, village: str | None, kind: str | None, state: str | None
+    user: User,
+    commune: str | None,
+    village: str | None,
+    kind: str | None,
+    state: str | None,
+    former_commune: str | None = None,
 ) -> DeviceFilter:
     check_commune(user, commune)
-    f = DeviceFilter(commune, village, kind, state, user.communes)
+    f = DeviceFilter(commune, village, kind, state, user.communes, former_commune)
     f.check()
     return f
 
@@ -127,9 +142,10 @@ def device_filter(
     village: Village = None,
     kind: Kind = None,
     state: StateQ = None,
+    former_commune: FormerCommune = None,
 ) -> DeviceFilter:
     """The list filters of /devices and /status, checked against the user's communes."""
-    return _filter(user, commune, village, kind, state)
+    return _filter(user, commune, village, kind, state, former_commune)
 
 
 Filters = Annotated[DeviceFilter, Depends(device_filter)]

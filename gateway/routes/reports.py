@@ -26,7 +26,7 @@ def availability(
     auth_failed counting as offline, maintenance and unknown time left out; with how many devices each
     group has and how many are online now. Defaults: the last 24 h, by village. CSV with `format=csv`."""
     check_commune(user, q.commune)
-    scope = Scope(user.communes, None, q.commune, q.village, q.kind)
+    scope = Scope(user.communes, None, q.commune, q.village, q.kind, q.former_commune)
     now = datetime.now(UTC)
     t0, t1 = time_range(q.from_, q.to, now)
     rows: list[dict[str, Any]] = reports.availability(

@@ -126,7 +126,9 @@ _AVAIL_COLUMNS = list(AvailabilityItem.model_fields)
 def devices(request: Request, conn: Conn, key: ShareKey, q: Annotated[ListQuery, Query()]) -> Response:
     """Registered devices in the key's communes and kinds, by id (retired devices are not shared).
     / Danh sách thiết bị trong phạm vi của khóa. Supports ETag / If-None-Match."""
-    items, nxt = share.devices(conn, Scope.of(key, q.commune, q.village, q.kind), q.limit, q.cursor)
+    items, nxt = share.devices(
+        conn, Scope.of(key, q.commune, q.village, q.kind, q.former_commune), q.limit, q.cursor
+    )
     return reply(request, q.format, items, nxt, _DEVICE_COLUMNS, etag=True)
 
 
@@ -136,7 +138,9 @@ def devices(request: Request, conn: Conn, key: ShareKey, q: Annotated[ListQuery,
 def status(request: Request, conn: Conn, key: ShareKey, q: Annotated[ListQuery, Query()]) -> Response:
     """Current state of each device, by id. / Trạng thái hiện tại của từng thiết bị.
     Supports ETag / If-None-Match (304 when nothing changed)."""
-    items, nxt = share.status(conn, Scope.of(key, q.commune, q.village, q.kind), q.limit, q.cursor)
+    items, nxt = share.status(
+        conn, Scope.of(key, q.commune, q.village, q.kind, q.former_commune), q.limit, q.cursor
+    )
     return reply(request, q.format, items, nxt, _STATUS_COLUMNS, etag=True)
 
 
@@ -151,7 +155,7 @@ def history_(request: Request, conn: Conn, key: ShareKey, q: Annotated[HistoryQu
     samples of `device`, or of every device in scope, ordered by time then device — page through
     with `cursor` to export everything (CSV is produced by the database and is fastest).
     / Lịch sử: theo khoảng (bucket) hoặc dữ liệu thô để xuất toàn bộ."""
-    scope = Scope.of(key, q.commune, q.village, q.kind)
+    scope = Scope.of(key, q.commune, q.village, q.kind, q.former_commune)
     now = datetime.now(UTC)
     if q.bucket is not None:
         if q.device is None:
@@ -189,7 +193,7 @@ def availability(
     each group and how many are online now. / Tỉ lệ hoạt động theo thiết bị, ấp/xóm hoặc loại."""
     now = datetime.now(UTC)
     t0, t1 = time_range(q.from_, q.to, now)
-    scope = Scope.of(key, q.commune, q.village, q.kind)
+    scope = Scope.of(key, q.commune, q.village, q.kind, q.former_commune)
     rows = reports.availability(conn, share.report_devices(conn, scope), t0, t1, q.group_by, now)
     items, nxt = page_of(rows, q.limit, q.cursor, q.group_by)
     return reply(request, q.format, items, nxt, _AVAIL_COLUMNS)
@@ -201,7 +205,12 @@ def page_of(
     """Keyset paging of a computed, sorted report."""
 
     def sort_key(r: dict[str, Any]) -> list[str]:
-        second = {"device": r["device_id"], "village": r["village"], "kind": r["kind"]}[group_by]
+        second = {
+            "device": r["device_id"],
+            "village": r["village"],
+            "kind": r["kind"],
+            "former_commune": r.get("former_commune"),
+        }[group_by]
         return [r["commune"], second or ""]
 
     if cursor:
@@ -215,7 +224,9 @@ def alerts(request: Request, conn: Conn, key: ShareKey, q: Annotated[AlertsQuery
     """Alerts of devices in scope, by id; with `since`, those opened, acknowledged or resolved since then.
     / Cảnh báo của các thiết bị trong phạm vi."""
     since = history.parse_time("since", q.since) if q.since else None
-    items, nxt = share.alerts(conn, Scope.of(key, q.commune, q.village, q.kind), since, q.limit, q.cursor)
+    items, nxt = share.alerts(
+        conn, Scope.of(key, q.commune, q.village, q.kind, q.former_commune), since, q.limit, q.cursor
+    )
     return reply(request, q.format, items, nxt, share.ALERT_COLUMNS)
 
 
@@ -224,7 +235,9 @@ def changes(request: Request, conn: Conn, key: ShareKey, q: Annotated[ListQuery,
     """Every state change in order, for incremental sync: start without `cursor`, then always pass
     the `next_cursor` you got (it is never null, also on an empty page) — no change is skipped or
     repeated, even one committed late. / Nhật ký thay đổi trạng thái để đồng bộ dần."""
-    items, nxt = share.changes(conn, Scope.of(key, q.commune, q.village, q.kind), q.limit, q.cursor)
+    items, nxt = share.changes(
+        conn, Scope.of(key, q.commune, q.village, q.kind, q.former_commune), q.limit, q.cursor
+    )
     return reply(request, q.format, items, nxt, share.CHANGE_COLUMNS)
 
 
@@ -258,10 +271,10 @@ def broadcasts_log(
     request: Request, conn: Conn, key: ShareKey, q: Annotated[BroadcastsQuery, Query()]
 ) -> Response:
     """The broadcast log (nhật ký phát, SPEC §9) of broadcasts created in [from, to) that concern the
-    key's communes (`commune` narrows it; `village` and `kind` are not used here), oldest first:
+    key's communes (`commune` narrows it; `village`, `kind` and `former_commune` are not used here), oldest first:
     who sent and approved each, and how many villages and devices it reached.
     / Nhật ký phát thanh: ai phát, ai duyệt, bao nhiêu ấp/xóm và thiết bị đã nhận."""
-    Scope.of(key, q.commune, q.village, q.kind)
+    Scope.of(key, q.commune, q.village, q.kind, q.former_commune)
     t0, t1 = time_range(q.from_, q.to, datetime.now(UTC))
     bs, nxt = broadcast_store.list_page(
         conn, scope=key.communes, limit=q.limit, cursor=q.cursor, commune=q.commune, since=t0, until=t1

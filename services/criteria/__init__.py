@@ -39,10 +39,18 @@ def _utc(d: date, tz: ZoneInfo) -> datetime:
     return datetime.combine(d, time(0), tz).astimezone(UTC)
 
 
-def _value(ind: Indicator, conn: psycopg.Connection, w: measures.Window, vs: list[measures.Village]) -> Any:
+def _value(
+    ind: Indicator,
+    conn: psycopg.Connection,
+    w: measures.Window,
+    vs: list[measures.Village],
+    by_kind: dict[str, tuple[float | None, list[dict[str, Any]]]],
+) -> Any:
     s = ind.settings
     if ind.measure == "availability":
-        return measures.availability(conn, w, vs, s["kind"])
+        if s["kind"] not in by_kind:
+            by_kind[s["kind"]] = measures.availability(conn, w, vs, s["kind"])
+        return by_kind[s["kind"]]
     if ind.measure == "village_coverage":
         return measures.village_coverage(conn, w, vs, s["kind"], s["min_availability_pct"])
     if ind.measure == "broadcast_reach":
@@ -77,7 +85,8 @@ def report(
     """The criteria over the local days start..end (both included) for `communes` (None: all).
 
     Returns `{"period", "communes", "criteria", "items": [{"id", "name", "source", "value",
-    "target", "met", "unit", "measure", "evidence"}]}`; `value` is None (and `met` false) when the
+    "target", "met", "unit", "measure", "evidence"}], "availability"}` (the last: one row per
+    village and kind of the kinds the indicators judge, for charts); `value` is None (and `met` false) when the
     period holds nothing to judge by. Time after `now` is not counted. `criteria` defaults to the
     file in force (IOC_CRITERIA_FILE, else the shipped default).
     """
@@ -91,8 +100,9 @@ def report(
     w = measures.Window(_utc(start, tz), _utc(end + timedelta(days=1), tz), scope, now)
     vs = measures.villages(conn, w)
     items = []
+    by_kind: dict[str, tuple[float | None, list[dict[str, Any]]]] = {}
     for ind in crit.indicators:
-        value, evidence = _value(ind, conn, w, vs)
+        value, evidence = _value(ind, conn, w, vs, by_kind)
         items.append(
             {
                 "id": ind.id,
@@ -106,6 +116,10 @@ def report(
                 "evidence": evidence,
             }
         )
+    # availability by village and kind, for each kind an indicator judges (the report's chart)
+    for kind in dict.fromkeys(i.settings["kind"] for i in crit.indicators if "kind" in i.settings):
+        if kind not in by_kind:
+            by_kind[kind] = measures.availability(conn, w, vs, kind)
     return {
         "period": {
             "from": start.isoformat(),
@@ -118,4 +132,5 @@ def report(
         "communes": _communes(conn, communes),
         "criteria": crit.name,
         "items": items,
+        "availability": [r for kind in by_kind for r in by_kind[kind][1]],
     }

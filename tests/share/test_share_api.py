@@ -31,6 +31,7 @@ def test_devices_are_only_the_keys_communes_and_never_retired(client: TestClient
         "lat": 10.39,
         "lon": 105.33,
         "parent": "gw-trung-binh",
+        "former_commune": None,  # added by the 2025 reform (issue 17); nothing else changed shape
     }
 
 
