@@ -1,4 +1,4 @@
-"""District sharing at scale: 5,000 devices and 30 days of history.
+"""Sharing with the province at scale: 5,000 devices and 30 days of history.
 
 Prints JSON: /api/share/v1/status latency (p50/p99, one page of 1000 and all 5000 devices in one
 call), /availability over 30 days by village (p50/p99; also in-process, without HTTP, key and

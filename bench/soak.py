@@ -10,7 +10,7 @@ their buffers), sampled every `--sample-s` seconds. Drift: the least-squares slo
 after the warm-up (MB/hour) and the latency medians of the first and last thirds.
 
 Readers, as in a real day: one dashboard on `/ws/live?batch=1` (reconnecting with `?since=` if
-closed), an operator's `GET /api/v1/status` every 10 s, and a district key pulling
+closed), an operator's `GET /api/v1/status` every 10 s, and a province key pulling
 `/api/share/v1/status` and `/changes` every 60 s. `--progress` prints each memory sample to stderr.
 """
 
@@ -160,7 +160,7 @@ class Up:
 
 
 class Readers:
-    """The dashboard, the operator and the district, each in one thread; counts what they got."""
+    """The dashboard, the operator and the province, each in one thread; counts what they got."""
 
     def __init__(self, data_dir: Path, base: str) -> None:
         self.base = base
@@ -176,7 +176,7 @@ class Readers:
             capture_output=True,
         )
         out = subprocess.run(
-            [ioc, "keys", "create", "--name", "soak district", "--all-communes"],
+            [ioc, "keys", "create", "--name", "soak province", "--all-communes"],
             env=env,
             check=True,
             capture_output=True,
@@ -228,7 +228,7 @@ class Readers:
         import httpx
 
         op = httpx.Client(base_url=self.base, headers={"Authorization": f"Bearer {self.token}"}, timeout=30)
-        district = httpx.Client(
+        province = httpx.Client(
             base_url=self.base, headers={"Authorization": f"Bearer {self.key}"}, timeout=30
         )
         cursor = None
@@ -239,9 +239,9 @@ class Readers:
                 op.get("/api/v1/status").raise_for_status()
                 self.counts["status_polls"] += 1
                 if tick % 6 == 0:
-                    district.get("/api/share/v1/status").raise_for_status()
+                    province.get("/api/share/v1/status").raise_for_status()
                     params = {"cursor": cursor} if cursor else {}
-                    r = district.get("/api/share/v1/changes", params=params)
+                    r = province.get("/api/share/v1/changes", params=params)
                     r.raise_for_status()
                     cursor = r.json()["next_cursor"]
                     self.counts["share_pulls"] += 1

@@ -81,7 +81,8 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
         "gateway",
         parents=[context.common()],
         help="run the HTTP gateway (API, live feed, dashboard)",
-        description="Serve the operators' API, the district sharing API, the live feed and the dashboard. "
+        description="Serve the operators' API, the sharing API (the province, neighbouring communes), the live feed and "
+        "the dashboard. "
         "Any number of gateways may run side by side on one database.",
     )
     p.add_argument("--host", help="address to listen on (default IOC_HTTP_HOST or 127.0.0.1)")

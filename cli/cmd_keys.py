@@ -1,4 +1,4 @@
-"""`ioc keys create|list|revoke`: API keys for the district, the province or a neighbouring commune."""
+"""`ioc keys create|list|revoke`: API keys for the province, a neighbouring commune or another partner."""
 
 import argparse
 import sys
@@ -14,7 +14,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p = sub.add_parser(
         "keys",
         help="API keys for data sharing",
-        description="API keys for the district, the province or a neighbouring commune.",
+        description="API keys for the province, a neighbouring commune or another partner.",
     )
     s = p.add_subparsers(dest="action", metavar="ACTION", required=True)
     c = s.add_parser(
@@ -24,7 +24,9 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
         description="Create an API key. The key is printed once, on the last line of the output; "
         "only its hash is stored, so it cannot be shown again.",
     )
-    c.add_argument("--name", required=True, help="who the key is for, e.g. 'UBND huyện Thoại Sơn'")
+    c.add_argument(
+        "--name", required=True, help="who the key is for, e.g. 'Sở Khoa học và Công nghệ tỉnh An Giang'"
+    )
     scope = c.add_mutually_exclusive_group(required=True)
     scope.add_argument("--communes", help="comma-separated commune ids the key may read")
     scope.add_argument("--all-communes", action="store_true", help="the key may read every commune")

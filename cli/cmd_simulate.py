@@ -45,7 +45,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     )
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("file", nargs="?", type=Path, help="registry file (.yaml or .csv)")
-    src.add_argument("--demo", action="store_true", help="the demo communes (Thoại Giang, Long Thành)")
+    src.add_argument("--demo", action="store_true", help="the demo communes (Thoại Sơn, Long Thành)")
     p.add_argument(
         "--rate-scale",
         type=float,

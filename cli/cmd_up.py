@@ -65,7 +65,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument(
         "--demo",
         action="store_true",
-        help="also load the demo communes (Thoại Giang, Long Thành) and run their simulated devices",
+        help="also load the demo communes (Thoại Sơn, Long Thành) and run their simulated devices",
     )
     p.add_argument(
         "--rate-scale",
@@ -451,7 +451,7 @@ def run(args: argparse.Namespace) -> int:
                 )
             if n_demo:
                 print(
-                    f"  demo:      {n_demo} simulated devices in Xã Thoại Giang and Xã Long Thành", flush=True
+                    f"  demo:      {n_demo} simulated devices in Xã Thoại Sơn and Xã Long Thành", flush=True
                 )
             print("Press Ctrl-C to stop.", flush=True)
         while not up.stopping:

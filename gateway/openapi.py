@@ -40,7 +40,7 @@ SECURITY_SCHEMES: dict[str, dict[str, Any]] = {
         "type": "http",
         "scheme": "bearer",
         "bearerFormat": "ioc_…",
-        "description": "an API key from `ioc keys create` (district, province, neighbouring commune)",
+        "description": "an API key from `ioc keys create` (the province, a neighbouring commune, another partner)",
     },
 }
 RETRY_AFTER = {"Retry-After": {"description": "seconds to wait", "schema": {"type": "integer"}}}

@@ -1,4 +1,5 @@
-"""The demo deployment: Xã Thoại Giang (An Giang) and Xã Long Thành (Nghệ An).
+"""The demo deployment: Xã Thoại Sơn (tỉnh An Giang; the ấp of the former Xã Thoại Giang) and Xã Long
+Thành (tỉnh Nghệ An), as they are since the 2025 reform (registry.yaml says what is modelled).
 
 `registry.yaml` is a registry file in the SPEC §3 format; its cameras answer on the
 simulator's ONVIF port, which is chosen at run time, so the file that is imported is

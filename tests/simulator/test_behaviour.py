@@ -89,7 +89,7 @@ def test_window_repeats() -> None:
 def test_demo_registry_models_thoai_giang_and_long_thanh() -> None:
     reg = read(demo.TEMPLATE)
     communes = {c.id: c for c in reg.communes}
-    assert communes["thoai-giang"].name == "Xã Thoại Giang" and communes["thoai-giang"].province == "An Giang"
+    assert communes["thoai-giang"].name == "Xã Thoại Sơn" and communes["thoai-giang"].province == "An Giang"
     assert (
         communes["long-thanh"].district == "Huyện Yên Thành" and communes["long-thanh"].province == "Nghệ An"
     )
@@ -97,6 +97,8 @@ def test_demo_registry_models_thoai_giang_and_long_thanh() -> None:
     for v in reg.villages:
         villages[v.commune_id].add(v.name)
     assert {"Ấp Trung Bình", "Ấp Bắc Thạnh"} <= villages["thoai-giang"] and len(villages["thoai-giang"]) == 4
+    # the 2025 reform: Thoại Giang's ấp keep the name of the commune they belonged to
+    assert {v.former_commune for v in reg.villages if v.commune_id == "thoai-giang"} == {"Xã Thoại Giang"}
     assert len(villages["long-thanh"]) == 11
     devs = {d.id: d for d in reg.devices}
     tg_cams = [d for d in reg.devices if d.commune_id == "thoai-giang" and d.kind == "camera"]

@@ -1,12 +1,12 @@
 #!/usr/bin/env python3
-"""Keep a district's copy of a commune IOC's device states, pulled from /api/share/v1/changes.
+"""Keep a province's copy of a commune IOC's device states, pulled from /api/share/v1/changes.
 
 Standard library only. Each page of changes is written to SQLite in one transaction together
 with the cursor to resume from, so the copy is exact whenever the script is stopped or killed:
 the next run continues where the last committed page ended, without gaps or repeats.
 
-    python3 district_pull.py --url https://ioc.example.vn --key "$IOC_KEY" --db mirror.sqlite          # poll
-    python3 district_pull.py --url https://ioc.example.vn --key "$IOC_KEY" --db mirror.sqlite --once   # catch up, exit
+    python3 province_pull.py --url https://ioc.example.vn --key "$IOC_KEY" --db mirror.sqlite          # poll
+    python3 province_pull.py --url https://ioc.example.vn --key "$IOC_KEY" --db mirror.sqlite --once   # catch up, exit
 
 Tables: `changes` (every state change, by seq), `device_state` (the latest state of each device),
 `sync` (the cursor).
@@ -50,9 +50,9 @@ def fetch(url: str, key: str, params: dict[str, str], timeout: float = 30) -> di
                 wait = delay
             else:
                 body = err.read().decode(errors="replace")
-                raise SystemExit(f"district_pull: HTTP {err.code}: {body}") from err
+                raise SystemExit(f"province_pull: HTTP {err.code}: {body}") from err
         except (urllib.error.URLError, TimeoutError, ConnectionError) as err:
-            print(f"district_pull: {err}; retrying in {delay:.0f} s", file=sys.stderr)
+            print(f"province_pull: {err}; retrying in {delay:.0f} s", file=sys.stderr)
             wait = delay
         time.sleep(wait)
         delay = min(delay * 2, 60)

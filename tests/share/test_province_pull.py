@@ -1,4 +1,4 @@
-"""deploy/examples/district_pull.py against a live gateway: an exact copy, also after a kill."""
+"""deploy/examples/province_pull.py against a live gateway: an exact copy, also after a kill."""
 
 import signal
 import socket
@@ -20,7 +20,7 @@ from gateway.settings import GatewaySettings
 from tests.share import world
 from tests.share.conftest import make_key
 
-SCRIPT = Path(__file__).resolve().parents[2] / "deploy" / "examples" / "district_pull.py"
+SCRIPT = Path(__file__).resolve().parents[2] / "deploy" / "examples" / "province_pull.py"
 T0 = datetime(2026, 11, 1, tzinfo=UTC)
 
 
@@ -80,7 +80,7 @@ def expected(conn: psycopg.Connection) -> list[tuple]:  # type: ignore[type-arg]
     ]
 
 
-def test_district_copy_is_exact_and_resumes_after_being_killed(
+def test_province_copy_is_exact_and_resumes_after_being_killed(
     conn: psycopg.Connection, gateway_url: str, tmp_path: Path
 ) -> None:
     key = make_key(conn, ["thoai-giang"])
