@@ -11,6 +11,7 @@ import * as device from "./views/device.js";
 import * as report from "./views/report.js";
 import * as alerts from "./views/alerts.js";
 import * as maintenance from "./views/maintenance.js";
+import * as broadcasts from "./views/broadcasts.js";
 
 const $ = (sel) => document.querySelector(sel);
 const ROUTES = [
@@ -22,6 +23,8 @@ const ROUTES = [
   [/^#\/report$/, "report", report],
   [/^#\/alerts$/, "alerts", alerts],
   [/^#\/maintenance(?:\/device\/([^/]+))?$/, "maintenance", maintenance],
+  // `#/broadcasts`, `#/broadcasts/new`, `#/broadcasts/emergency`, `#/broadcasts/{id}`.
+  [/^#\/broadcasts(?:\/([^/]+))?$/, "broadcasts", broadcasts],
 ];
 
 export const session = { user: null, config: {} };
@@ -186,7 +189,8 @@ function route(force = false) {
     const el = $("#view");
     el.dataset.view = view === device ? "device" : nav;
     current = { hash, view };
-    view.mount(el, m.slice(1).map(decodeURIComponent), session);
+    // An optional group that did not match stays undefined (not the text "undefined").
+    view.mount(el, m.slice(1).map((p) => (p === undefined ? undefined : decodeURIComponent(p))), session);
     return;
   }
   location.hash = "#/";

@@ -9,6 +9,7 @@ import { downloadTable, esc } from "../dom.js";
 import { fmtSheet, fmtTime, t } from "../i18n.js";
 import { communeName, deviceName, villageName } from "../live.js";
 import { formHtml, refreshChoices, wireForm } from "./maintenance_form.js";
+import { repeatCellHtml, repeatWords } from "./schedule_fields.js";
 
 // Whether a repeating window is in an occurrence now is the server's rrule expansion (`active`):
 // read again now and then. Windows themselves come over the live feed.
@@ -161,30 +162,6 @@ function scopeHtml(w) {
   return `<span>${esc(scopeText(w))}</span>`;
 }
 
-// The repeat in words ("hằng tuần: Thứ Hai, Thứ Năm"); the rule itself only when it says more than
-// the words can (an interval, a count, an end date…), and always as the tooltip.
-function repeatParts(w) {
-  const parts = Object.fromEntries(w.rrule.toUpperCase().split(";").map((p) => p.split("=")));
-  const word = parts.FREQ ? t(`freq.${parts.FREQ}`) : "";
-  if (!word || word.startsWith("freq.")) return null;
-  const days = parts.BYDAY && /^(MO|TU|WE|TH|FR|SA|SU)(,(MO|TU|WE|TH|FR|SA|SU))*$/.test(parts.BYDAY)
-    ? parts.BYDAY.split(",").map((d) => t(`day.${d}`)).join(", ") : null;
-  const plain = Object.keys(parts).every((k) => k === "FREQ" || (k === "BYDAY" && days) || k === "BYMONTHDAY");
-  return { words: days ? `${word}: ${days}` : word, plain };
-}
-
-function repeatWords(w) {
-  const r = repeatParts(w);
-  return r ? r.words : w.rrule;
-}
-
-function repeatHtml(w) {
-  if (!w.rrule) return esc(t("mt.once"));
-  const r = repeatParts(w);
-  if (!r) return `<code>${esc(w.rrule)}</code>`;
-  return `<span title="${esc(w.rrule)}">${esc(r.words)}</span>` + (r.plain ? "" : ` <code>${esc(w.rrule)}</code>`);
-}
-
 // A cell that reads as "label: value" when a phone shows the table as cards.
 function cell(label, html, cls = "") {
   return `<td data-label="${esc(t(label))}"${cls ? ` class="${cls}"` : ""}><div>${html}</div></td>`;
@@ -207,7 +184,7 @@ function renderTable() {
       ${cell("mt.scope", scopeHtml(w), "scope")}
       ${cell("mt.starts", `<time datetime="${esc(w.starts_at)}">${esc(fmtTime(w.starts_at, "minute"))}</time>`)}
       ${cell("mt.ends", `<time datetime="${esc(w.ends_at)}">${esc(fmtTime(w.ends_at, "minute"))}</time>`)}
-      ${cell("mt.repeat", repeatHtml(w))}
+      ${cell("mt.repeat", repeatCellHtml(w.rrule))}
       ${cell("mt.reason", `${esc(w.reason || t("misc.none"))}${w.created_by ? `<small>${esc(t("mt.created_by"))}: ${esc(w.created_by)}</small>` : ""}`, "reason")}
       ${cell("mt.status", `<span class="mt-status" data-status="${w.status}">${esc(t(`mt.${w.status}`))}</span>`)}
       ${admin ? `<td class="actions">${String(w.id) === confirming ? confirmHtml(w.id) : `<button type="button" class="chip danger" data-delete="${esc(w.id)}">${esc(t("mt.delete"))}</button>`}</td>` : ""}
@@ -271,7 +248,7 @@ function exportCsv() {
     ["csv.device_id", (w) => w.device_id || ""],
     ["mt.starts", (w) => fmtSheet(w.starts_at)],
     ["mt.ends", (w) => fmtSheet(w.ends_at)],
-    ["mt.repeat", (w) => (w.rrule ? repeatWords(w) : t("mt.once"))],
+    ["mt.repeat", (w) => repeatWords(w.rrule)],
     ["mt.rrule", (w) => w.rrule || ""],
     ["mt.reason", (w) => w.reason || ""],
     ["mt.status", (w) => t(`mt.${w.status}`)],

@@ -7,8 +7,9 @@
 
 import { api } from "../api.js";
 import { esc, fold, matchesWords } from "../dom.js";
-import { fromLocalInput, getTz, KINDS, readDay, showDay, t, toLocalInput } from "../i18n.js";
+import { fromLocalInput, getTz, KINDS, t, toLocalInput } from "../i18n.js";
 import { communeName, store, villageName } from "../live.js";
+import { readLocal, readRepeat, repeatFieldsHtml, resetRepeat, showLocal, showRepeat } from "./schedule_fields.js";
 
 // Words in the API's refusals, and what they mean in the form.
 const REFUSALS = [
@@ -19,7 +20,6 @@ const REFUSALS = [
   [/no commune/, "mt.err_commune", ["commune"]],
 ];
 const FIELDS = ["device_id", "commune", "village", "kind", "starts_at", "ends_at", "reason", "rrule"];
-const DAYS = ["MO", "TU", "WE", "TH", "FR", "SA", "SU"];
 const HOUR_MS = 3600000;
 
 export function formHtml() {
@@ -46,13 +46,7 @@ export function formHtml() {
       </div>
       <p class="hint" id="mt-tz">${esc(t("mt.tz_hint", { tz: getTz() }))}</p>
       ${label("mt.reason", `<input name="reason" maxlength="500" placeholder="${esc(t("mt.reason_ph"))}">`)}
-      ${label("mt.repeat", `<select name="repeat">${["", "daily", "weekly", "monthly", "custom"].map((r) =>
-        `<option value="${r}">${esc(t(`mt.repeat_${r || "none"}`))}</option>`).join("")}</select>`)}
-      <fieldset class="days" data-repeat="weekly" hidden><legend>${esc(t("mt.repeat_on"))}</legend>
-        ${DAYS.map((d) => `<label class="check"><input type="checkbox" name="byday" value="${d}"> ${esc(t(`day.${d}`))}</label>`).join("")}</fieldset>
-      <div data-repeat="custom" hidden>
-        ${label("mt.rrule", `<input name="rrule" maxlength="500" spellcheck="false" placeholder="${esc(t("mt.rrule_ph"))}" aria-describedby="mt-rrule-help">`)}</div>
-      <p class="hint" id="mt-rrule-help">${esc(t("mt.rrule_help"))}</p>
+      ${repeatFieldsHtml("mt-rrule-help")}
       <div id="mt-error" class="form-error" role="alert" hidden></div>
       <div class="form-actions"><button type="submit" class="primary">${esc(t("mt.create"))}</button></div>
     </form></div>`;
@@ -81,20 +75,6 @@ export function wireForm(form, { onStart, onCreated, deviceId = null }) {
   showScope(form);
 }
 
-// dd/MM/yyyy HH:mm on the deployment's clock, both ways (the browser's own date inputs follow its
-// locale: a US browser showed «12/02/2026, 05:00 AM»).
-export function showLocal(d) {
-  const [date, time] = toLocalInput(d).split("T");
-  return `${showDay(date)} ${time}`;
-}
-
-export function readLocal(text) {
-  const m = String(text).trim().match(/^(\S+)[ ,]+(\d{1,2}):(\d{2})$/);
-  const day = m && readDay(m[1]);
-  if (!day || +m[2] > 23 || +m[3] > 59) return null;
-  return fromLocalInput(`${day}T${m[2].padStart(2, "0")}:${m[3]}`);
-}
-
 function quick(form, which) {
   const now = new Date(Math.floor(Date.now() / 60000) * 60000);
   let end;
@@ -107,19 +87,6 @@ function quick(form, which) {
   form.ends_at.value = showLocal(end);
   clearInvalid(form.starts_at);
   clearInvalid(form.ends_at);
-}
-
-// The repeat rule chosen in words, as RFC 5545 (null: once).
-function rrule(form, starts) {
-  const r = form.repeat.value;
-  if (r === "daily") return "FREQ=DAILY";
-  if (r === "weekly") {
-    const days = [...form.querySelectorAll("input[name=byday]:checked")].map((c) => c.value);
-    return `FREQ=WEEKLY${days.length ? `;BYDAY=${days.join(",")}` : ""}`;
-  }
-  if (r === "monthly") return `FREQ=MONTHLY${starts ? `;BYMONTHDAY=${Number(toLocalInput(starts).slice(8, 10))}` : ""}`;
-  if (r === "custom") return form.rrule.value.trim() || null;
-  return null;
 }
 
 function filterDevices(form) {
@@ -182,9 +149,7 @@ function onFormChange(e) {
   const form = e.currentTarget;
   if (e.target.name === "scope") showScope(form);
   if (e.target.name === "commune") fillVillages(form);
-  if (e.target.name === "repeat") {
-    for (const el of form.querySelectorAll("[data-repeat]")) el.hidden = el.dataset.repeat !== form.repeat.value;
-  }
+  if (e.target.name === "repeat") showRepeat(form);
   clearInvalid(e.target);
 }
 
@@ -244,7 +209,7 @@ async function submit(form, { onStart, onCreated }) {
     ends_at: ends && ends.toISOString(),
     reason: form.reason.value.trim(),
   });
-  const repeat = rrule(form, starts);
+  const repeat = readRepeat(form, starts);
   if (repeat) body.rrule = repeat;
   const button = form.querySelector("button[type=submit]");
   button.disabled = true;
@@ -252,9 +217,7 @@ async function submit(form, { onStart, onCreated }) {
     const w = await api("/api/v1/maintenance", { method: "POST", body });
     if (!form.isConnected) return; // the view was left meanwhile
     form.reason.value = "";
-    form.rrule.value = "";
-    form.repeat.value = "";
-    for (const el of form.querySelectorAll("[data-repeat]")) el.hidden = true;
+    resetRepeat(form);
     for (const n of FIELDS) if (form.elements[n]) form.elements[n].removeAttribute("aria-invalid");
     onCreated(w);
   } catch (err) {

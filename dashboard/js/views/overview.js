@@ -5,6 +5,7 @@ import { ALERT_ROLES, api } from "../api.js";
 import { collate, esc, patchChildren, statePill, throttle } from "../dom.js";
 import { alertText, eventLabel, eventMessage, fmtAgo, fmtTime, KINDS, reasonText, STATES, t } from "../i18n.js";
 import { deviceName, recentActivity, store, villageName } from "../live.js";
+import { canSend } from "./broadcast_words.js";
 
 let root = null;
 let session = null;
@@ -22,7 +23,11 @@ export function mount(el, _params, sess) {
   root = document.createElement("section");
   root.id = "overview";
   root.className = "overview";
-  root.innerHTML = `
+  // An emergency warning is two clicks from here: this button, then send (which asks, naming the villages).
+  const warn = canSend(session)
+    ? `<div class="ov-actions"><a class="bc-emergency" href="#/broadcasts/emergency" id="ov-emergency">${esc(t("bc.emergency_button"))}</a></div>`
+    : "";
+  root.innerHTML = `${warn}
     <div class="kpis" id="kpis"></div>
     <div class="kind-summary" id="kind-summary"></div>
     <div class="grid-2">
