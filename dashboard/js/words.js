@@ -584,6 +584,7 @@ export const WORDS = {
     "bc.f_from": "Từ ngày",
     "bc.f_to": "Đến ngày",
     "bc.empty": "Chưa có bản tin nào",
+    "bc.send_summary": "Phát tới {n} {vt}",
   },
   en: {
     "app.title": "Commune Operations Center",
@@ -1167,5 +1168,6 @@ export const WORDS = {
     "bc.f_from": "From",
     "bc.f_to": "To",
     "bc.empty": "No broadcasts",
+    "bc.send_summary": "To {n} villages",
   },
 };

@@ -137,9 +137,9 @@ function formHtml() {
       <div class="bc-volume"><label class="check"><input type="checkbox" name="set_volume"> ${esc(t("bc.f_set_volume"))}</label>
         <input type="range" name="volume" min="0" max="100" step="5" value="80" disabled aria-label="${esc(t("bc.f_volume"))}"><output id="bc-volume-out">80%</output></div>
       ${repeatFieldsHtml("bc-rrule-help")}
-      <div id="bc-error" class="form-error" role="alert" hidden></div>
-      <div class="form-actions"><button type="submit" class="primary" id="bc-send"></button></div>
     </div></div>
+    <div id="bc-error" class="form-error bc-error" role="alert" hidden></div>
+    <div class="form-actions bc-send-bar"><span class="muted" id="bc-send-summary"></span><button type="submit" class="primary" id="bc-send"></button></div>
     </form>
     <dialog id="bc-confirm" class="bc-dialog" aria-labelledby="bc-confirm-title"></dialog>`;
 }
@@ -227,6 +227,7 @@ function showPicked() {
   for (const c of root.querySelectorAll("#bc-vlist input[name=village]")) c.checked = picked.has(c.value);
   const n = root.querySelectorAll("#bc-vlist li[data-key]").length;
   root.querySelector("#bc-picked-n").textContent = t("bc.picked_n", { n: picked.size, total: n });
+  root.querySelector("#bc-send-summary").textContent = t("bc.send_summary", { n: picked.size });
   for (const [key, m] of dots) m.setStyle(dotStyle(picked.has(key)));
 }
 

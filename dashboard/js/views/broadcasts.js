@@ -147,7 +147,7 @@ function shown() {
 }
 
 function reachText(b) {
-  if (b.villages_targeted === undefined) return "";
+  if (b.villages_targeted === undefined || b.state === "awaiting_approval") return t("misc.none");
   return t("bc.reached_n", { n: b.villages_reached, total: b.villages_targeted });
 }
 
