@@ -12,6 +12,7 @@ from gateway.routes import (
     audit,
     auth,
     broadcasts,
+    criteria,
     dashboard,
     devices,
     health,
@@ -21,6 +22,7 @@ from gateway.routes import (
     ngsi,
     reports,
     share,
+    upstreams,
     users,
 )
 from gateway.settings import GatewaySettings
@@ -96,6 +98,7 @@ def create_app(settings: GatewaySettings) -> FastAPI:
         audit,
         auth,
         broadcasts,
+        criteria,
         dashboard,
         devices,
         health,
@@ -105,11 +108,13 @@ def create_app(settings: GatewaySettings) -> FastAPI:
         ngsi,
         reports,
         share,
+        upstreams,
         users,
     ):
         app.include_router(module.router)
     openapi.install(app)  # /openapi.json with each route's error answers and security
     share.setup(app)  # the audit middleware of sharing calls
+    criteria.setup(app)  # the criteria file is checked at start
     # Last, so its middleware is outermost: every answer (429s, CORS, errors) gets the headers.
     security.install(app)
     return app

@@ -8,6 +8,7 @@ from fastapi.responses import JSONResponse
 from gateway.deps import Conn
 from services import liveness, mqtt_ping, topics
 from services.intake import REASONS
+from services.push import status as push_status
 
 router = APIRouter(tags=["health"])
 PROCESSES = ("ingest", "gateway", "alerts")
@@ -142,4 +143,5 @@ def metrics(conn: Conn) -> Response:
     for name, text in _GAUGES.items():
         lines += [f"# HELP {name} {text}", f"# TYPE {name} gauge"]
         lines += [f'{name}{{ingest="{_label(n)}"}} {v}' for n, v in values[name]]
+    lines += push_status.metrics_lines(conn)
     return Response("\n".join(lines) + "\n", media_type="text/plain; version=0.0.4; charset=utf-8")

@@ -1,0 +1,346 @@
+"""Pushes to a province's LGSP (SPEC §10) through the outbox, against a real loopback receiver and
+OAuth2 token endpoint: exact requests, token caching and renewal, retries with the same
+Idempotency-Key, order, dead letters, and nothing lost while the receiver is down."""
+
+import asyncio
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import orjson
+import psycopg
+import pytest
+
+from services import share
+from services.push import outbox, upstreams
+from services.push.worker import PushSettings, PushWorker
+from services.settings import load
+from tests.share import lgsp_receiver, world
+from tests.share.lgsp_receiver import Lgsp
+from tests.support import wait_for
+
+T0 = datetime(2026, 12, 1, 8, 0, tzinfo=UTC)
+
+
+@pytest.fixture(autouse=True)
+def _secret(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("IOC_TEST_LGSP_SECRET", lgsp_receiver.CLIENT_SECRET)
+
+
+@pytest.fixture
+def seeded(db_url: str) -> str:
+    with psycopg.connect(db_url) as conn:
+        world.seed(conn)
+    return db_url
+
+
+@pytest.fixture
+def receiver() -> Iterator[Lgsp]:
+    with lgsp_receiver.lgsp() as r:
+        yield r
+
+
+def settings(db_url: str, **kw: Any) -> PushSettings:
+    kw.setdefault("push_poll_s", 0.1)
+    kw.setdefault("push_backoff_s", 0.05)
+    kw.setdefault("push_backoff_cap_s", 0.3)
+    kw.setdefault("push_lock_poll_s", 0.1)
+    return load(PushSettings, _env_file=None, database_url=db_url, **kw)
+
+
+def ups(receiver: Lgsp, tmp_path: Path, **extra: Any) -> tuple[upstreams.Upstream, ...]:
+    path = tmp_path / "upstreams.yaml"
+    path.write_text(lgsp_receiver.upstreams_yaml(receiver, **extra))
+    return upstreams.load_file(path)
+
+
+@contextmanager
+def pushing(s: PushSettings, u: tuple[upstreams.Upstream, ...], **kw: Any) -> Iterator[PushWorker]:
+    """A push worker in a thread of its own, stopped on exit."""
+    worker = PushWorker(s, u, ngsi=kw.pop("ngsi", None), **kw)
+    loop = asyncio.new_event_loop()
+    stop = asyncio.Event()
+    failure: list[BaseException] = []
+
+    def main() -> None:
+        try:
+            loop.run_until_complete(worker.run(stop))
+        except BaseException as err:  # noqa: BLE001 - reported to the test below
+            failure.append(err)
+
+    thread = threading.Thread(target=main, name="pusher", daemon=True)
+    thread.start()
+    try:
+        wait_for(lambda: worker.active)
+        yield worker
+    finally:
+        loop.call_soon_threadsafe(stop.set)
+        thread.join(30)
+        loop.close()
+    assert not thread.is_alive(), "push worker did not stop"
+    if failure:
+        raise failure[0]
+
+
+def changes(db_url: str, n: int, start: int = 0) -> None:
+    """n state changes, alternating, on devices of both communes."""
+    with psycopg.connect(db_url) as conn:
+        for i in range(start, start + n):
+            dev = ("spk-trung-binh-1", "spk-vt-1", "cam-ubnd-1")[i % 3]
+            world.change(conn, dev, "offline" if (i // 3) % 2 == 0 else "online", T0 + timedelta(seconds=i))
+
+
+def share_changes(db_url: str) -> list[dict[str, Any]]:
+    """/api/share/v1/changes for a key of thoai-giang, as JSON."""
+    with psycopg.connect(db_url) as conn:
+        rows, _ = share.changes(conn, share.Scope(("thoai-giang",), None), 10000, None)
+    return orjson.loads(orjson.dumps(rows))  # type: ignore[no-any-return]
+
+
+def row(db_url: str, sql: str, args: tuple[Any, ...] = ()) -> Any:
+    with psycopg.connect(db_url) as conn:
+        return conn.execute(sql, args).fetchone()  # type: ignore[arg-type]
+
+
+def test_changes_are_pushed_with_bearer_lgsp_header_key_and_share_rows(
+    seeded: str, receiver: Lgsp, tmp_path: Path
+) -> None:
+    with pushing(settings(seeded), ups(receiver, tmp_path)):
+        changes(seeded, 9)
+        wait_for(lambda: len(receiver.items()) == 6)
+    assert receiver.problems == []
+    expected = share_changes(seeded)
+    assert receiver.items() == expected  # the rows of /api/share/v1/changes, thoai-giang only
+    assert {it["commune"] for it in receiver.items()} == {"thoai-giang"}
+    first = receiver.pushes[0]
+    h = first["headers"]
+    assert h["authorization"] == "Bearer tok-1"
+    assert h["lgspaccesstoken"] == lgsp_receiver.LGSP_TOKEN
+    assert h["content-type"] == "application/json"
+    assert len(h["idempotency-key"]) == 36
+    assert set(orjson.loads(first["body"])) == {"type", "items"}
+    # the token request: client credentials, HTTP Basic, the scope
+    tok = receiver.tokens_issued[0]
+    assert tok["form"] == {"grant_type": "client_credentials", "scope": "ioc"}
+    # each push its own key
+    keys = [p["headers"]["idempotency-key"] for p in receiver.pushes]
+    assert len(set(keys)) == len(keys)
+
+
+def test_one_token_serves_many_pushes(seeded: str, receiver: Lgsp, tmp_path: Path) -> None:
+    with pushing(settings(seeded), ups(receiver, tmp_path)):
+        for i in range(5):
+            changes(seeded, 3, start=3 * i)
+            wait_for(lambda i=i: len(receiver.items()) == 2 * (i + 1))
+    assert len(receiver.pushes) >= 5
+    assert len(receiver.tokens_issued) == 1
+
+
+def test_token_is_renewed_after_expires_in(receiver: Lgsp) -> None:
+    """With a clock that moves: reused while valid, a new grant once expires_in (less the margin) passed."""
+    import httpx
+
+    from services.push.oauth2 import TokenSource
+
+    receiver.expires_in = 120
+    now = [1000.0]
+    cfg = upstreams.OAuth2(
+        f"{receiver.url}/token", lgsp_receiver.CLIENT_ID, lgsp_receiver.CLIENT_SECRET, "ioc"
+    )
+
+    async def go() -> list[str]:
+        async with httpx.AsyncClient() as client:
+            src = TokenSource(cfg, client, clock=lambda: now[0])
+            got = [await src.token()]
+            now[0] += 80  # 120 s less the 30 s margin is 90 s
+            got.append(await src.token())
+            now[0] += 11
+            got.append(await src.token())
+            return got
+
+    assert asyncio.run(go()) == ["tok-1", "tok-1", "tok-2"]
+    assert len(receiver.tokens_issued) == 2
+
+
+def test_token_endpoint_refusal_is_the_upstreams_last_error(
+    seeded: str, receiver: Lgsp, tmp_path: Path
+) -> None:
+    receiver.token_status = 503
+    with pushing(settings(seeded), ups(receiver, tmp_path)):
+        changes(seeded, 3)
+        wait_for(
+            lambda: row(
+                seeded, "SELECT last_error FROM push_targets WHERE target = 'upstream:lgsp-an-giang'"
+            )[0]
+        )
+        err = row(seeded, "SELECT last_error FROM push_targets WHERE target = 'upstream:lgsp-an-giang'")[0]
+        assert err == "token endpoint answered 503: temporarily_unavailable"
+        assert receiver.pushes == []
+        receiver.token_status = 200
+        wait_for(lambda: len(receiver.items()) == 2)
+    assert lgsp_receiver.CLIENT_SECRET not in err
+
+
+def test_a_401_forces_a_new_token_and_keeps_the_key(seeded: str, receiver: Lgsp, tmp_path: Path) -> None:
+    with pushing(settings(seeded), ups(receiver, tmp_path)):
+        changes(seeded, 3)
+        wait_for(lambda: len(receiver.items()) == 2)
+        receiver.revoke_tokens()
+        changes(seeded, 3, start=3)
+        wait_for(lambda: len(receiver.items()) == 4)
+    refused = [p for p in receiver.pushes if p["headers"]["authorization"] == "Bearer tok-1"][-1]
+    retried = [p for p in receiver.pushes if p["headers"]["authorization"] == "Bearer tok-2"]
+    assert len(retried) == 1
+    assert retried[0]["headers"]["idempotency-key"] == refused["headers"]["idempotency-key"]
+    assert retried[0]["body"] == refused["body"]
+    assert len(receiver.tokens_issued) == 2
+
+
+def test_5xx_and_timeouts_are_retried_with_the_same_key(seeded: str, receiver: Lgsp, tmp_path: Path) -> None:
+    receiver.answers = [503, 500, "hang", 502]
+    receiver.hang_s = 2.5
+    with pushing(settings(seeded), ups(receiver, tmp_path, timeout_s=1)):
+        changes(seeded, 3)
+        wait_for(lambda: len(receiver.pushes) >= 5 and receiver.pushes[-1]["at"] and not receiver.answers)
+        wait_for(
+            lambda: (
+                row(seeded, "SELECT status FROM push_outbox WHERE target = 'upstream:lgsp-an-giang'")[0]
+                == "delivered"
+            )
+        )
+    keys = {p["headers"]["idempotency-key"] for p in receiver.pushes}
+    assert len(keys) == 1  # one row, five attempts, one key
+    assert len({p["body"] for p in receiver.pushes}) == 1
+    assert receiver.items() == share_changes(seeded)  # taken once
+    attempts, last_error = row(
+        seeded, "SELECT attempts, last_error FROM push_outbox WHERE target = 'upstream:lgsp-an-giang'"
+    )
+    assert attempts == 5
+    assert last_error == 'HTTP 502: {"error": "scripted 502"}'
+
+
+def test_a_refused_row_is_dead_lettered_and_the_next_goes(
+    seeded: str, receiver: Lgsp, tmp_path: Path
+) -> None:
+    receiver.answers = [422, 422, 422]
+    with pushing(settings(seeded), ups(receiver, tmp_path)):
+        changes(seeded, 3)
+        wait_for(lambda: row(seeded, "SELECT count(*) FROM push_outbox WHERE status = 'dead'")[0] == 1)
+        changes(seeded, 3, start=3)
+        wait_for(lambda: len(receiver.items()) == 2)
+    dead = row(seeded, "SELECT refusals, last_error, seq FROM push_outbox WHERE status = 'dead'")
+    assert dead[0] == 3 and dead[1].startswith("HTTP 422") and dead[2] == 1
+    assert [it["seq"] for it in receiver.items()] == [it["seq"] for it in share_changes(seeded)[2:]]
+    assert row(seeded, "SELECT dead_total FROM push_targets")[0] == 1
+
+
+def test_rows_go_in_commit_order_even_when_a_lower_one_commits_late(db_url: str) -> None:
+    """A transaction that queued first but commits last: its row is numbered after the others."""
+
+    async def go() -> list[int]:
+        slow = await psycopg.AsyncConnection.connect(db_url)
+        await outbox.enqueue(slow, "upstream:x", {"type": "changes", "items": [{"n": 0}]})
+        fast = await psycopg.AsyncConnection.connect(db_url)
+
+        async def later() -> None:
+            await outbox.enqueue(fast, "upstream:x", {"type": "changes", "items": [{"n": 1}]})
+            await fast.commit()
+
+        try:
+            t = asyncio.create_task(later())
+            # the second waits for the first's commit (the target's row lock): seen by the server
+            async with await psycopg.AsyncConnection.connect(db_url, autocommit=True) as watch:
+                while True:
+                    cur = await watch.execute(
+                        "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
+                    )
+                    if (await cur.fetchone()) == (1,):
+                        break
+                    await asyncio.sleep(0.02)
+            assert not t.done()
+            await slow.commit()
+            await t
+            cur = await fast.execute("SELECT seq, body::text FROM push_outbox ORDER BY seq")
+            rows = await cur.fetchall()
+        finally:
+            await slow.close()
+            await fast.close()
+        return [orjson.loads(b)["items"][0]["n"] for _, b in rows]
+
+    assert asyncio.run(go()) == [0, 1]
+
+
+def test_alerts_are_pushed_as_share_rows(seeded: str, receiver: Lgsp, tmp_path: Path) -> None:
+    with pushing(settings(seeded), ups(receiver, tmp_path)):
+        with psycopg.connect(seeded) as conn:
+            for dev in ("spk-trung-binh-1", "spk-vt-1"):
+                conn.execute(
+                    "INSERT INTO alerts (rule, device_id, commune_id, village_id, kind, severity, message, since, opened_at)"
+                    " SELECT 'offline', id, commune_id, village_id, kind, 'warning', 'mất kết nối', now(), now()"
+                    " FROM devices WHERE id = %s",
+                    (dev,),
+                )
+            conn.commit()
+            wait_for(lambda: len(receiver.items("alerts")) == 1)
+            conn.execute(
+                "UPDATE alerts SET state = 'acked', acked_at = now(), acked_by = 'op', updated_at = now()"
+                " WHERE device_id = 'spk-trung-binh-1'"
+            )
+            conn.commit()
+            conn.execute("UPDATE alerts SET notify_count = 5")  # not a shared change: no push
+            conn.commit()
+            wait_for(lambda: len(receiver.items("alerts")) == 2)
+            rows, _ = share.alerts(conn, share.Scope(("thoai-giang",), None), None, 100, None)
+    got = receiver.items("alerts")
+    assert [a["state"] for a in got] == ["open", "acked"]
+    assert got[-1] == orjson.loads(orjson.dumps(rows[0]))
+    assert all(a["commune"] == "thoai-giang" for a in got)
+
+
+def test_daily_report_goes_once_a_day_across_restarts(seeded: str, receiver: Lgsp, tmp_path: Path) -> None:
+    from zoneinfo import ZoneInfo
+
+    from psycopg_pool import AsyncConnectionPool
+
+    from services import criteria
+    from services.push import producers
+
+    (up,) = ups(receiver, tmp_path, send="[daily_report]", daily_at='"16:30"')
+    tz = ZoneInfo("Asia/Ho_Chi_Minh")
+    clock = [datetime(2026, 12, 2, 16, 29, tzinfo=tz)]
+    calls: list[tuple[Any, ...]] = []
+
+    def report(conn: psycopg.Connection, first: Any, last: Any, communes: list[str] | None) -> dict[str, Any]:
+        calls.append((first, last, communes))
+        return criteria.report(conn, first, last, communes, tz=tz, now=clock[0])
+
+    async def tick() -> int:
+        async with AsyncConnectionPool(seeded, open=False) as pool:
+            async with pool.connection() as conn:
+                await producers.start_cursors(conn, up)
+            p = producers.Producer(pool, up, db_url=seeded, tz=tz, report=report, clock=lambda: clock[0])
+            return await p.tick()
+
+    assert asyncio.run(tick()) == 0  # 16:29
+    clock[0] = datetime(2026, 12, 2, 16, 31, tzinfo=tz)
+    assert asyncio.run(tick()) == 1
+    assert asyncio.run(tick()) == 0  # a new producer (a restart) the same day sends nothing
+    clock[0] = datetime(2026, 12, 3, 9, 0, tzinfo=tz)
+    assert asyncio.run(tick()) == 0
+    clock[0] = datetime(2026, 12, 3, 17, 0, tzinfo=tz)
+    assert asyncio.run(tick()) == 1
+    assert [c[0].isoformat() for c in calls] == ["2026-12-01", "2026-12-01"]
+    assert [c[1].isoformat() for c in calls] == ["2026-12-02", "2026-12-03"]
+    assert calls[0][2] == ["thoai-giang"]
+    with psycopg.connect(seeded) as conn:
+        bodies = [orjson.loads(b) for (b,) in conn.execute("SELECT body::text FROM push_outbox ORDER BY seq")]
+        expected = criteria.report(conn, calls[1][0], calls[1][1], ["thoai-giang"], tz=tz, now=clock[0])
+    assert [b["type"] for b in bodies] == ["daily_report", "daily_report"]
+    assert {i["id"] for i in bodies[1]["items"]} == {i["id"] for i in expected["items"]}
+    assert bodies[1]["period"]["from"] == "2026-12-01" and bodies[1]["period"]["to"] == "2026-12-03"
+    with pushing(settings(seeded), (up,)):
+        wait_for(lambda: len(receiver.taken) == 2)
+    assert receiver.problems == []
