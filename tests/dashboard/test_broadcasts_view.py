@@ -9,8 +9,10 @@ import re
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from datetime import datetime, time, timedelta
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import httpx
 import paho.mqtt.client as mqtt
@@ -414,7 +416,66 @@ def test_history_filters_and_downloads_a_csv_with_vietnamese_headers(
     )
     assert re.fullmatch(r"\d\d/\d\d/\d{4} \d\d:\d\d:\d\d", monday["Bắt đầu phát"]), monday
     assert monday["Các ấp được chọn"] == "Ấp Trung Bình"
+    # Counted as the share log counts: one village targeted (by its e-board), not reached yet.
+    assert (monday["Số ấp được phát tới"], monday["Số ấp đã nghe"]) == ("1", "0")
     phone = open_page("operator", phone=True)
     phone.click("[data-nav=broadcasts]")
     expect(phone.locator("#bc-table")).to_contain_text("Lịch cúp điện")
     shot(phone, "broadcast-history-phone", full=True)
+
+
+def test_an_admin_schedules_a_weekly_text_notice_in_local_time_without_approval(
+    open_page: Callable[..., Page], bc_db: str
+) -> None:
+    tz = ZoneInfo("Asia/Ho_Chi_Minh")
+    tomorrow = (datetime.now(tz) + timedelta(days=1)).date()
+    admin = open_page("admin")
+    admin.goto(admin.url.split("#")[0] + "#/broadcasts/new")
+    form = admin.locator("#bc-form")
+    form.locator("input[name=title]").fill("Lịch họp dân")
+    form.locator("textarea[name=text]").fill("Họp dân 19:00 tại nhà văn hóa")
+    admin.locator("#bc-vlist li[data-key='thoai-giang/trung-binh'] input").check()
+    # Text alone cannot go to speakers only: said before anything is sent.
+    form.locator("input[name=kinds][value=eboard]").uncheck()
+    admin.click("#bc-send")
+    expect(admin.locator("#bc-error")).to_contain_text("cần bảng điện tử")
+    form.locator("input[name=kinds][value=eboard]").check()
+    # The expiry follows a start typed by hand (one hour after it).
+    form.locator("input[name=starts_at]").fill(f"{tomorrow:%d/%m/%Y} 07:00")
+    form.locator("input[name=starts_at]").dispatch_event("change")
+    expect(form.locator("input[name=expires_at]")).to_have_value(f"{tomorrow:%d/%m/%Y} 08:00")
+    form.locator("select[name=repeat]").select_option("weekly")
+    form.locator("input[name=byday][value=MO]").check()
+    form.locator("input[name=set_volume]").check()
+    form.locator("input[name=volume]").fill("70")
+    expect(admin.locator("#bc-prio-hint")).to_contain_text("không cần duyệt")
+    admin.click("#bc-send")
+    dlg = admin.locator("#bc-confirm")
+    expect(dlg).to_contain_text(f"Bắt đầu lúc {tomorrow:%d/%m/%Y} 07:00.")
+    expect(dlg.locator("#bc-confirm-count")).to_have_text("1 ấp · 0 loa · 1 bảng điện tử")
+    expect(dlg).not_to_contain_text("chờ quản trị viên duyệt")
+    dlg.locator("#bc-confirm-yes").click()
+    admin.wait_for_url(re.compile(r"#/broadcasts/\d+$"))
+    bid = int(admin.url.rsplit("/", 1)[1])
+    expect(admin.locator(".bc-state")).to_have_text("Đã lên lịch")
+    expect(admin.locator("#bc-head")).to_contain_text("hằng tuần: Thứ Hai")
+    expect(admin.locator("#bc-head")).to_contain_text(f"{tomorrow:%d/%m/%Y} 07:00")
+    with psycopg.connect(bc_db) as conn:
+        row = conn.execute(
+            "SELECT state, starts_at, expires_at, rrule, volume, text, media_id, targets FROM broadcasts WHERE id = %s",
+            (bid,),
+        ).fetchone()
+    assert row is not None
+    state, starts, expires, rrule, volume, text, media_id, targets = row
+    assert (state, rrule, volume, text, media_id) == (
+        "scheduled",
+        "FREQ=WEEKLY;BYDAY=MO",
+        70,
+        "Họp dân 19:00 tại nhà văn hóa",
+        None,
+    )
+    assert starts == datetime.combine(tomorrow, time(7, 0), tz)
+    assert expires == datetime.combine(tomorrow, time(8, 0), tz)
+    assert targets["kinds"] == ["speaker", "eboard"] and targets["villages"] == ["thoai-giang/trung-binh"]
+    with api_as(admin.url.split("#")[0].rstrip("/"), "admin") as api:
+        api.post(f"/api/v1/broadcasts/{bid}/cancel").raise_for_status()

@@ -27,7 +27,7 @@ let picked = new Set(); // "commune/village"
 let media = null; // {id, duration_s, content_type, name} once uploaded
 let uploading = null; // the upload under way (a promise)
 let startShown = ""; // the start as first filled in: left so, the broadcast starts when sent
-let expiryShown = "";
+let expiryEdited = false; // the expiry was set by hand (else it follows the start: one hour after it)
 let map = null;
 let dots = new Map();
 let armTimer = 0;
@@ -75,9 +75,9 @@ function build() {
   if (emergency) form.title.value = t("bc.emergency_title");
   const now = new Date(Math.floor(Date.now() / 60000) * 60000);
   startShown = showLocal(now);
-  expiryShown = showLocal(new Date(now.getTime() + HOUR_MS));
+  expiryEdited = false;
   form.starts_at.value = startShown;
-  form.expires_at.value = expiryShown;
+  form.expires_at.value = showLocal(new Date(now.getTime() + HOUR_MS));
   form.addEventListener("submit", (e) => {
     e.preventDefault();
     askConfirm(form);
@@ -86,6 +86,7 @@ function build() {
   form.addEventListener("input", (e) => {
     e.target.removeAttribute?.("aria-invalid");
     if (e.target.name === "vq") filterVillages(form);
+    if (e.target.name === "expires_at") expiryEdited = true;
     if (e.target.name === "volume") form.querySelector("#bc-volume-out").textContent = `${e.target.value}%`;
   });
   form.addEventListener("click", (e) => onClick(form, e));
@@ -160,6 +161,10 @@ function onChange(form, e) {
   if (n === "repeat") showRepeat(form);
   if (n === "file") upload(form, e.target);
   if (n === "set_volume") form.volume.disabled = !e.target.checked;
+  if (n === "starts_at" && !expiryEdited) {
+    const start = readLocal(form.starts_at.value);
+    if (start) form.expires_at.value = showLocal(new Date(start.getTime() + HOUR_MS));
+  }
   if (n === "village") {
     if (e.target.checked) picked.add(e.target.value);
     else picked.delete(e.target.value);
@@ -187,6 +192,7 @@ function onClick(form, e) {
     } else end = new Date(start.getTime() + Number(exp.dataset.expiry) * HOUR_MS);
     form.expires_at.value = showLocal(end);
     form.expires_at.removeAttribute("aria-invalid");
+    expiryEdited = true;
   }
 }
 
@@ -348,7 +354,7 @@ function readForm(form) {
   if (!picked.size) problems.push(t("bc.err_no_villages"));
   const startUntouched = form.starts_at.value.trim() === startShown;
   const start = startUntouched ? new Date() : readLocal(form.starts_at.value);
-  const expiryUntouched = startUntouched && form.expires_at.value.trim() === expiryShown;
+  const expiryUntouched = startUntouched && !expiryEdited;
   const expiry = expiryUntouched ? null : readLocal(form.expires_at.value);
   if (!start) bad("starts_at", "mt.err_when");
   if (!expiryUntouched && !expiry) bad("expires_at", "mt.err_when");
