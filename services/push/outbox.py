@@ -228,7 +228,7 @@ class Deliverer:
                     )
                 elif self.failures_in_row == 1 or self.failures_in_row % 20 == 0:
                     log.warning(
-                        "push to %s failed (%s in a row): %s; retrying in %.0f s",
+                        "push to %s failed (%s in a row): %s; retrying in %.1f s",
                         row.target,
                         self.failures_in_row,
                         error,

@@ -298,7 +298,7 @@ def _upstream(errors: _Errors, m: _Map, base: Path | None) -> Upstream | None:
         else:
             path = Path(raw) if Path(raw).is_absolute() or base is None else base / raw
             if not path.is_file():
-                errors.add(m.at("ca_file"), f"{what}: ca_file {_show(str(path))} does not exist")
+                errors.add(m.at("ca_file"), f"{what}: ca_file {str(path)!r} does not exist")
             else:
                 ca_file = path
 
@@ -368,8 +368,12 @@ def parse(text: str, source: str = "IOC_UPSTREAMS_FILE", base: Path | None = Non
         raise AssertionError("unreachable") from err
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
-        problem = getattr(err, "problem", None) or "not valid YAML"
-        errors.add(mark.line + 1 if mark is not None else None, f"not valid YAML: {problem}")
+        line = mark.line + 1 if mark is not None else None
+        problem = getattr(err, "problem", None)
+        if isinstance(err, yaml.reader.ReaderError):
+            line = text.count("\n", 0, err.position) + 1
+            problem = f"the character U+{ord(err.character) if isinstance(err.character, str) else err.character:04X} is not allowed"
+        errors.add(line, f"not valid YAML: {problem}" if problem else "not valid YAML")
         errors.raise_if_any()
         raise AssertionError("unreachable") from err
     if doc.node is None:

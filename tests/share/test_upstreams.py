@@ -344,3 +344,114 @@ def test_daily_report_goes_once_a_day_across_restarts(seeded: str, receiver: Lgs
     with pushing(settings(seeded), (up,)):
         wait_for(lambda: len(receiver.taken) == 2)
     assert receiver.problems == []
+
+
+@contextmanager
+def ioc_alerts(db_url: str, upstreams_file: Path, data_dir: Path) -> Iterator[Any]:
+    """The real `ioc alerts` process (evaluator and pusher), killed on exit if still running."""
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("IOC_")}
+    env.update(
+        IOC_DATABASE_URL=db_url,
+        IOC_UPSTREAMS_FILE=str(upstreams_file),
+        IOC_DATA_DIR=str(data_dir),
+        IOC_TEST_LGSP_SECRET=lgsp_receiver.CLIENT_SECRET,
+        IOC_PUSH_POLL_S="0.2",
+        IOC_PUSH_BACKOFF_S="0.1",
+        IOC_PUSH_BACKOFF_CAP_S="0.5",
+        IOC_PUSH_LOCK_POLL_S="0.2",
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "cli.main", "alerts"],
+        env=env,
+        cwd=str(data_dir),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait(30)
+        assert proc.stderr is not None
+        proc.stderr.close()
+
+
+def test_nothing_is_lost_while_the_receiver_is_down_across_a_kill_of_ioc_alerts(
+    seeded: str, receiver: Lgsp, tmp_path: Path
+) -> None:
+    import signal
+
+    path = tmp_path / "upstreams.yaml"
+    path.write_text(lgsp_receiver.upstreams_yaml(receiver, batch=5))
+    receiver.down = True
+    with ioc_alerts(seeded, path, tmp_path) as proc:
+        wait_for(lambda: row(seeded, "SELECT count(*) FROM push_cursors")[0] == 3, timeout=60)
+        changes(seeded, 30)
+        wait_for(lambda: len(receiver.pushes) >= 3, timeout=30)  # refused while down
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(10)
+    tried_before = {p["headers"]["idempotency-key"] for p in receiver.pushes}
+    changes(seeded, 30, start=30)
+    with ioc_alerts(seeded, path, tmp_path) as proc:
+        wait_for(lambda: len(receiver.pushes) > len(tried_before) + 2, timeout=60)
+        changes(seeded, 6, start=60)
+        receiver.down = False
+        expected = share_changes(seeded)
+        assert len(expected) == 44
+        wait_for(lambda: len(receiver.items()) == len(expected), timeout=60)
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(30) == 0
+    assert receiver.items() == expected  # every change once, in order
+    assert receiver.problems == []
+    first_taken = next(iter(receiver.taken))
+    assert first_taken in tried_before  # the row refused before the kill kept its key after it
+    assert row(seeded, "SELECT count(*) FROM push_outbox WHERE status <> 'delivered'")[0] == 0
+
+
+def test_api_lists_each_upstream_with_its_backlog_and_last_error(
+    seeded: str, receiver: Lgsp, tmp_path: Path
+) -> None:
+    from fastapi.testclient import TestClient
+
+    from gateway.app import create_app
+    from gateway.settings import GatewaySettings
+    from services import auth
+
+    with psycopg.connect(seeded) as conn:
+        auth.add_user(conn, "admin", "correct-horse-1", "admin")
+        auth.add_user(conn, "op", "correct-horse-1", "operator")
+        conn.commit()
+    receiver.down = True
+    with pushing(settings(seeded), ups(receiver, tmp_path, batch=2)):
+        changes(seeded, 12)  # 8 in thoai-giang
+        wait_for(
+            lambda: (
+                row(seeded, "SELECT last_error FROM push_targets")[0] == 'HTTP 503: {"error": "maintenance"}'
+            )
+        )
+    gs = GatewaySettings(_env_file=None, database_url=seeded, mqtt_url=None)  # type: ignore[call-arg]
+    with TestClient(create_app(gs)) as client:
+        for user, status in (("op", 403), ("admin", 200)):
+            r = client.post("/api/v1/auth/login", json={"username": user, "password": "correct-horse-1"})
+            tok = r.json()["token"]
+            r = client.get("/api/v1/upstreams", headers={"Authorization": f"Bearer {tok}"})
+            assert r.status_code == status, r.text
+        (item,) = r.json()["items"]
+        assert r.json()["next_cursor"] is None
+        assert item["id"] == "upstream:lgsp-an-giang"
+        assert item["backlog"] == 8  # 2 rows of 2 queued, 4 changes waiting in state_changes
+        assert item["pending_pushes"] == 2
+        assert item["last_success_at"] is None
+        assert item["last_error"] == 'HTTP 503: {"error": "maintenance"}'
+        assert item["last_error_at"] is not None
+        assert lgsp_receiver.CLIENT_SECRET not in r.text and lgsp_receiver.LGSP_TOKEN not in r.text
+        client.cookies.clear()
+        assert client.get("/api/v1/upstreams").status_code == 401
+        m = client.get("/metrics").text
+        assert 'ioc_push_backlog_items{target="upstream:lgsp-an-giang"} 8' in m
+        assert 'ioc_push_failures_total{target="upstream:lgsp-an-giang"}' in m
