@@ -12,7 +12,10 @@ import {
 } from "./broadcast_words.js";
 import { repeatWords, showLocal } from "./schedule_fields.js";
 
+// Delivery moves in seconds once a broadcast has begun; before that only an approval or a cancel can
+// change the page.
 const POLL_MS = 2000;
+const WAIT_POLL_MS = 10000;
 let root = null;
 let session = null;
 let id = null;
@@ -70,7 +73,12 @@ async function load() {
     }
     showNotice(t("bc.poll_failed", { msg: err.message }));
   }
-  if (root === mine && (!b || OPEN_STATES.includes(b.state))) timer = setTimeout(load, POLL_MS);
+  if (root === mine && (!b || OPEN_STATES.includes(b.state))) timer = setTimeout(load, pollMs());
+}
+
+function pollMs() {
+  const begun = b && b.state !== "awaiting_approval" && Date.parse(b.starts_at) <= Date.now() + POLL_MS;
+  return !b || begun ? POLL_MS : WAIT_POLL_MS;
 }
 
 function canCancel() {
