@@ -244,7 +244,8 @@ def test_an_operator_bulletin_waits_for_the_admin_and_is_watched_village_by_vill
         "thiết bị mất kết nối: sẽ gửi khi thiết bị kết nối lại"
     )
     # The operator's page, left open, followed without a reload.
-    expect(op.locator("#bc-reach")).to_have_text("1/2 ấp đã nghe")
+    # (asked every 10 s while it awaited approval, every 2 s once under way)
+    expect(op.locator("#bc-reach")).to_have_text("1/2 ấp đã nghe", timeout=30000)
     expect(op.locator("#bc-awaiting-note")).to_have_count(0)
     shot(admin, "broadcast-delivery", full=True)
     phone = open_page("admin", phone=True)
