@@ -48,6 +48,13 @@ export function villageName(commune, village) {
   return v ? v.name : village;
 }
 
+// The commune a village belonged to before the 2025 reform (its name), or null.
+export function formerCommune(commune, village) {
+  if (!village) return null;
+  const v = store.villages.get(`${commune}/${village}`);
+  return (v && v.former_commune) || null;
+}
+
 export function deviceName(id) {
   const d = store.devices.get(id);
   return (d && d.name) || id;

@@ -38,7 +38,7 @@ def _words_js() -> dict[str, dict[str, str]]:
 def _text(key: str, lang: str, **fields: Any) -> str:
     """A catalogue word in `lang` (Vietnamese when it has none), with its {fields} filled in."""
     try:
-        from services import words  # the one catalogue reader, once dashboard/words.json exists
+        from services import words  # type: ignore[attr-defined,unused-ignore]  # once dashboard/words.json exists
     except ImportError:
         cat = _words_js()
         s = cat.get(lang, {}).get(key) or cat["vi"].get(key) or key
@@ -203,7 +203,7 @@ def criteria_report(
         parts = []
         for cid in ids:
             rep = criteria.report(conn, start, end, [cid], criteria=crit, tz=tz, lang=lang, now=now)
-            names = dict(
+            names: dict[str, str] = dict(
                 conn.execute("SELECT id, name FROM villages WHERE commune_id = %s", (cid,)).fetchall()
             )
             parts.append((rep, names))

@@ -4,7 +4,7 @@
 import { allPages, api, MAINTENANCE_ROLES, query } from "../api.js";
 import { esc, fmtMetric, STATE_COLORS, statePill } from "../dom.js";
 import { eventLabel, eventMessage, fmtAgo, fmtTime, getLang, getTz, metricLabel, reasonText, t } from "../i18n.js";
-import { deviceName, store, villageName } from "../live.js";
+import { deviceName, formerCommune, store, villageName } from "../live.js";
 
 const uPlot = window.uPlot;
 const PERIODS = { "6h": [6 * 3600, "5m"], "24h": [86400, "15m"], "7d": [7 * 86400, "1h"], "30d": [30 * 86400, "6h"] };
@@ -77,6 +77,12 @@ function renderShell() {
   renderLive();
 }
 
+// "(thuộc Xã Thoại Giang cũ)" after the village, where the village names its commune before the 2025 reform.
+function former(d) {
+  const name = formerCommune(d.commune, d.village);
+  return name ? ` <span id="device-former" class="former">(${esc(t("fc.label", { name }))})</span>` : "";
+}
+
 function renderLive() {
   const d = store.devices.get(id);
   const head = root.querySelector("#device-head");
@@ -86,7 +92,7 @@ function renderLive() {
   }
   const parent = d.parent ? ` · ${esc(t("dev.parent"))}: <a href="#/device/${encodeURIComponent(d.parent)}">${esc(deviceName(d.parent))}</a>` : "";
   head.innerHTML = `<div><h1>${esc(d.name || d.device_id)}</h1>
-      <p class="muted"><code>${esc(d.device_id)}</code> · ${esc(t(`kind.${d.kind}`))} · ${esc(villageName(d.commune, d.village))}${parent}</p>
+      <p class="muted"><code>${esc(d.device_id)}</code> · ${esc(t(`kind.${d.kind}`))} · ${esc(villageName(d.commune, d.village))}${former(d)}${parent}</p>
       <p class="muted">${esc(t("dev.heard"))}: <span id="device-heard" data-heard="${esc(d.heard || "mqtt")}">${esc(heardText(d))}</span></p></div>
     <div class="device-state"><span id="device-state" data-state="${esc(d.state)}">${statePill(d.state)}</span>
       ${session && MAINTENANCE_ROLES.includes(session.user.role)

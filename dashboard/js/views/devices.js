@@ -3,7 +3,7 @@
 
 import { collate, downloadTable, esc, fold, matchesWords, metricSummary, STATE_RANK, statePill } from "../dom.js";
 import { fmtAgo, fmtSheet, fmtTime, KINDS, reasonText, STATES, t } from "../i18n.js";
-import { communeName, store, villageName } from "../live.js";
+import { communeName, formerCommune, store, villageName } from "../live.js";
 
 // Rows are fixed-height (the list is virtualised); on a phone a row is two lines: the whole name,
 // then state, village and when last heard. Must match .vrow's height in app.css.
@@ -106,7 +106,10 @@ function fillVillages() {
   const opts = [...store.villages.values()].sort((a, b) => collate(a.name, b.name));
   const multi = store.communes.size > 1;
   sel.innerHTML = `<option value="">${esc(t("list.all_villages"))}</option>` + opts.map((v) =>
-    `<option value="${esc(`${v.commune}/${v.id}`)}">${esc(v.name)}${multi ? ` (${esc((store.communes.get(v.commune) || {}).name || v.commune)})` : ""}</option>`).join("");
+    `<option value="${esc(`${v.commune}/${v.id}`)}">${esc(v.name)}${multi ? ` (${esc((store.communes.get(v.commune) || {}).name || v.commune)})` : ""}</option>`).join("") +
+    // the former communes (before the 2025 reform) the villages name: all of one's villages at once
+    [...new Set(opts.map((v) => v.former_commune).filter(Boolean))].sort(collate).map((name) =>
+      `<option value="${esc(`former:${name}`)}">${esc(t("fc.label", { name }))}</option>`).join("");
   sel.value = filters.village;
 }
 
@@ -119,10 +122,12 @@ function refilter() {
     if (d._order === undefined) named = false;
     if (filters.kind && d.kind !== filters.kind) continue;
     if (filters.state && d.state !== filters.state) continue;
-    if (filters.village && `${d.commune}/${d.village}` !== filters.village) continue;
+    if (filters.village.startsWith("former:")) {
+      if (formerCommune(d.commune, d.village) !== filters.village.slice(7)) continue;
+    } else if (filters.village && `${d.commune}/${d.village}` !== filters.village) continue;
     if (filters.heard && (d.heard || "mqtt") !== filters.heard) continue;
     if (q) {
-      if (d._search === undefined) d._search = fold(`${d.device_id} ${d.name || ""} ${villageName(d.commune, d.village)} ${d.kind}`);
+      if (d._search === undefined) d._search = fold(`${d.device_id} ${d.name || ""} ${villageName(d.commune, d.village)} ${formerCommune(d.commune, d.village) || ""} ${d.kind}`);
       if (!matchesWords(d._search, q)) continue;
     }
     out.push(d);
@@ -182,9 +187,14 @@ function paint(force = false) {
     r.dataset.state = d.state || "unknown";
     r.innerHTML = `<span>${statePill(d.state)}</span>` +
       `<span class="name"><strong>${esc(d.name || d.device_id)}</strong><small>${esc(d.device_id)}</small></span>` +
-      `<span>${esc(t(`kind.${d.kind}`))}</span><span>${esc(villageName(d.commune, d.village))}</span>` +
+      `<span>${esc(t(`kind.${d.kind}`))}</span><span>${esc(villageName(d.commune, d.village))}${villageFormer(d)}</span>` +
       `<span title="${esc(fmtTime(d.last_seen))}">${esc(fmtAgo(d.last_seen))}</span><span class="metrics">${esc(metricSummary(d))}</span>`;
   });
+}
+
+function villageFormer(d) {
+  const name = formerCommune(d.commune, d.village);
+  return name ? `<small class="former">${esc(t("fc.label", { name }))}</small>` : "";
 }
 
 // The rows the list shows, in its order, as a clerk reads them (one column per metric).
@@ -195,6 +205,7 @@ function exportCsv() {
     ["col.kind", (d) => t(`kind.${d.kind}`)],
     ["csv.commune", (d) => communeName(d.commune)],
     ["col.village", (d) => villageName(d.commune, d.village)],
+    ["fc.column", (d) => formerCommune(d.commune, d.village) || ""],
     ["col.state", (d) => t(`state.${d.state || "unknown"}`)],
     ["col.since", (d) => fmtSheet(d.since)],
     ["col.last_seen", (d) => fmtSheet(d.last_seen)],
