@@ -480,3 +480,29 @@ def test_an_admin_schedules_a_weekly_text_notice_in_local_time_without_approval(
     assert targets["kinds"] == ["speaker", "eboard"] and targets["villages"] == ["thoai-giang/trung-binh"]
     with api_as(admin.url.split("#")[0].rstrip("/"), "admin") as api:
         api.post(f"/api/v1/broadcasts/{bid}/cancel").raise_for_status()
+
+
+def test_an_approval_the_server_refuses_is_said_in_words(open_page: Callable[..., Page], bc_url: str) -> None:
+    with api_as(bc_url, "operator") as op:
+        r = op.post(
+            "/api/v1/broadcasts",
+            json={
+                "title": "Thông báo thu gom rác",
+                "text": "Thứ Bảy",
+                "targets": {"villages": ["bac-thanh"]},
+            },
+        )
+        assert r.status_code == 201, r.text
+        bid = r.json()["id"]
+        admin = open_page("admin")
+        admin.click("[data-nav=broadcasts]")
+        button = admin.locator(f"#bc-awaiting li[data-broadcast='{bid}'] [data-approve]")
+        expect(button).to_be_visible()
+        # Its creator cancels it while the admin's page still shows it awaiting approval.
+        op.post(f"/api/v1/broadcasts/{bid}/cancel").raise_for_status()
+    button.click()
+    expect(admin.locator("#bc-notice")).to_have_text(
+        "Bản tin này không còn chờ duyệt (đã được duyệt hoặc đã hủy)."
+    )
+    expect(admin.locator(f"#bc-awaiting li[data-broadcast='{bid}']")).to_have_count(0)
+    expect(admin.locator(f"#bc-table tr[data-broadcast='{bid}'] .bc-state")).to_have_text("Đã hủy")
