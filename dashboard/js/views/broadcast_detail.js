@@ -16,6 +16,7 @@ import { repeatWords, showLocal } from "./schedule_fields.js";
 // change the page.
 const POLL_MS = 2000;
 const WAIT_POLL_MS = 10000;
+const FINAL = ["done", "failed", "rejected", "cancelled", "expired"];
 let root = null;
 let session = null;
 let id = null;
@@ -77,8 +78,11 @@ async function load() {
 }
 
 function pollMs() {
-  const begun = b && b.state !== "awaiting_approval" && Date.parse(b.starts_at) <= Date.now() + POLL_MS;
-  return !b || begun ? POLL_MS : WAIT_POLL_MS;
+  if (!b) return POLL_MS;
+  const begun = b.state !== "awaiting_approval" && Date.parse(b.starts_at) <= Date.now() + POLL_MS;
+  // Every device answered (done, failed, …): only a late occurrence or the end can still change it.
+  const settled = b.deliveries.length > 0 && b.deliveries.every((d) => FINAL.includes(d.state));
+  return begun && !settled ? POLL_MS : WAIT_POLL_MS;
 }
 
 function canCancel() {
