@@ -19,15 +19,14 @@ import ssl
 import struct
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, ClassVar
 
 import httpx
 import orjson
 from cryptography import x509
-from icmplib import ICMPRequest, ICMPv4Socket, ICMPv6Socket
-from icmplib.exceptions import ICMPLibError, SocketPermissionError
+from icmplib import ICMPv4Socket, ICMPv6Socket
+from icmplib.exceptions import SocketPermissionError
 from icmplib.utils import is_ipv6_address, unique_identifier
 
 from ingest.sources.reading import Reading
@@ -67,10 +66,44 @@ def _os_code(err: OSError) -> str:
 # -- ICMP ------------------------------------------------------------------------------------
 
 
-@dataclass
-class _Pending:
-    future: asyncio.Future[float]
-    sent_at: float
+def _fold(total: int) -> int:
+    while total >> 16:
+        total = (total & 0xFFFF) + (total >> 16)
+    return total
+
+
+# RFC 1071 sum of the fixed payload, once: a request's checksum is then three additions
+_PAYLOAD_SUM = sum(struct.unpack(f"!{len(ECHO_PAYLOAD) // 2}H", ECHO_PAYLOAD))
+
+
+def echo_request(ident: int, seq: int, *, v6: bool) -> bytes:
+    """An echo request with our payload. ICMPv6's checksum (over a pseudo-header) and an
+    unprivileged socket's are the kernel's; a raw IPv4 socket sends ours."""
+    if v6:
+        return struct.pack("!BBHHH", ICMP_ECHO_REQUEST_V6, 0, 0, ident, seq) + ECHO_PAYLOAD
+    checksum = ~_fold((ICMP_ECHO_REQUEST_V4 << 8) + ident + seq + _PAYLOAD_SUM) & 0xFFFF
+    return struct.pack("!BBHHH", ICMP_ECHO_REQUEST_V4, 0, checksum, ident, seq) + ECHO_PAYLOAD
+
+
+class _Ping:
+    """One ping in flight: `count` requests, each settled by its reply, an ICMP error or its
+    timer; `done` resolves when every one is settled. Callbacks only, no task per request."""
+
+    __slots__ = ("done", "error", "left", "rtts")
+
+    def __init__(self, done: asyncio.Future[None], count: int) -> None:
+        self.done, self.left = done, count
+        self.rtts: list[float] = []
+        self.error: str | None = None
+
+    def settle(self, rtt_ms: float | None = None, error: str | None = None) -> None:
+        if rtt_ms is not None:
+            self.rtts.append(rtt_ms)
+        if error is not None:
+            self.error = error
+        self.left -= 1
+        if self.left == 0 and not self.done.done():
+            self.done.set_result(None)
 
 
 class IcmpSocket:
@@ -80,9 +113,10 @@ class IcmpSocket:
         cls = ICMPv6Socket if v6 else ICMPv4Socket
         self.privileged = privileged
         self._v6 = v6
-        # icmplib makes the socket (raw or not) and the requests; replies are read here, without
-        # blocking, from its public socket (its own receive blocks, or drops a reply that comes
-        # after a tiny timeout)
+        # icmplib makes the socket (raw, or unprivileged where ping_group_range allows); requests
+        # are built and sent here (icmplib's send resolves the address and sets TTL and traffic
+        # class on every packet: most of a ping's CPU) and replies read without blocking (its own
+        # receive blocks, or drops a reply that comes after a tiny timeout)
         self._sock = cls(privileged=privileged)
         self._raw: socket.socket = self._sock.sock
         self._raw.setblocking(False)
@@ -94,7 +128,8 @@ class IcmpSocket:
         # the identifier of our requests on a raw socket (an unprivileged socket gets the kernel's)
         self._id = unique_identifier()
         self._seq = itertools.count(int(time.time()) & 0xFFFF)
-        self._pending: dict[int, _Pending] = {}
+        # sequence -> (its ping, sent at, its timer)
+        self._pending: dict[int, tuple[_Ping, float, asyncio.TimerHandle]] = {}
         self._loop = asyncio.get_running_loop()
         self._fd = self._raw.fileno()
         self._loop.add_reader(self._fd, self._readable)
@@ -102,28 +137,44 @@ class IcmpSocket:
     def close(self) -> None:
         self._loop.remove_reader(self._fd)
         self._sock.close()
-        for p in self._pending.values():
-            if not p.future.done():
-                p.future.cancel()
+        for ping, _sent, timer in self._pending.values():
+            timer.cancel()
+            if not ping.done.done():
+                ping.done.cancel()
         self._pending.clear()
 
-    async def echo(self, address: str, timeout_s: float) -> float:
-        """One echo request; its round trip in ms. TimeoutError, or ConnectionError naming why."""
+    async def ping(self, address: str, count: int, interval_s: float, timeout_s: float) -> _Ping:
+        """`count` echo requests `interval_s` apart, each waiting `timeout_s` for its reply."""
+        ping = _Ping(self._loop.create_future(), count)
+        for i in range(count):
+            if i:
+                self._loop.call_later(i * interval_s, self._send, ping, address, timeout_s)
+            else:
+                self._send(ping, address, timeout_s)
+        try:
+            await ping.done
+        finally:
+            ping.left = -1  # requests not yet sent (a cancelled ping) are not sent
+        return ping
+
+    def _send(self, ping: _Ping, address: str, timeout_s: float) -> None:
+        if ping.left < 0:
+            return
         seq = next(self._seq) & 0xFFFF
         while seq in self._pending:  # a wrapped counter meeting a request still waiting
             seq = next(self._seq) & 0xFFFF
-        fut: asyncio.Future[float] = self._loop.create_future()
-        request = ICMPRequest(destination=address, id=self._id, sequence=seq, payload=ECHO_PAYLOAD)
         try:
-            self._sock.send(request)
-        except ICMPLibError as err:
-            raise ConnectionError(f"cannot send: {err}") from err
-        self._pending[seq] = _Pending(fut, request.time)
-        try:
-            async with asyncio.timeout(timeout_s):
-                return await fut
-        finally:
-            self._pending.pop(seq, None)
+            self._raw.sendto(echo_request(self._id, seq, v6=self._v6), (address, 0))
+        except OSError as err:  # a full buffer (BlockingIOError) too: that request is lost
+            ping.settle(error=f"cannot send: {err.strerror or err}")
+            return
+        timer = self._loop.call_later(timeout_s, self._expire, seq)
+        self._pending[seq] = (ping, time.perf_counter(), timer)
+
+    def _expire(self, seq: int) -> None:
+        entry = self._pending.pop(seq, None)
+        if entry is not None:
+            entry[0].settle()
 
     def _readable(self) -> None:
         for _ in range(256):  # drain what is there, then let the loop breathe
@@ -134,20 +185,22 @@ class IcmpSocket:
             except OSError as err:
                 log.warning("ping: ICMP socket error: %s", err)
                 return
-            now = time.time()
+            now = time.perf_counter()
             parsed = parse_reply(packet, v6=self._v6, ip_header=self.privileged and not self._v6)
             if parsed is None:
                 continue
             kind, ident, seq, detail = parsed
             if self.privileged and ident != self._id:
                 continue  # another process's ping (a raw socket sees every ICMP packet)
-            p = self._pending.get(seq)
-            if p is None or p.future.done():
+            entry = self._pending.pop(seq, None)
+            if entry is None:
                 continue
+            ping, sent_at, timer = entry
+            timer.cancel()
             if kind == "reply":
-                p.future.set_result((now - p.sent_at) * 1000)
+                ping.settle(rtt_ms=(now - sent_at) * 1000)
             else:
-                p.future.set_exception(ConnectionError(detail))
+                ping.settle(error=detail)
 
 
 # ICMP errors that quote one of our requests: (v6, type) -> (name, {code: detail})
@@ -283,22 +336,15 @@ class PingProber:
             sock = self._sockets.get(is_ipv6_address(address))
         except PermissionError as err:
             return _failure("permission", str(err))
-        rtts: list[float] = []
-        last_error: tuple[str, str] = ("timeout", f"no reply from {address} within {source.timeout_s:g} s")
-        for i in range(source.count):
-            if i:
-                await asyncio.sleep(self._interval_s)
-            try:
-                rtts.append(await sock.echo(address, source.timeout_s))
-            except TimeoutError:
-                pass
-            except ConnectionError as err:
-                last_error = ("unreachable", f"{address}: {err}")
+        result = await sock.ping(address, source.count, self._interval_s, source.timeout_s)
+        rtts = result.rtts
         loss = round(100 * (source.count - len(rtts)) / source.count, 1)
         if not rtts:
-            return Reading(
-                ok=False, metrics={"loss_pct": loss}, error=last_error[1], error_code=last_error[0]
-            )
+            if result.error is not None:
+                code, detail = "unreachable", f"{address}: {result.error}"
+            else:
+                code, detail = "timeout", f"no reply from {address} within {source.timeout_s:g} s"
+            return Reading(ok=False, metrics={"loss_pct": loss}, error=detail, error_code=code)
         rtt = round(sum(rtts) / len(rtts), 3)
         return Reading(ok=True, metrics={"rtt_ms": rtt, "loss_pct": loss}, rtt_ms=rtt)
 

@@ -10,13 +10,13 @@ ok=False, never an exception.
 
 import asyncio
 import logging
+import socket
 import time
 from collections.abc import Callable, Mapping
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Protocol
 
 from pyasn1.type import univ
 from pysnmp.hlapi.v3arch.asyncio import (
-    CommunityData,
     ContextData,
     ObjectIdentity,
     ObjectType,
@@ -37,7 +37,9 @@ from pysnmp.hlapi.v3arch.asyncio import (
 from pysnmp.proto import errind, rfc1902, rfc1905
 from pysnmp.proto.rfc3412 import MsgAndPduDispatcher
 
+from ingest.sources import snmp_wire as wire
 from ingest.sources.reading import Reading
+from ingest.sources.snmp_wire import Oid
 from services.models import Device
 from services.sources.model import SnmpSource, Source
 from services.sources.profiles import Profile, catalogue, env_dir
@@ -46,6 +48,7 @@ log = logging.getLogger(__name__)
 
 SYS_DESCR = "1.3.6.1.2.1.1.1"
 SYS_UPTIME = "1.3.6.1.2.1.1.3"
+_SYS_DESCR, _SYS_UPTIME = (1, 3, 6, 1, 2, 1, 1, 1), (1, 3, 6, 1, 2, 1, 1, 3)
 # IF-MIB columns, in request order
 COLUMNS = {
     "descr": "1.3.6.1.2.1.2.2.1.2",
@@ -58,6 +61,7 @@ COLUMNS = {
     "in64": "1.3.6.1.2.1.31.1.1.1.6",
     "out64": "1.3.6.1.2.1.31.1.1.1.10",
 }
+_COLUMNS = {name: tuple(int(x) for x in oid.split(".")) for name, oid in COLUMNS.items()}
 IF_STATUS = {
     1: "up",
     2: "down",
@@ -122,9 +126,20 @@ if not callable(getattr(MsgAndPduDispatcher, "receive_message", None)):
     )
 
 
+def oid_tuple(oid: str) -> Oid:
+    return tuple(int(x) for x in oid.strip(".").split("."))
+
+
 def _value(v: Any) -> Any:
-    """A varbind value as JSON: numbers as numbers, OctetString as text; None for no value."""
-    if isinstance(v, rfc1905.NoSuchObject | rfc1905.NoSuchInstance | rfc1905.EndOfMibView | univ.Null):
+    """A pysnmp varbind value as the wire decoder gives it: numbers as numbers, OctetString as
+    text, the v2c exceptions as `snmp_wire`'s NoValue, None for Null."""
+    if isinstance(v, rfc1905.EndOfMibView):
+        return wire.END_OF_MIB_VIEW
+    if isinstance(v, rfc1905.NoSuchObject):
+        return wire.NO_SUCH_OBJECT
+    if isinstance(v, rfc1905.NoSuchInstance):
+        return wire.NO_SUCH_INSTANCE
+    if isinstance(v, univ.Null):
         return None
     if isinstance(v, rfc1902.IpAddress):
         return v.prettyPrint()
@@ -141,13 +156,10 @@ def _status(v: Any) -> Any:
     return IF_STATUS.get(v, v) if isinstance(v, int) else v
 
 
-def _under(oid: str, prefix: str) -> bool:
-    return oid.startswith(prefix + ".")
-
-
 class SnmpProber:
-    """Polls SNMP agents; one engine for v1/v2c, one per v3 credential set (pysnmp keeps v3 users
-    in the engine, so two agents with one user name and different keys need two engines)."""
+    """Polls SNMP agents: v1/v2c through `snmp_wire` (one UDP socket per address family), v3
+    through pysnmp, one engine per v3 credential set (pysnmp keeps v3 users in the engine, so two
+    agents with one user name and different keys need two engines)."""
 
     kind: ClassVar[str] = "snmp"
 
@@ -164,6 +176,8 @@ class SnmpProber:
         self._clock = clock
         self._engines: dict[tuple[str, ...], tuple[SnmpEngine, _Heard]] = {}
         self._targets: dict[tuple[str, int, float], Any] = {}
+        self._wire: dict[bool, wire.Client] = {}
+        self._addresses: dict[tuple[str, int], tuple[str, int]] = {}
 
     def _catalogue(self) -> Mapping[str, Profile]:
         """Shipped and IOC_PROFILES_DIR profiles, read once (not on every poll)."""
@@ -172,10 +186,13 @@ class SnmpProber:
         return self._loaded
 
     def close(self) -> None:
-        """Close every engine's sockets (on the event loop they were opened on)."""
+        """Close every socket (on the event loop they were opened on)."""
         for engine, _heard in self._engines.values():
             engine.close_dispatcher()
         self._engines.clear()
+        for client in self._wire.values():
+            client.close()
+        self._wire.clear()
 
     def _engine(self, key: tuple[str, ...]) -> tuple[SnmpEngine, _Heard]:
         if key not in self._engines:
@@ -183,12 +200,29 @@ class SnmpProber:
             self._engines[key] = (engine, _Heard(engine))
         return self._engines[key]
 
-    def _auth(self, src: SnmpSource, secrets: Mapping[str, str]) -> tuple[Any, tuple[str, ...]]:
+    async def _address(self, host: str, port: int) -> tuple[str, int]:
+        """Resolved once per host (a registry change of host makes a new key)."""
+        found = self._addresses.get((host, port))
+        if found is None:
+            try:
+                infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_DGRAM)
+            except OSError as err:
+                raise _Fault("dns", f"cannot resolve {host}: {err}") from err
+            found = (str(infos[0][4][0]), port)
+            self._addresses[(host, port)] = found
+        return found
+
+    async def _caller(self, src: SnmpSource, secrets: Mapping[str, str]) -> "_Caller":
         if src.version != "3":
             community = secrets.get("community")
             if not community:
                 raise _Fault("config", "no community stored for this agent")
-            return CommunityData(community, mpModel=0 if src.version == "1" else 1), ("v12",)
+            addr = await self._address(src.host, src.port)
+            v6 = ":" in addr[0]
+            client = self._wire.get(v6)
+            if client is None:
+                client = self._wire[v6] = wire.Client(v6)
+            return _WireCaller(client, addr, src.version, community.encode(), src.timeout_s)
         auth_key, priv_key = secrets.get("auth_key"), secrets.get("priv_key")
         if not src.user or not src.auth or not auth_key:
             raise _Fault("config", "v3 needs user, auth and auth_key")
@@ -201,8 +235,18 @@ class SnmpProber:
             )
         else:
             data = UsmUserData(src.user, auth_key, authProtocol=auth_proto, privProtocol=usmNoPrivProtocol)
-        key = ("v3", src.user, src.auth, auth_key, src.priv or "", priv_key or "")
-        return data, key
+        engine, heard = self._engine(("v3", src.user, src.auth, auth_key, src.priv or "", priv_key or ""))
+        tkey = (src.host, src.port, src.timeout_s)
+        target = self._targets.get(tkey)
+        if target is None:
+            try:
+                target = await UdpTransportTarget.create(
+                    (src.host, src.port), timeout=src.timeout_s, retries=0
+                )
+            except Exception as err:
+                raise _Fault("dns", f"cannot resolve {src.host}: {err}") from err
+            self._targets[tkey] = target
+        return _EngineCaller(engine, heard, data, target, (src.host, src.port))
 
     async def probe(
         self, device: Device, source: Source, secrets: Mapping[str, str], state: dict[str, Any]
@@ -232,168 +276,184 @@ class SnmpProber:
     async def _poll(
         self, src: SnmpSource, secrets: Mapping[str, str], state: dict[str, Any]
     ) -> tuple[dict[str, Any], tuple[tuple[str, str, dict[str, Any]], ...]]:
-        auth, key = self._auth(src, secrets)
-        engine, heard = self._engine(key)
-        tkey = (src.host, src.port, src.timeout_s)
-        target = self._targets.get(tkey)
-        if target is None:
-            # resolved once (getaddrinfo in a thread); a registry change makes a new key
-            try:
-                target = await UdpTransportTarget.create(
-                    (src.host, src.port), timeout=src.timeout_s, retries=0
-                )
-            except Exception as err:
-                raise _Fault("dns", f"cannot resolve {src.host}: {err}") from err
-            self._targets[tkey] = target
-        call = _Caller(engine, heard, auth, target, (src.host, src.port))
+        call = await self._caller(src, secrets)
         profile = self._profiles().get(src.profile) if src.profile else None
-        columns = dict(COLUMNS)
+        columns = dict(_COLUMNS)
         clients_oid = profile.snmp.clients if profile and profile.snmp else None
         if clients_oid and not clients_oid.endswith(".0"):
-            columns["clients"] = clients_oid
+            columns["clients"] = oid_tuple(clients_oid)
         # An agent answers max-repetitions rows of every column, past a column's end into the next
         # one; decoding those is most of a poll's CPU. Ask for one row more than the longest column
         # had last time: the end of every column then shows in one round trip.
         rows = state.get("rows")
         max_rep = min(self._max_rep, rows + 1) if isinstance(rows, int) else self._max_rep
-        scalars, table = await call.walk(src.version, [SYS_UPTIME, SYS_DESCR], columns, max_rep)
+        scalars, table = await walk(call, src.version, [_SYS_UPTIME, _SYS_DESCR], columns, max_rep)
         state["rows"] = max((len(v) for v in table.values()), default=0)
         extra = dict(src.extra)
         if profile and profile.snmp:
             extra = {**dict(profile.snmp.extra), **extra}
         if clients_oid and clients_oid.endswith(".0"):
             extra["clients"] = clients_oid
-        got = await call.get(src.version, list(extra.values())) if extra else {}
-        return _metrics(src, scalars, table, {n: got.get(o) for n, o in extra.items()}, state, self._clock())
+        got = await get(call, src.version, [oid_tuple(o) for o in extra.values()]) if extra else {}
+        values = {n: got.get(oid_tuple(o)) for n, o in extra.items()}
+        return _metrics(src, scalars, table, values, state, self._clock())
 
 
-class _Caller:
-    """The requests of one poll; library answers turned into values or a _Fault."""
+# (error-status name or None, error-index, varbinds)
+Answer = tuple[str | None, int, list[tuple[Oid, Any]]]
+
+
+class _Caller(Protocol):
+    async def ask(self, pdu: int, oids: list[Oid], a: int, b: int) -> Answer: ...
+
+
+class _WireCaller:
+    """v1/v2c requests of one poll through the shared socket."""
+
+    def __init__(
+        self, client: wire.Client, addr: tuple[str, int], version: str, community: bytes, timeout_s: float
+    ) -> None:
+        self.client, self.addr, self.version = client, addr, version
+        self.community, self.timeout_s = community, timeout_s
+
+    async def ask(self, pdu: int, oids: list[Oid], a: int, b: int) -> Answer:
+        try:
+            r = await self.client.ask(
+                self.addr, self.version, self.community, pdu, oids, a, b, self.timeout_s
+            )
+        except wire.SnmpTimeout as t:
+            if t.junk:
+                raise _Fault(
+                    "malformed", "the agent answered with a message that is not valid SNMP"
+                ) from None
+            raise _Fault("timeout", "no answer (wrong community, or the agent is down)") from None
+        except wire.Malformed as err:
+            raise _Fault("malformed", f"the agent's answer: {err}") from None
+        if r.error_status in AUTH_STATUS:
+            raise _Fault("auth", f"the agent refused access: {r.error_status}", auth=True)
+        return r.error_status, r.error_index, r.varbinds
+
+
+class _EngineCaller:
+    """v3 requests of one poll through pysnmp's engine; its answers as `snmp_wire` gives them."""
 
     def __init__(
         self, engine: SnmpEngine, heard: _Heard, auth: Any, target: Any, addr: tuple[str, int]
     ) -> None:
         self.engine, self.heard, self.auth, self.target = engine, heard, auth, target
         self.addr = addr
+        # built once per OID: pysnmp resolves an ObjectType on first use and keeps the result
+        self._types: dict[Oid, ObjectType] = {}
 
-    def _check(self, before: int, ei: Any, es: Any, ex: Any, vbs: Any) -> str | None:
-        """None when the answer is good; the failing status's name for a PDU error."""
+    def _type(self, oid: Oid) -> ObjectType:
+        t = self._types.get(oid)
+        if t is None:
+            t = self._types[oid] = ObjectType(ObjectIdentity(oid))
+        return t
+
+    async def ask(self, pdu: int, oids: list[Oid], a: int, b: int) -> Answer:
+        before = self.heard.count.get(self.addr, 0)
+        types = [self._type(o) for o in oids]
+        if pdu == wire.GETBULK:
+            ei, es, ex, vbs = await bulk_cmd(
+                self.engine, self.auth, self.target, ContextData(), a, b, *types, lookupMib=False
+            )
+        else:
+            cmd = get_cmd if pdu == wire.GET else next_cmd
+            ei, es, ex, vbs = await cmd(
+                self.engine, self.auth, self.target, ContextData(), *types, lookupMib=False
+            )
         if ei:
             if isinstance(ei, AUTH_ERRORS):
                 raise _Fault("auth", f"the agent refused our credentials: {ei}", auth=True)
             if isinstance(ei, errind.RequestTimedOut):
                 if self.heard.count.get(self.addr, 0) > before:
                     raise _Fault("malformed", "the agent answered with a message that is not valid SNMP")
-                raise _Fault("timeout", "no answer (wrong community, or the agent is down)")
+                raise _Fault("timeout", "no answer (the agent is down)")
             raise _Fault("snmp", str(ei))
+        status = None
         if es:
-            name = es.prettyPrint() if hasattr(es, "prettyPrint") else str(es)
-            if name in AUTH_STATUS:
-                raise _Fault("auth", f"the agent refused access: {name}", auth=True)
-            return name
-        return None
+            status = es.prettyPrint() if hasattr(es, "prettyPrint") else str(es)
+            if status in AUTH_STATUS:
+                raise _Fault("auth", f"the agent refused access: {status}", auth=True)
+        return status, int(ex), [(tuple(name), _value(val)) for name, val in vbs]
 
-    async def get(self, version: str, oids: list[str]) -> dict[str, Any]:
-        oids = list(oids)
-        while oids:
-            before = self.heard.count.get(self.addr, 0)
-            ei, es, ex, vbs = await get_cmd(
-                self.engine,
-                self.auth,
-                self.target,
-                ContextData(),
-                *[ObjectType(ObjectIdentity(o)) for o in oids],
-                lookupMib=False,
-            )
-            status = self._check(before, ei, es, ex, vbs)
-            if status == "noSuchName" and version == "1" and 0 < int(ex) <= len(oids):
-                # v1 answers a missing OID with an error naming it: ask again without it
-                del oids[int(ex) - 1]
-                continue
-            if status:
-                raise _Fault("agent_error", f"the agent answered {status}")
-            return {str(name): _value(val) for name, val in vbs}
-        return {}
 
-    async def walk(
-        self, version: str, scalars: list[str], columns: dict[str, str], max_rep: int
-    ) -> tuple[dict[str, Any], dict[str, dict[int, Any]]]:
-        """The next instance of each scalar prefix, and every row of the columns (by last index)."""
-        found: dict[str, Any] = {}
-        table: dict[str, dict[int, Any]] = {c: {} for c in columns}
-        cursor = dict(columns)
-        active = list(columns)
-        pending_scalars = list(scalars)
-        for _ in range(MAX_ROUNDS):
-            if not active and not pending_scalars:
-                break
-            names = [*pending_scalars, *(cursor[c] for c in active)]
-            before = self.heard.count.get(self.addr, 0)
-            if version == "1":
-                ei, es, ex, vbs = await next_cmd(
-                    self.engine,
-                    self.auth,
-                    self.target,
-                    ContextData(),
-                    *[ObjectType(ObjectIdentity(o)) for o in names],
-                    lookupMib=False,
-                )
-            else:
-                ei, es, ex, vbs = await bulk_cmd(
-                    self.engine,
-                    self.auth,
-                    self.target,
-                    ContextData(),
-                    len(pending_scalars),
-                    max_rep,
-                    *[ObjectType(ObjectIdentity(o)) for o in names],
-                    lookupMib=False,
-                )
-            status = self._check(before, ei, es, ex, vbs)
-            if status == "noSuchName" and version == "1" and 0 < int(ex) <= len(names):
-                # v1: the end of the MIB past this column (or scalar)
-                i = int(ex) - 1
-                if i < len(pending_scalars):
-                    del pending_scalars[i]
-                else:
-                    active.pop(i - len(pending_scalars))
-                continue
-            if status:
-                raise _Fault("agent_error", f"the agent answered {status}")
-            vbs = list(vbs)
-            n_scalar = len(pending_scalars)
-            for prefix, (name, val) in zip(pending_scalars, vbs[:n_scalar], strict=False):
-                if str(name) == prefix + ".0":
-                    found[prefix] = _value(val)
-            pending_scalars = []
-            rest = vbs[n_scalar:]
-            width = len(active)
-            if width == 0:
-                continue
-            if not rest:
-                raise _Fault("malformed", "the agent answered a table request with no values")
-            done: set[str] = set()
-            for row in range(0, len(rest) - width + 1, width):
-                for col, (name, val) in zip(active, rest[row : row + width], strict=True):
-                    if col in done:
-                        continue
-                    oid = str(name)
-                    if isinstance(val, rfc1905.EndOfMibView) or not _under(oid, columns[col]):
-                        done.add(col)
-                        continue
-                    if tuple(int(x) for x in oid.split(".")) <= tuple(int(x) for x in cursor[col].split(".")):
-                        raise _Fault("malformed", f"the agent's OIDs do not increase ({oid})")
-                    cursor[col] = oid
-                    table[col][int(oid.rsplit(".", 1)[1])] = _value(val)
-            active = [c for c in active if c not in done]
+async def get(call: _Caller, version: str, oids: list[Oid]) -> dict[Oid, Any]:
+    """The values of these OIDs (one the agent lacks is left out, as None)."""
+    oids = list(oids)
+    while oids:
+        status, index, vbs = await call.ask(wire.GET, oids, 0, 0)
+        if status == "noSuchName" and version == "1" and 0 < index <= len(oids):
+            # v1 answers a missing OID with an error naming it: ask again without it
+            del oids[index - 1]
+            continue
+        if status:
+            raise _Fault("agent_error", f"the agent answered {status}")
+        return {o: (None if isinstance(v, wire.NoValue) else v) for o, v in vbs}
+    return {}
+
+
+async def walk(
+    call: _Caller, version: str, scalars: list[Oid], columns: dict[str, Oid], max_rep: int
+) -> tuple[dict[Oid, Any], dict[str, dict[int, Any]]]:
+    """The next instance of each scalar prefix, and every row of the columns (by last index)."""
+    found: dict[Oid, Any] = {}
+    table: dict[str, dict[int, Any]] = {c: {} for c in columns}
+    cursor = dict(columns)
+    active = list(columns)
+    pending_scalars = list(scalars)
+    for _ in range(MAX_ROUNDS):
+        if not active and not pending_scalars:
+            break
+        names = [*pending_scalars, *(cursor[c] for c in active)]
+        if version == "1":
+            status, index, vbs = await call.ask(wire.GETNEXT, names, 0, 0)
         else:
-            raise _Fault("malformed", f"the interface table did not end after {MAX_ROUNDS} requests")
-        return found, table
+            status, index, vbs = await call.ask(wire.GETBULK, names, len(pending_scalars), max_rep)
+        if status == "noSuchName" and version == "1" and 0 < index <= len(names):
+            # v1: the end of the MIB past this column (or scalar)
+            i = index - 1
+            if i < len(pending_scalars):
+                del pending_scalars[i]
+            else:
+                active.pop(i - len(pending_scalars))
+            continue
+        if status:
+            raise _Fault("agent_error", f"the agent answered {status}")
+        n_scalar = len(pending_scalars)
+        for prefix, (name, val) in zip(pending_scalars, vbs[:n_scalar], strict=False):
+            if name == (*prefix, 0) and not isinstance(val, wire.NoValue):
+                found[prefix] = val
+        pending_scalars = []
+        rest = vbs[n_scalar:]
+        width = len(active)
+        if width == 0:
+            continue
+        if not rest:
+            raise _Fault("malformed", "the agent answered a table request with no values")
+        done: set[str] = set()
+        for row in range(0, len(rest) - width + 1, width):
+            for col, (oid, val) in zip(active, rest[row : row + width], strict=True):
+                if col in done:
+                    continue
+                prefix = columns[col]
+                if val is wire.END_OF_MIB_VIEW or len(oid) <= len(prefix) or oid[: len(prefix)] != prefix:
+                    done.add(col)
+                    continue
+                if oid <= cursor[col]:
+                    raise _Fault("malformed", f"the agent's OIDs do not increase ({'.'.join(map(str, oid))})")
+                cursor[col] = oid
+                table[col][oid[-1]] = None if isinstance(val, wire.NoValue) else val
+        active = [c for c in active if c not in done]
+    else:
+        raise _Fault("malformed", f"the interface table did not end after {MAX_ROUNDS} requests")
+    return found, table
 
 
 def _metrics(
     src: SnmpSource,
-    scalars: dict[str, Any],
+    scalars: dict[Oid, Any],
     table: dict[str, dict[int, Any]],
     extra: dict[str, Any],
     state: dict[str, Any],
@@ -401,7 +461,7 @@ def _metrics(
 ) -> tuple[dict[str, Any], tuple[tuple[str, str, dict[str, Any]], ...]]:
     metrics: dict[str, Any] = {}
     events: list[tuple[str, str, dict[str, Any]]] = []
-    ticks = scalars.get(SYS_UPTIME)
+    ticks = scalars.get(_SYS_UPTIME)
     rebooted = False
     if isinstance(ticks, int):
         metrics["uptime_s"] = ticks // 100
@@ -414,8 +474,9 @@ def _metrics(
                 ("rebooted", "warning", {"uptime_s": ticks // 100, "previous_uptime_s": prev // 100})
             )
         state["uptime_ticks"] = ticks
-    if isinstance(scalars.get(SYS_DESCR), str):
-        metrics["firmware"] = scalars[SYS_DESCR][:200]
+    descr = scalars.get(_SYS_DESCR)
+    if isinstance(descr, str):
+        metrics["firmware"] = descr[:200]
     interfaces = []
     for index in sorted(set(table["descr"]) | set(table["name"]) | set(table["oper"])):
         in64, out64 = table["in64"].get(index), table["out64"].get(index)
