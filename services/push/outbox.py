@@ -142,8 +142,10 @@ class Deliverer:
         send: Send,
         backoff: Backoff,
         on_attempt: OnAttempt | None = None,
+        on_delivered: Callable[[], None] | None = None,
     ) -> None:
         self.pool = pool
+        self.on_delivered = on_delivered
         self.target = target
         self.send = send
         self.backoff = backoff
@@ -169,6 +171,8 @@ class Deliverer:
                 log.exception("push to %s: row %s", self.target, seq)
                 outcome = Outcome("retry", f"internal error: {type(err).__name__}")
             await self._record(row, outcome)
+            if outcome.kind in ("ok", "refused") and self.on_delivered is not None:
+                self.on_delivered()  # room in the outbox: the producer may queue the next batch
         return None
 
     async def _record(self, row: Row, outcome: Outcome) -> None:
@@ -251,7 +255,7 @@ class Deliverer:
                     log.warning("push to %s: database: %s", self.target, _first_line(err))
                 due = self.backoff.delay(failures)
             wait = poll_s if due is None else min(due, poll_s)
-            await _sleep(stop, self.wake, wait)
+            await sleep(stop, self.wake, wait)
 
 
 async def _now(conn: psycopg.AsyncConnection) -> datetime:
@@ -261,7 +265,7 @@ async def _now(conn: psycopg.AsyncConnection) -> datetime:
     return row[0]  # type: ignore[no-any-return]
 
 
-async def _sleep(stop: asyncio.Event, wake: asyncio.Event, seconds: float) -> None:
+async def sleep(stop: asyncio.Event, wake: asyncio.Event, seconds: float) -> None:
     """Until `seconds` pass, `wake` is set or `stop` is."""
     if seconds <= 0:
         return

@@ -154,6 +154,7 @@ class Producer:
         self.wake = wake
         self.clock = clock
         self._no_report_logged = False
+        self.kick = asyncio.Event()
         self._daily_retry_at = datetime.min.replace(tzinfo=UTC)
 
     async def tick(self) -> int:
@@ -263,6 +264,7 @@ class Producer:
         that fails (logged)."""
         failures = 0
         while not stop.is_set():
+            self.kick.clear()
             try:
                 await self.tick()
                 failures = 0
@@ -272,8 +274,4 @@ class Producer:
                 if failures == 1:
                     log.warning("upstream %s producer: database: %s", self.up.id, outbox._first_line(err))
                 wait = backoff.delay(failures)
-            try:
-                async with asyncio.timeout(wait):
-                    await stop.wait()
-            except TimeoutError:
-                pass
+            await outbox.sleep(stop, self.kick, wait)

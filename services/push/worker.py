@@ -97,6 +97,7 @@ class PushWorker:
         self.report = report or _daily_report(settings)
         self.backoff = Backoff(settings.push_backoff_s, settings.push_backoff_cap_s)
         self.active = False
+        self.terms = 0  # terms begun with the upstreams' targets and cursors in place
         self.lock_pid: int | None = None
         self.deliverers: dict[str, Deliverer] = {}
 
@@ -160,13 +161,13 @@ class PushWorker:
         try:
             async with pool.connection() as conn, conn.transaction():
                 await self._configure(conn)
+            self.terms += 1
             async with Tasks() as tasks:
                 tasks.start("push.stop", lambda: _relay(stop, tasks.stop))
                 for up in self.upstreams:
                     sender = UpstreamSender(up)
                     senders.append(sender)
                     d = Deliverer(pool, up.target, sender, self.backoff)
-                    self.deliverers[up.target] = d
                     p = producers.Producer(
                         pool,
                         up,
@@ -176,6 +177,8 @@ class PushWorker:
                         max_pending=self.s.push_max_pending,
                         wake=d.wake.set,
                     )
+                    d.on_delivered = p.kick.set
+                    self.deliverers[up.target] = d
                     tasks.start(f"push.deliver[{up.target}]", functools.partial(d.run, tasks.stop))
                     tasks.start(
                         f"push.produce[{up.target}]",

@@ -74,7 +74,7 @@ def pushing(s: PushSettings, u: tuple[upstreams.Upstream, ...], **kw: Any) -> It
     thread = threading.Thread(target=main, name="pusher", daemon=True)
     thread.start()
     try:
-        wait_for(lambda: worker.active)
+        wait_for(lambda: worker.active and worker.terms)  # cursors in place: changes from now are pushed
         yield worker
     finally:
         loop.call_soon_threadsafe(stop.set)
