@@ -449,26 +449,30 @@ class HttpProber:
     kind: ClassVar[str] = "http"
 
     def __init__(self, ca_file: str | None = None, body_max: int = HTTP_BODY_MAX) -> None:
-        # The system's CAs (Debian's store, which the admin manages; SSL_CERT_FILE honoured), or
-        # a private CA. A fresh connection per probe: a kept-alive one would prove less.
-        self._ctx = ssl.create_default_context(cafile=ca_file)
+        # The system's CAs (Debian's store, which the admin manages; SSL_CERT_FILE honoured), a
+        # process-wide private CA, or a source's own `ca_file`: one client per CA file. A fresh
+        # connection per probe: a kept-alive one would prove less.
+        self._default_ca = ca_file
         self._body_max = body_max
-        self._client: httpx.AsyncClient | None = None
+        self._clients: dict[str | None, httpx.AsyncClient] = {}
 
-    def _http(self) -> httpx.AsyncClient:
-        if self._client is None:
-            self._client = httpx.AsyncClient(
-                verify=self._ctx,
+    def _http(self, ca_file: str | None) -> httpx.AsyncClient:
+        """The client trusting `ca_file` (OSError or ssl.SSLError when it cannot be read)."""
+        client = self._clients.get(ca_file)
+        if client is None:
+            client = httpx.AsyncClient(
+                verify=ssl.create_default_context(cafile=ca_file),
                 trust_env=False,  # no proxies from the environment for commune LAN devices
                 follow_redirects=False,
                 limits=httpx.Limits(max_connections=None, max_keepalive_connections=0),
             )
-        return self._client
+            self._clients[ca_file] = client
+        return client
 
     async def aclose(self) -> None:
-        if self._client is not None:
-            await self._client.aclose()
-            self._client = None
+        clients, self._clients = list(self._clients.values()), {}
+        for c in clients:
+            await c.aclose()
 
     async def probe(
         self, device: Device, source: Source, secrets: Mapping[str, str], state: dict[str, Any]
@@ -480,10 +484,15 @@ class HttpProber:
         https = url.lower().startswith("https://")
         now = datetime.now(UTC)
         metrics: dict[str, Any] = {}
+        ca_file = source.ca_file or self._default_ca
+        try:
+            client = self._http(ca_file)
+        except (OSError, ssl.SSLError) as err:
+            return _failure("config", f"ca_file {ca_file}: cannot be read as PEM certificates: {err}")
         start = time.perf_counter()
         try:
             async with asyncio.timeout(source.timeout_s):
-                async with self._http().stream("GET", url, auth=auth, timeout=source.timeout_s) as resp:
+                async with client.stream("GET", url, auth=auth, timeout=source.timeout_s) as resp:
                     rtt = round((time.perf_counter() - start) * 1000, 3)
                     if https:
                         stream = resp.extensions.get("network_stream")

@@ -1,7 +1,7 @@
 """How the IOC hears a device that does not speak its MQTT (SPEC §8): frozen models of every source
 kind, their stored (secret-free) JSON form and the view an API may show."""
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Any, ClassVar
 from urllib.parse import urlsplit
 
@@ -88,6 +88,8 @@ class HttpSource:
     timeout_s: float = 10.0
     poll_s: int = 30
     fail_after: int = DEFAULT_FAIL_AFTER
+    # a private CA (PEM) that signs the endpoint's certificate; None: the system's CAs
+    ca_file: str | None = None
 
     @property
     def host(self) -> str:
@@ -127,103 +129,37 @@ def _status_spec(ranges: tuple[tuple[int, int], ...]) -> Any:
     return parts[0] if len(parts) == 1 else parts
 
 
+_CLASSES: dict[str, type[Source]] = {
+    c.kind: c for c in (MqttSource, SnmpSource, PingSource, TcpSource, HttpSource)
+}
+
+
 def to_json(src: Source) -> dict[str, Any]:
-    """The stored form, `{kind: {...}}`, with every setting and no secret."""
-    if isinstance(src, MqttSource):
-        body: dict[str, Any] = {"profile": src.profile, "id": src.id, "broker": src.broker}
-    elif isinstance(src, SnmpSource):
-        body = {
-            "host": src.host,
-            "port": src.port,
-            "version": src.version,
-            "user": src.user,
-            "auth": src.auth,
-            "priv": src.priv,
-            "uplink": src.uplink,
-            "profile": src.profile,
-            "extra": dict(src.extra),
-            "poll_s": src.poll_s,
-            "fail_after": src.fail_after,
-            "timeout_s": src.timeout_s,
-        }
-    elif isinstance(src, PingSource):
-        body = {
-            "host": src.host,
-            "count": src.count,
-            "timeout_s": src.timeout_s,
-            "poll_s": src.poll_s,
-            "fail_after": src.fail_after,
-        }
-    elif isinstance(src, TcpSource):
-        body = {
-            "host": src.host,
-            "port": src.port,
-            "timeout_s": src.timeout_s,
-            "poll_s": src.poll_s,
-            "fail_after": src.fail_after,
-        }
-    else:
-        body = {
-            "url": src.url,
-            "expect_status": _status_spec(src.expect_status),
-            "expect_text": src.expect_text,
-            "fields": {f.name: f.spec() for f in src.fields},
-            "username": src.username,
-            "timeout_s": src.timeout_s,
-            "poll_s": src.poll_s,
-            "fail_after": src.fail_after,
-        }
+    """The stored form, `{kind: {...}}`, with every setting and no secret (the models hold none)."""
+    body: dict[str, Any] = {f.name: getattr(src, f.name) for f in fields(src)}
+    if isinstance(src, SnmpSource):
+        body["extra"] = dict(src.extra)
+    elif isinstance(src, HttpSource):
+        body["expect_status"] = _status_spec(src.expect_status)
+        body["fields"] = {f.name: f.spec() for f in src.fields}
     return {src.kind: body}
 
 
 def from_json(doc: dict[str, Any]) -> Source:
-    """The model from its stored form (trusted: it was checked on import)."""
+    """The model from its stored form (trusted: it was checked on import); a key stored by an
+    older version and no longer a setting is ignored, a setting it lacks takes its default."""
     (kind, b), *_ = doc.items()
-    if kind == "mqtt":
-        return MqttSource(b["profile"], b["id"], b.get("broker"))
+    cls = _CLASSES[kind]
+    names = {f.name for f in fields(cls)}
+    kw = {k: v for k, v in b.items() if k in names}
     if kind == "snmp":
-        return SnmpSource(
-            b["host"],
-            b.get("port", 161),
-            b.get("version", "2c"),
-            b.get("user"),
-            b.get("auth"),
-            b.get("priv"),
-            b.get("uplink"),
-            b.get("profile"),
-            tuple((b.get("extra") or {}).items()),
-            b.get("poll_s", 60),
-            b.get("fail_after", DEFAULT_FAIL_AFTER),
-            b.get("timeout_s", 2.0),
-        )
-    if kind == "ping":
-        return PingSource(
-            b["host"],
-            b.get("count", 3),
-            b.get("timeout_s", 1.0),
-            b.get("poll_s", 30),
-            b.get("fail_after", DEFAULT_FAIL_AFTER),
-        )
-    if kind == "tcp":
-        return TcpSource(
-            b["host"],
-            b["port"],
-            b.get("timeout_s", 3.0),
-            b.get("poll_s", 30),
-            b.get("fail_after", DEFAULT_FAIL_AFTER),
-        )
-    from services.sources.spec import status_ranges  # the one parser of expect_status
+        kw["extra"] = tuple((kw.get("extra") or {}).items())
+    elif kind == "http":
+        from services.sources.spec import status_ranges  # the one parser of expect_status
 
-    return HttpSource(
-        b["url"],
-        status_ranges(b.get("expect_status", "200-399")),
-        b.get("expect_text"),
-        tuple(compile_field(k, v) for k, v in (b.get("fields") or {}).items()),
-        b.get("username"),
-        b.get("timeout_s", 10.0),
-        b.get("poll_s", 30),
-        b.get("fail_after", DEFAULT_FAIL_AFTER),
-    )
+        kw["expect_status"] = status_ranges(kw.get("expect_status", "200-399"))
+        kw["fields"] = tuple(compile_field(k, v) for k, v in (kw.get("fields") or {}).items())
+    return cls(**kw)
 
 
 def public(src: Source | None) -> dict[str, Any] | None:

@@ -12,6 +12,7 @@ The http options go in the fragment: the query belongs to the endpoint, and a fr
 """
 
 import re
+import ssl
 from collections.abc import Mapping
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit, urlunsplit
@@ -56,7 +57,7 @@ _KEYS = {
     },
     "ping": {"host", "count", "timeout_s", "poll_s", "fail_after"},
     "tcp": {"host", "port", "timeout_s", "poll_s", "fail_after"},
-    "http": {"url", "expect_status", "expect_text", "fields", "timeout_s", "poll_s", "fail_after"},
+    "http": {"url", "expect_status", "expect_text", "fields", "ca_file", "timeout_s", "poll_s", "fail_after"},
 }
 _BROKER_KEYS = {"id", "url", "client_id", "ca_file", "keepalive_s", "session_expiry_s"}
 
@@ -229,6 +230,7 @@ def _http(err: _Err, kind: str, b: Mapping[str, Any], secrets: dict[str, str]) -
         err.add(f"source.http.expect_status: {e}")
         ranges = ((200, 399),)
     text = b.get("expect_text")
+    ca_file = _ca_file(err, b.get("ca_file"), parts)
     return HttpSource(
         clean,
         ranges,
@@ -238,7 +240,25 @@ def _http(err: _Err, kind: str, b: Mapping[str, Any], secrets: dict[str, str]) -
         _secs(err, "source.http.timeout_s", b.get("timeout_s"), 10.0),
         _int(err, "source.http.poll_s", b.get("poll_s"), 30, 5, 86400),
         _int(err, "source.http.fail_after", b.get("fail_after"), 2, 1, 100),
+        ca_file,
     )
+
+
+def _ca_file(err: _Err, v: Any, parts: Any) -> str | None:
+    """An absolute path to PEM certificates that this machine can read now (ingest reads the same
+    file: an import is refused rather than a device that can never be verified)."""
+    if v is None or v == "":
+        return None
+    if not isinstance(v, str) or not v.startswith("/"):
+        err.add(f"source.http.ca_file {v!r} must be an absolute path")
+        return None
+    if parts is not None and parts.scheme != "https":
+        err.add("source.http.ca_file is for https:// URLs")
+    try:
+        ssl.create_default_context(cafile=v)
+    except (OSError, ssl.SSLError) as e:
+        err.add(f"source.http.ca_file {v}: not a readable file of PEM certificates ({e})")
+    return v
 
 
 def parse(spec: Any, *, device_id: str, kind: str) -> tuple[Source | None, dict[str, str], list[str]]:

@@ -425,6 +425,26 @@ def test_https_reports_the_days_left_on_the_server_certificate(pki: Pki) -> None
     assert 30.0 <= r.metrics["tls_days_left"] <= 30.5
 
 
+def test_https_source_with_its_own_ca_file_verifies_and_reports_that_certificates_days_left(pki: Pki) -> None:
+    not_after = pki.now + dt.timedelta(days=12, hours=6)
+    s = Server(pki.server_ctx(pki.now - dt.timedelta(days=1), not_after, "own"))
+    try:
+        # no process-wide CA: the source's ca_file is what trusts the test CA
+        r, _ = http_probe(s.url("/ok", "https"), ca_file=str(pki.ca_file))
+        without, _ = http_probe(s.url("/ok", "https"))
+    finally:
+        s.close()
+    assert r.ok and r.metrics["http_status"] == 200, r
+    expected = round((not_after - dt.datetime.now(dt.UTC)).total_seconds() / 86400, 1)
+    assert abs(r.metrics["tls_days_left"] - expected) <= 0.1
+    assert not without.ok and without.error_code == "tls"
+
+
+def test_https_ca_file_that_cannot_be_read_is_a_config_failure(tmp_path: Path) -> None:
+    r, _ = http_probe("https://127.0.0.1:9/", ca_file=str(tmp_path / "gone.pem"))
+    assert not r.ok and r.error_code == "config" and "gone.pem" in (r.error or "")
+
+
 def test_https_with_an_untrusted_certificate_fails_verification(pki: Pki) -> None:
     s = Server(pki.server_ctx(pki.now - dt.timedelta(days=1), pki.now + dt.timedelta(days=30), "ok"))
     try:

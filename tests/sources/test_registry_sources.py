@@ -326,3 +326,63 @@ def test_no_api_returns_a_source_secret(db_url: str) -> None:
         "broker": "aiot",
     }
     assert body["gw-trung-binh"]["source"]["kind"] == "ping" and body["spk-none"]["source"] is None
+
+
+def test_http_ca_file_must_be_an_absolute_readable_pem_file_for_https(tmp_path: Path) -> None:
+    from services.sources import spec
+    from services.sources.model import from_json, to_json
+    from tests.sources.test_probes import Pki
+
+    pki = Pki(tmp_path)
+    junk = tmp_path / "junk.pem"
+    junk.write_text("not a certificate\n")
+
+    def errors(body: dict[str, object]) -> list[str]:
+        return spec.parse({"http": body}, device_id="eb-1", kind="eboard")[2]
+
+    url = "https://192.0.2.30/status"
+    assert errors({"url": url, "ca_file": "ca.pem"}) == [
+        "source.http.ca_file 'ca.pem' must be an absolute path"
+    ]
+    assert errors({"url": "http://192.0.2.30/", "ca_file": str(pki.ca_file)}) == [
+        "source.http.ca_file is for https:// URLs"
+    ]
+    for bad in (junk, tmp_path / "missing.pem"):
+        (problem,) = errors({"url": url, "ca_file": str(bad)})
+        assert problem.startswith(f"source.http.ca_file {bad}: not a readable file of PEM certificates")
+    src, _secrets, problems = spec.parse(
+        {"http": {"url": url, "ca_file": str(pki.ca_file)}}, device_id="eb-1", kind="eboard"
+    )
+    assert problems == [] and isinstance(src, HttpSource) and src.ca_file == str(pki.ca_file)
+    assert to_json(src)["http"]["ca_file"] == str(pki.ca_file) and from_json(to_json(src)) == src
+    # the CSV form carries it in the fragment, with the other options
+    src2, _s, problems = spec.parse_url(
+        f"{url}#ca_file={pki.ca_file}&poll_s=60", device_id="eb-1", kind="eboard"
+    )
+    assert problems == [] and isinstance(src2, HttpSource) and src2.ca_file == str(pki.ca_file)
+
+
+def test_every_source_kind_round_trips_through_its_stored_form() -> None:
+    from services.mapping import compile_field
+    from services.sources.model import from_json, to_json
+
+    for src in (
+        MqttSource("tasmota", "loa_1", "aiot"),
+        SnmpSource(
+            "192.0.2.10", 1161, "3", "ioc", "sha", "aes", "eth0", "unifi", (("cpu", "1.3.6.1.4.1.9.1"),)
+        ),
+        PingSource("192.0.2.1", 5, 0.5, 10, 3),
+        TcpSource("192.0.2.40", 554, 2.0, 15, 1),
+        HttpSource(
+            "https://192.0.2.30/s",
+            ((200, 200), (300, 399)),
+            "OK",
+            (compile_field("screen_on", "display.on"),),
+            "admin",
+            4.0,
+            20,
+            3,
+            "/etc/ioc/ca.pem",
+        ),
+    ):
+        assert from_json(orjson.loads(orjson.dumps(to_json(src)))) == src
