@@ -97,7 +97,8 @@ def report(
     crit = criteria if criteria is not None else effective()
     now = now or datetime.now(UTC)
     scope = tuple(communes) if communes is not None else None
-    w = measures.Window(_utc(start, tz), _utc(end + timedelta(days=1), tz), scope, now)
+    kinds = tuple(dict.fromkeys(i.settings["kind"] for i in crit.indicators if "kind" in i.settings))
+    w = measures.Window(_utc(start, tz), _utc(end + timedelta(days=1), tz), scope, now, kinds)
     vs = measures.villages(conn, w)
     items = []
     by_kind: dict[str, tuple[float | None, list[dict[str, Any]]]] = {}
@@ -117,7 +118,7 @@ def report(
             }
         )
     # availability by village and kind, for each kind an indicator judges (the report's chart)
-    for kind in dict.fromkeys(i.settings["kind"] for i in crit.indicators if "kind" in i.settings):
+    for kind in kinds:
         if kind not in by_kind:
             by_kind[kind] = measures.availability(conn, w, vs, kind)
     return {

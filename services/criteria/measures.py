@@ -7,7 +7,7 @@ check the figure.
 
 from collections import defaultdict
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -26,6 +26,9 @@ class Window:
     end: datetime
     communes: tuple[str, ...] | None
     now: datetime
+    # the kinds the report judges: their devices' seconds are read in one query, once
+    kinds: tuple[str, ...] = ()
+    memo: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
 
 @dataclass(frozen=True)
@@ -50,21 +53,36 @@ def villages(conn: psycopg.Connection, w: Window) -> list[Village]:
     return [Village(*r) for r in conn.execute(sql + " ORDER BY commune_id, id", args)]  # type: ignore[call-overload]
 
 
-def devices(conn: psycopg.Connection, w: Window, kind: str) -> list[ReportDevice]:
-    """The devices of `kind` in the communes (retired ones are not judged)."""
+def devices(conn: psycopg.Connection, w: Window, kinds: Sequence[str]) -> list[ReportDevice]:
+    """The devices of `kinds` in the communes (retired ones are not judged)."""
     sql = (
         "SELECT d.id, d.commune_id, d.village_id, d.kind, coalesce(s.state, 'unknown') FROM devices d"
-        " LEFT JOIN device_state s ON s.device_id = d.id WHERE d.retired_at IS NULL AND d.kind = %s"
+        " LEFT JOIN device_state s ON s.device_id = d.id WHERE d.retired_at IS NULL AND d.kind = ANY(%s)"
     )
-    args: list[Any] = [kind]
+    args: list[Any] = [list(kinds)]
     if w.communes is not None:
         sql += " AND d.commune_id = ANY(%s)"
         args.append(list(w.communes))
     return [ReportDevice(*r) for r in conn.execute(sql + " ORDER BY d.id", args)]  # type: ignore[call-overload]
 
 
-def _seconds(conn: psycopg.Connection, w: Window, devs: Sequence[ReportDevice]) -> dict[str, list[float]]:
-    return reports.device_seconds(conn, [d.device_id for d in devs], w.start, w.end, w.now)
+def _of_kind(
+    conn: psycopg.Connection, w: Window, kind: str
+) -> tuple[list[ReportDevice], dict[str, list[float]]]:
+    """The devices of `kind` and their seconds per state, from one read for every kind judged."""
+    if "secs" not in w.memo:
+        devs = devices(conn, w, sorted({*w.kinds, kind}))
+        w.memo["devices"] = devs
+        w.memo["secs"] = reports.device_seconds(conn, [d.device_id for d in devs], w.start, w.end, w.now)
+    elif kind not in w.kinds and kind not in w.memo.setdefault("extra", {}):
+        devs = devices(conn, w, [kind])
+        w.memo["extra"][kind] = (
+            devs,
+            reports.device_seconds(conn, [d.device_id for d in devs], w.start, w.end, w.now),
+        )
+    if kind in w.memo.get("extra", {}):
+        return w.memo["extra"][kind]  # type: ignore[no-any-return]
+    return [d for d in w.memo["devices"] if d.kind == kind], w.memo["secs"]
 
 
 def availability(
@@ -72,8 +90,7 @@ def availability(
 ) -> tuple[float | None, list[dict[str, Any]]]:
     """Online / (online + offline) time of every device of `kind` over the period, in %; the
     evidence is one row per village (devices with no village: a row of their own)."""
-    devs = devices(conn, w, kind)
-    secs = _seconds(conn, w, devs)
+    devs, secs = _of_kind(conn, w, kind)
     names = {(v.commune, v.id): v for v in vs}
     rows: dict[tuple[str, str | None], dict[str, Any]] = {}
     total_on = total_off = 0.0
@@ -111,8 +128,7 @@ def village_coverage(
 ) -> tuple[float | None, list[dict[str, Any]]]:
     """Villages with at least one device of `kind` available `min_pct` % of the period or more, in %
     of all villages (a village with none counts as not covered)."""
-    devs = devices(conn, w, kind)
-    secs = _seconds(conn, w, devs)
+    devs, secs = _of_kind(conn, w, kind)
     by_village: dict[tuple[str, str], list[float | None]] = defaultdict(list)
     for d in devs:
         if d.village:

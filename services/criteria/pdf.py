@@ -6,6 +6,7 @@ No script and no network: the charts are SVG drawn here, the font is the system'
 letter with its stacked marks (ễ, ự, ặ). Every word comes from the catalogue (`t`).
 """
 
+import re
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from datetime import date, datetime
@@ -89,13 +90,37 @@ def _vt(t: Words, key: str, term: str | None, **fields: Any) -> str:
     return s.replace("{vt}", word).replace("{Vt}", word[:1].upper() + word[1:])
 
 
+def _natural(name: str) -> list[Any]:
+    """ "Xóm 2" before "Xóm 10", as people count."""
+    return [int(p) if p.isdigit() else p.lower() for p in re.split(r"(\d+)", name)]
+
+
+# Villages per availability chart: one chart must fit on a page (an SVG does not break across pages).
+CHART_ROWS = 560
+
+
+def availability_charts(
+    rows: Sequence[dict[str, Any]], villages: dict[str, str], t: Words, lang: str
+) -> list[str]:
+    """The availability chart, split into charts that each fit a page (a commune of many villages)."""
+    kinds = {r["kind"] for r in rows}
+    per_chart = max(1, CHART_ROWS // (len(kinds) * 9 + 7))
+    names = sorted(
+        {r["village"] or "" for r in rows}, key=lambda v: (v == "", _natural(villages.get(v) or v))
+    )
+    chunks = [set(names[i : i + per_chart]) for i in range(0, len(names), per_chart)]
+    return [
+        availability_svg([r for r in rows if (r["village"] or "") in c], villages, t, lang) for c in chunks
+    ]
+
+
 def availability_svg(rows: Sequence[dict[str, Any]], villages: dict[str, str], t: Words, lang: str) -> str:
     """Grouped horizontal bars: for each village, the availability of each kind over the period."""
     by_village: dict[str, dict[str, float | None]] = defaultdict(dict)
     kinds = [k for k in KINDS if any(r["kind"] == k for r in rows)]
     for r in rows:
         by_village[r["village"] or ""][r["kind"]] = r["availability_pct"]
-    order = sorted(by_village, key=lambda v: (v == "", villages.get(v, v)))
+    order = sorted(by_village, key=lambda v: (v == "", _natural(villages.get(v) or v)))
     label_w, bar_h, gap, width = 150, 9, 7, 500
     plot_w = width - label_w - 40
     height = 28 + sum(len(kinds) * bar_h + gap for _ in order) + 24
@@ -143,10 +168,11 @@ def availability_svg(rows: Sequence[dict[str, Any]], villages: dict[str, str], t
     return "".join(out)
 
 
-def broadcasts_svg(
+def broadcasts_charts(
     rows: Sequence[dict[str, Any]], villages: dict[str, str], t: Words, term: str | None
-) -> str:
-    """Stacked bars per village: how many of the period's broadcasts reached it and how many did not."""
+) -> list[str]:
+    """Stacked bars per village: how many of the period's broadcasts reached it and how many did
+    not; split into charts that each fit a page."""
     counts: dict[str, list[int]] = defaultdict(lambda: [0, 0])
     for r in rows:
         if not r["counted"]:
@@ -154,8 +180,24 @@ def broadcasts_svg(
         missed = set(r["villages_not_reached"])
         for cv in r.get("villages", []):
             counts[cv][0 if cv not in missed else 1] += 1
-    order = sorted(counts, key=lambda cv: villages.get(cv.partition("/")[2], cv))
+    order = sorted(counts, key=lambda cv: _natural(villages.get(cv.partition("/")[2]) or cv))
     most = max((sum(c) for c in counts.values()), default=1) or 1
+    per_chart = CHART_ROWS // 17
+    return [
+        broadcasts_svg(order[i : i + per_chart], counts, most, villages, t, term)
+        for i in range(0, len(order), per_chart)
+    ]
+
+
+def broadcasts_svg(
+    order: Sequence[str],
+    counts: dict[str, list[int]],
+    most: int,
+    villages: dict[str, str],
+    t: Words,
+    term: str | None,
+) -> str:
+    """One chart of `broadcasts_charts`: the villages `order`, bars scaled to `most` broadcasts."""
     label_w, bar_h, width = 150, 12, 500
     plot_w = width - label_w - 40
     height = 16 + len(order) * (bar_h + 5) + 22
@@ -195,7 +237,8 @@ def broadcasts_svg(
 def _commune_html(
     rep: dict[str, Any], commune: dict[str, Any], names: dict[str, str], t: Words, lang: str, tz: ZoneInfo
 ) -> str:
-    term = term_of(names.values()) if names else None
+    # what the commune calls its villages (ấp, xóm, thôn…), in Vietnamese; English says "village"
+    term = term_of(names.values()) if names and lang == "vi" else None
     items = rep["items"]
     start, end = date.fromisoformat(rep["period"]["from"]), date.fromisoformat(rep["period"]["to"])
     after = date.fromordinal(end.toordinal() + 1)
@@ -253,7 +296,8 @@ def _commune_html(
     avail = rep.get("availability") or []
     h.append(f"<h2>2. {escape(_vt(t, 'crit.chart_availability', term))}</h2>")
     if avail:
-        h.append(f'<div class="chart">{availability_svg(avail, names, t, lang)}</div>')
+        for svg in availability_charts(avail, names, t, lang):
+            h.append(f'<div class="chart">{svg}</div>')
     else:
         h.append(f'<p class="muted">{escape(t("crit.no_data"))}</p>')
     reach = next((i for i in items if i["measure"] == "broadcast_reach"), None)
@@ -261,7 +305,8 @@ def _commune_html(
         h.append(f"<h2>3. {escape(_vt(t, 'crit.chart_broadcasts', term))}</h2>")
         counted = [r for r in reach["evidence"] if r["counted"]]
         if counted:
-            h.append(f'<div class="chart">{broadcasts_svg(counted, names, t, term)}</div>')
+            for svg in broadcasts_charts(counted, names, t, term):
+                h.append(f'<div class="chart">{svg}</div>')
             h.append(f'<p class="note">{escape(t("crit.broadcasts_note", n=len(counted)))}</p>')
         else:
             h.append(f'<p class="muted">{escape(t("crit.no_broadcasts"))}</p>')
@@ -270,7 +315,7 @@ def _commune_html(
         missing = [r for r in radio["evidence"] if not r["working"]]
         if missing:
             h.append(
-                f"<h2>4. {escape(_vt(t, 'crit.villages_without', term, kind=t('kinds.' + str(missing[0]['kind'])).lower()))}</h2><ul>"
+                f"<h2>4. {escape(_vt(t, 'crit.villages_without', term, kind=t('kind.' + str(missing[0]['kind'])).lower()))}</h2><ul>"
             )
             for r in missing:
                 former = f" ({t('fc.label', name=r['former_commune'])})" if r.get("former_commune") else ""
