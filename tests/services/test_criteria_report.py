@@ -240,3 +240,25 @@ def test_a_database_without_the_push_outbox_counts_pulls_only(november: psycopg.
     november.commit()
     rep = criteria.report(november, date(2026, 11, 1), date(2026, 11, 30), None, now=NOW)
     assert items(rep)["data_shared"]["value"] == 4.0
+
+
+def test_a_push_counts_only_for_the_communes_whose_data_it_carries(november: psycopg.Connection) -> None:
+    cols = {
+        r[0]
+        for r in november.execute(
+            "SELECT column_name FROM information_schema.columns WHERE table_name = 'push_outbox'"
+        )
+    }
+    if "communes" not in cols:
+        pytest.skip("this outbox does not say whose data a push carries")
+    november.execute("INSERT INTO push_targets (target) VALUES ('upstream:lgsp')")
+    november.execute(
+        "INSERT INTO push_outbox (target, seq, body, status, delivered_at, communes)"
+        " VALUES ('upstream:lgsp', 1, '{}', 'delivered', %s, %s), ('upstream:lgsp', 2, '{}', 'delivered', %s, NULL)",
+        (T + timedelta(days=3), ["vong-the"], T + timedelta(days=3)),
+    )
+    november.commit()
+    mine = items(criteria.report(november, date(2026, 11, 1), date(2026, 11, 30), ["thoai-giang"], now=NOW))
+    theirs = items(criteria.report(november, date(2026, 11, 1), date(2026, 11, 30), ["vong-the"], now=NOW))
+    assert [r["count"] for r in mine["data_shared"]["evidence"] if r["direction"] == "push"] == [1]
+    assert [r["count"] for r in theirs["data_shared"]["evidence"] if r["direction"] == "push"] == [2]
