@@ -160,6 +160,15 @@ def shot(page: Page, name: str, full: bool = False) -> None:
     page.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=full)
 
 
+def form_shots(page: Page, name: str) -> None:
+    """The form as a clerk scrolls it, top and bottom: a full-page shot would draw its sticky send
+    bar where the first screen ends."""
+    page.evaluate("window.scrollTo(0, 0)")
+    shot(page, name)
+    page.evaluate("window.scrollTo(0, document.body.scrollHeight)")
+    shot(page, f"{name}-end")
+
+
 def upload_audio(page: Page, seconds: float = 3.0, name: str = "thong-bao.wav") -> None:
     page.set_input_files(
         "#bc-form input[name=file]", files=[{"name": name, "mimeType": "audio/wav", "buffer": wav(seconds)}]
@@ -194,7 +203,7 @@ def test_an_operator_bulletin_waits_for_the_admin_and_is_watched_village_by_vill
     op.locator("#bc-map path[data-village='thoai-giang/tay-binh']").click()
     expect(op.locator("#bc-vlist li[data-key='thoai-giang/tay-binh'] input")).to_be_checked()
     expect(op.locator("#bc-picked-n")).to_have_text("đã chọn 2/3")
-    shot(op, "broadcast-compose", full=True)
+    form_shots(op, "broadcast-compose")
     op.click("#bc-send")
     dlg = op.locator("#bc-confirm")
     expect(dlg).to_be_visible()
@@ -316,7 +325,7 @@ def test_an_emergency_is_two_clicks_from_the_overview_and_its_confirmation_names
     op.locator("#bc-form label[data-risk='4']").click()
     upload_audio(op, 2.0, "canh-bao-lu.wav")
     suffix = "-phone" if phone else ""
-    shot(op, f"broadcast-compose-emergency{suffix}", full=True)
+    form_shots(op, f"broadcast-compose-emergency{suffix}")
     before = count(bc_db)
     op.click("#bc-send")
     dlg = op.locator("#bc-confirm")
