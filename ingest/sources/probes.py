@@ -288,7 +288,7 @@ class IcmpSockets:
             return s
         self.error = (
             "no ICMP socket: run with CAP_NET_RAW (the shipped systemd unit grants it) or widen"
-            " net.ipv4.ping_group_range (deploy/install.sh does)"
+            " net.ipv4.ping_group_range to a group of this user (docs/sources.md)"
         )
         log.error("ping: %s; every ping device reads as failed", self.error)
         raise PermissionError(self.error)

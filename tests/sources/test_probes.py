@@ -13,6 +13,7 @@ import shutil
 import socket
 import ssl
 import subprocess
+import sys
 import threading
 import uuid
 from collections.abc import Callable, Coroutine, Iterator
@@ -159,6 +160,77 @@ def test_ping_to_an_address_that_never_answers_times_out_with_full_loss(netns: N
     assert r.metrics == {"loss_pct": 100.0} and r.rtt_ms is None
     # the namespace's own address answers: the silence is the target's, not the setup's
     assert netns.call(lambda: ping("10.200.0.1")).ok
+
+
+# Run as nobody inside the test's namespace: ping 127.0.0.1 (answers) and the silent address.
+UNPRIVILEGED_PING = """
+import asyncio, json, sys
+from ingest.sources.probes import PingProber
+from services.models import Device
+from services.sources.model import PingSource
+
+async def main():
+    p = PingProber()
+    out = {}
+    try:
+        for host in sys.argv[1:]:
+            r = await p.probe(Device("gw", "c", "gateway"), PingSource(host, count=2, timeout_s=0.5), {}, {})
+            out[host] = [r.ok, r.error_code]
+        out["privileged"] = p._sockets.privileged if p._sockets else None
+    finally:
+        p.close()
+    print(json.dumps(out))
+
+asyncio.run(main())
+"""
+
+
+def _ping_as_nobody(netns: Netns, group_range: str, *caps: str) -> dict[str, Any]:
+    """The prober in a process of uid/gid 65534 (no capability unless `caps`, given as ambient
+    ones, as systemd's AmbientCapabilities does) in the namespace, whose ping_group_range (a
+    per-namespace sysctl) is set first."""
+    if shutil.which("setpriv") is None:
+        pytest.skip("setpriv (util-linux) is needed to drop to an unprivileged user")
+    netns.sh("sysctl", "-q", "-w", f"net.ipv4.ping_group_range={group_range}")
+    capargs = [f"--inh-caps=+{c}" for c in caps] + [f"--ambient-caps=+{c}" for c in caps]
+    out = subprocess.run(
+        [
+            "ip", "netns", "exec", netns.name,
+            "setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", *capargs,
+            sys.executable, "-c", UNPRIVILEGED_PING, "127.0.0.1", netns.silent,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=Path(__file__).resolve().parents[2],
+        check=False,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    return dict(json.loads(out.stdout))
+
+
+def test_ping_without_root_uses_unprivileged_sockets_where_ping_group_range_allows(netns: Netns) -> None:
+    got = _ping_as_nobody(netns, "0 2147483647")
+    assert got["privileged"] is False
+    assert got["127.0.0.1"] == [True, None]
+    assert got[netns.silent] == [False, "timeout"]
+
+
+def test_ping_without_root_and_without_the_range_needs_cap_net_raw(netns: Netns) -> None:
+    # the default range "1 0" (no group): without a capability there is no ICMP socket at all
+    got = _ping_as_nobody(netns, "1 0")
+    assert got["127.0.0.1"] == [False, "permission"] and got["privileged"] is None
+    # with CAP_NET_RAW alone, as deploy/systemd/ioc-ingest@.service grants it: raw sockets
+    got = _ping_as_nobody(netns, "1 0", "net_raw")
+    assert got["privileged"] is True
+    assert got["127.0.0.1"] == [True, None] and got[netns.silent] == [False, "timeout"]
+
+
+def test_shipped_ingest_unit_grants_cap_net_raw_and_nothing_more() -> None:
+    unit = (Path(__file__).resolve().parents[2] / "deploy/systemd/ioc-ingest@.service").read_text()
+    lines = {line.strip() for line in unit.splitlines()}
+    assert "AmbientCapabilities=CAP_NET_RAW" in lines and "CapabilityBoundingSet=CAP_NET_RAW" in lines
+    assert "User=ioc" in lines and "NoNewPrivileges=yes" in lines
 
 
 def test_tcp_to_an_address_that_never_answers_times_out(netns: Netns) -> None:
