@@ -104,6 +104,10 @@ def test_former_communes_show_and_group_the_availability_report(page: Page) -> N
 
 
 def test_former_communes_on_the_device_list_and_page(page: Page) -> None:
+    # the overview's village table, the first page after signing in
+    expect(page.locator("#village-table tr[data-village=bac-thanh] th")).to_contain_text(
+        "thuộc Xã Bình Thành cũ"
+    )
     page.click("[data-nav=devices]")
     page.select_option("select[name=village]", "former:Xã Bình Thành")
     expect(page.locator(".vrow[data-device-id]")).to_have_count(3)

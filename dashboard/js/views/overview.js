@@ -4,7 +4,7 @@
 import { ALERT_ROLES, api } from "../api.js";
 import { collate, esc, patchChildren, statePill, throttle } from "../dom.js";
 import { alertText, eventLabel, eventMessage, fmtAgo, fmtTime, KINDS, reasonText, STATES, t } from "../i18n.js";
-import { deviceName, recentActivity, store, villageName } from "../live.js";
+import { deviceName, formerCommune, recentActivity, store, villageName } from "../live.js";
 import { canSend } from "./broadcast_words.js";
 
 let root = null;
@@ -147,9 +147,15 @@ function renderCounts() {
       vTotal += sum;
       return `<td data-kind="${kind}" data-label="${label}" data-online="${c.online}" data-total="${sum}">${ratio(c.online, sum)}${bar(c, sum)}</td>`;
     }).join("");
-    return [key, `<tr data-village="${esc(village)}" data-commune="${esc(commune)}"><th scope="row">${esc(labels.get(key))}</th>${cells}` +
+    return [key, `<tr data-village="${esc(village)}" data-commune="${esc(commune)}"><th scope="row">${esc(labels.get(key))}${formerLine(commune, village)}</th>${cells}` +
       `<td class="total" data-label="${esc(t("ov.total"))}" data-online="${vOnline}" data-total="${vTotal}">${ratio(vOnline, vTotal)}</td></tr>`];
   }));
+}
+
+// The commune the village belonged to before the 2025 reform, under its name.
+function formerLine(commune, village) {
+  const name = formerCommune(commune, village);
+  return name ? `<br><small class="former">${esc(t("fc.label", { name }))}</small>` : "";
 }
 
 function villageLabel(key) {
