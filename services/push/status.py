@@ -77,7 +77,10 @@ def targets(conn: psycopg.Connection) -> list[dict[str, Any]]:
                 "failures_total": int(r["failures_total"]),
                 "last_success_at": utc(r["last_success_at"]),
                 "last_error": r["last_error"],
+                "last_error_kind": error_kind(r["last_error"]),
                 "last_error_at": utc(r["last_error_at"]),
+                "failing": r["last_error_at"] is not None
+                and (r["last_success_at"] is None or r["last_error_at"] > r["last_success_at"]),
             }
         )
     if _has_ngsi(conn):
@@ -86,7 +89,7 @@ def targets(conn: psycopg.Connection) -> list[dict[str, Any]]:
             target = f"ngsi:{sub_id}"
             if target not in known:
                 out.append(_empty(target))
-        out.sort(key=lambda t: (t["kind"] != "upstream", t["id"]))
+    out.sort(key=lambda t: (t["kind"] != "upstream", t["id"]))
     return out
 
 
@@ -103,8 +106,33 @@ def _empty(target: str) -> dict[str, Any]:
         "failures_total": 0,
         "last_success_at": None,
         "last_error": None,
+        "last_error_kind": None,
         "last_error_at": None,
+        "failing": False,
     }
+
+
+def error_kind(error: str | None) -> str | None:
+    """What kind of trouble a last_error is, for words a person reads (the dashboard's catalogue):
+    token (the token endpoint), auth (401 with a new token), refused (another 4xx), server (5xx or a
+    redirect), timeout, network, gone (an NGSI-LD subscription that ended) or other."""
+    if not error:
+        return None
+    if error.startswith("token endpoint"):
+        return "token"
+    if error.startswith("HTTP 401"):
+        return "auth"
+    if error.startswith("HTTP 4") and error[5:8].isdigit() and int(error[5:8]) not in (408, 409, 425, 429):
+        return "refused"
+    if error.startswith("HTTP "):
+        return "server"
+    if error == "timed out" or "Timeout" in error:
+        return "timeout"
+    if error.startswith(("ConnectError", "ReadError", "WriteError", "RemoteProtocolError", "NetworkError")):
+        return "network"
+    if error.startswith("subscription "):
+        return "gone"
+    return "other"
 
 
 def _label(value: str) -> str:
