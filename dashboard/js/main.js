@@ -12,6 +12,7 @@ import * as report from "./views/report.js";
 import * as alerts from "./views/alerts.js";
 import * as maintenance from "./views/maintenance.js";
 import * as broadcasts from "./views/broadcasts.js";
+import * as upstreams from "./views/upstreams.js";
 
 const $ = (sel) => document.querySelector(sel);
 const ROUTES = [
@@ -25,6 +26,7 @@ const ROUTES = [
   [/^#\/maintenance(?:\/device\/([^/]+))?$/, "maintenance", maintenance],
   // `#/broadcasts`, `#/broadcasts/new`, `#/broadcasts/emergency`, `#/broadcasts/{id}`.
   [/^#\/broadcasts(?:\/([^/]+))?$/, "broadcasts", broadcasts],
+  [/^#\/upstreams$/, "upstreams", upstreams],
 ];
 
 export const session = { user: null, config: {} };
@@ -128,6 +130,7 @@ function renderTopbar() {
   $("#lang-switch").textContent = i18n.getLang() === "vi" ? "EN" : "VI";
   $("#lang-switch").dataset.lang = i18n.getLang() === "vi" ? "en" : "vi";
   if (session.user) $("#user").textContent = `${session.user.username} · ${t(`role.${session.user.role}`)}`;
+  $("#nav-upstreams").hidden = !session.user || session.user.role !== "admin";
   renderConn();
   renderCommune();
   renderAlertBadge();
