@@ -9,8 +9,11 @@
 - **snmp** (v1, v2c): an agent on the device's UDP port (`simulator.snmp_agent`), silent while
   the device is off the air or when asked with another community.
 
-Ping is not answered here: ICMP to loopback cannot be made to go unanswered without changing the
-host's firewall, so the demo hears its routers by TCP and SNMP.
+- **ping**: the kernel answers ICMP echo for every loopback address, so a ping device lives on an
+  address of 127.0.0.0/8 of its own (e.g. 127.77.1.1); while it is off the air the simulator puts
+  an `unreachable` route for that one address in the local routing table (`ip route`, which needs
+  root or CAP_NET_ADMIN), so echo requests to it fail, and takes the route away when it is back
+  (and at start and stop). Without that privilege the device stays on the air, said once in the log.
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ from urllib.parse import urlsplit
 from aiohttp import web
 
 from services.models import Registry
-from services.sources.model import HttpSource, SnmpSource, TcpSource
+from services.sources.model import HttpSource, PingSource, SnmpSource, TcpSource
 
 log = logging.getLogger(__name__)
 
@@ -145,6 +148,62 @@ class TcpDevice:
                 self._sock.close()
 
 
+def _is_own_loopback(host: str) -> bool:
+    """A 127.x address other than 127.0.0.1: one the simulator may take off the air alone."""
+    parts = host.split(".")
+    return len(parts) == 4 and parts[0] == "127" and host != "127.0.0.1" and all(p.isdigit() for p in parts)
+
+
+class PingDevice:
+    """A device answering ping on its own loopback address, unreachable while off the air."""
+
+    def __init__(self, device_id: str, host: str, off_air: OffAir) -> None:
+        self.device_id, self.host, self.off_air = device_id, host, off_air
+        self.down = False
+        self.can_route = True
+
+    async def _route(self, verb: str) -> bool:
+        proc = await asyncio.create_subprocess_exec(
+            "ip", "route", verb, "unreachable", f"{self.host}/32", "table", "local",
+            stdout=asyncio.subprocess.DEVNULL,
+            stderr=asyncio.subprocess.PIPE,
+        )  # fmt: skip
+        _out, err = await proc.communicate()
+        if proc.returncode != 0 and verb == "add" and self.can_route:
+            self.can_route = False
+            log.warning(
+                "%s: cannot take %s off the air (ip route: %s); it keeps answering ping",
+                self.device_id,
+                self.host,
+                err.decode(errors="replace").strip() or proc.returncode,
+            )
+        return proc.returncode == 0
+
+    async def run(self, stopping: asyncio.Event, tick_s: float = 0.2) -> None:
+        try:
+            await self._route("del")  # a route a killed simulator left behind
+        except FileNotFoundError:
+            log.warning("%s: no `ip` command: %s keeps answering ping", self.device_id, self.host)
+            return
+        try:
+            while not stopping.is_set():
+                down = bool(self.off_air(self.device_id))
+                if down and not self.down and self.can_route:
+                    self.down = await self._route("add")
+                elif not down and self.down:
+                    await self._route("del")
+                    self.down = False
+                try:
+                    async with asyncio.timeout(tick_s):
+                        await stopping.wait()
+                except TimeoutError:
+                    pass
+        finally:
+            if self.down:
+                await self._route("del")
+                self.down = False
+
+
 def _loopback_port(url: str) -> tuple[int, str] | None:
     u = urlsplit(url)
     if u.scheme != "http" or u.hostname not in LOOPBACK:
@@ -165,6 +224,7 @@ async def serve(
     sockets = dict(sockets or {})
     by_port: dict[int, dict[str, tuple[str, HttpSource]]] = {}
     tcp: list[TcpDevice] = []
+    pings: list[PingDevice] = []
     for d in reg.devices:
         if d.retired_at is not None:
             continue
@@ -173,6 +233,8 @@ async def serve(
             by_port.setdefault(where[0], {})[where[1]] = (d.id, src)
         elif isinstance(src, TcpSource) and src.host in LOOPBACK:
             tcp.append(TcpDevice(d.id, src.port, off_air, sockets.pop(src.port, None)))
+        elif isinstance(src, PingSource) and _is_own_loopback(src.host):
+            pings.append(PingDevice(d.id, src.host, off_air))
     http = []
     for port, paths in sorted(by_port.items()):
         h = HttpDevices(port, paths, off_air, readings)
@@ -206,6 +268,7 @@ async def serve(
     if agents:
         log.info("%d SNMP agent(s) answer on 127.0.0.1 while their devices are on the air", agents)
     tasks = [asyncio.create_task(t.run(stopping), name=f"simulator.tcp[{t.device_id}]") for t in tcp]
+    tasks += [asyncio.create_task(p.run(stopping), name=f"simulator.ping[{p.device_id}]") for p in pings]
 
     async def _wait() -> None:
         stopping.set()
@@ -214,4 +277,6 @@ async def serve(
     stack.push_async_callback(_wait)
     if tcp:
         log.info("%d TCP device(s) listen on 127.0.0.1 while on the air", len(tcp))
+    if pings:
+        log.info("%d ping device(s) answer on their own 127.x addresses while on the air", len(pings))
     return http, tcp
