@@ -30,7 +30,7 @@ from services.models import Device  # noqa: E402
 from services.sources.model import SnmpSource  # noqa: E402
 from services.sources.profiles import shipped  # noqa: E402
 from tests.fix_pg import private_dir  # noqa: E402
-from tests.fix_snmp import SNMPREC_DIR, SNMPSIM  # noqa: E402
+from tests.fix_snmp import SNMPREC_DIR, SNMPSIM, snmp_answers, start_snmpsim  # noqa: E402
 
 PORT = 1161
 COMMUNITY = "bench"
@@ -59,27 +59,7 @@ def children_cpu_s() -> float:
 def wait_for_agents(n: int, deadline_s: float) -> None:
     deadline = time.monotonic() + deadline_s
     for i in (0, n - 1):
-        while True:
-            out = subprocess.run(
-                [
-                    "snmpget",
-                    "-m",
-                    "",
-                    "-v2c",
-                    "-c",
-                    COMMUNITY,
-                    "-t",
-                    "1",
-                    "-r",
-                    "0",
-                    f"{address(i)}:{PORT}",
-                    SYS_UPTIME + ".0",
-                ],
-                capture_output=True,
-                check=False,
-            )
-            if out.returncode == 0:
-                break
+        while not snmp_answers(address(i), PORT, COMMUNITY, 1.0):
             if time.monotonic() > deadline:
                 raise SystemExit(f"snmpsim does not answer on {address(i)}:{PORT}")
             time.sleep(0.5)
@@ -141,24 +121,8 @@ def main() -> None:
     data = d / "data"
     data.mkdir()
     (data / f"{COMMUNITY}.snmprec").write_text((SNMPREC_DIR / "unifi.snmprec").read_text())
-    (d / "cache").mkdir()
-    for p in (data, d / "cache"):
-        p.chmod(0o777)
-    (data / f"{COMMUNITY}.snmprec").chmod(0o644)
-    endpoints = [f"--agent-udpv4-endpoint={address(i)}:{PORT}" for i in range(a.agents)]
     log = (d / "snmpsim.log").open("wb")
-    sim = subprocess.Popen(
-        [
-            str(SNMPSIM),
-            f"--data-dir={data}",
-            f"--cache-dir={d / 'cache'}",
-            *endpoints,
-            "--process-user=nobody",
-            "--process-group=nogroup",
-        ],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
+    sim = start_snmpsim(d, data, [f"{address(i)}:{PORT}" for i in range(a.agents)], log)
     try:
         wait_for_agents(a.agents, 120)
         sim0 = proc_cpu_s(sim.pid)

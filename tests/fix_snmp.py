@@ -11,6 +11,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -56,28 +57,6 @@ def _snmpd_conf(port: int) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _answers(port: int) -> bool:
-    out = subprocess.run(
-        [
-            "snmpget",
-            "-m",
-            "",
-            "-v2c",
-            "-c",
-            COMMUNITY,
-            "-t",
-            "0.5",
-            "-r",
-            "0",
-            f"127.0.0.1:{port}",
-            "1.3.6.1.2.1.1.3.0",
-        ],
-        capture_output=True,
-        check=False,
-    )
-    return out.returncode == 0
-
-
 @pytest.fixture(scope="session")
 def snmpd() -> Iterator[Snmpd]:
     """Debian's snmpd (deploy/install-deps.sh installs it), not the system service: own config,
@@ -97,7 +76,7 @@ def snmpd() -> Iterator[Snmpd]:
         env=env,
     )
     deadline = time.monotonic() + 20
-    while not _answers(port):
+    while not snmp_answers("127.0.0.1", port, COMMUNITY):
         if proc.poll() is not None or time.monotonic() > deadline:
             proc.kill()
             pytest.fail(f"snmpd did not start: {(d / 'snmpd.log').read_text()[-2000:]}")
@@ -167,6 +146,39 @@ class Snmpsim:
     port: int
 
 
+def snmp_answers(host: str, port: int, community: str, timeout_s: float = 0.5) -> bool:
+    """Whether the agent answers a v2c GET of sysUpTime (net-snmp's snmpget)."""
+    out = subprocess.run(
+        ["snmpget", "-m", "", "-v2c", "-c", community, "-t", f"{timeout_s:g}", "-r", "0",
+         f"{host}:{port}", "1.3.6.1.2.1.1.3.0"],
+        capture_output=True,
+        check=False,
+    )  # fmt: skip
+    return out.returncode == 0
+
+
+def start_snmpsim(d: Path, data: Path, endpoints: list[str], log: Any) -> subprocess.Popen[bytes]:
+    """snmpsim serving the .snmprec files of `data` on `endpoints` (host:port), its cache under
+    `d`. It refuses to run as root: it drops to nobody, who must read its venv, data and cache."""
+    cache = d / "cache"
+    cache.mkdir(exist_ok=True)
+    for p in [data, *data.iterdir()]:
+        p.chmod(0o755 if p.is_dir() else 0o644)
+    cache.chmod(0o777)
+    return subprocess.Popen(
+        [
+            str(SNMPSIM),
+            f"--data-dir={data}",
+            *(f"--agent-udpv4-endpoint={e}" for e in endpoints),
+            f"--cache-dir={cache}",
+            "--process-user=nobody",
+            "--process-group=nogroup",
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+
+
 @pytest.fixture(scope="session")
 def snmpsim() -> Iterator[Snmpsim]:
     if not SNMPSIM.exists():
@@ -174,47 +186,11 @@ def snmpsim() -> Iterator[Snmpsim]:
     d = private_dir("ioc-snmpsim-")
     data = d / "data"
     shutil.copytree(SNMPREC_DIR, data)
-    for p in [data, *data.iterdir()]:
-        p.chmod(0o755 if p.is_dir() else 0o644)
-    (d / "cache").mkdir()
-    (d / "cache").chmod(0o777)
     port = free_udp_port()
     log = (d / "snmpsim.log").open("wb")
-    # it refuses to run as root: it drops to nobody, who must read its venv and data
-    proc = subprocess.Popen(
-        [
-            str(SNMPSIM),
-            f"--data-dir={data}",
-            f"--agent-udpv4-endpoint=127.0.0.1:{port}",
-            f"--cache-dir={d / 'cache'}",
-            "--process-user=nobody",
-            "--process-group=nogroup",
-        ],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
+    proc = start_snmpsim(d, data, [f"127.0.0.1:{port}"], log)
     deadline = time.monotonic() + 60
-    while True:
-        out = subprocess.run(
-            [
-                "snmpget",
-                "-m",
-                "",
-                "-v2c",
-                "-c",
-                "unifi",
-                "-t",
-                "0.5",
-                "-r",
-                "0",
-                f"127.0.0.1:{port}",
-                "1.3.6.1.2.1.1.3.0",
-            ],
-            capture_output=True,
-            check=False,
-        )
-        if out.returncode == 0:
-            break
+    while not snmp_answers("127.0.0.1", port, "unifi"):
         if proc.poll() is not None or time.monotonic() > deadline:
             proc.kill()
             pytest.fail(f"snmpsim did not start: {(d / 'snmpsim.log').read_text()[-2000:]}")
