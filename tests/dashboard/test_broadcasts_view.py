@@ -301,6 +301,16 @@ def test_a_file_that_is_not_audio_or_too_large_is_refused_in_words(
     op.set_input_files("#bc-form input[name=file]", str(big))
     expect(media).to_have_text("Tệp «ban-tin-dai.wav» quá lớn: tối đa 50 MB.")
     assert uploads == []
+    # "Pick all" picks what the search shows; "clear" leaves them.
+    op.fill("#bc-form input[name=vq]", "trung")
+    op.click("#bc-form [data-pick=all]")
+    expect(op.locator("#bc-picked-n")).to_have_text("đã chọn 1/3")
+    op.fill("#bc-form input[name=vq]", "")
+    op.click("#bc-form [data-pick=all]")
+    expect(op.locator("#bc-picked-n")).to_have_text("đã chọn 3/3")
+    expect(op.locator("#bc-send-summary")).to_have_text("Phát tới 3 ấp")
+    op.click("#bc-form [data-pick=none]")
+    expect(op.locator("#bc-picked-n")).to_have_text("đã chọn 0/3")
     # Sending with no content says so and asks nothing.
     op.locator("#bc-form input[name=title]").fill("Thử")
     op.click("#bc-send")
