@@ -120,9 +120,14 @@ def _communes(
     return [commune]
 
 
+def _plain(v: float) -> int | float:
+    return int(v) if v == int(v) else v
+
+
 def _csv(rep: dict[str, Any], lang: str) -> bytes:
     """The indicators as a table: Vietnamese headers (or English), UTF-8 with a BOM so that Excel
-    reads the diacritics, values as numbers in the file's locale (services.csvcells)."""
+    reads the diacritics; numbers as numbers (a dot for decimals, like the page's own CSV
+    downloads), every cell through services.csvcells."""
     t = _text
     columns = (
         "crit.col_id",
@@ -144,9 +149,9 @@ def _csv(rep: dict[str, Any], lang: str) -> bytes:
                 i["id"],
                 i["name"],
                 i["source"],
-                "" if i["value"] is None else pdf.number(i["value"], lang),
+                "" if i["value"] is None else _plain(i["value"]),
                 unit,
-                pdf.number(i["target"], lang),
+                _plain(i["target"]),
                 t("crit.met" if i["met"] else "crit.not_met", lang),
             ]
         )
