@@ -254,6 +254,10 @@ function critEvidence(i) {
     const counted = ev.filter((r) => r.counted);
     return esc(t("crit.broadcasts_reached", { ok: counted.filter((r) => r.reached_all).length, n: counted.length }));
   }
+  if (i.measure === "availability") {
+    const n = ev.reduce((a, r) => a + r.devices, 0);
+    return n ? esc(t("crit.devices_in", { n, v: ev.filter((r) => r.village).length })) : "";
+  }
   if (i.measure === "data_shared") {
     return ev.map((r) => esc(t(r.direction === "pull" ? "crit.shared_pull" : "crit.shared_push", { partner: r.partner, n: fmtNumber(r.count, 0) }))).join("; ");
   }
