@@ -18,7 +18,8 @@ import httpx
 import paho.mqtt.client as mqtt
 import psycopg
 import pytest
-from playwright.sync_api import Browser, Page, expect
+from playwright.sync_api import Browser, FilePayload, Page, ViewportSize, expect
+from pydantic import SecretStr
 
 from cli.embedded import Mosquitto
 from ingest.service import IngestService, IngestSettings
@@ -30,7 +31,8 @@ from tests.fix_pg import clone_db, drop_db, private_dir
 from tests.support import scalar, wait_for
 
 pytestmark = pytest.mark.browser
-PHONE = {"width": 390, "height": 844}
+PHONE: ViewportSize = {"width": 390, "height": 844}
+PC: ViewportSize = {"width": 1366, "height": 768}
 ONLINE_PLAYERS = ("spk-trung-binh-1", "spk-trung-binh-2", "spk-bac-thanh-1", "eb-ubnd")
 
 
@@ -112,7 +114,7 @@ def players(bc_db: str, bc_broker: str, bc_url: str) -> Iterator[Devices]:
         ingest_onvif=False,
         ingest_sources=False,
         ingest_poll=False,
-        secret_key=SECRET,
+        secret_key=SecretStr(SECRET),
         public_url=bc_url,
     )
     with IngestService(settings) as svc:
@@ -131,9 +133,7 @@ def open_page(browser: Browser, bc_url: str) -> Iterator[Callable[..., Page]]:
     errors: list[str] = []
 
     def make(user: str, phone: bool = False) -> Page:
-        ctx = browser.new_context(
-            viewport=PHONE if phone else {"width": 1366, "height": 768}, accept_downloads=True
-        )
+        ctx = browser.new_context(viewport=PHONE if phone else PC, accept_downloads=True)
         contexts.append(ctx)
         pg = ctx.new_page()
         pg.on("pageerror", lambda e: errors.append(str(e)))
@@ -171,7 +171,7 @@ def form_shots(page: Page, name: str) -> None:
 
 def upload_audio(page: Page, seconds: float = 3.0, name: str = "thong-bao.wav") -> None:
     page.set_input_files(
-        "#bc-form input[name=file]", files=[{"name": name, "mimeType": "audio/wav", "buffer": wav(seconds)}]
+        "#bc-form input[name=file]", files=[FilePayload(name=name, mimeType="audio/wav", buffer=wav(seconds))]
     )
     expect(page.locator("#bc-media")).to_have_attribute("data-state", "ok")
 
@@ -277,7 +277,7 @@ def test_a_file_that_is_not_audio_or_too_large_is_refused_in_words(
     op.goto(op.url.split("#")[0] + "#/broadcasts/new")
     op.set_input_files(
         "#bc-form input[name=file]",
-        files=[{"name": "ghi-chu.txt", "mimeType": "text/plain", "buffer": b"khong phai am thanh\n" * 20}],
+        files=[FilePayload(name="ghi-chu.txt", mimeType="text/plain", buffer=b"khong phai am thanh\n" * 20)],
     )
     media = op.locator("#bc-media")
     expect(media).to_have_attribute("data-state", "error")
@@ -287,7 +287,7 @@ def test_a_file_that_is_not_audio_or_too_large_is_refused_in_words(
     # A file named .mp3 that is not MP3 inside is refused the same way (the server reads the bytes).
     op.set_input_files(
         "#bc-form input[name=file]",
-        files=[{"name": "gia.mp3", "mimeType": "audio/mpeg", "buffer": b"ID3 not really audio" * 50}],
+        files=[FilePayload(name="gia.mp3", mimeType="audio/mpeg", buffer=b"ID3 not really audio" * 50)],
     )
     expect(media).to_contain_text("«gia.mp3» không phải âm thanh")
     expect(op.locator("#bc-form input[name=file]")).to_have_attribute("aria-invalid", "true")
