@@ -6,8 +6,9 @@
 - **tcp**: a listener on the device's port, closed while the device (or a router above it) is
   down, so a connect is refused, and opened again when it is back.
 
-- **snmp** (v1, v2c): an agent on the device's UDP port (`simulator.snmp_agent`), silent while
-  the device is off the air or when asked with another community.
+- **snmp** (v1, v2c, v3 authNoPriv and authPriv): an agent on the device's UDP port
+  (`simulator.snmp_agent`), silent while the device is off the air or when asked with another
+  community; a v3 agent refuses other keys as a real one does (usmStatsWrongDigests).
 
 - **ping**: the kernel answers ICMP echo for every loopback address, so a ping device lives on an
   address of 127.0.0.0/8 of its own (e.g. 127.77.1.1); while it is off the air the simulator puts
@@ -246,25 +247,30 @@ async def serve(
         from simulator import snmp_agent  # pysnmp: only when the registry has SNMP devices
     for d in snmp_devices:
         src = d.source
-        if (
-            d.retired_at is None
-            and isinstance(src, SnmpSource)
-            and src.host in LOOPBACK
-            and src.version != "3"
-        ):
-            community = reg.source_secrets.get(d.id, {}).get("community", "")
+        if d.retired_at is not None or not isinstance(src, SnmpSource) or src.host not in LOOPBACK:
+            continue
+        secrets = reg.source_secrets.get(d.id, {})
 
-            def view(device_id: str = d.id, kind: str = d.kind) -> list[tuple[Any, Any]] | None:
-                if off_air(device_id):
-                    return None
-                now = readings(device_id)
-                return snmp_agent.table(device_id, kind, now, int(now.get("uptime_s", 0)))
+        def view(device_id: str = d.id, kind: str = d.kind) -> list[tuple[Any, Any]] | None:
+            if off_air(device_id):
+                return None
+            now = readings(device_id)
+            return snmp_agent.table(device_id, kind, now, int(now.get("uptime_s", 0)))
 
-            transport = await snmp_agent.serve(
-                sockets.pop(src.port, None), src.port, snmp_agent.Agent(community, view)
+        if src.version == "3":
+            if not (src.user and src.auth and secrets.get("auth_key")):
+                log.warning("%s: SNMP v3 without user, auth and auth_key: not served", d.id)
+                continue
+            v3 = snmp_agent.V3Agent(
+                src.user, src.auth, secrets["auth_key"], src.priv, secrets.get("priv_key"), view
             )
+            await v3.serve(sockets.pop(src.port, None), src.port)
+            stack.callback(v3.close)
+        else:
+            agent = snmp_agent.Agent(secrets.get("community", ""), view)
+            transport = await snmp_agent.serve(sockets.pop(src.port, None), src.port, agent)
             stack.callback(transport.close)
-            agents += 1
+        agents += 1
     if agents:
         log.info("%d SNMP agent(s) answer on 127.0.0.1 while their devices are on the air", agents)
     tasks = [asyncio.create_task(t.run(stopping), name=f"simulator.tcp[{t.device_id}]") for t in tcp]

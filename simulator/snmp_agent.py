@@ -1,4 +1,5 @@
-"""SNMP v1/v2c agents for simulated devices, one loopback UDP port each (pysnmp's message layer).
+"""SNMP agents for simulated devices, one loopback UDP port each: v1/v2c through pysnmp's message
+layer (`Agent`), v3 authNoPriv and authPriv through pysnmp's engine and command responder (`V3Agent`).
 
 Each agent answers GET, GETNEXT and GETBULK from a table built at every request from the device's
 readings: system group (sysDescr with the firmware, sysUpTime advancing from the last boot), the
@@ -187,3 +188,118 @@ async def serve(sock: socket.socket | None, port: int, agent: Agent) -> asyncio.
     else:
         transport, _ = await loop.create_datagram_endpoint(lambda: agent, local_addr=("127.0.0.1", port))
     return transport
+
+
+# -- SNMP v3 (USM): pysnmp's own command responder over the same tables ----------------------
+
+V3_AUTH = {"md5": "USM_AUTH_HMAC96_MD5", "sha": "USM_AUTH_HMAC96_SHA", "sha256": "USM_AUTH_HMAC192_SHA256"}
+V3_PRIV = {"des": "USM_PRIV_CBC56_DES", "aes": "USM_PRIV_CFB128_AES", "aes256": "USM_PRIV_CFB256_AES"}
+
+
+class _TableInstrum:
+    """pysnmp's MIB instrumentation read from a device's table (GET and GETNEXT; GETBULK is
+    GETNEXT repeated by pysnmp's responder). Read-only."""
+
+    def __init__(self, view: Callable[[], list[tuple[Oid, Any]] | None]) -> None:
+        self.view = view
+
+    def read_variables(self, *var_binds: Any, **_context: Any) -> list[tuple[Any, Any]]:
+        rows = self.view() or []
+        values, oids = dict(rows), [r[0] for r in rows]
+        out = []
+        for oid, _value in var_binds:
+            t = tuple(oid)
+            if t in values:
+                out.append((univ.ObjectIdentifier(t), values[t]))
+            else:
+                out.append((oid, rfc1905.noSuchInstance if _under(t, oids) else rfc1905.noSuchObject))
+        return out
+
+    def read_next_variables(self, *var_binds: Any, **_context: Any) -> list[tuple[Any, Any]]:
+        rows = self.view() or []
+        oids = [r[0] for r in rows]
+        out = []
+        for oid, _value in var_binds:
+            i = bisect.bisect_right(oids, tuple(oid))
+            out.append(
+                (univ.ObjectIdentifier(rows[i][0]), rows[i][1])
+                if i < len(rows)
+                else (oid, rfc1905.endOfMibView)
+            )
+        return out
+
+    def write_variables(self, *var_binds: Any, **_context: Any) -> list[tuple[Any, Any]]:
+        from pysnmp.smi import error
+
+        raise error.NotWritableError(idx=0)
+
+
+class V3Agent:
+    """One device's SNMP v3 agent: one USM user (authNoPriv without `priv`, else authPriv) and
+    read-only access to the device's table. pysnmp's engine does USM (keys, digests, privacy,
+    engine discovery) as a real agent would; while `view()` is None (off the air) every datagram
+    is dropped before it, so the agent is silent, as an unpowered one."""
+
+    def __init__(
+        self,
+        user: str,
+        auth: str,
+        auth_key: str,
+        priv: str | None,
+        priv_key: str | None,
+        view: Callable[[], list[tuple[Oid, Any]] | None],
+    ) -> None:
+        from pysnmp.entity import config, engine
+        from pysnmp.entity.rfc3413 import cmdrsp, context
+
+        self.engine = engine.SnmpEngine()
+        self.view = view
+        if priv:
+            config.add_v3_user(
+                self.engine,
+                user,
+                getattr(config, V3_AUTH[auth]),
+                auth_key,
+                getattr(config, V3_PRIV[priv]),
+                priv_key,
+            )
+        else:
+            config.add_v3_user(self.engine, user, getattr(config, V3_AUTH[auth]), auth_key)
+        config.add_vacm_user(self.engine, 3, user, "authPriv" if priv else "authNoPriv", (1, 3, 6), ())
+        ctx = context.SnmpContext(self.engine)
+        # the default context reads the device's table (pysnmp's own MIB instrumentation of the
+        # engine stays for its USM and VACM tables)
+        ctx.unregister_context_name(b"")
+        ctx.register_context_name(b"", _TableInstrum(view))  # type: ignore[arg-type]
+        for responder in (
+            cmdrsp.GetCommandResponder,
+            cmdrsp.NextCommandResponder,
+            cmdrsp.BulkCommandResponder,
+        ):
+            responder(self.engine, ctx)
+        dispatcher = self.engine.message_dispatcher
+        inner = dispatcher.receive_message
+
+        def receive(snmp_engine: Any, domain: Any, address: Any, whole: bytes) -> Any:
+            if self.view() is None:
+                return None  # off the air
+            return inner(snmp_engine, domain, address, whole)
+
+        dispatcher.receive_message = receive  # type: ignore[method-assign]
+        self._transport: Any = None
+
+    async def serve(self, sock: socket.socket | None, port: int) -> None:
+        from pysnmp.carrier.asyncio.dgram import udp
+        from pysnmp.entity import config
+
+        t = udp.UdpTransport()
+        self._transport = (
+            t.open_server_mode(("127.0.0.1", port), sock=sock)
+            if sock
+            else t.open_server_mode(("127.0.0.1", port))
+        )
+        # the engine's dispatcher runs on the event loop that is already running
+        config.add_transport(self.engine, udp.DOMAIN_NAME, self._transport)
+
+    def close(self) -> None:
+        self.engine.close_dispatcher()
