@@ -284,3 +284,22 @@ def test_a_file_broken_while_running_is_refused_with_its_lines(
     assert r.json()["error"]["detail"] == [
         f"{f}:2: target 'lots' must be a number (met when the value reaches it)"
     ]
+
+
+def test_the_pdf_in_english(client: TestClient) -> None:
+    r = client.get(
+        "/api/v1/reports/criteria",
+        params={"period": "2026-11", "commune": "thoai-giang", "format": "pdf", "lang": "en"},
+        headers=login(client),
+    )
+    assert r.status_code == 200
+    text = pdf_text(r.content)
+    for words in (
+        "SMART-COMMUNE CRITERIA SELF-ASSESSMENT",
+        "SOCIALIST REPUBLIC OF VIETNAM",
+        "Loudspeakers reaching every village",
+        "Not met",
+        "Availability by village and device kind",
+        "PREPARED BY",
+    ):
+        assert words in text, words
