@@ -5,10 +5,13 @@ import asyncio
 import logging
 import signal
 
+import psycopg
+
 from cli import context
 from services.alerts.channels import Channels, DeliveryFailed
 from services.alerts.engine import AlertsSettings, Engine, check_config
 from services.errors import InvalidInput
+from services.push import outbox
 from services.push.upstreams import Upstream
 from services.push.worker import PushSettings, PushWorker, check_upstreams
 from services.workers import Tasks
@@ -36,6 +39,11 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
         action="store_true",
         help="validate IOC_ALERTS_FILE and its channel URLs, and IOC_UPSTREAMS_FILE, then exit",
     )
+    p.add_argument(
+        "--requeue",
+        metavar="TARGET",
+        help="send a push target's dead (refused) pushes again, e.g. upstream:lgsp-an-giang, then exit",
+    )
     p.add_argument("--test", metavar="CHANNEL", help="send a test notification to one channel, then exit")
     p.set_defaults(func=run)
 
@@ -59,7 +67,17 @@ def run(args: argparse.Namespace) -> int:
                 f"no channel {args.test!r} in IOC_ALERTS_FILE (have: {', '.join(cfg.channels) or 'none'})"
             )
         return asyncio.run(_send_test(dict(cfg.channels), args.test, s.lang))
+    if args.requeue:
+        return asyncio.run(_requeue(s, args.requeue))
     return asyncio.run(_serve(s, ups))
+
+
+async def _requeue(s: Settings, target: str) -> int:
+    assert s.database_url is not None
+    async with await psycopg.AsyncConnection.connect(s.database_url, autocommit=True) as conn:
+        n = await outbox.requeue_dead(conn, target)
+    print(f"{n} dead push(es) of {target} queued again (the running pusher sends them next)")
+    return 0
 
 
 async def _send_test(urls: dict[str, str], name: str, lang: str) -> int:

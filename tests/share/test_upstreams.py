@@ -231,10 +231,20 @@ def test_a_refused_row_is_dead_lettered_and_the_next_goes(
         wait_for(lambda: row(seeded, "SELECT count(*) FROM push_outbox WHERE status = 'dead'")[0] == 1)
         changes(seeded, 3, start=3)
         wait_for(lambda: len(receiver.items()) == 2)
-    dead = row(seeded, "SELECT refusals, last_error, seq FROM push_outbox WHERE status = 'dead'")
-    assert dead[0] == 3 and dead[1].startswith("HTTP 422") and dead[2] == 1
-    assert [it["seq"] for it in receiver.items()] == [it["seq"] for it in share_changes(seeded)[2:]]
-    assert row(seeded, "SELECT dead_total FROM push_targets")[0] == 1
+        dead = row(seeded, "SELECT refusals, last_error, seq FROM push_outbox WHERE status = 'dead'")
+        assert dead[0] == 3 and dead[1].startswith("HTTP 422") and dead[2] == 1
+        assert [it["seq"] for it in receiver.items()] == [it["seq"] for it in share_changes(seeded)[2:]]
+        assert row(seeded, "SELECT dead_total FROM push_targets")[0] == 1
+        # once the receiver takes it, an admin sends it again: `ioc alerts --requeue upstream:<id>`
+        from cli.cmd_alerts import Settings, _requeue
+
+        s = load(Settings, _env_file=None, database_url=seeded)
+        assert asyncio.run(_requeue(s, "upstream:lgsp-an-giang")) == 0
+        wait_for(lambda: len(receiver.items()) == 4)
+    expected = share_changes(seeded)
+    assert receiver.items() == expected[2:] + expected[:2]
+    keys = [p["headers"]["idempotency-key"] for p in receiver.pushes]
+    assert keys[0] == keys[1] == keys[2] == keys[-1]  # the requeued row kept its key
 
 
 def test_rows_go_in_commit_order_even_when_a_lower_one_commits_late(db_url: str) -> None:
