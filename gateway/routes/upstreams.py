@@ -28,7 +28,7 @@ class Target(BaseModel):
     last_success_at: datetime | None
     last_error: str | None = Field(description="what the last failed attempt came to (never a credential)")
     last_error_kind: (
-        Literal["token", "auth", "refused", "server", "timeout", "network", "gone", "other"] | None
+        Literal["token", "auth", "refused", "server", "tls", "timeout", "network", "gone", "other"] | None
     ) = Field(description="what kind of trouble last_error is")
     last_error_at: datetime | None
     failing: bool = Field(description="the last attempt failed (last_error_at is after last_success_at)")

@@ -115,9 +115,11 @@ def _empty(target: str) -> dict[str, Any]:
 def error_kind(error: str | None) -> str | None:
     """What kind of trouble a last_error is, for words a person reads (the dashboard's catalogue):
     token (the token endpoint), auth (401 with a new token), refused (another 4xx), server (5xx or a
-    redirect), timeout, network, gone (an NGSI-LD subscription that ended) or other."""
+    redirect), tls (the certificate is not trusted), timeout, network, gone (an NGSI-LD subscription that ended) or other."""
     if not error:
         return None
+    if "CERTIFICATE" in error or "[SSL" in error:
+        return "tls"
     if error.startswith("token endpoint"):
         return "token"
     if error.startswith("HTTP 401"):

@@ -3,6 +3,7 @@ receiver that checks every request as an LGSP would and records what it took."""
 
 import base64
 import json
+import ssl
 import threading
 import time
 import urllib.parse
@@ -26,7 +27,7 @@ class Lgsp:
     order first taken (what a receiver that drops retries keeps).
     """
 
-    def __init__(self, expires_in: int | None = 3600) -> None:
+    def __init__(self, expires_in: int | None = 3600, tls: ssl.SSLContext | None = None) -> None:
         self.lock = threading.Lock()
         self.expires_in = expires_in
         self.tokens_issued: list[dict[str, Any]] = []
@@ -70,13 +71,17 @@ class Lgsp:
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.server.daemon_threads = True
+        self.scheme = "http"
+        if tls is not None:
+            self.server.socket = tls.wrap_socket(self.server.socket, server_side=True)
+            self.scheme = "https"
         self.port = self.server.server_address[1]
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
         self.thread.start()
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"{self.scheme}://127.0.0.1:{self.port}"
 
     def _token(self, headers: dict[str, str], body: bytes) -> tuple[Any, dict[str, Any]]:
         form = dict(urllib.parse.parse_qsl(body.decode()))

@@ -465,3 +465,36 @@ def test_api_lists_each_upstream_with_its_backlog_and_last_error(
         m = client.get("/metrics").text
         assert 'ioc_push_backlog_items{target="upstream:lgsp-an-giang"} 8' in m
         assert 'ioc_push_failures_total{target="upstream:lgsp-an-giang"}' in m
+
+
+def test_tls_is_verified_unless_a_ca_file_or_insecure_says_otherwise(tmp_path: Path) -> None:
+    """An LGSP on https with a certificate signed by a provincial CA the system does not know."""
+    from services.push import status
+    from services.push.outbox import Row
+    from services.push.senders import UpstreamSender
+    from tests.sources.test_probes import Pki
+
+    pki = Pki(tmp_path)
+    now = datetime.now(UTC)
+    ctx = pki.server_ctx(now - timedelta(days=1), now + timedelta(days=30), "lgsp")
+    with lgsp_receiver.lgsp(tls=ctx) as r:
+        r.answers = []
+        (default,) = ups(r, tmp_path)
+        (with_ca,) = ups(r, tmp_path, ca_file=str(pki.ca_file))
+        (insecure,) = ups(r, tmp_path, insecure="true")
+        body = orjson.dumps({"type": "changes", "items": []})
+
+        async def push(up: upstreams.Upstream) -> outbox.Outcome:
+            sender = UpstreamSender(up)
+            try:
+                return await sender(Row(up.target, 1, body, "0b3f7c52-9d1e-4f7a-8a43-1c2d3e4f5a6b", 0, 0))
+            finally:
+                await sender.aclose()
+
+        refused = asyncio.run(push(default))
+        assert refused.kind == "retry" and "CERTIFICATE_VERIFY_FAILED" in (refused.error or "")
+        assert status.error_kind(refused.error) == "tls"
+        assert r.tokens_issued == [] and r.pushes == []  # nothing, not even the secret, went out
+        assert asyncio.run(push(with_ca)).kind == "ok"
+        assert asyncio.run(push(insecure)).kind == "ok"
+    assert len(r.taken) == 1  # the same key twice: taken once
