@@ -33,7 +33,10 @@ _UNQUEUED_CHANGES = """
 SELECT count(*) FROM state_changes c JOIN devices d ON d.id = c.device_id
 WHERE c.seq > %(pos)s AND d.retired_at IS NULL AND (%(communes)s::text[] IS NULL OR c.commune_id = ANY(%(communes)s))
 """
-_UNQUEUED_ALERTS = "SELECT count(*) FROM alert_changes WHERE (xid, id) > (%s::xid8, %s)"
+_UNQUEUED_ALERTS = """
+SELECT count(*) FROM alert_changes l JOIN alerts a ON a.id = l.alert_id
+WHERE (l.xid, l.id) > (%(xid)s::xid8, %(pos)s) AND (%(communes)s::text[] IS NULL OR a.commune_id = ANY(%(communes)s))
+"""
 
 
 def _has_ngsi(conn: psycopg.Connection) -> bool:
@@ -62,7 +65,9 @@ def targets(conn: psycopg.Connection) -> list[dict[str, Any]]:
                 backlog += int(got[0]) if got else 0
             al = cursors.get((name, "alerts"))
             if al is not None:
-                got = conn.execute(_UNQUEUED_ALERTS, (al["pos_xid"], al["pos"])).fetchone()
+                got = conn.execute(
+                    _UNQUEUED_ALERTS, {"xid": al["pos_xid"], "pos": al["pos"], "communes": r["communes"]}
+                ).fetchone()
                 backlog += int(got[0]) if got else 0
         out.append(
             {
