@@ -498,3 +498,67 @@ def test_tls_is_verified_unless_a_ca_file_or_insecure_says_otherwise(tmp_path: P
         assert asyncio.run(push(with_ca)).kind == "ok"
         assert asyncio.run(push(insecure)).kind == "ok"
     assert len(r.taken) == 1  # the same key twice: taken once
+
+
+def test_ngsi_targets_are_delivered_in_order_and_dropped_when_gone(seeded: str, tmp_path: Path) -> None:
+    """The NGSI-LD side of the push interface (services.ngsi_subscriptions) as a stand-in module:
+    notifications of two subscriptions, each in order, to the endpoint it names; a subscription
+    that is gone has its rows dropped; every attempt recorded in the transaction that marks it."""
+    import types
+    from dataclasses import dataclass
+
+    from tests.alerts.conftest import Receiver
+
+    recv = Receiver()
+    recv.answer = (200, {})
+    recorded: list[tuple[str, bool]] = []
+
+    @dataclass(frozen=True)
+    class NotifyTarget:
+        uri: str
+        headers: dict[str, str]
+
+    async def notification_target(conn: Any, sub_id: str) -> NotifyTarget | None:
+        if sub_id == "gone":
+            return None
+        return NotifyTarget(
+            recv.url(f"/notify/{sub_id}"), {"Content-Type": "application/ld+json", "Link": "<x>"}
+        )
+
+    async def record_delivery(conn: Any, sub_id: str, ok: bool, error: str | None, at: datetime) -> None:
+        await conn.execute("SELECT 1")  # on the transaction's connection
+        recorded.append((sub_id, ok))
+
+    async def run_producer(pool: Any, stop: asyncio.Event) -> None:
+        await stop.wait()
+
+    mod = types.SimpleNamespace(
+        notification_target=notification_target, record_delivery=record_delivery, run_producer=run_producer
+    )
+
+    async def queue() -> None:
+        async with await psycopg.AsyncConnection.connect(seeded) as conn:
+            for i in range(5):
+                for sub in ("a", "b", "gone"):
+                    await outbox.enqueue(
+                        conn, f"ngsi:{sub}", {"id": f"n{i}", "type": "Notification", "data": [{"i": i}]}
+                    )
+                await conn.commit()
+
+    try:
+        with pushing(settings(seeded), (), ngsi=mod):
+            asyncio.run(queue())
+            wait_for(lambda: len(recv.requests) == 10)
+            wait_for(
+                lambda: row(seeded, "SELECT count(*) FROM push_outbox WHERE target = 'ngsi:gone'")[0] == 0
+            )
+    finally:
+        recv.close()
+    for sub in ("a", "b"):
+        got = [orjson.loads(r["body"])["id"] for r in recv.requests if r["path"] == f"/notify/{sub}"]
+        assert got == [f"n{i}" for i in range(5)]
+    h = recv.requests[0]["headers"]
+    assert (
+        h["content-type"] == "application/ld+json" and h["link"] == "<x>" and len(h["idempotency-key"]) == 36
+    )
+    assert sorted(recorded) == sorted([("a", True)] * 5 + [("b", True)] * 5)
