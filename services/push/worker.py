@@ -35,6 +35,7 @@ from services.workers import Tasks, WorkerFailed
 log = logging.getLogger(__name__)
 LOCK_ID = 0x10C_9054  # any value unique to this purpose
 PRUNE_EVERY_S = 3600.0
+FILE_POLL_S = 5.0  # IOC_UPSTREAMS_FILE is read again within this long of an edit
 
 
 class PushSettings(IocSettings):
@@ -100,6 +101,45 @@ class PushWorker:
         self.terms = 0  # terms begun with the upstreams' targets and cursors in place
         self.lock_pid: int | None = None
         self.deliverers: dict[str, Deliverer] = {}
+        self.reloading = False
+        self._mtime = self._stat()
+        self._bad: str | None = None
+
+    def _stat(self) -> float | None:
+        path = self.s.upstreams_file
+        try:
+            return path.stat().st_mtime if path is not None else None
+        except OSError:
+            return None
+
+    def _refresh(self) -> bool:
+        """Read IOC_UPSTREAMS_FILE again if it changed; True when the upstreams changed. A bad edit
+        keeps the upstreams in force (logged once)."""
+        mtime = self._stat()
+        if mtime == self._mtime:
+            return False
+        self._mtime = mtime
+        try:
+            ups = upstreams.load_file(self.s.upstreams_file)
+        except InvalidInput as err:
+            text = "; ".join(err.detail) if isinstance(err.detail, list) else err.message
+            if text != self._bad:
+                log.error("IOC_UPSTREAMS_FILE not applied, keeping the upstreams in force: %s", text)
+                self._bad = text
+            return False
+        self._bad = None
+        if ups == self.upstreams:
+            return False
+        self.upstreams = ups
+        return True
+
+    async def _watch_file(self, stop: asyncio.Event) -> None:
+        """A changed file starts the term again with its upstreams, the lock kept."""
+        while not await _wait(stop, FILE_POLL_S):
+            if self._refresh():
+                self.reloading = True
+                stop.set()
+                return
 
     async def run(self, stop: asyncio.Event) -> None:
         """Contend for the lock and push while holding it, until `stop` is set."""
@@ -139,8 +179,14 @@ class PushWorker:
                 if await _wait(stop, self.s.push_lock_poll_s):
                     return
             self.active = True
+            self._refresh()
             log.info("push worker %s is active (%s upstream(s))", self.name, len(self.upstreams))
-            await self._push(lock, stop)
+            while not stop.is_set():
+                self.reloading = False
+                await self._push(lock, stop)
+                if not self.reloading:
+                    break
+                log.info("push worker: IOC_UPSTREAMS_FILE changed, %s upstream(s) now", len(self.upstreams))
         finally:
             if self.active:
                 log.info("push worker %s is no longer active", self.name)
@@ -194,6 +240,7 @@ class PushWorker:
                 tasks.start("push.listen", lambda: self._listen(tasks.stop, dispatch))
                 tasks.start("push.prune", lambda: self._prune(pool, tasks.stop))
                 tasks.start("push.lock", lambda: _watch_lock(lock, tasks.stop, lost))
+                tasks.start("push.config", lambda: self._watch_file(tasks.stop))
                 await tasks.wait()
                 # A POST in flight may finish (its row is then marked, not sent again).
                 await tasks.close(grace_s=10)

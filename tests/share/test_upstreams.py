@@ -562,3 +562,38 @@ def test_ngsi_targets_are_delivered_in_order_and_dropped_when_gone(seeded: str, 
         h["content-type"] == "application/ld+json" and h["link"] == "<x>" and len(h["idempotency-key"]) == 36
     )
     assert sorted(recorded) == sorted([("a", True)] * 5 + [("b", True)] * 5)
+
+
+def test_an_edited_upstreams_file_is_applied_and_a_bad_edit_is_not(
+    seeded: str,
+    receiver: Lgsp,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    from services.push import worker as push_worker
+
+    monkeypatch.setattr(push_worker, "FILE_POLL_S", 0.1)
+    path = tmp_path / "upstreams.yaml"
+    path.write_text(lgsp_receiver.upstreams_yaml(receiver))
+    with (
+        lgsp_receiver.lgsp() as other,
+        pushing(settings(seeded, upstreams_file=path), upstreams.load_file(path)) as w,
+    ):
+        changes(seeded, 3)
+        wait_for(lambda: len(receiver.items()) == 2)
+        path.write_text(
+            lgsp_receiver.upstreams_yaml(receiver).replace("send: [changes, alerts]", "send: [chanegs]")
+        )
+        wait_for(lambda: "IOC_UPSTREAMS_FILE not applied" in caplog.text)
+        changes(seeded, 3, start=3)
+        wait_for(lambda: len(receiver.items()) == 4)  # the upstreams in force go on
+        path.write_text(lgsp_receiver.upstreams_yaml(other))  # the LGSP moved
+        wait_for(lambda: w.terms == 2)
+        changes(seeded, 3, start=6)
+        wait_for(lambda: len(other.items()) == 2)
+        assert w.active
+    assert len(receiver.items()) == 4
+    assert [it["seq"] for it in receiver.items() + other.items()] == [
+        it["seq"] for it in share_changes(seeded)
+    ]
