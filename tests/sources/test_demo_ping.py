@@ -23,7 +23,7 @@ def test_ping_device_goes_unreachable_off_the_air_and_answers_again(netns: Netns
         prober = PingProber()
         src = PingSource(HOST, count=1, timeout_s=0.5)
         gw = Device("ap-cho", "c", "wifi")
-        seen = []
+        seen: list[Any] = []
         try:
             await asyncio.sleep(0.2)
             seen.append((await prober.probe(gw, src, {}, {})).ok)

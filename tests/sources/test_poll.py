@@ -19,19 +19,12 @@ import pytest
 
 from ingest.service import IngestService, IngestSettings
 from ingest.sources.poll import PollScheduler, next_slot, owner, phase
-from services import registry, registry_file
-from services.vault import Vault
 from tests.alerts.conftest import running, write_config
 from tests.alerts.conftest import settings as alert_settings
+from tests.sources import stack
+from tests.sources.stack import SECRET, load
 from tests.sources.test_probes import Server
 from tests.support import scalar, wait_for
-
-SECRET = "test-secret-key-0123456789"
-
-
-def load(db_url: str, text: str) -> None:
-    with psycopg.connect(db_url) as conn:
-        registry.import_registry(conn, registry_file.parse_yaml(text, profiles_dir=None), Vault(SECRET))
 
 
 def free_port() -> int:
@@ -123,16 +116,7 @@ devices:
 
 
 def ingest_settings(db_url: str, mqtt_url: str) -> IngestSettings:
-    return IngestSettings(
-        _env_file=None,  # type: ignore[call-arg]
-        database_url=db_url,
-        mqtt_url=mqtt_url,
-        secret_key=SECRET,
-        ingest_id="ingest-poll-test",
-        ingest_onvif=False,
-        ingest_sources=False,
-        ingest_poll=True,
-    )
+    return stack.ingest_settings(db_url, mqtt_url, "ingest-poll-test", poll=True)
 
 
 @pytest.mark.slow

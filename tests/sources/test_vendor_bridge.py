@@ -19,15 +19,14 @@ import pytest
 from cli.embedded import Mosquitto
 from ingest.service import IngestService, IngestSettings
 from ingest.sources import SourceBridges
-from services import registry, registry_file
-from services.vault import Vault
 from tests.alerts.conftest import running, write_config
 from tests.alerts.conftest import settings as alert_settings
 from tests.fix_vendor import VendorBroker, VendorDevice
 from tests.ingest.conftest import Publisher
+from tests.sources import stack
+from tests.sources.stack import SECRET, load
 from tests.support import scalar, wait_for
 
-SECRET = "test-secret-key-0123456789"
 CLIENT_ID = "ioc-thoai-giang-test"
 
 # Payloads copied from the firmwares' docs and source (cited in services/profiles/*.yaml).
@@ -64,21 +63,8 @@ devices:
 """
 
 
-def load(db_url: str, text: str) -> None:
-    with psycopg.connect(db_url) as conn:
-        registry.import_registry(conn, registry_file.parse_yaml(text, profiles_dir=None), Vault(SECRET))
-
-
 def ingest_settings(db_url: str, mqtt_url: str) -> IngestSettings:
-    return IngestSettings(
-        _env_file=None,  # type: ignore[call-arg]
-        database_url=db_url,
-        mqtt_url=mqtt_url,
-        secret_key=SECRET,
-        ingest_id="ingest-sources-test",
-        ingest_onvif=False,
-        ingest_sources=False,  # the tests run the bridges themselves
-    )
+    return stack.ingest_settings(db_url, mqtt_url, "ingest-sources-test")
 
 
 @contextmanager
