@@ -5,8 +5,9 @@ dedicated connection — a lock of its own, so the evaluator and the pusher may 
 different `ioc alerts` processes. While it holds the lock it runs, as named tasks:
 `push.listen` (wakes deliverers on NOTIFY), `push.deliver[upstream:<id>]` and
 `push.produce[upstream:<id>]` per upstream, `push.deliver[ngsi]` (every NGSI-LD subscription),
-`ngsi.produce` (services.ngsi_subscriptions.run_producer, when present), `push.prune` and
-`push.lock` (ends the term when the lock connection dies). A task that fails ends the process.
+`ngsi.produce` (services.ngsi_subscriptions.run_producer, when present), `push.prune`,
+`push.lock` (ends the term when the lock connection dies) and `push.config` (IOC_UPSTREAMS_FILE read
+again when it changes). A task that fails ends the process.
 """
 
 import asyncio
