@@ -80,9 +80,10 @@ def pushing(s: PushSettings, u: tuple[upstreams.Upstream, ...], **kw: Any) -> It
         loop.call_soon_threadsafe(stop.set)
         thread.join(30)
         loop.close()
+        # Raised here too when the test failed: a worker that died is the likelier cause.
+        if failure:
+            raise failure[0]
     assert not thread.is_alive(), "push worker did not stop"
-    if failure:
-        raise failure[0]
 
 
 def changes(db_url: str, n: int, start: int = 0) -> None:
