@@ -42,5 +42,8 @@ class TargetList(BaseModel):
 @router.get("/upstreams", response_model=TargetList)
 def upstreams(conn: Conn, user: Admin) -> dict[str, Any]:
     """Each push target with its backlog and last error (admins). A target whose `last_error_at` is
-    later than its `last_success_at` is failing now; its pushes wait and are retried."""
-    return {"items": status.targets(conn), "next_cursor": None}
+    later than its `last_success_at` is failing now; its pushes wait and are retried. An admin
+    limited to some communes sees the upstreams that carry one of them (an upstream of every
+    commune and NGSI-LD subscriptions: admins of every commune)."""
+    communes = list(user.communes) if user.communes is not None else None
+    return {"items": status.targets(conn, communes), "next_cursor": None}

@@ -44,8 +44,11 @@ def _has_ngsi(conn: psycopg.Connection) -> bool:
     return row is not None and row[0] is not None
 
 
-def targets(conn: psycopg.Connection) -> list[dict[str, Any]]:
-    """Every upstream and NGSI-LD subscription target, with its backlog and its last error."""
+def targets(conn: psycopg.Connection, communes: list[str] | None = None) -> list[dict[str, Any]]:
+    """Every upstream and NGSI-LD subscription target, with its backlog and its last error.
+
+    `communes` (an admin limited to some): only upstreams that carry one of them; an upstream of
+    every commune and NGSI-LD subscriptions are deployment-wide, for admins of every commune."""
     with conn.cursor(row_factory=dict_row) as cur:
         rows = cur.execute(_TARGETS).fetchall()
         cursors = {
@@ -55,6 +58,8 @@ def targets(conn: psycopg.Connection) -> list[dict[str, Any]]:
     out = []
     for r in rows:
         kind, _, name = r["target"].partition(":")
+        if communes is not None and (kind != "upstream" or not set(r["communes"] or ()) & set(communes)):
+            continue
         backlog = int(r["pending_items"])
         if kind == "upstream" and r["configured"]:
             ch = cursors.get((name, "changes"))
@@ -88,7 +93,7 @@ def targets(conn: psycopg.Connection) -> list[dict[str, Any]]:
                 and (r["last_success_at"] is None or r["last_error_at"] > r["last_success_at"]),
             }
         )
-    if _has_ngsi(conn):
+    if _has_ngsi(conn) and communes is None:
         known = {t["id"] for t in out}
         for (sub_id,) in conn.execute("SELECT id FROM ngsi_subscriptions ORDER BY id"):
             target = f"ngsi:{sub_id}"

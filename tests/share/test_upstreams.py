@@ -436,6 +436,8 @@ def test_api_lists_each_upstream_with_its_backlog_and_last_error(
     with psycopg.connect(seeded) as conn:
         auth.add_user(conn, "admin", "correct-horse-1", "admin")
         auth.add_user(conn, "op", "correct-horse-1", "operator")
+        auth.add_user(conn, "admin-vt", "correct-horse-1", "admin", ["vong-the"])
+        auth.add_user(conn, "admin-tg", "correct-horse-1", "admin", ["thoai-giang"])
         conn.commit()
     receiver.down = True
     with pushing(settings(seeded), ups(receiver, tmp_path, batch=2)):
@@ -447,6 +449,10 @@ def test_api_lists_each_upstream_with_its_backlog_and_last_error(
         )
     gs = GatewaySettings(_env_file=None, database_url=seeded, mqtt_url=None)  # type: ignore[call-arg]
     with TestClient(create_app(gs)) as client:
+        for user, n in (("admin-vt", 0), ("admin-tg", 1)):
+            r = client.post("/api/v1/auth/login", json={"username": user, "password": "correct-horse-1"})
+            r = client.get("/api/v1/upstreams", headers={"Authorization": f"Bearer {r.json()['token']}"})
+            assert len(r.json()["items"]) == n  # an admin of other communes does not see this upstream
         for user, status in (("op", 403), ("admin", 200)):
             r = client.post("/api/v1/auth/login", json={"username": user, "password": "correct-horse-1"})
             tok = r.json()["token"]
