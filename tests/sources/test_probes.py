@@ -56,7 +56,7 @@ def ping(host: str, **kw: Any) -> Reading:
 # -- ICMP ------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("host", ["127.0.0.1", "127.0.0.2", "127.31.7.200"])
+@pytest.mark.parametrize("host", ["127.0.0.1", "127.0.0.2", "127.31.7.200", "::1"])
 def test_ping_to_loopback_addresses_answers_with_rtt_and_no_loss(host: str) -> None:
     r = ping(host)
     assert r.ok and r.error_code is None
