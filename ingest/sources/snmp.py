@@ -177,6 +177,9 @@ class SnmpProber:
         self._engines: dict[tuple[str, ...], tuple[SnmpEngine, _Heard]] = {}
         self._targets: dict[tuple[str, int, float], Any] = {}
         self._wire: dict[bool, wire.Client] = {}
+        # pysnmp resolves an ObjectType against its MIB on first use and keeps the result: built
+        # once per OID for every poll (the columns asked each time; continuation cursors vary)
+        self._types: dict[Oid, ObjectType] = {}
         self._addresses: dict[tuple[str, int], tuple[str, int]] = {}
 
     def _catalogue(self) -> Mapping[str, Profile]:
@@ -246,7 +249,9 @@ class SnmpProber:
             except Exception as err:
                 raise _Fault("dns", f"cannot resolve {src.host}: {err}") from err
             self._targets[tkey] = target
-        return _EngineCaller(engine, heard, data, target, (src.host, src.port))
+        if len(self._types) > 4096:
+            self._types.clear()
+        return _EngineCaller(engine, heard, data, target, (src.host, src.port), self._types)
 
     async def probe(
         self, device: Device, source: Source, secrets: Mapping[str, str], state: dict[str, Any]
@@ -338,12 +343,17 @@ class _EngineCaller:
     """v3 requests of one poll through pysnmp's engine; its answers as `snmp_wire` gives them."""
 
     def __init__(
-        self, engine: SnmpEngine, heard: _Heard, auth: Any, target: Any, addr: tuple[str, int]
+        self,
+        engine: SnmpEngine,
+        heard: _Heard,
+        auth: Any,
+        target: Any,
+        addr: tuple[str, int],
+        types: dict[Oid, ObjectType],
     ) -> None:
         self.engine, self.heard, self.auth, self.target = engine, heard, auth, target
         self.addr = addr
-        # built once per OID: pysnmp resolves an ObjectType on first use and keeps the result
-        self._types: dict[Oid, ObjectType] = {}
+        self._types = types
 
     def _type(self, oid: Oid) -> ObjectType:
         t = self._types.get(oid)
