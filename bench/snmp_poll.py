@@ -8,6 +8,10 @@ Prints JSON: cycle time of a steady round of polls, CPU seconds of this process 
 and the C tools' time and CPU for the same agents. Traffic goes to 127.0.0.0/8 only.
 
     .venv/bin/python bench/snmp_poll.py [--agents 2000] [--period 60] [--rounds 2] [--concurrency 200]
+
+`--v3 N` measures SNMP v3 instead (authPriv SHA/AES, pysnmp's engine in the prober): N of the
+simulator's v3 agents (simulator/snmp_agent.py V3Agent) in another process on 127.0.0.1 ports
+V3_BASE..V3_BASE+N-1, the same UniFi-like table; prober CPU per poll and share of a core.
 """
 
 import argparse
@@ -65,15 +69,43 @@ def wait_for_agents(n: int, deadline_s: float) -> None:
             time.sleep(0.5)
 
 
-async def prober_rounds(n: int, rounds: int, concurrency: int) -> list[dict[str, Any]]:
+V3_BASE = 21161
+V3_USER = ("ioc-bench", "sha", "bench-auth-key-1", "aes", "bench-priv-key-1")
+V3_AGENTS = """
+import asyncio, sys
+from simulator import snmp_agent
+READINGS = {"firmware": "6.5.28", "rx_bytes": 10**9, "tx_bytes": 2 * 10**9, "clients": 19}
+
+async def main(n, base):
+    agents = []
+    for i in range(n):
+        a = snmp_agent.V3Agent(*sys.argv[3:8], lambda: snmp_agent.table("ap", "wifi", READINGS, 86400))
+        await a.serve(None, base + i)
+        agents.append(a)
+    print("ready", flush=True)
+    await asyncio.Event().wait()
+
+asyncio.run(main(int(sys.argv[1]), int(sys.argv[2])))
+"""
+
+
+async def prober_rounds(n: int, rounds: int, concurrency: int, v3: bool = False) -> list[dict[str, Any]]:
     profiles = shipped()
     prober = SnmpProber(lambda: profiles)
     device = Device("bench", "xa-bench", "wifi")
     states: list[dict[str, Any]] = [{} for _ in range(n)]
-    sources = [
-        SnmpSource(address(i), PORT, "2c", profile="unifi", uplink="eth0", timeout_s=10) for i in range(n)
-    ]
-    secrets = {"community": COMMUNITY}
+    if v3:
+        user, auth, akey, priv, pkey = V3_USER
+        sources = [
+            SnmpSource("127.0.0.1", V3_BASE + i, "3", user, auth, priv, "eth0", "unifi", timeout_s=10)
+            for i in range(n)
+        ]
+        secrets = {"auth_key": akey, "priv_key": pkey}
+    else:
+        sources = [
+            SnmpSource(address(i), PORT, "2c", profile="unifi", uplink="eth0", timeout_s=10) for i in range(n)
+        ]
+        secrets = {"community": COMMUNITY}
     sem = asyncio.Semaphore(concurrency)
     out = []
 
@@ -114,7 +146,11 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--concurrency", type=int, default=200)
     ap.add_argument("--c-parallel", type=int, default=8)
+    ap.add_argument("--v3", type=int, default=0, metavar="N")
     a = ap.parse_args()
+    if a.v3:
+        v3_main(a)
+        return
     if not SNMPSIM.exists() or shutil.which("snmpbulkget") is None:
         raise SystemExit("needs snmpsim and net-snmp's tools: bash deploy/install-deps.sh")
     d = private_dir("ioc-bench-snmp-")
@@ -152,6 +188,44 @@ def main() -> None:
                 "core_share_at_period": round(steady["cpu_s"] / a.period, 3),
                 "agent_cpu_s_during_prober_rounds": round(sim_prober, 2),
                 "raw_snmpbulkget": raw,
+                "load_avg": os.getloadavg()[0],
+            },
+            indent=2,
+        )
+    )
+
+
+def v3_main(a: argparse.Namespace) -> None:
+    repo = Path(__file__).resolve().parents[1]
+    sim = subprocess.Popen(
+        [sys.executable, "-c", V3_AGENTS, str(a.v3), str(V3_BASE), *V3_USER],
+        cwd=repo,
+        env={**os.environ, "PYTHONPATH": str(repo)},
+        stdout=subprocess.PIPE,
+    )
+    try:
+        assert sim.stdout is not None
+        if sim.stdout.readline().strip() != b"ready":
+            raise SystemExit("the v3 agents did not start")
+        sim0 = proc_cpu_s(sim.pid)
+        rounds = asyncio.run(prober_rounds(a.v3, a.rounds, a.concurrency, v3=True))
+        agent_cpu = proc_cpu_s(sim.pid) - sim0
+    finally:
+        sim.terminate()
+        sim.wait(30)
+    steady = rounds[-1]
+    print(
+        json.dumps(
+            {
+                "v3_agents": a.v3,
+                "security": "authPriv SHA/AES",
+                "period_s": a.period,
+                "rounds": [
+                    {k: round(v, 2) if isinstance(v, float) else v for k, v in r.items()} for r in rounds
+                ],
+                "cpu_ms_per_poll": round(steady["cpu_s"] / a.v3 * 1000, 2),
+                "core_share_at_period": round(steady["cpu_s"] / a.period, 3),
+                "agent_cpu_s": round(agent_cpu, 2),
                 "load_avg": os.getloadavg()[0],
             },
             indent=2,
