@@ -87,11 +87,13 @@ def pushing(s: PushSettings, u: tuple[upstreams.Upstream, ...], **kw: Any) -> It
 
 
 def changes(db_url: str, n: int, start: int = 0) -> None:
-    """n state changes, alternating, on devices of both communes."""
+    """n state changes, alternating, on devices of both communes, in one transaction: the pusher
+    sees them together, so they go in one push (the tests count pushes and items)."""
     with psycopg.connect(db_url) as conn:
         for i in range(start, start + n):
             dev = ("spk-trung-binh-1", "spk-vt-1", "cam-ubnd-1")[i % 3]
-            world.change(conn, dev, "offline" if (i // 3) % 2 == 0 else "online", T0 + timedelta(seconds=i))
+            state = "offline" if (i // 3) % 2 == 0 else "online"
+            world.change(conn, dev, state, T0 + timedelta(seconds=i), commit=False)
 
 
 def share_changes(db_url: str) -> list[dict[str, Any]]:

@@ -43,8 +43,17 @@ def seed(conn: psycopg.Connection) -> None:
     conn.commit()
 
 
-def change(conn: psycopg.Connection, device_id: str, state: str, at: datetime, reason: str = "test") -> None:
-    """A state transition as ingest records it: change log plus current state."""
+def change(
+    conn: psycopg.Connection,
+    device_id: str,
+    state: str,
+    at: datetime,
+    reason: str = "test",
+    *,
+    commit: bool = True,
+) -> None:
+    """A state transition as ingest records it: change log plus current state (committed unless the
+    caller groups several in one transaction)."""
     commune, village, kind = conn.execute(
         "SELECT commune_id, village_id, kind FROM devices WHERE id = %s", (device_id,)
     ).fetchone()
@@ -58,7 +67,8 @@ def change(conn: psycopg.Connection, device_id: str, state: str, at: datetime, r
         (state, at, reason, at, device_id),
     )
     feed.record_changes(conn, [(device_id, commune, village, kind, state, prev_state, at, reason)])
-    conn.commit()
+    if commit:
+        conn.commit()
 
 
 def sample(conn: psycopg.Connection, device_id: str, ts: datetime, metrics: dict[str, Any]) -> None:
