@@ -38,13 +38,18 @@ def run(args: argparse.Namespace) -> int:
     if args.no_onvif:
         s.ingest_onvif = False
     svc = IngestService(s)
+    # The handler only notes the signal. Setting the stop Event from it could deadlock: the handler
+    # runs in this thread, which may be holding that Event's lock inside wait() below (a SIGTERM in CI
+    # once left ingest waiting forever).
+    asked: list[int] = []
     for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: svc.stop.set())
+        signal.signal(sig, lambda signum, _frame: asked.append(signum))
     with svc:
         context.settle_heap()
         log.info("ingest %s running", svc.client_id)
-        while not svc.workers.wait(1.0):
-            pass
+        while not svc.workers.wait(0.5):
+            if asked:
+                svc.stop.set()
         if svc.workers.failure is None:
             log.info("stopping: finishing the batch in hand")
     svc.workers.raise_failure()
