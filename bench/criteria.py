@@ -34,7 +34,6 @@ from services.criteria import pdf  # noqa: E402
 from services.migrate import migrate  # noqa: E402
 
 TZ = ZoneInfo("Asia/Ho_Chi_Minh")
-WORDS_JS = Path(__file__).resolve().parent.parent / "dashboard" / "js" / "words.js"
 
 
 def broadcasts_and_pulls(url: str, now: datetime, days: int) -> dict[str, int]:

@@ -1,6 +1,7 @@
-// The page's language and clock: words (words.js), Vietnamese first; times in the deployment's time zone.
+// The page's language and clock: words from the one catalogue (dashboard/words.json, which the
+// server's services/words.py reads too), Vietnamese first; times in the deployment's time zone.
 
-import { WORDS as DICT } from "./words.js";
+import DICT from "../words.json" with { type: "json" };
 
 export const STATES = ["online", "offline", "unknown", "maintenance", "auth_failed"];
 export const KINDS = ["camera", "speaker", "eboard", "wifi", "gateway"];

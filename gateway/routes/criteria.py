@@ -1,11 +1,8 @@
 """The smart-commune criteria report for operators: JSON, CSV (the table) and the printable PDF."""
 
-import functools
 import io
-import json
 import re
 from datetime import UTC, date, datetime
-from pathlib import Path
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo
 
@@ -16,36 +13,14 @@ from pydantic import BaseModel, Field
 
 from gateway import params
 from gateway.deps import Conn, CurrentUser, check_commune
-from services import criteria, csvcells, timerange
+from services import criteria, csvcells, timerange, words
 from services.criteria import pdf
 from services.errors import InvalidInput, NotFound
 
 
-@functools.cache
-def _words_js() -> dict[str, dict[str, str]]:
-    """The catalogue as dashboard/js/words.js holds it today (one `"key": "value",` a line)."""
-    path = Path(__file__).resolve().parents[2] / "dashboard" / "js" / "words.js"
-    out: dict[str, dict[str, str]] = {"vi": {}, "en": {}}
-    lang = None
-    for line in path.read_text(encoding="utf-8").splitlines():
-        if m := re.match(r"\s*(vi|en): \{", line):
-            lang = m.group(1)
-        elif lang and (m := re.match(r'\s*("(?:[^"\\]|\\.)*"): ("(?:[^"\\]|\\.)*"),?\s*$', line)):
-            out[lang][json.loads(m.group(1))] = json.loads(m.group(2))
-    return out
-
-
 def _text(key: str, lang: str, **fields: Any) -> str:
     """A catalogue word in `lang` (Vietnamese when it has none), with its {fields} filled in."""
-    try:
-        from services import words  # type: ignore[attr-defined,unused-ignore]  # once dashboard/words.json exists
-    except ImportError:
-        cat = _words_js()
-        s = cat.get(lang, {}).get(key) or cat["vi"].get(key) or key
-        for k, v in fields.items():
-            s = s.replace("{" + k + "}", str(v))
-        return s
-    return str(words.text(key, lang, **fields))
+    return words.text(key, lang, **fields)
 
 
 router = APIRouter(prefix="/api/v1/reports", tags=["reports"], dependencies=[Depends(params.known_only)])

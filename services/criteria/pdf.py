@@ -85,9 +85,7 @@ def target_text(item: dict[str, Any], t: Words, lang: str) -> str:
 
 def _vt(t: Words, key: str, term: str | None, **fields: Any) -> str:
     """A catalogue phrase with the commune's village term ({vt}/{Vt}) put in."""
-    s = t(key, **fields)
-    word = term or t("crit.village_term")
-    return s.replace("{vt}", word).replace("{Vt}", word[:1].upper() + word[1:])
+    return t(key, vt=term or t("crit.village_term"), **fields)
 
 
 def _natural(name: str) -> list[Any]:
