@@ -56,9 +56,15 @@ def load_file(path: Path | None) -> dict[str, Any]:
 _TOP = {"rules", "channels", "routes", "repeat_s", "quiet_hours", "public_url", "retry"}
 
 
-def build(doc: Mapping[str, Any], api_rules: Mapping[str, Any] | None = None) -> Config:
-    """Validate the file's document and the API's rule edits into one Config."""
+def build(
+    doc: Mapping[str, Any],
+    api_rules: Mapping[str, Any] | None = None,
+    defaults: Mapping[str, Mapping[str, Any]] | None = None,
+) -> Config:
+    """Validate the file's document and the API's rule edits into one Config. `defaults`: rule
+    settings from the environment (IOC_BROADCAST_ALLOWED_SOURCES), under the file's and the API's."""
     api_rules = api_rules or {}
+    defaults = defaults or {}
     err = Errors()
     for k in doc:
         err.check(k in _TOP, str(k), f"unknown key (allowed: {', '.join(sorted(_TOP))})")
@@ -86,7 +92,7 @@ def build(doc: Mapping[str, Any], api_rules: Mapping[str, Any] | None = None) ->
     names = list(BUILTIN) + [n for n in [*file_rules, *api_rules] if n not in BUILTIN]
     rules = {}
     for name in dict.fromkeys(names):
-        layers = [x[name] for x in (file_rules, api_rules) if name in x]
+        layers = [x[name] for x in (defaults, file_rules, api_rules) if name in x]
         rules[name] = _merge_rule(name, layers)
     return Config(
         rules=rules,

@@ -40,6 +40,8 @@ class Observed:
     in_grace: bool = False
     # vendor brokers nobody hears: broker id -> (last heard, the devices heard through it)
     sources_lost: Mapping[str, tuple[datetime | None, tuple[str, ...]]] = field(default_factory=dict)
+    # devices one of our broadcasts is on now (services.alerts.unscheduled)
+    broadcasting: Set[str] = frozenset()
 
 
 @dataclass(frozen=True)
@@ -220,6 +222,7 @@ class Decider:
                 tuple(seen.events.get(dev.id, ())),
                 flap_since,
                 flap_n,
+                dev.id in seen.broadcasting,
             )
             clocked = False
             for name, s in self.rules_for(dev):

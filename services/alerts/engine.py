@@ -20,6 +20,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from services import liveness
 from services.alerts import config as alert_config
+from services.alerts import unscheduled
 from services.alerts.channels import Channels, check
 from services.alerts.evaluator import Evaluator
 from services.alerts.models import Config
@@ -44,19 +45,28 @@ class AlertsSettings(IocSettings):
     # After this process starts, an ingest that has not reported yet may still be starting
     # (`ioc up` starts its children together): no "IOC lost its broker" for that long.
     alerts_start_grace_s: float = 60.0
+    # The `source` values a speaker may play from without a broadcast of ours (comma-separated,
+    # e.g. "vov1,fm-xa"): the default of unscheduled_broadcast's allowed_sources (SPEC §9).
+    broadcast_allowed_sources: str = ""
+
+    def rule_defaults(self) -> dict[str, dict[str, Any]]:
+        """Rule settings the environment gives, under IOC_ALERTS_FILE's and the API's."""
+        sources = unscheduled.parse_sources(self.broadcast_allowed_sources)
+        return {unscheduled.RULE: {"allowed_sources": sources}} if sources else {}
 
 
 class ConfigSource:
     """IOC_ALERTS_FILE plus the rules admins saved through the API, rebuilt when either changes."""
 
-    def __init__(self, path: Path | None) -> None:
+    def __init__(self, path: Path | None, defaults: dict[str, dict[str, Any]] | None = None) -> None:
         self.path = path
+        self.defaults = defaults or {}
         self._mtime: float | None = None
         self._version: int | None = None
         self._doc: dict[str, Any] = {}
         self._api: dict[str, Any] = {}
         self._last_error: str | None = None
-        self.current: Config = alert_config.build({})
+        self.current: Config = alert_config.build({}, defaults=self.defaults)
 
     def _file(self) -> bool:
         mtime = self.path.stat().st_mtime if self.path and self.path.exists() else None
@@ -76,7 +86,7 @@ class ConfigSource:
                 changed = True
             if not changed:
                 return False
-            self.current = alert_config.build(self._doc, self._api)
+            self.current = alert_config.build(self._doc, self._api, self.defaults)
             for name, url in self.current.channels.items():
                 try:
                     check(url)
@@ -190,7 +200,7 @@ class Engine:
             await asyncio.to_thread(conn.close)
 
     async def _evaluate(self, conn: psycopg.Connection, stop: asyncio.Event) -> None:
-        source = ConfigSource(self.s.alerts_file)
+        source = ConfigSource(self.s.alerts_file, self.s.rule_defaults())
         await asyncio.to_thread(source.refresh, conn)
         evaluator = Evaluator(
             conn,
@@ -248,7 +258,9 @@ class Engine:
 def check_config(settings: AlertsSettings) -> Config:
     """Validate IOC_ALERTS_FILE (and its channel URLs) without a database."""
     try:
-        cfg = alert_config.build(alert_config.load_file(settings.alerts_file))
+        cfg = alert_config.build(
+            alert_config.load_file(settings.alerts_file), defaults=settings.rule_defaults()
+        )
         for name, url in cfg.channels.items():
             try:
                 check(url)

@@ -19,7 +19,7 @@ import psycopg
 from psycopg.types.json import set_json_loads
 
 from services import feed
-from services.alerts import inputs, topology
+from services.alerts import inputs, topology, unscheduled
 from services.alerts.actor import Actor
 from services.alerts.decisions import Decider, Key, Observed
 from services.alerts.models import Config
@@ -125,6 +125,7 @@ class Evaluator:
                     ingest_stalled=ingest.stalled,
                     sources_lost=inputs.sources_lost(self.conn, now),
                     in_grace=self.grace_until is not None and now < self.grace_until,
+                    broadcasting=unscheduled.broadcasting(self.conn),
                 )
             )
             for key in outcome.cleared:

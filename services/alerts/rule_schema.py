@@ -59,6 +59,14 @@ BUILTIN: dict[str, dict[str, Any]] = {
     "speaker_battery_low": {"severity": "warning", "for_s": 300, "kinds": ["speaker"], "threshold": 20},
     "uplink_down": {"severity": "critical", "for_s": 120, "kinds": ["wifi", "gateway"]},
     "temperature_high": {"severity": "warning", "for_s": 300, "threshold": 70},
+    # A speaker playing while no broadcast of ours is on it, from a source not allowed (SPEC §9);
+    # the default of allowed_sources is IOC_BROADCAST_ALLOWED_SOURCES.
+    "unscheduled_broadcast": {
+        "severity": "critical",
+        "for_s": 30,
+        "kinds": ["speaker"],
+        "allowed_sources": [],
+    },
 }
 COMMON: dict[str, Any] = {
     "enabled": True,
@@ -117,6 +125,12 @@ def _check_setting(err: Errors, path: str, key: str, v: Any, custom: bool) -> No
             isinstance(v, list) and all(isinstance(x, str) and x for x in v),
             path,
             "must be a list of event types",
+        )
+    elif key == "allowed_sources":
+        err.check(
+            isinstance(v, list) and all(isinstance(x, str) and x.strip() for x in v),
+            path,
+            "must be a list of source names, e.g. [vov1, fm-xa]",
         )
     elif key == "on_hours":
         try:

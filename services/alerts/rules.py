@@ -9,6 +9,7 @@ from datetime import datetime
 from functools import lru_cache
 from typing import Any
 
+from services.alerts import unscheduled
 from services.alerts.hours import in_hours, parse_hours
 
 
@@ -26,6 +27,8 @@ class DeviceView:
     # when the device started flapping (None: it is not)
     flapping_since: datetime | None = None
     flap_count: int = 0
+    # one of our broadcasts is on the device now (a delivery sent and not finished)
+    broadcasting: bool = False
 
 
 @dataclass(frozen=True)
@@ -168,6 +171,13 @@ def _screen_off(d: DeviceView, s: Mapping[str, Any], now: datetime) -> Condition
     return Condition(d.metrics.get("screen_on") is False, None, {"on_hours": s["on_hours"]})
 
 
+def _unscheduled(d: DeviceView, s: Mapping[str, Any], now: datetime) -> Condition:
+    if d.state != "online":
+        return UNKNOWN
+    active, detail = unscheduled.unscheduled(d.metrics, d.broadcasting, s)
+    return Condition(active, None, detail)
+
+
 CHECKS: dict[str, Callable[[DeviceView, Mapping[str, Any], datetime], Condition]] = {
     "offline": _offline,
     "camera_tamper": _tamper,
@@ -179,6 +189,7 @@ CHECKS: dict[str, Callable[[DeviceView, Mapping[str, Any], datetime], Condition]
     "speaker_battery_low": _metric(_battery),
     "uplink_down": _metric(_uplink),
     "temperature_high": _metric(_temperature),
+    unscheduled.RULE: _unscheduled,
 }
 THRESHOLD = _metric(_threshold)
 
@@ -207,6 +218,9 @@ def clock_bound(rule: str, d: DeviceView) -> bool:
         return bool(d.events)  # raised for hold_s
     if rule == "eboard_screen_off":
         return d.state == "online" and d.metrics.get("screen_on") is False  # on-hours begin and end
+    if rule == unscheduled.RULE:
+        # our broadcast may begin or end under a status that stays `playing`
+        return d.metrics.get("playing") is True
     return False
 
 
