@@ -1,8 +1,16 @@
 """`broadcast_not_reached` (SPEC §9): an emergency that has not reached every targeted village
 within 2 minutes of its start raises one alert naming those villages, routed like every other
-alert (the alert evaluator sends it to the channels its routes name)."""
+alert (the alert evaluator sends it to the channels its routes name).
+
+It resolves by itself, with its reason in `details.outcome` and the history: `reached` when every
+targeted village is reached later (a device came back and got the redelivery), `cancelled` when
+someone cancels the broadcast, `expired` when the occurrence ends with villages still not reached —
+nothing can reach them any more, and the alert must not stand in the way of the next emergency's;
+`details.not_reached` then names the villages that never heard it.
+"""
 
 from datetime import datetime, timedelta
+from typing import Any
 
 import psycopg
 from psycopg.rows import class_row, dict_row
@@ -45,12 +53,12 @@ def raise_not_reached(conn: psycopg.Connection, now: datetime, lang: str = "vi")
         ).fetchall()
     opened = []
     for b in due:
-        conn.execute("UPDATE broadcasts SET alerted_for = occurrence_at WHERE id = %s", (b.id,))
         ds = store.deliveries(conn, b)
         missed = [
             (c["commune"], c["village"], c["reason"]) for c in store.coverage(conn, b, ds) if not c["reached"]
         ]
         if not missed:
+            conn.execute("UPDATE broadcasts SET alerted_for = occurrence_at WHERE id = %s", (b.id,))
             continue
         names = _village_names(conn, [(c, v) for c, v, _ in missed])
         details = {
@@ -80,7 +88,10 @@ def raise_not_reached(conn: psycopg.Connection, now: datetime, lang: str = "vi")
                 ),
             ).fetchone()
         if row is None:
-            continue  # one is open already (one open alert per rule without a device)
+            # One is open already (one open alert per rule without a device): this one is
+            # raised once that one resolves.
+            continue
+        conn.execute("UPDATE broadcasts SET alerted_for = occurrence_at WHERE id = %s", (b.id,))
         alert_store.history(conn, row["id"], "opened", None, details)
         # Routed and sent by the alert evaluator, as the gateway's requests are.
         conn.execute(
@@ -90,3 +101,59 @@ def raise_not_reached(conn: psycopg.Connection, now: datetime, lang: str = "vi")
         feed.publish(conn, [alert_store.feed_item(row)])
         opened.append(row["id"])
     return opened
+
+
+def _outcome(conn: psycopg.Connection, alert: dict[str, Any], now: datetime) -> tuple[str, list[str]] | None:
+    """Why an open alert resolves now — (`reached` | `cancelled` | `expired`, the villages never
+    reached) — or None while its broadcast may still reach them."""
+    bid = (alert["details"] or {}).get("broadcast")
+    with conn.cursor(row_factory=class_row(Broadcast)) as cur:
+        b = cur.execute("SELECT * FROM broadcasts WHERE id = %s", (bid,)).fetchone()
+    if b is None:
+        return "cancelled", []
+    if b.state == "cancelled":
+        return "cancelled", []
+    cov = store.coverage(conn, b, store.deliveries(conn, b))
+    missed = [(c["commune"], c["village"]) for c in cov if not c["reached"]]
+    if b.occurrence_at == alert["since"] and not missed:
+        return "reached", []
+    length = b.expires_at - b.starts_at
+    over = b.occurrence_at != alert["since"] or b.state == "finished" or now >= alert["since"] + length
+    if over:
+        return "expired", _village_names(conn, missed) if b.occurrence_at == alert["since"] else []
+    return None
+
+
+def resolve_settled(conn: psycopg.Connection, now: datetime) -> list[int]:
+    """Resolve the open alerts whose broadcast reached every village, was cancelled or expired;
+    the evaluator tells the channels that heard of the alert. The ids resolved."""
+    with conn.cursor(row_factory=dict_row) as cur:
+        open_ = cur.execute(
+            f"SELECT {alert_store.COLUMNS} FROM alerts WHERE rule = %s AND state <> 'resolved' FOR UPDATE",  # noqa: S608
+            (RULE,),
+        ).fetchall()
+    resolved = []
+    for alert in open_:
+        found = _outcome(conn, alert, now)
+        if found is None:
+            continue
+        outcome, never = found
+        extra: dict[str, Any] = {"outcome": outcome} | ({"not_reached": ", ".join(never)} if never else {})
+        with conn.cursor(row_factory=dict_row) as cur:
+            row = cur.execute(
+                "UPDATE alerts SET state = 'resolved', resolved_at = %s, updated_at = now(),"  # noqa: S608
+                f" details = details || %s WHERE id = %s RETURNING {alert_store.COLUMNS}",
+                (now, Jsonb(extra), alert["id"]),
+            ).fetchone()
+        assert row is not None
+        alert_store.history(conn, row["id"], "resolved", None, {"auto": True, "reason": outcome, **extra})
+        # An open notification not routed yet has nobody to tell; the evaluator sends the resolve
+        # to the channels told of the alert, as for the gateway's requests.
+        conn.execute("DELETE FROM alert_outbox WHERE alert_id = %s AND status = 'route'", (row["id"],))
+        conn.execute(
+            "INSERT INTO alert_outbox (alert_id, event, status, data) VALUES (%s, 'resolve', 'route', %s)",
+            (row["id"], Jsonb({"actor": None})),
+        )
+        feed.publish(conn, [alert_store.feed_item(row)])
+        resolved.append(row["id"])
+    return resolved

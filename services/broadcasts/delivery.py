@@ -239,5 +239,6 @@ def tick(
         activate(conn, now, tz)
         expire(conn, now)
         commands = due(conn, now, public_url, secret)
+        alerting.resolve_settled(conn, now)
         alerting.raise_not_reached(conn, now, lang)
         return commands

@@ -5,6 +5,7 @@ from datetime import timedelta
 import psycopg
 
 from services.broadcasts import store
+from services.models import Device
 from tests.broadcasts.test_delivery import SPK, T0, conn, result, send, tick  # noqa: F401
 
 __all__ = ["conn"]
@@ -53,3 +54,78 @@ def test_a_normal_bulletin_not_reaching_a_village_raises_nothing(conn: psycopg.C
     send(conn, "normal")
     tick(conn, T0 + timedelta(minutes=5))
     assert alerts(conn) == []
+
+
+TAY_BINH = Device("spk-tay-binh-1", "thoai-giang", "speaker", "tay-binh")
+
+
+def outcome(conn: psycopg.Connection) -> list[tuple[str, str | None, str | None]]:
+    return conn.execute(
+        "SELECT state, details->>'outcome', details->>'not_reached' FROM alerts ORDER BY id"
+    ).fetchall()
+
+
+def missed_tay_binh(conn: psycopg.Connection) -> store.Broadcast:
+    """An emergency to both villages whose Tây Bình speaker is offline: alerted at 2 minutes."""
+    conn.execute("UPDATE device_state SET state = 'offline' WHERE device_id = 'spk-tay-binh-1'")
+    b = send(conn, communes=["thoai-giang"], kinds=["speaker"])
+    (cmd,) = tick(conn)
+    result(conn, [{"id": cmd["id"], "status": "done"}])
+    tick(conn, T0 + timedelta(seconds=120))
+    assert outcome(conn) == [("open", None, None)]
+    return b
+
+
+def test_the_alert_resolves_when_the_village_is_reached_later(conn: psycopg.Connection) -> None:
+    missed_tay_binh(conn)
+    back = T0 + timedelta(minutes=5)
+    conn.execute(
+        "UPDATE device_state SET state = 'online', since = %s WHERE device_id = 'spk-tay-binh-1'", (back,)
+    )
+    (cmd,) = tick(conn, back)
+    assert cmd["topic"].endswith("/spk-tay-binh-1/cmd")
+    tick(conn, back + timedelta(seconds=1))
+    assert outcome(conn) == [("open", None, None)]
+    result(conn, [{"id": cmd["id"], "status": "done"}], TAY_BINH)
+    tick(conn, back + timedelta(seconds=40))
+    assert outcome(conn) == [("resolved", "reached", None)]
+    assert conn.execute("SELECT action, details->>'reason' FROM alert_history ORDER BY id").fetchall() == [
+        ("opened", None),
+        ("resolved", "reached"),
+    ]
+    # The evaluator tells the channels that heard of it (the open request is still unrouted here:
+    # nobody was told, so only the resolve request stays).
+    assert conn.execute("SELECT event, status FROM alert_outbox ORDER BY id").fetchall() == [
+        ("resolve", "route")
+    ]
+
+
+def test_the_alert_resolves_when_the_broadcast_is_cancelled(conn: psycopg.Connection) -> None:
+    b = missed_tay_binh(conn)
+    with conn.transaction():
+        store.cancel(conn, b.id, "admin", "admin", None, T0 + timedelta(minutes=3))
+    tick(conn, T0 + timedelta(minutes=3))
+    assert outcome(conn) == [("resolved", "cancelled", None)]
+
+
+def test_the_alert_resolves_at_expiry_naming_the_villages_never_reached(conn: psycopg.Connection) -> None:
+    missed_tay_binh(conn)
+    tick(conn, T0 + timedelta(minutes=59))
+    assert outcome(conn) == [("open", None, None)]
+    tick(conn, T0 + timedelta(hours=1))
+    assert outcome(conn) == [("resolved", "expired", "Ấp Tây Bình")]
+
+
+def test_a_second_emergency_missing_a_village_is_alerted_once_the_first_alert_resolves(
+    conn: psycopg.Connection,
+) -> None:
+    first = missed_tay_binh(conn)
+    second = send(conn, communes=["thoai-giang"], kinds=["speaker"], now=T0 + timedelta(minutes=1))
+    tick(conn, T0 + timedelta(minutes=4))
+    assert outcome(conn) == [("open", None, None)]
+    with conn.transaction():
+        store.cancel(conn, first.id, "admin", "admin", None, T0 + timedelta(minutes=5))
+    tick(conn, T0 + timedelta(minutes=5))
+    assert [o[0] for o in outcome(conn)] == ["resolved", "open"]
+    details = conn.execute("SELECT details FROM alerts ORDER BY id DESC LIMIT 1").fetchone()
+    assert details is not None and details[0]["broadcast"] == second.id
