@@ -21,6 +21,7 @@ BAD_REQUEST_DATA = "BadRequestData"
 RESOURCE_NOT_FOUND = "ResourceNotFound"
 OPERATION_NOT_SUPPORTED = "OperationNotSupported"
 CONFLICT = "Conflict"
+ALREADY_EXISTS = "AlreadyExists"
 INTERNAL_ERROR = "InternalError"
 TITLES = {
     INVALID_REQUEST: "The request is syntactically invalid",
@@ -28,6 +29,7 @@ TITLES = {
     RESOURCE_NOT_FOUND: "The referred resource has not been found",
     OPERATION_NOT_SUPPORTED: "The operation is not supported",
     CONFLICT: "The operation conflicts with the current state of the system",
+    ALREADY_EXISTS: "The referred element already exists",
     INTERNAL_ERROR: "There has been an error during the operation execution",
 }
 # The NGSI-LD error type of each status this gateway answers with, where CIM 009 has one.
