@@ -160,8 +160,9 @@ def customise(doc: dict[str, Any], routes: list[Any]) -> dict[str, Any]:
                     if ref:  # a model given in `responses=` wins over the `dict` FastAPI inferred
                         media["schema"] = {"$ref": ref}
             has_body = "requestBody" in op
-            if not has_body:
-                responses.pop("422", None)  # bad query or path parameters are 400 (gateway.errors)
+            if not has_body or ngsi:
+                # bad query or path parameters are 400 (gateway.errors), and so is any bad NGSI-LD body
+                responses.pop("422", None)
             elif "422" in responses:
                 responses["422"] = _error(OPERATOR_ERRORS[422], ErrorBody.__name__, 422)
             if share or ngsi:
