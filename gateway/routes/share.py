@@ -329,6 +329,8 @@ class AuditMiddleware:
     async def _write(self, scope: AsgiScope, state: dict[str, Any], status: int) -> bool:
         key: ApiKey | None = state.get("share_key")
         params = query_params(scope.get("query_string", b""))
+        # what a route adds of the call (an NGSI-LD subscription's id and the body it was given)
+        params.update(state.get("audit_params") or {})
 
         def write() -> bool:
             try:
