@@ -71,7 +71,7 @@ ATTRS = (
     "value",
 )
 RESERVED = {*ATTRS, "id", "type", "scope", "observedAt", "createdAt", "modifiedAt", "@context"}
-_NAME_RE = re.compile(r"[A-Za-z][A-Za-z0-9_]{0,63}")
+NAME_RE = re.compile(r"[A-Za-z][A-Za-z0-9_]{0,63}")
 Q_TERM = re.compile(r'\s*(deviceState|commune|village|kind|name)\s*(==|!=)\s*"?([^";]*)"?\s*')
 
 
@@ -122,7 +122,7 @@ def key_values(r: dict[str, Any]) -> dict[str, Any]:
     values = scalars(m)
     for k, v in values.items():
         # Each measured value as its own attribute too (names of ours and NGSI-LD's win).
-        if k not in e and k not in RESERVED and _NAME_RE.fullmatch(k):
+        if k not in e and k not in RESERVED and NAME_RE.fullmatch(k):
             e[k] = v
     if values:
         # Smart Data Models' `value`: the last measurements, URL-encoded `name=value;...`.

@@ -1,0 +1,491 @@
+"""The producer of NGSI-LD notifications (task `ngsi.produce` of the push worker, leader only).
+
+It reads the live feed (`feed`, numbered gap-free in commit order) in batches after its cursor:
+every state change and every status ingest puts the device's whole current row there. Each
+status item becomes the device's entity (services.ngsi_entities, as `GET /ngsi-ld/v1/entities`
+shows it) and is compared with the one before it; a subscription is notified of the devices in
+its key's scope that match its `entities` and `q` and whose watched attributes changed, one
+notification per subscription per batch (its `data` holds every such device, latest value).
+The notifications are queued in the push outbox in the transaction that moves the cursor, so a
+restart neither loses nor repeats one.
+
+Throttling: after a notification, the devices that change within `throttling` seconds are kept
+(`ngsi_subscriptions.pending`, in the same transaction) and sent with their latest values when
+the window ends. After a restart, each device's last entity before the cursor is read back from
+the feed, so what changed is known exactly; when the feed (kept an hour) was pruned past the
+cursor, every device changed since then is notified once with its current value.
+"""
+
+import asyncio
+import logging
+import re
+import time
+import uuid
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import orjson
+import psycopg
+from psycopg_pool import AsyncConnectionPool
+
+from services import feed
+from services.backoff import Backoff
+from services.ngsi_entities import CORE_CONTEXT, iso, key_values, normalized, parse_q, pick
+from services.ngsi_subscriptions.store import NOTIFY_CHANNEL
+from services.push import outbox
+
+log = logging.getLogger(__name__)
+POLL_S = 1.0  # at least this often: throttling windows that end, expiries
+FEED_ROWS = 200  # feed rows (one per writing transaction) per batch
+RELOAD_S = 5.0  # subscriptions and their keys read again at least this often (a revoked key)
+SEED_ROWS = 20_000  # feed rows read back at start for each device's last entity
+MAX_DATA = 500  # entities per notification; more go in several
+Clock = Callable[[], datetime]
+
+
+@dataclass(frozen=True)
+class Device:
+    commune: str
+    village: str | None
+    kind: str
+    name: str | None
+    lat: float | None
+    lon: float | None
+    parent: str | None
+
+
+@dataclass(frozen=True)
+class Selector:
+    id: str | None
+    pattern: re.Pattern[str] | None
+
+    def matches(self, entity_id: str) -> bool:
+        return (self.id is None or self.id == entity_id) and (
+            self.pattern is None or self.pattern.search(entity_id) is not None
+        )
+
+
+@dataclass(frozen=True)
+class Sub:
+    """A subscription as the producer matches it."""
+
+    id: str
+    communes: frozenset[str] | None
+    kinds: frozenset[str] | None
+    usable: bool  # its key is neither revoked nor expired
+    active: bool
+    expires_at: datetime | None
+    throttling_s: float | None
+    entities: tuple[Selector, ...]
+    watched: frozenset[str] | None
+    q_eq: tuple[tuple[str, str], ...]
+    q_ne: tuple[tuple[str, str], ...]
+    attrs: list[str] | None
+    format: str
+    ld: bool  # application/ld+json: the @context in the body
+    context_url: str
+
+    @classmethod
+    def of(cls, row: tuple[Any, ...]) -> "Sub":
+        sub_id, doc, context_url, active, expires_at, throttling_s, communes, kinds, usable = row
+        eq, ne = parse_q(doc["q"]) if doc.get("q") else ({}, {})
+        n = doc["notification"]
+        return cls(
+            id=sub_id,
+            communes=frozenset(communes) if communes is not None else None,
+            kinds=frozenset(kinds) if kinds is not None else None,
+            usable=usable,
+            active=active,
+            expires_at=expires_at,
+            throttling_s=throttling_s,
+            entities=tuple(
+                Selector(e.get("id"), re.compile(e["idPattern"]) if e.get("idPattern") else None)
+                for e in doc.get("entities") or ()
+            ),
+            watched=frozenset(doc["watchedAttributes"]) if doc.get("watchedAttributes") else None,
+            q_eq=tuple(eq.items()),
+            q_ne=tuple(ne.items()),
+            attrs=n.get("attributes"),
+            format=n.get("format", "normalized"),
+            ld=n["endpoint"].get("accept") == "application/ld+json",
+            context_url=context_url,
+        )
+
+    def live(self, now: datetime) -> bool:
+        return self.usable and self.active and (self.expires_at is None or self.expires_at > now)
+
+    def selects(self, kv: dict[str, Any], changed: set[str]) -> bool:
+        """A change of this entity concerns the subscription (its watched attributes, scope, entities, q)."""
+        if self.watched is not None and self.watched.isdisjoint(changed):
+            return False
+        if self.communes is not None and kv["commune"] not in self.communes:
+            return False
+        if self.kinds is not None and kv["kind"] not in self.kinds:
+            return False
+        if self.entities and not any(s.matches(kv["id"]) for s in self.entities):
+            return False
+        return all(kv.get(a) == v for a, v in self.q_eq) and all(kv.get(a) != v for a, v in self.q_ne)
+
+    def entity(self, r: dict[str, Any]) -> dict[str, Any]:
+        if self.format == "keyValues":
+            return pick(key_values(r), self.attrs)
+        e = pick(normalized(r), self.attrs)
+        return concise(e) if self.format == "concise" else e
+
+
+def concise(e: dict[str, Any]) -> dict[str, Any]:
+    """The concise representation (CIM 009 §4.5.3.6): Properties without `type`, a bare value when
+    nothing else is said of it; Relationships as `object`; GeoProperties as their GeoJSON."""
+    out: dict[str, Any] = {}
+    for k, v in e.items():
+        if not isinstance(v, dict) or k in ("id", "type"):
+            out[k] = v
+        elif v.get("type") == "GeoProperty":
+            out[k] = v["value"]
+        elif v.get("type") == "Relationship":
+            out[k] = {"object": v["object"]}
+        else:
+            rest = {a: b for a, b in v.items() if a != "type"}
+            out[k] = (
+                rest["value"] if list(rest) == ["value"] and not isinstance(rest["value"], dict) else rest
+            )
+    return out
+
+
+def _time(text: Any) -> datetime | None:
+    return datetime.fromisoformat(text) if isinstance(text, str) else None
+
+
+def _changed(before: dict[str, Any] | None, after: dict[str, Any]) -> set[str]:
+    if before is None:
+        return set(after) - {"id", "type"}
+    return {k for k in before.keys() | after.keys() if before.get(k) != after.get(k)} - {"id", "type"}
+
+
+class Producer:
+    def __init__(self, pool: AsyncConnectionPool, clock: Clock | None = None) -> None:
+        self.pool = pool
+        self.clock = clock or (lambda: datetime.now(UTC))
+        self.started = False
+        self.devices: dict[str, Device] = {}
+        self.registry_version: int | None = None
+        self.subs: dict[str, Sub] = {}
+        self.sub_version: int | None = None
+        self.loaded_at = 0.0
+        # per subscription: throttled devices with the entity row to send, and the last notification
+        self.pending: dict[str, dict[str, dict[str, Any] | None]] = {}
+        self.notified: dict[str, datetime | None] = {}
+        # per device: its last entity row and keyValues (what a change is measured against)
+        self.last: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {}
+        self.cursor = 0
+        self.cursor_at: datetime | None = None
+        self.wake = asyncio.Event()
+
+    def _row(self, device_id: str, dev: Device, item: dict[str, Any]) -> dict[str, Any]:
+        last_seen = _time(item.get("last_seen"))
+        return {
+            "device_id": device_id,
+            "commune": dev.commune,
+            "village": dev.village,
+            "kind": dev.kind,
+            "name": dev.name,
+            "lat": dev.lat,
+            "lon": dev.lon,
+            "parent": dev.parent,
+            "state": item.get("state") or "unknown",
+            "since": _time(item.get("since")),
+            "last_seen": last_seen,
+            "metrics": item.get("metrics") or {},
+            # the feed carries the receive time of the last status, not the device's own ts
+            "metrics_ts": last_seen,
+        }
+
+    async def start(self) -> None:
+        """Cursor, registry, subscriptions, and each device's last entity before the cursor."""
+        self.devices, self.subs, self.last = {}, {}, {}
+        self.registry_version = self.sub_version = None
+        async with self.pool.connection() as conn:
+            async with conn.transaction():
+                row = await (await conn.execute("SELECT feed_seq, feed_at FROM ngsi_producer")).fetchone()
+                if row is None:
+                    # First start: subscribers get the changes from now on.
+                    head = await feed.head_async(conn)
+                    await conn.execute(
+                        "INSERT INTO ngsi_producer (feed_seq) VALUES (%s) ON CONFLICT DO NOTHING", (head,)
+                    )
+                    row = (head, self.clock())
+            self.cursor, self.cursor_at = int(row[0]), row[1]
+            await conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ")
+            try:
+                await self._load(conn)
+                await self._seed(conn)
+            finally:
+                await conn.execute("COMMIT")
+        self.started = True
+
+    async def _load(self, conn: psycopg.AsyncConnection) -> None:
+        row = await (await conn.execute("SELECT version FROM registry_version")).fetchone()
+        version = int(row[0]) if row else 0
+        if version != self.registry_version:
+            cur = await conn.execute(
+                "SELECT id, commune_id, village_id, kind, name, lat, lon, parent_id FROM devices"
+                " WHERE retired_at IS NULL"
+            )
+            self.devices = {r[0]: Device(*r[1:]) for r in await cur.fetchall()}
+            self.registry_version = version
+        row = await (await conn.execute("SELECT version FROM ngsi_subscriptions_version")).fetchone()
+        version = int(row[0]) if row else 0
+        if version == self.sub_version and time.monotonic() - self.loaded_at < RELOAD_S:
+            return
+        cur = await conn.execute(
+            "SELECT s.id, s.doc, s.context_url, s.is_active, s.expires_at, s.throttling_s, k.communes, k.kinds,"
+            " k.revoked_at IS NULL AND (k.expires_at IS NULL OR k.expires_at > now()), s.pending, s.notified_at"
+            " FROM ngsi_subscriptions s JOIN api_keys k ON k.id = s.key_id"
+        )
+        subs: dict[str, Sub] = {}
+        for r in await cur.fetchall():
+            try:
+                sub = subs[r[0]] = Sub.of(r[:9])
+            except Exception:  # a stored subscription this version cannot read: skipped, said once
+                if r[0] not in self.subs:
+                    log.exception("NGSI-LD subscription %s cannot be read; it is not notified", r[0])
+                continue
+            if sub.id not in self.pending or version != self.sub_version:
+                kept = self.pending.get(sub.id, {})
+                self.pending[sub.id] = {d: kept.get(d) for d in r[9]}
+                self.notified[sub.id] = r[10]
+        for gone in set(self.pending) - set(subs):
+            self.pending.pop(gone, None)
+            self.notified.pop(gone, None)
+        self.subs, self.sub_version, self.loaded_at = subs, version, time.monotonic()
+
+    async def _seed(self, conn: psycopg.AsyncConnection) -> None:
+        """Each device's last entity at or before the cursor, read back from the feed."""
+        need = set(self.devices)
+        before = self.cursor
+        rows_read = 0
+        while need and before > 0 and rows_read < SEED_ROWS:
+            cur = await conn.execute(
+                "SELECT seq_first, items::text FROM feed WHERE seq_first <= %s ORDER BY seq_first DESC LIMIT 500",
+                (before,),
+            )
+            rows = await cur.fetchall()
+            if not rows:
+                break
+            for _, text in rows:
+                for item in reversed(orjson.loads(text)):
+                    d = item.get("device_id")
+                    if item.get("type") == "status" and d in need and item.get("seq", 0) <= self.cursor:
+                        r = self._row(d, self.devices[d], item)
+                        self.last[d] = (r, key_values(r))
+                        need.discard(d)
+            rows_read += len(rows)
+            before = rows[-1][0] - 1
+
+    async def cycle(self) -> bool:
+        """One batch: read, match, queue, move the cursor. True when more may be waiting."""
+        now = self.clock()
+        async with self.pool.connection() as conn:
+            await conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ")
+            try:
+                await self._load(conn)
+                rows = await feed.rows_after(conn, self.cursor, FEED_ROWS)
+                head = await feed.head_async(conn)
+                resync: list[tuple[str, dict[str, Any], bool]] | None = None
+                if (rows and rows[0][0] != self.cursor + 1) or (not rows and head > self.cursor):
+                    resync = await self._current(conn)
+            finally:
+                await conn.execute("COMMIT")
+        matched: dict[str, dict[str, dict[str, Any]]] = {}
+        new_at: datetime | None
+        if resync is not None:
+            log.warning(
+                "the live feed no longer holds NGSI-LD notifications' position (%s; the producer was"
+                " stopped over an hour): devices changed since %s are notified with their current values",
+                self.cursor,
+                self.cursor_at,
+            )
+            for d, item, changed_since in resync:
+                if changed_since:
+                    self._observe(d, item, matched, fresh=True, now=now)
+                else:
+                    r = self._row(d, self.devices[d], item)
+                    self.last[d] = (r, key_values(r))
+            new_cursor, new_at = head, now
+        else:
+            for _, _, text in rows:
+                for item in orjson.loads(text):
+                    if item.get("type") == "status" and item.get("device_id") in self.devices:
+                        self._observe(item["device_id"], item, matched, fresh=False, now=now)
+            new_cursor = rows[-1][1] if rows else self.cursor
+            new_at = now if rows else self.cursor_at
+        await self._queue(matched, now, new_cursor, new_at)
+        return len(rows) == FEED_ROWS
+
+    async def _current(self, conn: psycopg.AsyncConnection) -> list[tuple[str, dict[str, Any], bool]]:
+        cur = await conn.execute(
+            "SELECT device_id, state, since, last_seen, metrics, updated_at > %s FROM device_state",
+            (self.cursor_at,),
+        )
+        out = []
+        for d, state, since, last_seen, metrics, changed in await cur.fetchall():
+            if d in self.devices:
+                item = {"state": state, "since": iso(since), "last_seen": iso(last_seen), "metrics": metrics}
+                out.append((d, item, bool(changed)))
+        return out
+
+    def _observe(
+        self,
+        device_id: str,
+        item: dict[str, Any],
+        matched: dict[str, dict[str, dict[str, Any]]],
+        *,
+        fresh: bool,
+        now: datetime,
+    ) -> None:
+        """Measure one status against the device's last entity; note it for each subscription it concerns."""
+        r = self._row(device_id, self.devices[device_id], item)
+        kv = key_values(r)
+        before = self.last.get(device_id)
+        changed = _changed(None if fresh or before is None else before[1], kv)
+        self.last[device_id] = (r, kv)
+        if not changed:
+            return
+        for sub in self.subs.values():
+            if sub.selects(kv, changed) and sub.live(now):
+                matched.setdefault(sub.id, {})[device_id] = r
+
+    async def _queue(
+        self,
+        matched: dict[str, dict[str, dict[str, Any]]],
+        now: datetime,
+        new_cursor: int,
+        new_at: datetime | None,
+    ) -> None:
+        notes: list[tuple[Sub, list[dict[str, Any]]]] = []
+        pending_writes: dict[str, tuple[list[str], datetime | None]] = {}
+        for sub_id, sub in self.subs.items():
+            pending = self.pending.setdefault(sub_id, {})
+            fresh = matched.get(sub_id, {})
+            if not sub.live(now):
+                if pending:
+                    pending_writes[sub_id] = ([], self.notified.get(sub_id))
+                    pending.clear()
+                continue
+            if not fresh and not pending:
+                continue
+            last = self.notified.get(sub_id)
+            window = timedelta(seconds=sub.throttling_s or 0)
+            if sub.throttling_s and last is not None and now < last + window:
+                added = set(fresh) - set(pending)
+                pending.update(fresh)
+                if added:
+                    pending_writes[sub_id] = (sorted(pending), last)
+                continue
+            rows = [r for r in {**pending, **fresh}.values() if r is not None]
+            rows += [self.last[d][0] for d, r in pending.items() if r is None and d in self.last]
+            if rows:
+                notes.append((sub, rows))
+            if sub.throttling_s:
+                pending_writes[sub_id] = ([], now)
+            pending.clear()
+            self.notified[sub_id] = now
+        if not notes and not pending_writes and new_cursor == self.cursor:
+            return
+        async with self.pool.connection() as conn, conn.transaction():
+            for sub, rows in notes:
+                for body, communes in bodies(sub, rows, now):
+                    await outbox.enqueue(conn, f"ngsi:{sub.id}", body, communes=communes)
+            for sub_id in sorted(pending_writes):
+                devices, notified = pending_writes[sub_id]
+                await conn.execute(
+                    "UPDATE ngsi_subscriptions SET pending = %s, notified_at = %s WHERE id = %s",
+                    (devices, notified, sub_id),
+                )
+            if new_cursor != self.cursor:
+                await conn.execute(
+                    "UPDATE ngsi_producer SET feed_seq = %s, feed_at = %s", (new_cursor, new_at or now)
+                )
+        self.cursor, self.cursor_at = new_cursor, new_at
+
+    def next_due_s(self, now: datetime) -> float:
+        """Seconds until the first throttling window with devices waiting ends (at most POLL_S)."""
+        due = POLL_S
+        for sub_id, pending in self.pending.items():
+            sub, last = self.subs.get(sub_id), self.notified.get(sub_id)
+            if pending and sub is not None and sub.throttling_s and last is not None:
+                due = min(due, (last + timedelta(seconds=sub.throttling_s) - now).total_seconds())
+        return max(0.0, due)
+
+    async def listen(self, stop: asyncio.Event, backoff: Backoff) -> None:
+        """Be woken when the feed moves or a subscription changes (a poll covers a lost NOTIFY)."""
+        failures = 0
+        while not stop.is_set():
+            try:
+                conn = await psycopg.AsyncConnection.connect(
+                    str(self.pool.conninfo), autocommit=True, connect_timeout=5
+                )
+                try:
+                    await conn.execute(f"LISTEN {feed.NOTIFY_CHANNEL}")
+                    await conn.execute(f"LISTEN {NOTIFY_CHANNEL}")
+                    failures = 0
+                    while not stop.is_set():
+                        async for _ in conn.notifies(timeout=1.0):
+                            self.wake.set()
+                finally:
+                    await conn.close()
+            except (psycopg.OperationalError, psycopg.InterfaceError, OSError) as err:
+                failures += 1
+                if failures == 1:
+                    log.warning("NGSI-LD producer's listener: %s", outbox._first_line(err))  # noqa: SLF001
+                await outbox.sleep(stop, asyncio.Event(), backoff.delay(failures))
+
+    async def run(self, stop: asyncio.Event, backoff: Backoff | None = None) -> None:
+        """Produce until `stop`; database trouble is retried with the backoff, starting over."""
+        backoff = backoff or Backoff(1.0, 30.0)
+        async with asyncio.TaskGroup() as tg:
+            tg.create_task(self.listen(stop, backoff), name="ngsi.listen")
+            failures = 0
+            while not stop.is_set():
+                self.wake.clear()
+                try:
+                    if not self.started:
+                        await self.start()
+                    more = await self.cycle()
+                    failures = 0
+                except (psycopg.OperationalError, psycopg.InterfaceError, OSError) as err:
+                    failures += 1
+                    self.started = False
+                    if failures == 1:
+                        log.warning("NGSI-LD producer: database: %s", outbox._first_line(err))  # noqa: SLF001
+                    await outbox.sleep(stop, asyncio.Event(), backoff.delay(failures))
+                    continue
+                if not more:
+                    await outbox.sleep(stop, self.wake, self.next_due_s(self.clock()) or 0.001)
+
+
+def bodies(
+    sub: Sub, rows: Iterable[dict[str, Any]], now: datetime
+) -> Iterable[tuple[dict[str, Any], list[str]]]:
+    """Notification bodies (CIM 009 §5.11.2) of these entity rows, at most MAX_DATA entities each,
+    with the communes each carries."""
+    ordered = sorted(rows, key=lambda r: r["device_id"])
+    for i in range(0, len(ordered), MAX_DATA):
+        chunk = ordered[i : i + MAX_DATA]
+        body: dict[str, Any] = {
+            "id": f"urn:ngsi-ld:Notification:{uuid.uuid4()}",
+            "type": "Notification",
+            "subscriptionId": sub.id,
+            "notifiedAt": iso(now),
+            "data": [sub.entity(r) for r in chunk],
+        }
+        if sub.ld:
+            body["@context"] = [sub.context_url, CORE_CONTEXT]
+        yield body, sorted({r["commune"] for r in chunk})
+
+
+async def run_producer(pool: AsyncConnectionPool, stop: asyncio.Event) -> None:
+    """The `ngsi.produce` task of the push worker."""
+    await Producer(pool).run(stop)
