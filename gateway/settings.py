@@ -17,6 +17,9 @@ class GatewaySettings(IocSettings):
     public_url: str | None = None
     # Where uploaded broadcast audio is kept, by sha256 (default: IOC_DATA_DIR/media).
     media_dir: Path | None = None
+    # Alert channels (names in IOC_ALERTS_FILE, comma-separated) an emergency broadcast also goes
+    # out to as text when its request names none.
+    broadcast_emergency_channels: str = ""
     # Live feed (/ws/live): fallback poll of the feed table when a notification is lost, and the
     # most messages queued for one client before it is disconnected as too slow.
     live_poll_s: float = 1.0

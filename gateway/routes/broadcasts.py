@@ -10,7 +10,7 @@ from gateway import params
 from gateway.deps import Conn, CurrentUser, Operator, check_commune
 from services import audit, paging
 from services.auth import User
-from services.broadcasts import store
+from services.broadcasts import store, texts
 from services.errors import Forbidden
 
 router = APIRouter(
@@ -36,6 +36,12 @@ class BroadcastIn(BaseModel):
     expires_at: params.Time | None = Field(default=None, description="default starts_at + 1 h")
     risk_level: int | None = Field(default=None, ge=1, le=5, description="Quyết định 18/2021/QĐ-TTg")
     volume: int | None = Field(default=None, ge=0, le=100)
+    channels: list[str] | None = Field(
+        default=None,
+        max_length=20,
+        description="alert channels (names of IOC_ALERTS_FILE's `channels`: Zalo OA, Telegram…) it also"
+        " goes out to as text; default: IOC_BROADCAST_EMERGENCY_CHANNELS for an emergency, none otherwise",
+    )
 
 
 def _tz(request: Request) -> str:
@@ -61,8 +67,16 @@ def create(body: BroadcastIn, conn: Conn, user: Operator, request: Request) -> d
     """Operators and admins: a bulletin or warning to the devices of the listed communes, villages
     and devices (a union), of the listed kinds. `normal` and `priority` from an operator wait for an
     admin's approval; `emergency` goes at once. 400 names unknown targets; an expiry already past is
-    400. / Tạo bản tin phát thanh hoặc thông báo bảng tin."""
+    400. `channels` (names of the alert channels) send it as text too; unknown ones are 400.
+    / Tạo bản tin phát thanh hoặc thông báo bảng tin."""
     now = datetime.now(UTC)
+    settings = request.app.state.settings
+    known = texts.known_channels(settings.alerts_file)
+    channels = body.channels
+    if channels is None:
+        # A default that names a channel the file lost must not stop an emergency.
+        wanted = settings.broadcast_emergency_channels if body.priority == "emergency" else ""
+        channels = [c for c in (x.strip() for x in wanted.split(",")) if c in known]
     b = store.create(
         conn,
         title=body.title,
@@ -80,6 +94,8 @@ def create(body: BroadcastIn, conn: Conn, user: Operator, request: Request) -> d
         scope=user.communes,
         now=now,
         tz=_tz(request),
+        channels=channels,
+        known_channels=known,
     )
     _audit(conn, request, user, b, 201, body.model_dump(mode="json", exclude_none=True))
     return store.detail(conn, b)

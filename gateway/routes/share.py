@@ -262,6 +262,8 @@ class BroadcastLogItem(BaseModel):
     villages_reached: int
     devices_targeted: int
     devices_done: int
+    channels_targeted: int = Field(description="text channels (Zalo OA, Telegram…) it was also sent to")
+    channels_sent: int
 
 
 @router.get(

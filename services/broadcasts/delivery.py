@@ -6,7 +6,7 @@ Priority (Thông tư 39): a delivery of a higher priority stops a lower one play
 a lower one waits while a higher or equal one is open there.
 """
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -16,7 +16,7 @@ import psycopg
 from psycopg.rows import class_row
 
 from services import media, topics
-from services.broadcasts import alerting, store
+from services.broadcasts import alerting, store, texts
 from services.broadcasts.model import RANK, Broadcast
 from services.maintenance import _parse_rrule
 
@@ -73,7 +73,7 @@ def activate(conn: psycopg.Connection, now: datetime, tz: str) -> list[Broadcast
             conn.execute(
                 "UPDATE broadcasts SET state = 'active', occurrence_at = %s WHERE id = %s", (occ, b.id)
             )
-            started.append(b)
+            started.append(replace(b, state="active", occurrence_at=occ))
         elif occ is None and not _more_to_come(b, now, tz) and (b.state == "active" or now >= b.expires_at):
             conn.execute("UPDATE broadcasts SET state = 'finished' WHERE id = %s", (b.id,))
         elif occ is not None and not b.rrule and b.state == "active" and _all_over(conn, b):
@@ -92,7 +92,9 @@ def _all_over(conn: psycopg.Connection, b: Broadcast) -> bool:
 
 
 def expire(conn: psycopg.Connection, now: datetime) -> int:
-    """Deliveries with no final result by their expiry: `expired` (a playing one gets its length)."""
+    """Deliveries with no final result by their expiry: `expired` (a playing one gets its length);
+    texts not sent by then are given up."""
+    texts.expire(conn, now)
     cur = conn.execute(
         "UPDATE deliveries d SET state = 'expired', updated_at = %(now)s, reason = CASE d.state"
         "  WHEN 'scheduled' THEN coalesce(d.reason, 'never sent: the device was offline')"
@@ -236,7 +238,9 @@ def tick(
 ) -> list[Command]:
     """One round of the worker, in one transaction: the commands to publish after it commits."""
     with conn.transaction():
-        activate(conn, now, tz)
+        for b in activate(conn, now, tz):
+            assert b.occurrence_at is not None
+            texts.enqueue(conn, b, b.occurrence_at, now, lang, tz)
         expire(conn, now)
         commands = due(conn, now, public_url, secret)
         alerting.resolve_settled(conn, now)

@@ -39,6 +39,8 @@ class Broadcast:
     cancelled_at: datetime | None
     occurrence_at: datetime | None
     alerted_for: datetime | None
+    # alert channels (IOC_ALERTS_FILE) the broadcast also goes out to as text
+    channels: list[str]
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,6 @@
 """Broadcasts in the database: create, approve, cancel, read, list, and their coverage."""
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -9,6 +9,7 @@ from psycopg.rows import class_row
 from psycopg.types.json import Jsonb
 
 from services import maintenance, paging
+from services.broadcasts import texts
 from services.broadcasts.model import KINDS, PRIORITIES, Broadcast, Delivery, village_reached, why_not
 from services.errors import Conflict, Forbidden, InvalidInput, NotFound
 
@@ -107,9 +108,12 @@ def create(
     scope: Sequence[str] | None,
     now: datetime,
     tz: str,
+    channels: Sequence[str] = (),
+    known_channels: Collection[str] = (),
 ) -> Broadcast:
     """A new broadcast: `awaiting_approval` when an operator sends a normal or priority one,
-    else `scheduled` (the worker makes it `active` at `starts_at`)."""
+    else `scheduled` (the worker makes it `active` at `starts_at`). `channels`: alert channels
+    (of `known_channels`) it also goes out to as text."""
     if priority not in PRIORITIES:
         raise InvalidInput(f"priority must be one of {', '.join(PRIORITIES)}")
     if media_id is None and not text:
@@ -127,6 +131,7 @@ def create(
         maintenance.check_rrule(rrule, start, tz)
     elif expiry <= now:
         raise InvalidInput(f"the broadcast expired already (expires_at {expiry.isoformat()} is past)")
+    picked_channels = texts.check(channels, known_channels)
     devices, villages = resolve_targets(conn, targets, scope)
     communes = sorted({d[1] for d in devices} | {c for c, _ in villages})
     state = "awaiting_approval" if role != "admin" and priority != "emergency" else "scheduled"
@@ -136,8 +141,8 @@ def create(
     with conn.cursor(row_factory=class_row(Broadcast)) as cur:
         b = cur.execute(
             "INSERT INTO broadcasts (title, priority, risk_level, media_id, text, volume, targets, communes,"
-            " starts_at, rrule, expires_at, state, created_by, approved_by, approved_at)"
-            " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) RETURNING *",
+            " starts_at, rrule, expires_at, state, created_by, approved_by, approved_at, channels)"
+            " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) RETURNING *",
             (
                 title,
                 priority,
@@ -154,6 +159,7 @@ def create(
                 actor,
                 actor if state == "scheduled" and role == "admin" else None,
                 now if state == "scheduled" and role == "admin" else None,
+                picked_channels,
             ),
         ).fetchone()
     assert b is not None
@@ -215,6 +221,7 @@ def cancel(
         " WHERE broadcast_id = %s AND state IN ('scheduled', 'sent', 'accepted', 'playing')",
         (actor, now, broadcast_id),
     )
+    texts.cancel(conn, broadcast_id)
     conn.execute(f"NOTIFY {CHANNEL}")
     assert out is not None
     return out
@@ -297,6 +304,7 @@ def row(b: Broadcast) -> dict[str, Any]:
         "approved_at": b.approved_at,
         "cancelled_by": b.cancelled_by,
         "cancelled_at": b.cancelled_at,
+        "channels": b.channels,
     }
 
 
@@ -306,6 +314,7 @@ def detail(conn: psycopg.Connection, b: Broadcast) -> dict[str, Any]:
     cov = coverage(conn, b, ds)
     return row(b) | {
         "deliveries": [delivery_row(d) for d in ds],
+        "texts": texts.rows(conn, b),
         "coverage": cov,
         "villages_not_reached": [f"{c['commune']}/{c['village']}" for c in cov if not c["reached"]],
     }
@@ -352,12 +361,36 @@ def list_page(
     return paging.page(rows, limit, lambda b: [b.created_at, b.id])
 
 
+_COUNTS = (
+    # Each broadcast's latest occurrence: its targeted villages (as asked, and those of its devices)
+    # reached as model.village_reached says, its deliveries, its texts — one query for a page.
+    "WITH b AS (SELECT id, occurrence_at, targets FROM broadcasts WHERE id = ANY(%s)),"
+    " d AS (SELECT d.broadcast_id, d.commune_id, d.village_id, d.kind, d.state FROM deliveries d"
+    "  JOIN b ON d.broadcast_id = b.id AND d.occurrence_at = b.occurrence_at),"
+    " v AS (SELECT b.id AS bid, split_part(t, '/', 1) AS c, split_part(t, '/', 2) AS v FROM b,"
+    "  jsonb_array_elements_text(coalesce(b.targets->'villages_resolved', '[]')) AS t"
+    "  UNION SELECT broadcast_id, commune_id, village_id FROM d WHERE village_id IS NOT NULL),"
+    " r AS (SELECT v.bid, CASE WHEN bool_or(d.kind = 'speaker') THEN bool_or(d.kind = 'speaker'"
+    "  AND d.state = 'done') ELSE coalesce(bool_or(d.state IN ('accepted', 'playing', 'done')), false)"
+    "  END AS reached FROM v LEFT JOIN d ON d.broadcast_id = v.bid AND d.commune_id = v.c"
+    "  AND d.village_id = v.v GROUP BY v.bid, v.c, v.v)"
+    " SELECT b.id,"
+    " (SELECT count(*) FROM r WHERE r.bid = b.id),"
+    " (SELECT count(*) FROM r WHERE r.bid = b.id AND r.reached),"
+    " (SELECT count(*) FROM d WHERE d.broadcast_id = b.id),"
+    " (SELECT count(*) FROM d WHERE d.broadcast_id = b.id AND d.state = 'done'),"
+    " (SELECT count(*) FROM alert_outbox o WHERE o.broadcast_id = b.id AND o.occurrence_at = b.occurrence_at"
+    "  AND o.status = 'sent')"
+    " FROM b"
+)
+
+
 def share_rows(conn: psycopg.Connection, bs: list[Broadcast]) -> list[dict[str, Any]]:
-    """The broadcast log's rows (SPEC §9) for the province."""
+    """The broadcast log's rows (SPEC §9) for the province, with the text channels asked and sent."""
+    counts = {r[0]: r[1:] for r in conn.execute(_COUNTS, ([b.id for b in bs],))}
     out = []
     for b in bs:
-        ds = deliveries(conn, b)
-        cov = coverage(conn, b, ds)
+        villages, reached, devices, done, texts_sent = counts.get(b.id, (0, 0, 0, 0, 0))
         out.append(
             {
                 "id": b.id,
@@ -369,10 +402,12 @@ def share_rows(conn: psycopg.Connection, bs: list[Broadcast]) -> list[dict[str, 
                 "approved_by": b.approved_by,
                 "starts_at": b.starts_at,
                 "state": b.state,
-                "villages_targeted": len(cov),
-                "villages_reached": sum(1 for c in cov if c["reached"]),
-                "devices_targeted": len(ds),
-                "devices_done": sum(1 for d in ds if d.state == "done"),
+                "villages_targeted": villages,
+                "villages_reached": reached,
+                "devices_targeted": devices,
+                "devices_done": done,
+                "channels_targeted": len(b.channels),
+                "channels_sent": texts_sent,
             }
         )
     return out

@@ -129,3 +129,28 @@ def test_a_second_emergency_missing_a_village_is_alerted_once_the_first_alert_re
     assert [o[0] for o in outcome(conn)] == ["resolved", "open"]
     details = conn.execute("SELECT details FROM alerts ORDER BY id DESC LIMIT 1").fetchone()
     assert details is not None and details[0]["broadcast"] == second.id
+
+
+def test_the_logs_counts_in_one_query_agree_with_each_broadcasts_coverage(conn: psycopg.Connection) -> None:
+    missed_tay_binh(conn)
+    send(conn, "normal", T0 + timedelta(minutes=3), villages=["tay-binh"], kinds=["eboard"])
+    (show,) = [c for c in tick(conn, T0 + timedelta(minutes=3)) if c["type"] == "show"]
+    result(
+        conn,
+        [{"id": show["id"], "status": "accepted"}],
+        Device("eb-tay-binh", "thoai-giang", "eboard", "tay-binh"),
+    )
+    send(conn, "priority", T0 + timedelta(hours=5), communes=["long-thanh"])
+    bs = [store.get(conn, i) for (i,) in conn.execute("SELECT id FROM broadcasts ORDER BY id")]
+    counted = [
+        (r["villages_targeted"], r["villages_reached"], r["devices_targeted"], r["devices_done"])
+        for r in store.share_rows(conn, bs)
+    ]
+    expected = []
+    for b in bs:
+        ds = store.deliveries(conn, b)
+        cov = store.coverage(conn, b, ds)
+        expected.append(
+            (len(cov), sum(c["reached"] for c in cov), len(ds), sum(d.state == "done" for d in ds))
+        )
+    assert counted == expected == [(2, 1, 2, 1), (1, 1, 1, 0), (1, 0, 0, 0)]

@@ -67,4 +67,6 @@ def test_the_log_pages_and_exports_csv_with_formulas_neutralised(
         "villages_reached",
         "devices_targeted",
         "devices_done",
+        "channels_targeted",
+        "channels_sent",
     ]
