@@ -431,6 +431,10 @@ def run(args: argparse.Namespace) -> int:
             "IOC_SECRET_KEY": key,
             "IOC_DATA_DIR": str(data_dir),
         }
+        if args.demo:
+            # The demo speakers' own programmes (the commune's FM bulletin, the VOV1 relay, the
+            # vendor relays that cannot say) are allowed; a USB stick is not (unscheduled_broadcast).
+            up.env.setdefault("IOC_BROADCAST_ALLOWED_SOURCES", "fm-xa,vov1,none")
         up.plan_children()
         up.supervise_once()
         listening = up.wait_http()
