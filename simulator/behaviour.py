@@ -19,6 +19,8 @@ from services.models import Device
 BROADCASTS = ((time(6, 0), time(6, 45)), (time(17, 0), time(17, 45)))
 SCREEN_HOURS = (time(5, 30), time(22, 0))
 # Fields whose change is reported at once, not at the next heartbeat.
+# What a speaker's event says of its `source`.
+SOURCE_NAMES = {"fm-xa": "Bản tin xã", "vov1": "Tiếp sóng VOV1", "ioc": "bản tin của IOC", "usb": "USB"}
 CHANGE_FIELDS = ("playing", "screen_on", "uplink_up", "power", "errors")
 
 _SCHOOL = ("truong", "thcs", "tieu-hoc", "mau-giao", "mam-non", "thpt")
@@ -142,7 +144,9 @@ class Model:
             "temperature_c": round(ambient_c(local) + 4 + (6 if playing else 0) + r.gauss(0, 0.5), 1),
         }
         if playing:
-            out["source"] = "Bản tin xã" if local.minute < 20 else "Tiếp sóng VOV1"
+            # the commune's own bulletin from its FM station, then the VOV1 relay: sources the
+            # demo allows (IOC_BROADCAST_ALLOWED_SOURCES), not broadcasts of the IOC
+            out["source"] = "fm-xa" if local.minute < 20 else "vov1"
         if v["power"] != "mains":
             h = _hours(local)
             if self.battery_low:
@@ -214,7 +218,7 @@ def events_between(kind: str, before: dict[str, Any], after: dict[str, Any]) -> 
                 {
                     "type": "broadcast_started",
                     "severity": "info",
-                    "message": f"Bắt đầu phát: {after.get('source', '')}".strip(),
+                    "message": f"Bắt đầu phát: {SOURCE_NAMES.get(after.get('source', ''), after.get('source', ''))}".strip(),
                 }
             )
         if before.get("playing") and not after.get("playing"):

@@ -165,6 +165,10 @@ class SimDevice:
         status = self.model.status(self.sim.local_now(), t, uplink_backup=backup, screen_fault=fault)
         if self.player is not None and self.player.playing and self.device.kind == "speaker":
             status |= {"playing": True, "source": "ioc"}
+        elif self.id in s.unscheduled_play and sc.UNSCHEDULED_PLAY.active(t):
+            w = sc.UNSCHEDULED_PLAY
+            turn = int((t - w.first_s) // w.period_s)
+            status |= {"playing": True, "source": sc.UNSCHEDULED_SOURCES[turn % len(sc.UNSCHEDULED_SOURCES)]}
         return status
 
     # -- the device's life -------------------------------------------------------------------

@@ -38,6 +38,10 @@ RANDOM_OUTAGE_S = (60.0, 600.0)
 # A flapping device (loose cable, weak 4G): up for 45-120 s, down for 15-45 s.
 FLAP_UP_S = (45.0, 120.0)
 FLAP_DOWN_S = (15.0, 45.0)
+# A speaker someone plugs a USB stick into (or an unknown stream takes over): it plays for two
+# minutes with nobody having scheduled it (SPEC §9 `unscheduled_broadcast`), now and then.
+UNSCHEDULED_PLAY = Window(first_s=300, duration_s=120, period_s=2400)
+UNSCHEDULED_SOURCES = ("usb", "stream:http://203.0.113.7:8000/live")
 # A device whose clock runs ahead: its `ts` is off by minutes, but within the 5 minutes the IOC accepts.
 CLOCK_SKEW_S = 150.0
 
@@ -54,6 +58,8 @@ class Scenario:
     camera_wrong_password: tuple[str, ...] = ()
     camera_clock_offset_s: dict[str, float] = field(default_factory=dict)
     camera_faults: dict[str, frozenset[str]] = field(default_factory=dict)
+    # speakers that now and then play something nobody scheduled (UNSCHEDULED_PLAY)
+    unscheduled_play: tuple[str, ...] = ()
     random_outages: bool = True
 
     @classmethod
@@ -81,6 +87,10 @@ def pick(reg: Registry, seed: int) -> Scenario:
         return (rng.choice(choices),) if choices else ()
 
     router = one(routers)
+    # a speaker that speaks the IOC's MQTT (a vendor's relay cannot say what it plays)
+    own_speakers = [
+        d.id for d in sorted(reg.devices, key=lambda d: d.id) if d.kind == "speaker" and d.source is None
+    ]
     leaves = [x for x in mqtt_ids if x not in parents]
     flap = one(leaves)
     skew = one(leaves, set(flap))
@@ -93,6 +103,7 @@ def pick(reg: Registry, seed: int) -> Scenario:
         uplink_backup=one(by_kind.get("gateway", []), set(router)),
         screen_fault=one(by_kind.get("eboard", [])),
         battery_low=one(by_kind.get("speaker", []), set(flap) | set(skew)),
+        unscheduled_play=one(own_speakers, set(flap) | set(router)),
         camera_wrong_password=wrong_pw,
         camera_clock_offset_s={c: 3 * 3600.0 for c in one(cams, set(wrong_pw))},
     )

@@ -38,6 +38,8 @@ SCENARIO = Scenario(
     camera_clock_offset_s={"tg-cam-ben-do": 3 * 3600.0},
     # fault names of simulator.onvif: a camera turned away, motion at the market
     camera_faults={"tg-cam-cau-tay-binh": frozenset({"tamper"}), "tg-cam-cho": frozenset({"motion"})},
+    # a speaker plays a USB stick, later an unknown stream, for two minutes: unscheduled_broadcast
+    unscheduled_play=("tg-spk-my-giang-1",),
 )
 
 

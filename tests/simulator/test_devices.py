@@ -214,3 +214,35 @@ def test_same_seed_same_devices() -> None:
     a = asyncio.run(first_readings(5))
     assert a == asyncio.run(first_readings(5))
     assert a != asyncio.run(first_readings(6))
+
+
+def test_a_speaker_now_and_then_plays_what_nobody_scheduled(broker: Mosquitto, recorder: Recorder) -> None:
+    reg = parse_yaml(SMALL)
+    # simulated 300-420 s: 3 to 4.2 s at x100
+    scenario = Scenario(unscheduled_play=("spk-bac-thanh-1",), random_outages=False)
+    sim = Simulator(reg, broker.url(), rate_scale=100, seed=1, scenario=scenario)
+
+    def playing() -> list[tuple[bool, str | None]]:
+        out = []
+        for m in recorder.snapshot():
+            if m.device_id == "spk-bac-thanh-1" and m.channel == "status":
+                doc = orjson.loads(m.payload)
+                out.append((doc["playing"], doc.get("source")))
+        return out
+
+    async def body(sim: Simulator) -> None:
+        await until(lambda: (True, "usb") in playing() and playing()[-1][0] is False)
+
+    run_sim(sim, body)
+    seen = playing()
+    first = seen.index((True, "usb"))
+    assert (False, None) in seen[first:]
+    messages = [
+        orjson.loads(m.payload)["message"]
+        for m in recorder.snapshot()
+        if m.device_id == "spk-bac-thanh-1" and m.channel == "event"
+    ]
+    # (the speaker's own 6:00 and 17:00 programmes may come and go around it)
+    start = messages.index("Bắt đầu phát: USB")
+    assert "Kết thúc phát thanh" in messages[start:]
+    assert recorder.bad == []
