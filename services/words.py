@@ -9,6 +9,7 @@ import functools
 import json
 import logging
 import warnings
+from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
 from typing import Any
 
@@ -60,3 +61,16 @@ def text(key: str, lang: str = "vi", **fields: Any) -> str:
         term = (vt or "xóm / ấp") if lang == "vi" else "village"
         s = s.replace("{vt}", term).replace("{Vt}", term[:1].upper() + term[1:])
     return s
+
+
+def number(value: float, lang: str = "vi", decimals: int | None = None) -> str:
+    """A number as the page shows it (Intl vi-VN / en-GB): «1.234,5» in Vietnamese, "1,234.5" in
+    English; `decimals` fixed, else up to two."""
+    d = Decimal(str(value)).quantize(Decimal(1).scaleb(-(2 if decimals is None else decimals)), ROUND_HALF_UP)
+    sign = "-" if d < 0 and d != 0 else ""
+    whole, _, frac = f"{abs(d):f}".partition(".")
+    if decimals is None:
+        frac = frac.rstrip("0")
+    group, point = (".", ",") if lang == "vi" else (",", ".")
+    digits = f"{int(whole):,}".replace(",", group)
+    return sign + digits + (point + frac if frac else "")

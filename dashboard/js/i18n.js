@@ -146,14 +146,7 @@ export function fmtAgo(iso, now = Date.now()) {
   return t("misc.ago_d", { n: Math.floor(s / 86400) });
 }
 
-// The built-in rules the page has words for ("am.<rule>"), with the details their words need; without
-// them a rule reads "am.<rule>.plain". Decimals as the server's messages show the values.
-const ALERT_WORDS = {
-  offline: [], flapping: ["flaps"], broker_lost: [], source_lost: ["devices"], ingest_stalled: ["stalled_s"], camera_tamper: [], camera_signal_loss: [],
-  camera_storage_failure: [], camera_auth_failed: [], uplink_down: [], eboard_screen_off: ["on_hours"],
-  camera_clock_skew: ["value", "threshold"], speaker_battery_low: ["value", "threshold"],
-  temperature_high: ["value", "threshold"],
-};
+// Decimals of an alert's `value` (services/alerts/messages.py shows the same).
 const ALERT_DECIMALS = { camera_clock_skew: 0, speaker_battery_low: 0, temperature_high: 1 };
 
 // Numbers in the page's style (vi-VN: comma decimals, dot thousands).
@@ -164,15 +157,17 @@ export function fmtNumber(v, decimals) {
   return new Intl.NumberFormat(lang === "vi" ? "vi-VN" : "en-GB", opts).format(v);
 }
 
+// What is wrong, in the catalogue's words for the rule ("am.<rule>", its {fields} from the alert's
+// details; "am.<rule>.plain" when a detail is missing), as services/alerts/messages.py words it.
 function alertWhat(rule, d) {
-  const words = Object.hasOwn(ALERT_WORDS, rule) ? ALERT_WORDS[rule] : null;
   const isNum = (v) => typeof v === "number" && Number.isFinite(v);
-  if (words) {
+  if (has(`am.${rule}`)) {
+    const needed = [...DICT.vi[`am.${rule}`].matchAll(/\{(\w+)\}/g)].map((m) => m[1]).filter((k) => k !== "vt" && k !== "Vt");
     const vars = {};
-    for (const k of words) {
+    for (const k of needed) {
       const v = d[k];
-      if (k === "on_hours" ? typeof v !== "string" || !v : !isNum(v)) return t(`am.${rule}.plain`);
-      vars[k] = k === "value" ? fmtNumber(v, ALERT_DECIMALS[rule]) : isNum(v) ? fmtNumber(v) : v;
+      if (!(isNum(v) || (typeof v === "string" && v))) return has(`am.${rule}.plain`) ? t(`am.${rule}.plain`) : null;
+      vars[k] = isNum(v) ? fmtNumber(v, k === "value" ? ALERT_DECIMALS[rule] : undefined) : v;
     }
     return t(`am.${rule}`, vars);
   }

@@ -1,11 +1,15 @@
 """What technicians read: alert messages in Vietnamese (or English), with the device, the place,
 since when, and a link to the device page."""
 
+import math
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
+
+from services import words
 
 
 @dataclass(frozen=True)
@@ -16,156 +20,76 @@ class Place:
     kind: str | None = None
     village_name: str | None = None
     commune_name: str | None = None
+    village_term: str | None = None  # what the commune calls its villages (ấp, xóm, thôn…)
 
 
-_KIND = {
-    "vi": {
-        "camera": "Camera",
-        "speaker": "Loa",
-        "eboard": "Bảng điện tử",
-        "wifi": "Wi-Fi",
-        "gateway": "Router",
-    },
-    "en": {
-        "camera": "Camera",
-        "speaker": "Speaker",
-        "eboard": "E-board",
-        "wifi": "Wi-Fi",
-        "gateway": "Gateway",
-    },
-}
-
-# What is wrong, after the device's name.
-_WHAT = {
-    "vi": {
-        "offline": "mất kết nối",
-        "flapping": "chập chờn: mất kết nối {flaps} lần liên tiếp",
-        "broker_lost": "IOC mất kết nối với broker MQTT: trạng thái thiết bị tạm dừng cập nhật",
-        "source_lost": "IOC mất kết nối với nguồn dữ liệu {sources} của {devices} thiết bị: trạng thái các thiết bị này tạm dừng cập nhật",
-        "broadcast_not_reached": "bản tin khẩn cấp «{title}» chưa đến {missed}/{targeted} ấp/xóm sau 2 phút: {villages}",
-        "ingest_stalled": "IOC ngừng ghi dữ liệu thiết bị: tin nhắn của thiết bị vẫn đến nhưng không lưu "
-        "được vào cơ sở dữ liệu trong {stalled_s} giây; trạng thái thiết bị tạm dừng cập nhật, "
-        "không thiết bị nào bị tính là mất kết nối",
-        "camera_tamper": "bị che, xoay hoặc phá (tamper)",
-        "camera_signal_loss": "mất tín hiệu hình ảnh",
-        "camera_storage_failure": "lỗi bộ nhớ lưu trữ",
-        "camera_clock_skew": "lệch giờ {value:.0f} giây (ngưỡng {threshold} giây)",
-        "camera_auth_failed": "từ chối tài khoản (sai mật khẩu)",
-        "eboard_screen_off": "tắt màn hình trong giờ hoạt động ({on_hours})",
-        "speaker_battery_low": "đang chạy pin, còn {value:.0f}% (ngưỡng {threshold}%)",
-        "uplink_down": "mất đường truyền Internet (uplink)",
-        "temperature_high": "nhiệt độ cao {value:.1f} °C (ngưỡng {threshold} °C)",
-        "threshold": "{metric} = {value} (ngưỡng {op} {threshold})",
-    },
-    "en": {
-        "offline": "is offline",
-        "flapping": "is flapping: offline {flaps} times in a row",
-        "broker_lost": "the IOC lost its MQTT broker: device states are frozen",
-        "source_lost": "the IOC lost the source {sources} of {devices} devices: their states are frozen",
-        "broadcast_not_reached": "the emergency broadcast «{title}» has not reached {missed} of {targeted} villages after 2 minutes: {villages}",
-        "ingest_stalled": "the IOC stopped storing device data: messages keep arriving but nothing "
-        "was written to the database for {stalled_s} s; device states are frozen, no device is "
-        "counted offline",
-        "camera_tamper": "is tampered with (covered, moved or damaged)",
-        "camera_signal_loss": "lost its video signal",
-        "camera_storage_failure": "has a storage failure",
-        "camera_clock_skew": "clock is off by {value:.0f} s (threshold {threshold} s)",
-        "camera_auth_failed": "refuses our credentials",
-        "eboard_screen_off": "screen is off during on-hours ({on_hours})",
-        "speaker_battery_low": "is on battery at {value:.0f}% (threshold {threshold}%)",
-        "uplink_down": "lost its Internet uplink",
-        "temperature_high": "temperature is {value:.1f} °C (threshold {threshold} °C)",
-        "threshold": "{metric} = {value} (threshold {op} {threshold})",
-    },
-}
-_LABEL = {
-    "vi": {
-        "device": "Thiết bị",
-        "place": "Địa điểm",
-        "since": "Từ lúc",
-        "affected": "Ảnh hưởng",
-        "link": "Xem",
-        "resolved": "Đã khắc phục lúc",
-        "lasted": "kéo dài",
-        "minutes": "phút",
-        "devices": "thiết bị",
-        "acked": "Đã tiếp nhận bởi",
-        "assigned": "Giao cho",
-        "open": "CẢNH BÁO",
-        "repeat": "NHẮC LẠI",
-        "escalate": "CHUYỂN CẤP",
-        "resolve": "ĐÃ KHẮC PHỤC",
-        "ack": "ĐÃ TIẾP NHẬN",
-        "assign": "ĐÃ GIAO VIỆC",
-        "test": "THỬ",
-        "critical": "nghiêm trọng",
-        "warning": "cảnh báo",
-        "info": "thông tin",
-        "unacked": "Chưa ai tiếp nhận",
-        "comment": "Ghi chú",
-    },
-    "en": {
-        "device": "Device",
-        "place": "Place",
-        "since": "Since",
-        "affected": "Affected",
-        "link": "Open",
-        "resolved": "Resolved at",
-        "lasted": "lasted",
-        "minutes": "min",
-        "devices": "devices",
-        "acked": "Acknowledged by",
-        "assigned": "Assigned to",
-        "open": "ALERT",
-        "repeat": "REMINDER",
-        "escalate": "ESCALATED",
-        "resolve": "RESOLVED",
-        "ack": "ACKNOWLEDGED",
-        "assign": "ASSIGNED",
-        "test": "TEST",
-        "critical": "critical",
-        "warning": "warning",
-        "info": "info",
-        "unacked": "Nobody has acknowledged it",
-        "comment": "Comment",
-    },
-}
+# Decimals of an alert's `value`, as the page shows it (dashboard/js/i18n.js ALERT_DECIMALS).
+_DECIMALS = {"camera_clock_skew": 0, "speaker_battery_low": 0, "temperature_high": 1}
+_FIELD = re.compile(r"\{(\w+)\}")
 
 
 def _lang(lang: str) -> str:
-    return lang if lang in _WHAT else "vi"
+    return lang if lang in words.LANGS else "vi"
 
 
-def describe(rule: str, details: Mapping[str, Any], lang: str = "vi") -> str:
-    """What is wrong, e.g. 'mất kết nối'."""
-    what = _WHAT[_lang(lang)]
+def kind_word(kind: str | None, lang: str = "vi") -> str:
+    """The kind of a device in the catalogue's words ("Bộ định tuyến"), as the page says it."""
+    return words.text(f"kind.{kind}", lang) if kind and words.has(f"kind.{kind}") else kind or ""
+
+
+def _show(v: Any, lang: str, decimals: int | None) -> str:
+    if isinstance(v, bool) or not isinstance(v, int | float):
+        return str(v)
+    return words.number(v, lang, decimals) if math.isfinite(v) else str(v)
+
+
+def _usable(v: Any) -> bool:
+    """A detail a word can show: a finite number or some text (as the page takes them)."""
+    if isinstance(v, bool):
+        return False
+    return (isinstance(v, int | float) and math.isfinite(v)) or (isinstance(v, str) and v != "")
+
+
+def describe(rule: str, details: Mapping[str, Any], lang: str = "vi", vt: str | None = None) -> str:
+    """What is wrong, e.g. 'mất kết nối', in the catalogue's words ("am.<rule>"); without the
+    details its words need, its plain words ("am.<rule>.plain"). `vt`: the commune's village word."""
+    lg = _lang(lang)
     key = "flapping" if rule == "offline" and details.get("flapping") else rule
-    template = what.get(key) or what["threshold"]
-    try:
-        return template.format(
-            **{
-                "flaps": "",
-                "metric": rule,
-                "op": "",
-                "threshold": "",
-                "value": "",
-                "on_hours": "",
-                "stalled_s": "30",
-                **details,
-            }
+    if words.has(f"am.{key}"):
+        needed = set(_FIELD.findall(words.text(f"am.{key}", "vi", vt=vt))) - {"vt", "Vt"}
+        if all(_usable(details.get(f)) for f in needed):
+            fields = {f: _show(details[f], lg, _DECIMALS.get(key) if f == "value" else None) for f in needed}
+            return words.text(f"am.{key}", lg, vt=vt, **fields)
+        if words.has(f"am.{key}.plain"):
+            return words.text(f"am.{key}.plain", lg, vt=vt)
+    metric, op = details.get("metric"), details.get("op")
+    if isinstance(metric, str) and isinstance(op, str) and details.get("value") is not None:
+        # A threshold rule of the alerts file: metric, comparison and limit.
+        name = words.text(f"metric.{metric}", lg) if words.has(f"metric.{metric}") else metric
+        return words.text(
+            "am.threshold",
+            lg,
+            metric=name,
+            op=op,
+            value=_show(details["value"], lg, None),
+            threshold=_show(details.get("threshold", ""), lg, None),
         )
-    except (ValueError, TypeError, KeyError):
-        return template.split("{")[0].strip() or rule
+    return rule
 
 
 def headline(
-    rule: str, device_id: str | None, place: Place, details: Mapping[str, Any], lang: str = "vi"
+    rule: str,
+    device_id: str | None,
+    place: Place,
+    details: Mapping[str, Any],
+    lang: str = "vi",
 ) -> str:
     """One line: who and what, e.g. 'Router ấp Trung Bình mất kết nối'."""
+    what = describe(rule, details, lang, place.village_term)
     if device_id is None:
-        return describe(rule, details, lang)
-    name = place.device_name or f"{_KIND[_lang(lang)].get(place.kind or '', '')} {device_id}".strip()
-    return f"{name} {describe(rule, details, lang)}"
+        return what[:1].upper() + what[1:]
+    name = place.device_name or f"{kind_word(place.kind, _lang(lang))} {device_id}".strip()
+    return f"{name} {what}"
 
 
 def _when(at: datetime, tz: ZoneInfo) -> str:
@@ -190,45 +114,48 @@ def render(
     actor: str | None = None,
 ) -> tuple[str, str]:
     """(title, body) of a notification about an alert."""
-    lg = _lang(lang)
-    label, zone = _LABEL[lg], ZoneInfo(tz)
+    lg, zone = _lang(lang), ZoneInfo(tz)
+
+    def w(key: str, **fields: Any) -> str:
+        return words.text(key, lg, **fields)
+
     head = headline(alert["rule"], alert.get("device_id"), place, alert.get("details") or {}, lg)
-    sev = label.get(alert.get("severity", ""), alert.get("severity", ""))
-    title = f"[{label.get(event, event.upper())}] {head}"
+    severity = alert.get("severity", "")
+    sev = w(f"sev.{severity}").lower() if words.has(f"sev.{severity}") else severity
+    event_word = w(f"nt.event.{event}") if words.has(f"nt.event.{event}") else event.upper()
+    title = w("nt.title", event=event_word, what=head)
     lines = []
     if event not in ("resolve", "ack", "assign"):
-        lines.append(f"{head} ({sev}).")
+        lines.append(w("nt.summary", what=head, severity=sev))
     if alert.get("device_id"):
-        kind = _KIND[lg].get(place.kind or "", place.kind or "")
-        lines.append(
-            f"{label['device']}: {place.device_name or alert['device_id']} ({alert['device_id']}, {kind})"
-        )
+        name = place.device_name or alert["device_id"]
+        lines.append(w("nt.device", name=name, id=alert["device_id"], kind=kind_word(place.kind, lg)))
         where = ", ".join(x for x in (place.village_name, place.commune_name) if x)
         if where:
-            lines.append(f"{label['place']}: {where}")
-    lines.append(f"{label['since']}: {_when(alert['since'], zone)}")
+            lines.append(w("nt.place", place=where))
+    lines.append(w("nt.since", at=_when(alert["since"], zone)))
     affected = list(alert.get("affected") or [])
     if affected:
         shown = ", ".join(affected[:10]) + (" …" if len(affected) > 10 else "")
-        lines.append(f"{label['affected']}: {len(affected)} {label['devices']} ({shown})")
+        lines.append(w("nt.affected", n=words.number(len(affected), lg), devices=shown))
     if event == "resolve" and alert.get("resolved_at"):
         minutes = max(0, round((alert["resolved_at"] - alert["since"]).total_seconds() / 60))
-        by = f" ({actor})" if actor else ""
+        at = _when(alert["resolved_at"], zone)
+        n = words.number(minutes, lg)
         lines.append(
-            f"{label['resolved']}: {_when(alert['resolved_at'], zone)}{by}, "
-            f"{label['lasted']} {minutes} {label['minutes']}"
+            w("nt.resolved_by", at=at, who=actor, minutes=n) if actor else w("nt.resolved", at=at, minutes=n)
         )
     if event == "ack":
-        lines.append(f"{label['acked']}: {alert.get('acked_by')}")
+        lines.append(w("nt.acked", who=alert.get("acked_by")))
         if alert.get("ack_comment"):
-            lines.append(f"{label['comment']}: {alert['ack_comment']}")
+            lines.append(w("nt.comment", text=alert["ack_comment"]))
     if event == "assign":
-        lines.append(f"{label['assigned']}: {alert.get('assignee')}")
+        lines.append(w("nt.assigned", who=alert.get("assignee")))
     if event in ("repeat", "escalate"):
-        lines.append(label["unacked"])
+        lines.append(w("nt.unacked"))
     link = _device_link(public_url, alert)
     if link:
-        lines.append(f"{label['link']}: {link}")
+        lines.append(w("nt.link", url=link))
     return title, "\n".join(lines)
 
 
@@ -250,7 +177,7 @@ def notification(
         "device_id": alert.get("device_id"),
         "place": ", ".join(x for x in (place.village_name, place.commune_name) if x) or None,
         "since": alert["since"].astimezone(ZoneInfo(tz)).strftime("%H:%M %d/%m/%Y"),
-        "status": describe(alert["rule"], alert.get("details") or {}, lang),
+        "status": describe(alert["rule"], alert.get("details") or {}, lang, place.village_term),
         "severity": alert["severity"],
         "link": link,
         "tracking_id": f"{alert['id']}-{event}",

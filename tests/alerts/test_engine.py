@@ -142,7 +142,7 @@ def test_each_builtin_rule_raises_its_alert_and_clears(
         }
         wait_for(lambda: {(a["rule"], a["device_id"]) for a in alerts(db_url)} == expected)
         messages = {a["rule"]: a["message"] for a in alerts(db_url)}
-        assert messages["camera_clock_skew"] == "Camera cổng UBND lệch giờ -3600 giây (ngưỡng 60 giây)"
+        assert messages["camera_clock_skew"] == "Camera cổng UBND lệch giờ -3.600 giây (ngưỡng 60 giây)"
         assert messages["speaker_battery_low"] == "Loa ấp Tây Bình 1 đang chạy pin, còn 12% (ngưỡng 20%)"
         # Everything back to normal: each alert resolves by itself.
         set_state(db_url, "cam-ubnd-1", "online", metrics={"clock_offset_s": 2, "tamper": False})

@@ -103,5 +103,5 @@ def test_a_writer_that_cannot_commit_raises_ingest_stalled_and_devices_stay_onli
     assert stalled[0]["device_id"] is None and stalled[0]["severity"] == "critical"
     assert [a["rule"] for a in alerts(db_url)] == ["ingest_stalled"]
     titles = [r["title"] for r in receiver.json()]
-    assert titles[0].startswith("[CẢNH BÁO] IOC ngừng ghi dữ liệu thiết bị")
-    assert titles[1].startswith("[ĐÃ KHẮC PHỤC] IOC ngừng ghi dữ liệu thiết bị")
+    assert titles[0].startswith("[CẢNH BÁO] Trung tâm ngừng ghi dữ liệu thiết bị")
+    assert titles[1].startswith("[ĐÃ KHẮC PHỤC] Trung tâm ngừng ghi dữ liệu thiết bị")

@@ -46,7 +46,9 @@ def test_lost_broker_raises_one_alert_and_holds_offline_alerts(
         set_state(db_url, "spk-tay-binh-1", "offline")
         set_state(db_url, "eb-tay-binh", "offline")
         wait_for(lambda: len(receiver.requests) == 1)
-        assert "broker" in receiver.json()[0]["title"]
+        assert receiver.json()[0]["title"] == (
+            "[CẢNH BÁO] Trung tâm mất kết nối với máy chủ nhận tin thiết bị (MQTT): trạng thái thiết bị tạm dừng cập nhật"
+        )
         _ingest_heard(db_url, 0)
         wait_for(lambda: alerts(db_url, "rule = 'broker_lost' AND state = 'resolved'"))
         back = datetime.now(UTC)

@@ -92,7 +92,9 @@ def test_a_planned_restart_notifies_nobody_and_a_kill_still_does(
     finally:
         stack.close()
     assert len(lost) == 1 and lost[0]["device_id"] is None
-    assert "broker" in receiver.json()[0]["title"]
+    assert receiver.json()[0]["title"] == (
+        "[CẢNH BÁO] Trung tâm mất kết nối với máy chủ nhận tin thiết bị (MQTT): trạng thái thiết bị tạm dừng cập nhật"
+    )
 
 
 def test_ioc_alerts_exits_1_naming_its_worker_when_its_tables_change(

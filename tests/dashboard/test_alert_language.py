@@ -86,8 +86,8 @@ CASES: list[tuple[str, str | None, dict[str, Any], str, str]] = [
         "broker_lost",
         None,
         {"last_heard": "2026-03-01T08:00:00+00:00"},
-        "IOC mất kết nối với broker MQTT: trạng thái thiết bị tạm dừng cập nhật",
-        "The IOC lost its MQTT broker: device states are frozen",
+        "Trung tâm mất kết nối với máy chủ nhận tin thiết bị (MQTT): trạng thái thiết bị tạm dừng cập nhật",
+        "The IOC lost its connection to the server that receives device messages (MQTT): device states are frozen",
     ),
     (
         "gateway_cpu",
@@ -164,7 +164,9 @@ def test_alert_text_follows_the_language_switch_without_reload(page: Page, alert
     assert [by_id[i] for i in alerts] == [en for *_, en in CASES]
     broker_lost = alerts[next(i for i, case in enumerate(CASES) if case[0] == "broker_lost")]
     broker = page.locator(f"#alert-list article[data-alert-id='{broker_lost}']")
-    expect(broker.locator(".alert-rule")).to_have_text("IOC lost its MQTT broker")
+    expect(broker.locator(".alert-rule")).to_have_text(
+        "The IOC lost the server that receives device messages"
+    )
 
     # The overview's open alerts read the same way, and back in Vietnamese.
     page.click("[data-nav=overview]")
