@@ -34,6 +34,7 @@ class Commune:
     name: str
     district: str | None = None
     province: str | None = None
+    village_term: str | None = None  # what it calls its villages (ấp, xóm…); None: read from their names
 
 
 @dataclass(frozen=True)

@@ -112,12 +112,21 @@ def import_registry(
         source_store.upsert_profiles(conn, reg.profiles.values())
         for c in reg.communes:
             conn.execute(
-                "INSERT INTO communes (id, name, district, province) VALUES (%s, %s, %s, %s) "
+                "INSERT INTO communes (id, name, district, province, village_term) VALUES (%s, %s, %s, %s, %s) "
                 "ON CONFLICT (id) DO UPDATE SET"
                 " name = CASE WHEN %s THEN EXCLUDED.name ELSE communes.name END,"
+                " village_term = CASE WHEN %s THEN EXCLUDED.village_term ELSE communes.village_term END,"
                 " district = COALESCE(EXCLUDED.district, communes.district),"
                 " province = COALESCE(EXCLUDED.province, communes.province), updated_at = now()",
-                (c.id, c.name, c.district, c.province, names_authoritative),
+                (
+                    c.id,
+                    c.name,
+                    c.district,
+                    c.province,
+                    c.village_term,
+                    names_authoritative,
+                    names_authoritative,
+                ),
             )
         for v in reg.villages:
             # A YAML file states a village in full (no former_commune clears it); a CSV row only adds one.

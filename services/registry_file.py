@@ -51,7 +51,7 @@ CSV_COLUMNS = (
     # optional: the former commune (before the 2025 reform) of the device's village, by name
     "former_commune",
 )
-_COMMUNE_KEYS = {"id", "name", "district", "province"}
+_COMMUNE_KEYS = {"id", "name", "district", "province", "village_term"}
 _VILLAGE_KEYS = {"id", "name", "former_commune"}
 _DEVICE_KEYS = {"id", "kind", "village", "name", "lat", "lon", "parent", "heartbeat_s", "onvif", "source"}
 _REQUIRED_COLUMNS = ("commune", "id", "kind")
@@ -439,7 +439,18 @@ def parse_yaml(text: str, source: str = "registry", profiles_dir: Path | None = 
         for what, value in (("district", district), ("province", province)):
             if value is not None and not isinstance(value, str):
                 errors.add(bline, f"commune {cid}: {what} must be text, not {type(value).__name__}")
-        communes.append(Commune(cid, str(block.get("name")), _text(district), _text(province)))
+        term = block.get("village_term")
+        if term is not None and (not isinstance(term, str) or not term.strip() or len(term) > 40):
+            errors.add(
+                bline,
+                f"commune {cid}: village_term is what its villages are called (ấp, xóm, thôn…): short text",
+            )
+            term = None
+        communes.append(
+            Commune(
+                cid, str(block.get("name")), _text(district), _text(province), _text(term and term.strip())
+            )
+        )
         vlines = node_lines("villages", bnode)
         items = _listed(
             errors, loaded.line(block.get("villages")) or bline, "villages", block.get("villages")

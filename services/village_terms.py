@@ -1,5 +1,6 @@
 """What a commune calls its villages (ấp in the Mekong delta, xóm or thôn in the north, bản in the
-mountains, tổ dân phố in towns), read from the villages' own names: "Ấp Trung Bình", "Xóm 4"."""
+mountains, tổ dân phố in towns): the registry's `village_term:` when it says, else read from the
+villages' own names ("Ấp Trung Bình", "Xóm 4")."""
 
 from collections.abc import Iterable
 
@@ -21,6 +22,18 @@ def term_of(names: Iterable[str]) -> str | None:
     return found.pop() if len(found) == 1 else None
 
 
+def commune_terms(conn: psycopg.Connection) -> dict[str, str | None]:
+    """Each commune's word for its villages: its registry's, else the one its villages' names share."""
+    names: dict[str, list[str]] = {}
+    for commune_id, name in conn.execute("SELECT commune_id, name FROM villages"):
+        names.setdefault(commune_id, []).append(name)
+    return {
+        cid: said or (term_of(names[cid]) if cid in names else None)
+        for cid, said in conn.execute("SELECT id, village_term FROM communes")
+    }
+
+
 def deployment_term(conn: psycopg.Connection) -> str | None:
-    """The term of every village of the deployment (the page shows one word for all)."""
-    return term_of(r[0] for r in conn.execute("SELECT name FROM villages"))
+    """The one word every commune of the deployment uses (the page shows one word for all), or None."""
+    terms = set(commune_terms(conn).values())
+    return terms.pop() if len(terms) == 1 else None

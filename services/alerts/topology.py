@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 
 import psycopg
 
+from services import village_terms
 from services.alerts import messages
 from services.alerts.statecache import StateRow
 
@@ -34,6 +35,7 @@ class Topology:
     descendants: dict[str, list[str]] = field(default_factory=dict)
     villages: dict[tuple[str, str], str] = field(default_factory=dict)
     communes: dict[str, str] = field(default_factory=dict)
+    terms: dict[str, str | None] = field(default_factory=dict)  # each commune's word for its villages
 
     def place(self, device_id: str | None) -> messages.Place:
         """The names to show for a device (none for an IOC-wide alert)."""
@@ -41,7 +43,9 @@ class Topology:
         if dev is None:
             return messages.Place()
         village = self.villages.get((dev.commune_id, dev.village_id or ""))
-        return messages.Place(dev.name, dev.kind, village, self.communes.get(dev.commune_id))
+        return messages.Place(
+            dev.name, dev.kind, village, self.communes.get(dev.commune_id), self.terms.get(dev.commune_id)
+        )
 
     def affected(self, device_id: str, states: Mapping[str, StateRow]) -> list[str]:
         """The devices below this one that are not online (an offline alert lists them)."""
@@ -88,4 +92,5 @@ def read(conn: psycopg.Connection) -> Topology:
         descendants,
         villages,
         communes,
+        village_terms.commune_terms(conn),
     )
