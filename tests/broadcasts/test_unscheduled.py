@@ -14,7 +14,11 @@ import pytest
 
 from ingest.service import IngestService, IngestSettings
 from services import media
+from services.alerts import config as alert_config
+from services.alerts import unscheduled
+from services.alerts.engine import AlertsSettings
 from services.broadcasts import store
+from services.errors import InvalidInput
 from services.topics import device_topic
 from tests.alerts.conftest import Receiver, alerts, running, settings, write_config
 from tests.broadcasts.conftest import SECRET, wav
@@ -169,3 +173,25 @@ def test_a_speaker_playing_what_nobody_sent_raises_one_alert_until_it_stops_or_o
         ]
     finally:
         receiver.close()
+
+
+def test_allowed_sources_come_from_the_environment_and_are_set_per_commune_by_overrides() -> None:
+    doc = {
+        "rules": {
+            "unscheduled_broadcast": {
+                "overrides": [{"match": {"commune": "long-thanh"}, "allowed_sources": ["fm-xa", "none"]}]
+            }
+        }
+    }
+    env = AlertsSettings(_env_file=None, broadcast_allowed_sources=" vov1, ,VOV2 ")  # type: ignore[call-arg]
+    rule = alert_config.build(doc, defaults=env.rule_defaults()).rules["unscheduled_broadcast"]
+    here = rule.for_device("thoai-giang", "trung-binh", "speaker", "spk-trung-binh-1")
+    there = rule.for_device("long-thanh", "xom-1", "speaker", "spk-xom-1")
+    assert here["allowed_sources"] == ["vov1", "VOV2"] and there["allowed_sources"] == ["fm-xa", "none"]
+    assert unscheduled.unscheduled({"playing": True, "source": "vov2"}, False, here) == (False, {})
+    assert unscheduled.unscheduled({"playing": True}, False, here) == (True, {"source": "none"})
+    assert unscheduled.unscheduled({"playing": True}, False, there) == (False, {})
+    assert unscheduled.unscheduled({"playing": True, "source": "usb"}, True, here) == (False, {})
+    assert unscheduled.unscheduled({"playing": False, "source": "usb"}, False, here) == (False, {})
+    with pytest.raises(InvalidInput, match=r"rules.unscheduled_broadcast.allowed_sources: must be a list"):
+        alert_config.build({"rules": {"unscheduled_broadcast": {"allowed_sources": "vov1"}}})
