@@ -97,10 +97,16 @@ def _when(at: datetime, tz: ZoneInfo) -> str:
 
 
 def _device_link(public_url: str | None, alert: Mapping[str, Any]) -> str | None:
-    """The dashboard page of the alert's device, when the IOC's public URL is known."""
-    if not public_url or not alert.get("device_id"):
+    """The dashboard page of the alert's device (of its broadcast for broadcast_not_reached),
+    when the IOC's public URL is known."""
+    if not public_url:
         return None
-    return f"{public_url.rstrip('/')}/#/device/{alert['device_id']}"
+    if alert.get("device_id"):
+        return f"{public_url.rstrip('/')}/#/device/{alert['device_id']}"
+    broadcast = (alert.get("details") or {}).get("broadcast")
+    if alert.get("rule") == "broadcast_not_reached" and isinstance(broadcast, int):
+        return f"{public_url.rstrip('/')}/#/broadcasts/{broadcast}"
+    return None
 
 
 def render(
