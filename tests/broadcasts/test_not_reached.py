@@ -4,6 +4,8 @@ from datetime import timedelta
 
 import psycopg
 
+from services.alerts import messages
+from services.alerts import store as alert_store
 from services.broadcasts import store
 from services.models import Device
 from tests.broadcasts.test_delivery import SPK, T0, conn, result, send, tick  # noqa: F401
@@ -154,3 +156,14 @@ def test_the_logs_counts_in_one_query_agree_with_each_broadcasts_coverage(conn: 
             (len(cov), sum(c["reached"] for c in cov), len(ds), sum(d.state == "done" for d in ds))
         )
     assert counted == expected == [(2, 1, 2, 1), (1, 1, 1, 0), (1, 0, 0, 0)]
+
+
+def test_the_notification_links_to_the_broadcasts_page(conn: psycopg.Connection) -> None:
+    b = missed_tay_binh(conn)
+    alert = alert_store.get(conn, conn.execute("SELECT id FROM alerts").fetchone()[0])  # type: ignore[index]
+    title, body, data = messages.notification(
+        "open", alert, messages.Place(), public_url="http://ioc.example:8000/"
+    )
+    assert f"http://ioc.example:8000/#/broadcasts/{b.id}" in body.splitlines()[-1]
+    assert data["link"] == f"http://ioc.example:8000/#/broadcasts/{b.id}"
+    assert "Ấp Tây Bình" in title
