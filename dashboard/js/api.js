@@ -1,10 +1,20 @@
 // Calls to the gateway with the session cookie; a 401 anywhere sends the user back to sign-in.
 
+import { hasWord, t } from "./i18n.js";
+
+// The code a body-less answer stands for (a proxy's 502, a gateway that died mid-answer).
+const STATUS_CODES = { 400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found", 409: "conflict", 413: "too_large", 422: "unprocessable", 429: "rate_limited", 503: "unavailable" };
+
+// A refusal for people: `message` is the catalogue's sentence for the code (error.<code>), never
+// the server's developer text, which stays in `said` (for views that recognise a refusal) and
+// in the console.
 export class ApiError extends Error {
-  constructor(status, code, message, detail = null) {
-    super(message);
+  constructor(status, code, said, detail = null) {
+    const key = hasWord(`error.${code}`) ? `error.${code}` : "error.generic";
+    super(t(key));
     this.status = status;
     this.code = code;
+    this.said = said || "";
     this.detail = detail;
   }
 }
@@ -21,12 +31,18 @@ export function setUnauthorizedHandler(fn) {
 }
 
 export async function api(path, { method = "GET", body } = {}) {
-  const res = await fetch(path, {
-    method,
-    credentials: "same-origin",
-    headers: body !== undefined ? { "Content-Type": "application/json", Accept: "application/json" } : { Accept: "application/json" },
-    body: body !== undefined ? JSON.stringify(body) : undefined,
-  });
+  let res;
+  try {
+    res = await fetch(path, {
+      method,
+      credentials: "same-origin",
+      headers: body !== undefined ? { "Content-Type": "application/json", Accept: "application/json" } : { Accept: "application/json" },
+      body: body !== undefined ? JSON.stringify(body) : undefined,
+    });
+  } catch (ex) {
+    console.warn(`${method} ${path}:`, ex);
+    throw new ApiError(0, "network", String(ex));
+  }
   if (res.status === 204) return null;
   let data = null;
   try {
@@ -35,7 +51,8 @@ export async function api(path, { method = "GET", body } = {}) {
     data = null;
   }
   if (!res.ok) {
-    const err = data && data.error ? data.error : { code: String(res.status), message: res.statusText };
+    const err = data && data.error ? data.error : { code: STATUS_CODES[res.status] || String(res.status), message: res.statusText };
+    console.warn(`${method} ${path}: ${res.status} ${err.code}: ${err.message}`);
     if (res.status === 401 && !path.endsWith("/auth/login")) onUnauthorized();
     throw new ApiError(res.status, err.code, err.message, err.detail || null);
   }

@@ -67,6 +67,8 @@ function has(key) {
   return DICT[lang][key] !== undefined || DICT.vi[key] !== undefined;
 }
 
+export const hasWord = has;
+
 // A device event's name for people; a type the catalogue does not know keeps its own name.
 export function eventLabel(type) {
   return has(`event.${type}`) ? t(`event.${type}`) : type;

@@ -382,7 +382,7 @@ async function onSubmit(e) {
     submit.disabled = false;
     submit.textContent = t(FORM_TITLE[action]);
     // The server names who it does not know ("no user NAME"): say it in the page's words.
-    const unknown = action === "assign" && ex.status === 400 && /^no user /.test(ex.message || "");
+    const unknown = action === "assign" && ex.status === 400 && /^no user /.test(ex.said || "");
     err.textContent = t("al.failed", { msg: unknown ? t("al.no_user", { name: body.username }) : ex.message });
     err.hidden = false;
     if (unknown) form.username.setAttribute("aria-invalid", "true");

@@ -1,6 +1,7 @@
 // An audio file sent to POST /api/v1/media as soon as it is picked. The server reads its format and
 // duration from the bytes (mutagen); what it refuses is said in the page's words.
 
+import { ApiError } from "../api.js";
 import { fmtNumber, t } from "../i18n.js";
 import { MAX_MEDIA_BYTES, refusalText } from "./broadcast_words.js";
 
@@ -19,7 +20,7 @@ export async function uploadAudio(file) {
     res = await fetch("/api/v1/media", { method: "POST", body, credentials: "same-origin", headers: { Accept: "application/json" } });
     data = await res.json().catch(() => null);
   } catch (err) {
-    return { error: t("misc.error", { msg: err.message }) };
+    return { error: refusalText(new ApiError(0, "network", String(err))) };
   }
   if (res.ok) {
     const type = data.content_type.replace("audio/", "").toUpperCase();
@@ -28,5 +29,5 @@ export async function uploadAudio(file) {
   const msg = (data && data.error && data.error.message) || "";
   if (res.status === 413) return { error: t("bc.err_too_large", { name: file.name }) };
   if (res.status === 422) return { error: t(/no duration/.test(msg) ? "bc.err_no_duration" : "bc.err_not_audio", { name: file.name }) };
-  return { error: refusalText({ status: res.status, message: msg }) };
+  return { error: refusalText(new ApiError(res.status, (data && data.error && data.error.code) || "", msg)) };
 }

@@ -110,8 +110,8 @@ const REFUSALS = [
 ];
 
 export function refusalText(err) {
-  for (const [re, key] of REFUSALS) if (re.test(err.message || "")) return t(key);
+  for (const [re, key] of REFUSALS) if (re.test(err.said ?? err.message ?? "")) return t(key);
   if (err.status === 403) return t("bc.err_forbidden");
   if (err.status === 401) return t("bc.err_signed_out");
-  return t("mt.server_said", { msg: err.message || String(err.status || "") });
+  return err.message; // an ApiError's message is the sentence for its code (error.<code>)
 }

@@ -162,7 +162,7 @@ function showRefusal(form, err) {
   const fields = new Set();
   const lines = [];
   for (const [re, key, names] of REFUSALS) {
-    if (!re.test(err.message || "")) continue;
+    if (!re.test(err.said ?? err.message ?? "")) continue;
     lines.push(t(key));
     for (const n of names) fields.add(n);
   }
@@ -170,10 +170,10 @@ function showRefusal(form, err) {
     const name = (d.loc || []).slice(-1)[0];
     if (FIELDS.includes(name)) fields.add(name);
   }
-  // The page's words when it knows the refusal; the server's own text only when it does not.
+  // The page's words for the refusal it knows, else the sentence for the error's code.
   box.innerHTML = `<strong>${esc(t("mt.refused"))}</strong>` +
     (lines.length ? `<ul>${lines.map((l) => `<li>${esc(l)}</li>`).join("")}</ul>`
-      : `<small>${esc(t("mt.server_said", { msg: err.message }))}</small>`);
+      : `<small>${esc(err.message)}</small>`);
   box.hidden = false;
   for (const n of FIELDS) {
     const input = form.elements[n];
