@@ -321,7 +321,7 @@ def test_every_call_is_audited_and_admins_can_read_it(client: TestClient, key_a:
 
 
 def test_operator_availability_report_keeps_to_the_users_communes(
-    client: TestClient, conn: psycopg.Connection
+    client: TestClient, conn: psycopg.Connection, key_a: str
 ) -> None:
     now = datetime.now(UTC).replace(microsecond=0)
     for d in world.A_DEVICES + world.B_DEVICES:
@@ -339,6 +339,11 @@ def test_operator_availability_report_keeps_to_the_users_communes(
         ).status_code
         == 403
     )
+    # The operator's CSV is a sheet for people (tests/gateway/test_report_csv.py); the province's
+    # keeps its machine columns, without a BOM.
     r = client.get("/api/v1/reports/availability", headers=hdr(admin_token(client)), params={"format": "csv"})
-    assert r.text.splitlines()[0].startswith("commune,device_id,village,kind,availability_pct")
+    assert r.content.startswith(b"\xef\xbb\xbf") and r.text.lstrip("\ufeff").startswith("Xã,")
     assert len(r.text.splitlines()) == 4  # header + 3 villages
+    r = client.get("/api/share/v1/availability", headers=hdr(key_a), params={"format": "csv"})
+    assert not r.content.startswith(b"\xef\xbb\xbf")
+    assert r.text.splitlines()[0].startswith("commune,device_id,village,kind,availability_pct")
