@@ -137,6 +137,16 @@ def list_broadcasts(
     return {"items": items, "next_cursor": nxt}
 
 
+@router.get("/channels")
+def channels(user: CurrentUser, request: Request) -> dict[str, list[str]]:
+    """The alert channels a broadcast may also go out to as text (names of IOC_ALERTS_FILE's
+    `channels`, never their URLs), and those an emergency takes by default."""
+    settings = request.app.state.settings
+    known = texts.known_channels(settings.alerts_file)
+    wanted = (x.strip() for x in settings.broadcast_emergency_channels.split(","))
+    return {"channels": known, "emergency": [c for c in wanted if c in known]}
+
+
 @router.get("/{broadcast_id}")
 def get(broadcast_id: int, conn: Conn, user: CurrentUser) -> dict[str, Any]:
     """A broadcast with its `deliveries` (one per device) and `coverage` (per village: reached or

@@ -170,3 +170,13 @@ def test_texts_of_a_cancelled_broadcast_are_cancelled_and_unsent_ones_expire(
     round_(seeded, expiry)
     (gone,) = texts(http, auth, lasting["id"])
     assert gone["state"] == "failed" and gone["error"] == "expired before it was sent"
+
+
+def test_the_compose_form_learns_the_channel_names_and_never_their_urls(
+    http: TestClient, as_user: Headers
+) -> None:
+    r = http.get("/api/v1/broadcasts/channels", headers=as_user("viewer"))
+    assert r.status_code == 200
+    assert r.json() == {"channels": ["telegram-xa", "zalo_oa"], "emergency": ["zalo_oa"]}
+    assert "tok-123" not in r.text and TOKEN not in r.text
+    assert http.get("/api/v1/broadcasts/channels").status_code == 401
