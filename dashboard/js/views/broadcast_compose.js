@@ -2,9 +2,12 @@
 // Quyết định 18/2021 with its colour, an audio file (uploaded at once; the server reads its format and
 // duration) and/or text for the e-boards, the villages picked from a list (found by typing, with or
 // without diacritics) or on the map, who hears it (speakers, e-boards), volume, start, expiry and
-// repeat. Sending asks first, naming every village and the count; an emergency's confirm button arms
-// only after a moment, sits away from the send button, and Enter never presses it.
+// repeat, and the text channels (Zalo OA, Telegram… of the alert configuration) it also goes to —
+// an emergency's default ones ticked. Sending asks first, naming every village and the count; an
+// emergency's confirm button arms only after a moment, sits away from the send button, and Enter
+// never presses it.
 
+import { api } from "../api.js";
 import { collate, esc } from "../dom.js";
 import { fromLocalInput, getTz, t, toLocalInput } from "../i18n.js";
 import { store } from "../live.js";
@@ -27,6 +30,8 @@ let startShown = ""; // the start as first filled in: left so, the broadcast sta
 let expiryEdited = false; // the expiry was set by hand (else it follows the start: one hour after it)
 let picker = null;
 let built = false;
+let channels = null; // {channels, emergency} once known; none configured: the choice is not shown
+let channelsEdited = false;
 
 export function mount(el, sess, { prefillEmergency = false } = {}) {
   session = sess;
@@ -35,6 +40,8 @@ export function mount(el, sess, { prefillEmergency = false } = {}) {
   media = null;
   uploading = null;
   built = false;
+  channels = null;
+  channelsEdited = false;
   root = document.createElement("section");
   root.className = "broadcasts bc-compose";
   root.id = "bc-compose";
@@ -83,6 +90,7 @@ function build() {
   });
   form.addEventListener("click", (e) => onClick(form, e));
   showPriority(form);
+  loadChannels(form);
   picker = new VillagePicker(root, {
     picked,
     tileUrl: (session.config || {}).map_tile_url,
@@ -116,6 +124,8 @@ function formHtml() {
       <p class="bc-media" id="bc-media" role="status" hidden></p>
       ${label("bc.f_text", `<textarea name="text" rows="3" maxlength="2000" placeholder="${esc(t("bc.f_text_ph"))}"></textarea>`)}
       <p class="hint">${esc(t("bc.content_hint"))}</p>
+      <fieldset class="bc-choice" id="bc-channels" hidden><legend>${esc(t("bc.f_channels"))}</legend></fieldset>
+      <p class="hint" id="bc-channels-hint" hidden>${esc(t("bc.channels_hint"))}</p>
     </div></div>
     ${villagesCardHtml()}
     <div class="card bc-when"><h2>${esc(t("bc.f_when"))}</h2><div class="form-grid">
@@ -138,6 +148,31 @@ function formHtml() {
     <dialog id="bc-confirm" class="bc-dialog" aria-labelledby="bc-confirm-title"></dialog>`;
 }
 
+async function loadChannels(form) {
+  const mine = root;
+  let got;
+  try {
+    got = await api("/api/v1/broadcasts/channels");
+  } catch {
+    return; // the broadcast still goes to the speakers; the server takes its emergency default
+  }
+  if (root !== mine || !got.channels.length) return;
+  channels = got;
+  const box = root.querySelector("#bc-channels");
+  box.insertAdjacentHTML("beforeend", got.channels.map((c) => `<label class="bc-opt" data-channel="${esc(c)}">` +
+    `<input type="checkbox" name="channels" value="${esc(c)}"><span>${esc(c)}</span></label>`).join(""));
+  box.hidden = false;
+  root.querySelector("#bc-channels-hint").hidden = false;
+  tickChannels(form);
+}
+
+// An emergency's default channels are ticked until the clerk changes the choice.
+function tickChannels(form) {
+  if (!channels || channelsEdited) return;
+  const defaults = form.priority.value === "emergency" ? channels.emergency : [];
+  for (const c of form.querySelectorAll("input[name=channels]")) c.checked = defaults.includes(c.value);
+}
+
 function showPriority(form) {
   const p = form.priority.value;
   form.classList.toggle("is-emergency", p === "emergency");
@@ -150,7 +185,11 @@ function showPriority(form) {
 
 function onChange(form, e) {
   const n = e.target.name;
-  if (n === "priority") showPriority(form);
+  if (n === "priority") {
+    showPriority(form);
+    tickChannels(form);
+  }
+  if (n === "channels") channelsEdited = true;
   if (n === "repeat") showRepeat(form);
   if (n === "file") upload(e.target);
   if (n === "set_volume") form.volume.disabled = !e.target.checked;
@@ -241,6 +280,7 @@ function readForm(form) {
   if (expiry) body.expires_at = expiry.toISOString();
   const rrule = readRepeat(form, start);
   if (rrule) body.rrule = rrule;
+  if (channels) body.channels = [...form.querySelectorAll("input[name=channels]:checked")].map((c) => c.value);
   return { problems, body, start: startUntouched ? null : start };
 }
 

@@ -1,6 +1,7 @@
 // One broadcast: what it is, approval (admins) or "chờ duyệt" (everyone else), cancel (its creator or an
 // admin, after a question), and its delivery live — village by village (reached or not, and why not
-// in words) and device by device — asked again every few seconds while it is open.
+// in words), device by device, and the text messages of its channels (Zalo OA, Telegram…) — asked
+// again every few seconds while it is open.
 
 import { api } from "../api.js";
 import { collate, esc, patchChildren } from "../dom.js";
@@ -41,7 +42,9 @@ export function mount(el, sess, broadcastId) {
       <p class="bc-not-reached" id="bc-not-reached" hidden></p>
       <div class="table-wrap"><table class="table stack" id="bc-villages"><thead></thead><tbody></tbody></table></div></div>
     <div class="card"><h2>${esc(t("bc.by_device"))}</h2>
-      <div class="table-wrap"><table class="table stack" id="bc-devices"><thead></thead><tbody></tbody></table></div></div>`;
+      <div class="table-wrap"><table class="table stack" id="bc-devices"><thead></thead><tbody></tbody></table></div></div>
+    <div class="card" id="bc-texts-card" hidden><h2>${esc(t("bc.texts_title"))}</h2>
+      <div class="table-wrap"><table class="table stack" id="bc-texts"><thead></thead><tbody></tbody></table></div></div>`;
   el.append(root);
   root.addEventListener("click", onClick);
   load();
@@ -93,6 +96,7 @@ function render() {
   renderHead();
   renderCoverage();
   renderDevices();
+  renderTexts();
   root.querySelector("#bc-updated").textContent = OPEN_STATES.includes(b.state) ? t("bc.live") : t("bc.final");
 }
 
@@ -185,6 +189,32 @@ function renderDevices() {
       <td data-label="${esc(t(cols[5]))}"><div><time datetime="${esc(d.updated_at)}" title="${esc(fmtTime(d.updated_at))}">${esc(fmtTime(d.updated_at, "time"))}</time></div></td></tr>`])
     : [["empty", `<tr class="empty-row"><td class="muted">${esc(t(b.state === "awaiting_approval" ? "bc.devices_after_approval" : "bc.devices_not_yet"))}</td></tr>`]];
   patchChildren(root.querySelector("#bc-devices tbody"), rows);
+}
+
+// A text's state in the colours of a delivery's: sent as done, retrying and failed as failed.
+const TEXT_COLOUR = { scheduled: "scheduled", retrying: "failed", sent: "done", failed: "failed", cancelled: "cancelled" };
+
+function renderTexts() {
+  const channels = b.channels || [];
+  root.querySelector("#bc-texts-card").hidden = !channels.length;
+  if (!channels.length) return;
+  const cols = ["bc.col_channel", "bc.col_state", "bc.col_error", "bc.col_updated"];
+  patchChildren(root.querySelector("#bc-texts thead"), [["h", `<tr>${cols.map((c) => `<th>${esc(t(c))}</th>`).join("")}</tr>`]]);
+  const sent = new Map((b.texts || []).map((x) => [x.channel, x]));
+  patchChildren(root.querySelector("#bc-texts tbody"), channels.map((ch) => {
+    const x = sent.get(ch);
+    const state = x
+      ? `<span class="bc-dstate" data-dstate="${esc(TEXT_COLOUR[x.state] || "scheduled")}">${esc(t(`bc.tx_${x.state}`))}</span>`
+      : `<span class="muted">${esc(t("bc.texts_not_yet"))}</span>`;
+    // The channel's own answer, as it gave it (the technician's detail).
+    const error = x && x.error ? `<small class="muted">${esc(x.error)}</small>` : esc(t("misc.none"));
+    const at = x ? `<time datetime="${esc(x.updated_at)}" title="${esc(fmtTime(x.updated_at))}">${esc(fmtTime(x.updated_at, "time"))}</time>` : "";
+    return [ch, `<tr data-channel="${esc(ch)}" data-tstate="${esc(x ? x.state : "")}">
+      <td data-label="${esc(t(cols[0]))}"><div><strong>${esc(ch)}</strong></div></td>
+      <td data-label="${esc(t(cols[1]))}"><div>${state}</div></td>
+      <td data-label="${esc(t(cols[2]))}"><div>${error}</div></td>
+      <td data-label="${esc(t(cols[3]))}"><div>${at}</div></td></tr>`];
+  }));
 }
 
 function showNotice(text) {
