@@ -127,7 +127,7 @@ async function logout() {
 }
 
 function renderTopbar() {
-  $("#lang-switch").textContent = i18n.getLang() === "vi" ? "EN" : "VI";
+  $("#lang-switch").textContent = t("lang.switch");
   $("#lang-switch").dataset.lang = i18n.getLang() === "vi" ? "en" : "vi";
   if (session.user) $("#user").textContent = `${session.user.username} · ${t(`role.${session.user.role}`)}`;
   $("#nav-upstreams").hidden = !session.user || session.user.role !== "admin";

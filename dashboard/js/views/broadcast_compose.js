@@ -130,8 +130,8 @@ function formHtml() {
     ${villagesCardHtml()}
     <div class="card bc-when"><h2>${esc(t("bc.f_when"))}</h2><div class="form-grid">
       <div class="pair">
-        ${label("bc.f_starts", `<input name="starts_at" inputmode="numeric" placeholder="dd/mm/yyyy hh:mm">`)}
-        ${label("bc.f_expires", `<input name="expires_at" inputmode="numeric" placeholder="dd/mm/yyyy hh:mm">`)}
+        ${label("bc.f_starts", `<input name="starts_at" inputmode="numeric" placeholder="${esc(t("fmt.minute"))}">`)}
+        ${label("bc.f_expires", `<input name="expires_at" inputmode="numeric" placeholder="${esc(t("fmt.minute"))}">`)}
       </div>
       <div class="quick" role="group" aria-label="${esc(t("bc.expiry_quick"))}"><span class="muted">${esc(t("bc.expiry_quick"))}</span>
         <button type="button" class="chip" data-expiry="1">${esc(t("bc.exp_1h"))}</button>

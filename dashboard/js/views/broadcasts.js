@@ -56,8 +56,8 @@ export function mount(el, params, sess) {
           `<option value="${s}">${esc(t(`bc.state_${s}`))}</option>`).join("")}</select></label>
         <label>${esc(t("bc.f_priority"))} <select name="priority"><option value="">${esc(t("bc.all"))}</option>${PRIORITIES.map((p) =>
           `<option value="${p}">${esc(t(`bc.prio_${p}`))}</option>`).join("")}</select></label>
-        <label>${esc(t("bc.f_from"))} <input name="from" inputmode="numeric" placeholder="dd/mm/yyyy" size="10"></label>
-        <label>${esc(t("bc.f_to"))} <input name="to" inputmode="numeric" placeholder="dd/mm/yyyy" size="10"></label>
+        <label>${esc(t("bc.f_from"))} <input name="from" inputmode="numeric" placeholder="${esc(t("fmt.day"))}" size="10"></label>
+        <label>${esc(t("bc.f_to"))} <input name="to" inputmode="numeric" placeholder="${esc(t("fmt.day"))}" size="10"></label>
       </form>
       <div class="table-wrap"><table class="table stack" id="bc-table"><thead></thead><tbody></tbody></table></div></div>`;
   el.append(root);

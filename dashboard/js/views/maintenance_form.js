@@ -41,8 +41,8 @@ export function formHtml() {
         <button type="button" class="chip" data-quick="tomorrow7">${esc(t("mt.quick_tomorrow7"))}</button>
         <button type="button" class="chip" data-quick="1d">${esc(t("mt.quick_1d"))}</button></div>
       <div class="pair">
-        ${label("mt.starts", `<input name="starts_at" required inputmode="numeric" autocomplete="off" placeholder="dd/mm/yyyy hh:mm">`)}
-        ${label("mt.ends", `<input name="ends_at" required inputmode="numeric" autocomplete="off" placeholder="dd/mm/yyyy hh:mm">`)}
+        ${label("mt.starts", `<input name="starts_at" required inputmode="numeric" autocomplete="off" placeholder="${esc(t("fmt.minute"))}">`)}
+        ${label("mt.ends", `<input name="ends_at" required inputmode="numeric" autocomplete="off" placeholder="${esc(t("fmt.minute"))}">`)}
       </div>
       <p class="hint" id="mt-tz">${esc(t("mt.tz_hint", { tz: getTz() }))}</p>
       ${label("mt.reason", `<input name="reason" maxlength="500" placeholder="${esc(t("mt.reason_ph"))}">`)}

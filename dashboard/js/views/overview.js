@@ -128,7 +128,7 @@ function renderCounts() {
     const cls = ok === withKind ? "ok" : ok === 0 ? "bad" : "warn";
     return [kind, `<div class="summary-chip ${cls}" data-kind-summary="${kind}" data-ok="${ok}" data-villages="${withKind}">` +
       `<span class="kind-icon" data-kind="${kind}"></span><span>${esc(t("ov.kind_summary", { kind: t(`kinds.${kind}`), ok, n: withKind }))}</span>` +
-      `<small>${online}/${count} ${esc(t("state.online").toLowerCase())}</small></div>`];
+      `<small>${esc(t("ov.online_of", { ok: online, n: count }))}</small></div>`];
   }));
 
   const head = `<tr><th>${esc(t("ov.village"))}</th>${kinds.map((k) => `<th data-kind="${k}">${esc(t(`kinds.${k}`))}</th>`).join("")}<th>${esc(t("ov.total"))}</th></tr>`;

@@ -26,8 +26,8 @@ export function mount(el) {
       <div class="card-head"><h2>${esc(t("rep.title"))}</h2></div>
       <div class="kind-summary" id="report-now"></div>
       <form id="report-form" class="toolbar">
-        <label>${esc(t("rep.from"))} <input name="from" value="${esc(showDay(form.from))}" inputmode="numeric" placeholder="dd/mm/yyyy" size="10" required></label>
-        <label>${esc(t("rep.to"))} <input name="to" value="${esc(showDay(form.to))}" inputmode="numeric" placeholder="dd/mm/yyyy" size="10" required></label>
+        <label>${esc(t("rep.from"))} <input name="from" value="${esc(showDay(form.from))}" inputmode="numeric" placeholder="${esc(t("fmt.day"))}" size="10" required></label>
+        <label>${esc(t("rep.to"))} <input name="to" value="${esc(showDay(form.to))}" inputmode="numeric" placeholder="${esc(t("fmt.day"))}" size="10" required></label>
         <label>${esc(t("rep.group"))} <select name="group_by">
           <option value="village">${esc(t("rep.by_village"))}</option><option value="kind">${esc(t("rep.by_kind"))}</option>
           <option value="device">${esc(t("rep.by_device"))}</option>${anyFormer() ? `<option value="former_commune">${esc(t("fc.by_group"))}</option>` : ""}</select></label>
@@ -39,7 +39,7 @@ export function mount(el) {
     <div class="card" id="criteria">
       <div class="card-head"><h2>${esc(t("crit.title"))}</h2><span class="muted" id="criteria-summary"></span></div>
       <form id="criteria-form" class="toolbar">
-        <label>${esc(t("crit.month"))} <input name="month" value="${esc(showMonth(crit.month))}" inputmode="numeric" placeholder="mm/yyyy" size="7" required></label>
+        <label>${esc(t("crit.month"))} <input name="month" value="${esc(showMonth(crit.month))}" inputmode="numeric" placeholder="${esc(t("fmt.month"))}" size="7" required></label>
         <label id="criteria-commune-label" hidden>${esc(t("map.commune"))} <select name="commune"></select></label>
         <button type="submit" class="primary">${esc(t("crit.run"))}</button>
         <a id="criteria-pdf" class="chip strong" download>${esc(t("crit.pdf"))}</a>
