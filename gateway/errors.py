@@ -1,6 +1,7 @@
 """Mapping of errors to the JSON error body of SPEC §6: {"error": {"code", "message"}}; under
 /ngsi-ld/ to NGSI-LD ProblemDetails instead (gateway.problems)."""
 
+import html
 import logging
 
 from fastapi import FastAPI, Request
@@ -11,16 +12,25 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from gateway import problems
 from services import errors as e
+from services import words
 
 log = logging.getLogger(__name__)
 
-# A person who follows a wrong link gets a page in their language, not a JSON error body.
-NOT_FOUND_PAGE = """<!doctype html><html lang="vi"><head><meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1"><title>Không tìm thấy trang</title></head>
-<body style="font-family:system-ui,sans-serif;max-width:32rem;margin:15vh auto;padding:0 1rem;line-height:1.5">
-<h1>Không tìm thấy trang</h1><p>Địa chỉ này không có trong trung tâm điều hành xã.</p>
-<p><a href="/">Về trang tổng quan</a></p>
-<p lang="en" style="color:#666">Page not found. <a href="/">Go to the overview</a>.</p></body></html>"""
+
+def not_found_page() -> str:
+    """The page a person who follows a wrong link gets: in Vietnamese, then English, from the catalogue."""
+    vi, en = (lambda k: html.escape(words.text(k, "vi"))), (lambda k: html.escape(words.text(k, "en")))
+    return (
+        '<!doctype html><html lang="vi"><head><meta charset="utf-8">'
+        '<meta name="viewport" content="width=device-width, initial-scale=1">'
+        f"<title>{vi('nf.title')}</title></head>"
+        '<body style="font-family:system-ui,sans-serif;max-width:32rem;margin:15vh auto;padding:0 1rem;line-height:1.5">'
+        f"<h1>{vi('nf.title')}</h1><p>{vi('nf.text')}</p>"
+        f'<p><a href="/">{vi("nf.home")}</a></p>'
+        f'<p lang="en" style="color:#666">{en("nf.title")}. <a href="/">{en("nf.home")}</a>.</p></body></html>'
+    )
+
+
 _API_PREFIXES = ("/api/", "/ngsi-ld/", "/ws/", "/media/")
 
 
@@ -115,7 +125,7 @@ def install(app: FastAPI) -> None:
         if _ngsi(request):
             return problems.response(exc.status_code, str(exc.detail), headers)
         if exc.status_code == 404 and _page_wanted(request):
-            return HTMLResponse(NOT_FOUND_PAGE, status_code=404, headers=headers)
+            return HTMLResponse(not_found_page(), status_code=404, headers=headers)
         code = _CODES.get(exc.status_code, "error")
         return error_response(exc.status_code, code, str(exc.detail), headers)
 

@@ -7,7 +7,8 @@ not made of catalogue words. What is not a word and so is taken out first, by th
   sent (event messages, text status fields, stream and snapshot addresses), the time zone setting,
   the criteria file's indicator names and sources (its own Vietnamese, docs/criteria.md);
 - numbers, dates, times and the SI units of status fields (%, °C, dBm, ms, s, B);
-- the map library's attribution (Leaflet, © OpenStreetMap), which its licence asks to be shown as is.
+- the map library's attribution (Leaflet, © OpenStreetMap), which its licence asks to be shown as is;
+- text marked as English (`lang="en"`), such as the English line under the page for an unknown address.
 What is left must be catalogue values (with their {fields} filled by words, data or numbers), and
 punctuation.
 """
@@ -38,7 +39,7 @@ _UNIT = re.compile(r"(?<![^\W\d_])(?:" + "|".join(re.escape(u) for u in UNITS) +
 VISIBLE_TEXTS = """() => {
   const out = [document.title];
   const seen = (el) => el && el.checkVisibility({ visibilityProperty: true });
-  const skip = (el) => el.closest("script, style, template, .leaflet-control-attribution");
+  const skip = (el) => el.closest("script, style, template, .leaflet-control-attribution, body [lang=en]");
   const walk = document.createTreeWalker(document.body, NodeFilter.SHOW_TEXT);
   while (walk.nextNode()) {
     const node = walk.currentNode;
@@ -212,7 +213,12 @@ def test_every_view_of_the_vietnamese_page_speaks_the_catalogue(
     look("login, locked account", login)
     ctx.close()
 
+    # A wrong address followed in a browser.
     page = admin
+    page.goto(dash_url + "/thiet-bi/khong-co")
+    look("unknown address", page)
+    page.goto(dash_url + "/")
+    page.wait_for_selector("#app:not([hidden])")
     base = page.url.split("#")[0]
     views = {
         "overview": ("#/", "#village-table"),
