@@ -394,7 +394,8 @@ class Producer:
             self.notified[sub_id] = now
         if not notes and not pending_writes and new_cursor == self.cursor:
             return
-        async with self.pool.connection() as conn, conn.transaction():
+        # Pipelined: each enqueue waits only for its seq, not for the statements before it.
+        async with self.pool.connection() as conn, conn.pipeline(), conn.transaction():
             for sub, rows in notes:
                 for body, communes in bodies(sub, rows, now):
                     await outbox.enqueue(conn, f"ngsi:{sub.id}", body, communes=communes)
