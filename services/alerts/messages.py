@@ -128,7 +128,12 @@ def render(
     head = headline(alert["rule"], alert.get("device_id"), place, alert.get("details") or {}, lg)
     severity = alert.get("severity", "")
     sev = w(f"sev.{severity}").lower() if words.has(f"sev.{severity}") else severity
-    event_word = w(f"nt.event.{event}") if words.has(f"nt.event.{event}") else event.upper()
+    # How an alert that resolves by itself ended, when that is not "fixed" (broadcast_not_reached:
+    # the broadcast expired or was cancelled with villages never reached).
+    outcome = (alert.get("details") or {}).get("outcome") if event == "resolve" else None
+    ended = f"nt.event.{event}.{outcome}"
+    event_key = ended if outcome and words.has(ended) else f"nt.event.{event}"
+    event_word = w(event_key) if words.has(event_key) else event.upper()
     title = w("nt.title", event=event_word, what=head)
     lines = []
     if event not in ("resolve", "ack", "assign"):
@@ -148,9 +153,17 @@ def render(
         minutes = max(0, round((alert["resolved_at"] - alert["since"]).total_seconds() / 60))
         at = _when(alert["resolved_at"], zone)
         n = words.number(minutes, lg)
-        lines.append(
-            w("nt.resolved_by", at=at, who=actor, minutes=n) if actor else w("nt.resolved", at=at, minutes=n)
-        )
+        if outcome and words.has(f"nt.outcome.{outcome}"):
+            never = (alert.get("details") or {}).get("not_reached") or "—"
+            lines.append(w(f"nt.outcome.{outcome}", not_reached=never))
+        if event_key == ended:
+            lines.append(w("nt.ended", at=at, minutes=n))
+        else:
+            lines.append(
+                w("nt.resolved_by", at=at, who=actor, minutes=n)
+                if actor
+                else w("nt.resolved", at=at, minutes=n)
+            )
     if event == "ack":
         lines.append(w("nt.acked", who=alert.get("acked_by")))
         if alert.get("ack_comment"):
