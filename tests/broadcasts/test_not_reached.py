@@ -167,3 +167,17 @@ def test_the_notification_links_to_the_broadcasts_page(conn: psycopg.Connection)
     assert f"http://ioc.example:8000/#/broadcasts/{b.id}" in body.splitlines()[-1]
     assert data["link"] == f"http://ioc.example:8000/#/broadcasts/{b.id}"
     assert "Ấp Tây Bình" in title
+
+
+def test_the_resolve_notification_says_how_the_broadcast_ended(conn: psycopg.Connection) -> None:
+    missed_tay_binh(conn)
+    tick(conn, T0 + timedelta(hours=1))
+    alert = alert_store.get(conn, conn.execute("SELECT id FROM alerts").fetchone()[0])  # type: ignore[index]
+    title, body, _ = messages.notification("resolve", alert, messages.Place())
+    assert title.startswith("[KẾT THÚC] ")
+    assert "Bản tin đã hết hạn; chưa đến: Ấp Tây Bình." in body
+    assert "Kết thúc lúc: " in body and "Đã khắc phục" not in body
+    conn.execute('UPDATE alerts SET details = details || \'{"outcome": "reached"}\'')
+    title, body, _ = messages.notification("resolve", alert_store.get(conn, alert["id"]), messages.Place())
+    assert title.startswith("[ĐÃ KHẮC PHỤC] ") and "Bản tin đã đến đủ mọi nơi được gửi." in body
+    assert "Đã khắc phục lúc: " in body
