@@ -8,6 +8,7 @@ import signal
 import psycopg
 
 from cli import context
+from services import words
 from services.alerts.channels import Channels, DeliveryFailed
 from services.alerts.engine import AlertsSettings, Engine, check_config
 from services.errors import InvalidInput
@@ -85,8 +86,7 @@ async def _requeue(s: Settings, target: str) -> int:
 
 async def _send_test(urls: dict[str, str], name: str, lang: str) -> int:
     channels = Channels(urls)
-    title = "[THỬ] Kênh cảnh báo IOC hoạt động" if lang == "vi" else "[TEST] IOC alert channel works"
-    body = "Tin nhắn thử từ Commune IOC." if lang == "vi" else "A test message from Commune IOC."
+    title, body = words.text("nt.test_title", lang), words.text("nt.test_body", lang)
     try:
         took = await channels.send(name, title, body, "info", {"status": body})
     except DeliveryFailed as err:
