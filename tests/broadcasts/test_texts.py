@@ -13,10 +13,13 @@ import pytest
 from fastapi.testclient import TestClient
 
 from gateway.app import create_app
-from services.broadcasts import delivery
+from services import media
+from services.broadcasts import delivery, store
+from services.broadcasts import texts as broadcast_texts
 from tests.alerts.conftest import Receiver, running, write_config
 from tests.alerts.conftest import settings as alert_settings
 from tests.broadcasts.conftest import SECRET, settings, upload
+from tests.broadcasts.conftest import wav as wav_bytes
 from tests.gateway.conftest import Headers
 from tests.support import wait_for
 
@@ -180,3 +183,41 @@ def test_the_compose_form_learns_the_channel_names_and_never_their_urls(
     assert r.json() == {"channels": ["telegram-xa", "zalo_oa"], "emergency": ["zalo_oa"]}
     assert "tok-123" not in r.text and TOKEN not in r.text
     assert http.get("/api/v1/broadcasts/channels").status_code == 401
+
+
+def test_each_occurrence_of_a_repeated_broadcast_sends_its_texts_once(seeded: str, tmp_path: Path) -> None:
+    t0 = datetime(2026, 12, 2, 1, 0, tzinfo=UTC)  # 08:00 in the commune
+    with psycopg.connect(seeded, autocommit=True) as conn:
+        m = media.store(conn, tmp_path, wav_bytes(), "audio/wav", "admin")
+        with conn.transaction():
+            b = store.create(
+                conn,
+                title="Bản tin sáng",
+                priority="normal",
+                media_id=m.id,
+                text=None,
+                targets={"villages": ["trung-binh"]},
+                starts_at=t0,
+                rrule="FREQ=DAILY",
+                expires_at=t0 + timedelta(minutes=30),
+                risk_level=None,
+                volume=None,
+                actor="admin",
+                role="admin",
+                scope=None,
+                now=t0,
+                tz="Asia/Ho_Chi_Minh",
+                channels=["zalo_oa"],
+                known_channels=["zalo_oa", "telegram-xa"],
+            )
+        for at in (t0, t0 + timedelta(minutes=1), t0 + timedelta(days=1), t0 + timedelta(days=1, minutes=5)):
+            delivery.tick(conn, at, "Asia/Ho_Chi_Minh", "http://ioc.example:8000", SECRET)
+        rows = conn.execute(
+            "SELECT occurrence_at, title FROM alert_outbox WHERE broadcast_id = %s ORDER BY id", (b.id,)
+        ).fetchall()
+        assert [r[0] for r in rows] == [t0, t0 + timedelta(days=1)]
+        assert rows[0][1] == "[THÔNG THƯỜNG] Bản tin sáng"
+        latest = store.get(conn, b.id)
+        assert [(x["channel"], x["state"]) for x in broadcast_texts.rows(conn, latest)] == [
+            ("zalo_oa", "scheduled")
+        ]
