@@ -188,12 +188,11 @@ def test_the_rule_finds_english_and_developer_text() -> None:
 def test_every_view_of_the_vietnamese_page_speaks_the_catalogue(
     browser: Browser, dash_url: str, walk_db: str, admin: Page
 ) -> None:
-    data, terms = registry_data(walk_db)
     found: dict[str, dict[str, str]] = {}
 
     def look(where: str, page: Page) -> None:
         page.wait_for_load_state("networkidle")
-        missing = not_words(page, Catalogue(data, terms))
+        missing = not_words(page, Catalogue(*registry_data(walk_db)))
         if missing:
             found[where] = missing
 
@@ -238,6 +237,23 @@ def test_every_view_of_the_vietnamese_page_speaks_the_catalogue(
         page.goto(base + route)
         page.wait_for_selector(ready)
         look(where, page)
+
+    # A broadcast's own page, an alert's acknowledge form, the device list filtered to nothing.
+    made = page.evaluate(
+        """() => fetch("/api/v1/broadcasts", {method: "POST", headers: {"Content-Type": "application/json"},
+             body: JSON.stringify({title: "Thông báo thu gom rác", text: "Sáng thứ Bảy, 7 giờ",
+             targets: {villages: ["bac-thanh"]}})}).then((r) => r.json())"""
+    )
+    page.goto(base + f"#/broadcasts/{made['id']}")
+    page.wait_for_selector(f"text={made['title']}")
+    look("a broadcast's page", page)
+    page.goto(base + "#/alerts")
+    page.locator("#alert-list article [data-action=ack]").first.click()
+    page.wait_for_selector("#alert-list article form")
+    look("alerts, acknowledge form", page)
+    page.goto(base + "#/devices")
+    page.fill("input[name=q][type=search]", "khong co thiet bi nay")
+    look("device list, nothing found", page)
 
     # An error path: the maintenance form refused by the server.
     page.goto(base + "#/maintenance")
