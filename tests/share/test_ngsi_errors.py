@@ -49,7 +49,7 @@ def test_unknown_entity_and_unknown_route_are_resource_not_found(client: TestCli
         "/ngsi-ld/v1/temporal/entities/urn:ngsi-ld:Device:thoai-giang:spk-9", headers=hdr(key_a)
     )
     problem(never, 404, "ResourceNotFound")
-    problem(client.get("/ngsi-ld/v1/subscriptions", headers=hdr(key_a)), 404, "ResourceNotFound")
+    problem(client.get("/ngsi-ld/v1/csourceRegistrations", headers=hdr(key_a)), 404, "ResourceNotFound")
 
 
 def test_missing_bad_and_out_of_scope_keys_are_401_and_403_problems(client: TestClient, key_a: str) -> None:
