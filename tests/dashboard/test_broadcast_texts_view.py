@@ -92,6 +92,9 @@ def test_an_emergency_ticks_its_default_channels_and_its_page_shows_each_text_se
         )
         expect(page.locator("#bc-media")).to_have_attribute("data-state", "ok")
         page.click("#bc-send")
+        expect(page.locator("#bc-confirm-channels")).to_have_text(
+            "Gửi kèm tin nhắn qua: telegram-xa, zalo_oa"
+        )
         yes = page.locator("#bc-confirm-yes")
         expect(yes).to_be_enabled(timeout=10000)
         yes.click()

@@ -1,5 +1,5 @@
 // The question before a broadcast goes: every village named, their count, how many speakers and
-// e-boards, when, and whether it waits for approval. An emergency's confirm button is disarmed for a
+// e-boards, the text channels it also goes to, when, and whether it waits for approval. An emergency's confirm button is disarmed for a
 // moment (to read the list) and sits on the other side from the send button; Enter never presses it.
 
 import { api } from "../api.js";
@@ -53,6 +53,7 @@ export function askConfirm(dlg, { body, names, speakers, eboards, start, waits }
     <ul class="bc-confirm-villages" id="bc-confirm-villages">${names.map((v) => `<li>${esc(v)}</li>`).join("")}</ul>
     <p class="muted">${esc(start ? t("bc.confirm_at", { at: showLocal(start) }) : t("bc.confirm_now"))}` +
       `${body.media_id ? "" : ` ${esc(t("bc.confirm_text_only"))}`}</p>
+    ${body.channels && body.channels.length ? `<p class="bc-confirm-channels" id="bc-confirm-channels">${esc(t("bc.confirm_channels", { list: body.channels.join(", ") }))}</p>` : ""}
     ${waits ? `<p class="notice">${esc(t("bc.confirm_waits"))}</p>` : ""}
     <div class="bc-dialog-actions">
       <button type="button" class="primary${urgent ? " danger" : ""}" id="bc-confirm-yes"${urgent ? " disabled data-arming" : ""}>${esc(t(urgent ? "bc.confirm_yes_emergency" : "bc.confirm_yes"))}</button>
