@@ -112,8 +112,9 @@ def install(app: FastAPI) -> None:
         in_body = any(item.get("loc", ("",))[0] == "body" for item in exc.errors())
         message, detail = _validation_message(exc)
         if _ngsi(request):
-            unknown = any(item.get("type") == "extra_forbidden" for item in exc.errors())
-            kind = problems.INVALID_REQUEST if unknown else problems.BAD_REQUEST_DATA
+            # An unknown member or a body that is not JSON is syntactically invalid (CIM 009 5.5.2).
+            syntax = any(item.get("type") in ("extra_forbidden", "json_invalid") for item in exc.errors())
+            kind = problems.INVALID_REQUEST if syntax else problems.BAD_REQUEST_DATA
             return problems.response(400, message, error_type=kind)
         if in_body:
             return error_response(422, "unprocessable", message, detail=detail)
