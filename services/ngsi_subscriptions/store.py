@@ -182,6 +182,9 @@ def _bump(conn: psycopg.Connection) -> None:
 
 def create(conn: psycopg.Connection, key: ApiKey, doc: dict[str, Any], context_url: str) -> dict[str, Any]:
     """Store a new subscription of `key` (the caller commits); 409 when its id is taken."""
+    nulls = [k for k, v in doc.items() if v is None and k != "@context"]
+    if nulls:
+        raise InvalidInput(f"{', '.join(nulls)} is null; leave a member out instead")
     sub_id = doc.get("id") or f"{ID_PREFIX}{uuid.uuid4()}"
     if not isinstance(sub_id, str) or not _ID_RE.fullmatch(sub_id):
         raise InvalidInput(f"id {sub_id!r} is not a URI")

@@ -156,8 +156,10 @@ def test_bad_subscriptions_are_400_with_the_reason(client: TestClient, key_a: st
         (sub(timeInterval=60), "InvalidRequest", "timeInterval"),
         ({k: v for k, v in sub().items() if k != "notification"}, "BadRequestData", "notification"),
     ]
+    cases.append(({**sub(), "watchedAttributes": None}, "BadRequestData", "null"))  # only PATCH removes
     for doc, kind, words in cases:
-        doc = {k: v for k, v in doc.items() if v is not None}
+        if words != "null":
+            doc = {k: v for k, v in doc.items() if v is not None}
         r = client.post(BASE, json=doc, headers=hdr(key_a))
         assert r.status_code == 400, (doc, r.text)
         body = r.json()
