@@ -388,8 +388,9 @@ class Producer:
             rows += [self.last[d][0] for d, r in pending.items() if r is None and d in self.last]
             if rows:
                 notes.append((sub, rows))
-            if sub.throttling_s:
-                pending_writes[sub_id] = ([], now)
+            if sub.throttling_s or pending:
+                # (pending without throttling: its throttling was just removed; the stored list goes too)
+                pending_writes[sub_id] = ([], now if sub.throttling_s else None)
             pending.clear()
             self.notified[sub_id] = now
         if not notes and not pending_writes and new_cursor == self.cursor:

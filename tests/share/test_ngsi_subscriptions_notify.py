@@ -281,6 +281,15 @@ def test_throttling_coalesces_changes_and_sends_the_latest_when_the_window_ends(
         report(db_url, "spk-trung-binh-1", rssi_dbm=-73)  # within the new window
         produced(db_url)
         assert queued(db_url, sid) == 2
+        # Throttling removed: what waited goes at once, and only once.
+        assert client.patch(f"{BASE}/{sid}", json={"throttling": None}, headers=hdr(key_a)).status_code == 204
+        _, _, third = posted(recv, "/t", 3)
+        assert [e["rssi"] for e in third["data"]] == [-73]
+        wait_for(lambda: scalar(db_url, "SELECT pending FROM ngsi_subscriptions WHERE id = %s", (sid,)) == [])
+        client.patch(f"{BASE}/{sid}", json={"subscriptionName": "again"}, headers=hdr(key_a))
+        report(db_url, "cam-vt-1", "offline")  # another commune: nothing for this key
+        produced(db_url)
+        assert queued(db_url, sid) == 3
 
 
 def test_paused_and_expired_subscriptions_are_not_notified(
