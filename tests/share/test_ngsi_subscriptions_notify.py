@@ -385,3 +385,27 @@ def test_a_deleted_subscription_or_a_revoked_key_gets_nothing_more(
         report(db_url, "spk-trung-binh-1", "online")
         produced(db_url)
         assert queued(db_url, gone) == 0 and queued(db_url, revoked) == 0
+
+
+def test_after_a_stop_longer_than_the_feed_keeps_each_changed_device_is_sent_once(
+    client: TestClient, db_url: str, key_a: str, recv: Receiver
+) -> None:
+    sid = subscribe(client, key_a, recv, "/long", watchedAttributes=["deviceState"])
+    with notifying(db_url):
+        report(db_url, "spk-trung-binh-1", "offline")
+        posted(recv, "/long", 1)
+    report(db_url, "spk-trung-binh-1", "online")
+    report(db_url, "cam-ubnd-1", "offline")
+    with psycopg.connect(db_url) as conn:
+        conn.execute("DELETE FROM feed")  # what the housekeeper prunes after an hour
+    with notifying(db_url):
+        _, n = posted(recv, "/long", 2)
+        produced(db_url)
+        assert queued(db_url, sid) == 2
+        report(db_url, "cam-ubnd-1", "online")  # and then on from the feed as usual
+        posted(recv, "/long", 3)
+    # The devices written since the producer's position, with their current values; the others not.
+    assert {e["id"].rsplit(":", 1)[1]: e["deviceState"] for e in n["data"]} == {
+        "spk-trung-binh-1": "online",
+        "cam-ubnd-1": "offline",
+    }
