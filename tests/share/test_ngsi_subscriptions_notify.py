@@ -296,9 +296,13 @@ def test_paused_and_expired_subscriptions_are_not_notified(
     client: TestClient, db_url: str, key_a: str, recv: Receiver
 ) -> None:
     paused = subscribe(client, key_a, recv, "/p", watchedAttributes=["deviceState"], isActive=False)
-    soon = (datetime.now(UTC) + timedelta(seconds=2)).isoformat()
-    expiring = subscribe(client, key_a, recv, "/e", watchedAttributes=["deviceState"], expiresAt=soon)
-    wait_for(lambda: datetime.now(UTC).isoformat() > soon, timeout=10)
+    later = (datetime.now(UTC) + timedelta(days=1)).isoformat()
+    expiring = subscribe(client, key_a, recv, "/e", watchedAttributes=["deviceState"], expiresAt=later)
+    with psycopg.connect(db_url) as conn:  # a day later: its expiresAt has passed
+        conn.execute(
+            "UPDATE ngsi_subscriptions SET expires_at = now() - interval '1 second' WHERE id = %s",
+            (expiring,),
+        )
     assert client.get(f"{BASE}/{expiring}", headers=hdr(key_a)).json()["status"] == "expired"
     with notifying(db_url):
         report(db_url, "spk-trung-binh-1", "offline")
