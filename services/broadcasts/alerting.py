@@ -129,7 +129,10 @@ def resolve_settled(conn: psycopg.Connection, now: datetime) -> list[int]:
     the evaluator tells the channels that heard of the alert. The ids resolved."""
     with conn.cursor(row_factory=dict_row) as cur:
         open_ = cur.execute(
-            f"SELECT {alert_store.COLUMNS} FROM alerts WHERE rule = %s AND state <> 'resolved' FOR UPDATE",  # noqa: S608
+            # An alert the evaluator is changing now (a repeat) is left for the next round: the two
+            # never wait for each other.
+            f"SELECT {alert_store.COLUMNS} FROM alerts WHERE rule = %s AND state <> 'resolved'"  # noqa: S608
+            " FOR UPDATE SKIP LOCKED",
             (RULE,),
         ).fetchall()
     resolved = []
@@ -149,7 +152,11 @@ def resolve_settled(conn: psycopg.Connection, now: datetime) -> list[int]:
         alert_store.history(conn, row["id"], "resolved", None, {"auto": True, "reason": outcome, **extra})
         # An open notification not routed yet has nobody to tell; the evaluator sends the resolve
         # to the channels told of the alert, as for the gateway's requests.
-        conn.execute("DELETE FROM alert_outbox WHERE alert_id = %s AND status = 'route'", (row["id"],))
+        conn.execute(
+            "DELETE FROM alert_outbox WHERE id IN (SELECT id FROM alert_outbox WHERE alert_id = %s"
+            " AND status = 'route' FOR UPDATE SKIP LOCKED)",
+            (row["id"],),
+        )
         conn.execute(
             "INSERT INTO alert_outbox (alert_id, event, status, data) VALUES (%s, 'resolve', 'route', %s)",
             (row["id"], Jsonb({"actor": None})),
