@@ -74,7 +74,8 @@ class Sub:
     id: str
     communes: frozenset[str] | None
     kinds: frozenset[str] | None
-    usable: bool  # its key is neither revoked nor expired
+    usable: bool  # its key is not revoked
+    key_expires_at: datetime | None
     active: bool
     expires_at: datetime | None
     throttling_s: float | None
@@ -89,7 +90,18 @@ class Sub:
 
     @classmethod
     def of(cls, row: tuple[Any, ...]) -> "Sub":
-        sub_id, doc, context_url, active, expires_at, throttling_s, communes, kinds, usable = row
+        (
+            sub_id,
+            doc,
+            context_url,
+            active,
+            expires_at,
+            throttling_s,
+            communes,
+            kinds,
+            usable,
+            key_expires_at,
+        ) = row
         eq, ne = parse_q(doc["q"]) if doc.get("q") else ({}, {})
         n = doc["notification"]
         return cls(
@@ -97,6 +109,7 @@ class Sub:
             communes=frozenset(communes) if communes is not None else None,
             kinds=frozenset(kinds) if kinds is not None else None,
             usable=usable,
+            key_expires_at=key_expires_at,
             active=active,
             expires_at=expires_at,
             throttling_s=throttling_s,
@@ -114,7 +127,12 @@ class Sub:
         )
 
     def live(self, now: datetime) -> bool:
-        return self.usable and self.active and (self.expires_at is None or self.expires_at > now)
+        return (
+            self.usable
+            and self.active
+            and (self.expires_at is None or self.expires_at > now)
+            and (self.key_expires_at is None or self.key_expires_at > now)
+        )
 
     def selects(self, kv: dict[str, Any], changed: set[str]) -> bool:
         """A change of this entity concerns the subscription (its watched attributes, scope, entities, q)."""
@@ -172,7 +190,7 @@ class Producer:
         self.devices: dict[str, Device] = {}
         self.registry_version: int | None = None
         self.subs: dict[str, Sub] = {}
-        self.sub_version: int | None = None
+        self.sub_version: tuple[int, int] | None = None
         self.loaded_at = 0.0
         # per subscription: throttled devices with the entity row to send, and the last notification
         self.pending: dict[str, dict[str, dict[str, Any] | None]] = {}
@@ -235,31 +253,37 @@ class Producer:
             )
             self.devices = {r[0]: Device(*r[1:]) for r in await cur.fetchall()}
             self.registry_version = version
-        row = await (await conn.execute("SELECT version FROM ngsi_subscriptions_version")).fetchone()
-        version = int(row[0]) if row else 0
-        if version == self.sub_version and time.monotonic() - self.loaded_at < RELOAD_S:
+        # A revoked key stops its subscriptions at once, as it stops the key everywhere.
+        row = await (
+            await conn.execute(
+                "SELECT version, (SELECT count(*) FROM api_keys WHERE revoked_at IS NOT NULL)"
+                " FROM ngsi_subscriptions_version"
+            )
+        ).fetchone()
+        subs_version = (int(row[0]), int(row[1])) if row else (0, 0)
+        if subs_version == self.sub_version and time.monotonic() - self.loaded_at < RELOAD_S:
             return
         cur = await conn.execute(
             "SELECT s.id, s.doc, s.context_url, s.is_active, s.expires_at, s.throttling_s, k.communes, k.kinds,"
-            " k.revoked_at IS NULL AND (k.expires_at IS NULL OR k.expires_at > now()), s.pending, s.notified_at"
+            " k.revoked_at IS NULL, k.expires_at, s.pending, s.notified_at"
             " FROM ngsi_subscriptions s JOIN api_keys k ON k.id = s.key_id"
         )
         subs: dict[str, Sub] = {}
         for r in await cur.fetchall():
             try:
-                sub = subs[r[0]] = Sub.of(r[:9])
-            except Exception:  # a stored subscription this version cannot read: skipped, said once
+                sub = subs[r[0]] = Sub.of(r[:10])
+            except Exception:  # a stored subscription this version of the IOC cannot read: skipped, said once
                 if r[0] not in self.subs:
                     log.exception("NGSI-LD subscription %s cannot be read; it is not notified", r[0])
                 continue
-            if sub.id not in self.pending or version != self.sub_version:
+            if sub.id not in self.pending or subs_version != self.sub_version:
                 kept = self.pending.get(sub.id, {})
-                self.pending[sub.id] = {d: kept.get(d) for d in r[9]}
-                self.notified[sub.id] = r[10]
+                self.pending[sub.id] = {d: kept.get(d) for d in r[10]}
+                self.notified[sub.id] = r[11]
         for gone in set(self.pending) - set(subs):
             self.pending.pop(gone, None)
             self.notified.pop(gone, None)
-        self.subs, self.sub_version, self.loaded_at = subs, version, time.monotonic()
+        self.subs, self.sub_version, self.loaded_at = subs, subs_version, time.monotonic()
 
     async def _seed(self, conn: psycopg.AsyncConnection) -> None:
         """Each device's last entity at or before the cursor, read back from the feed."""
