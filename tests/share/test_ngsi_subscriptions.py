@@ -229,3 +229,29 @@ def test_creates_updates_and_deletes_are_audited_without_receiver_credentials(
     assert by_action["PATCH"]["params"]["body"] == {"isActive": False}
     assert by_action["DELETE"]["params"]["subscription_id"] == sid and by_action["DELETE"]["status"] == 204
     assert by_action["POST"]["communes"] == ["thoai-giang"]
+
+
+def test_the_concise_format_drops_types_and_keeps_what_else_is_said() -> None:
+    from services.ngsi_subscriptions.producer import concise
+
+    e = {
+        "id": "urn:ngsi-ld:Device:thoai-giang:cam-ubnd-1",
+        "type": "Device",
+        "deviceState": {"type": "Property", "value": "online", "observedAt": "2026-12-03T01:00:00Z"},
+        "kind": {"type": "Property", "value": "camera"},
+        "location": {"type": "GeoProperty", "value": {"type": "Point", "coordinates": [105.33, 10.39]}},
+        "refParent": {"type": "Relationship", "object": "urn:ngsi-ld:Device:thoai-giang:gw-trung-binh"},
+        "dateLastValueReported": {
+            "type": "Property",
+            "value": {"@type": "DateTime", "@value": "2026-12-03T01:00:00Z"},
+        },
+    }
+    assert concise(e) == {
+        "id": "urn:ngsi-ld:Device:thoai-giang:cam-ubnd-1",
+        "type": "Device",
+        "deviceState": {"value": "online", "observedAt": "2026-12-03T01:00:00Z"},
+        "kind": "camera",
+        "location": {"type": "Point", "coordinates": [105.33, 10.39]},
+        "refParent": {"object": "urn:ngsi-ld:Device:thoai-giang:gw-trung-binh"},
+        "dateLastValueReported": {"value": {"@type": "DateTime", "@value": "2026-12-03T01:00:00Z"}},
+    }
