@@ -24,6 +24,10 @@ class IocSettings(BaseSettings):
     lang: str = "vi"
     tz: str = "Asia/Ho_Chi_Minh"
     alerts_file: Path | None = None
+    # The `source` values a speaker may play from without a broadcast of ours (comma-separated,
+    # e.g. "vov1,fm-xa"): the default of the unscheduled_broadcast rule's allowed_sources (SPEC §9);
+    # the alert evaluator judges by it, the gateway shows it among the rules in force.
+    broadcast_allowed_sources: str = ""
     # the smart-commune criteria (services/criteria); unset: the shipped default
     criteria_file: Path | None = None
     retention_samples_days: int = 90
