@@ -12,7 +12,7 @@ from gateway import params
 from gateway.deps import Admin, Conn, CurrentUser, Technician, check_commune
 from services import audit, paging
 from services.alerts import config as alert_config
-from services.alerts import rule_schema, store
+from services.alerts import rule_schema, store, unscheduled
 from services.auth import User
 from services.errors import ConfigError, Forbidden, InvalidInput, NotFound
 
@@ -165,12 +165,17 @@ def _file_doc(request: Request) -> dict[str, Any]:
         raise ConfigError(f"IOC_ALERTS_FILE: {err.message}") from err
 
 
+def _env_rules(request: Request) -> dict[str, dict[str, Any]]:
+    """Rule settings of the environment (IOC_BROADCAST_ALLOWED_SOURCES), as the evaluator takes them."""
+    return unscheduled.rule_defaults(request.app.state.settings.broadcast_allowed_sources)
+
+
 def _rules_view(conn: Conn, request: Request) -> dict[str, Any]:
     doc = _file_doc(request)
     row = conn.execute("SELECT rules, version, updated_at, updated_by FROM alert_config").fetchone()
     api_rules, version, updated_at, updated_by = row if row else ({}, 0, None, None)
     try:
-        cfg = alert_config.build(doc, api_rules)
+        cfg = alert_config.build(doc, api_rules, _env_rules(request))
     except InvalidInput as err:
         raise ConfigError(f"alert configuration: {err.message}") from err
     hours = cfg.quiet_hours
@@ -227,7 +232,7 @@ def put_rules(
     errors = rule_schema.check_rules(rules)
     if not errors:
         try:
-            alert_config.build(_file_doc(request), rules)
+            alert_config.build(_file_doc(request), rules, _env_rules(request))
         except InvalidInput as err:
             errors = list(err.detail) if isinstance(err.detail, list) else [err.message]
     if errors:

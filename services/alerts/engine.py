@@ -45,14 +45,10 @@ class AlertsSettings(IocSettings):
     # After this process starts, an ingest that has not reported yet may still be starting
     # (`ioc up` starts its children together): no "IOC lost its broker" for that long.
     alerts_start_grace_s: float = 60.0
-    # The `source` values a speaker may play from without a broadcast of ours (comma-separated,
-    # e.g. "vov1,fm-xa"): the default of unscheduled_broadcast's allowed_sources (SPEC §9).
-    broadcast_allowed_sources: str = ""
 
     def rule_defaults(self) -> dict[str, dict[str, Any]]:
         """Rule settings the environment gives, under IOC_ALERTS_FILE's and the API's."""
-        sources = unscheduled.parse_sources(self.broadcast_allowed_sources)
-        return {unscheduled.RULE: {"allowed_sources": sources}} if sources else {}
+        return unscheduled.rule_defaults(self.broadcast_allowed_sources)
 
 
 class ConfigSource:

@@ -29,6 +29,12 @@ def parse_sources(text: str) -> list[str]:
     return [s.strip() for s in text.split(",") if s.strip()]
 
 
+def rule_defaults(allowed_sources: str) -> dict[str, dict[str, Any]]:
+    """The rule's settings IOC_BROADCAST_ALLOWED_SOURCES gives (under IOC_ALERTS_FILE's and the API's)."""
+    sources = parse_sources(allowed_sources)
+    return {RULE: {"allowed_sources": sources}} if sources else {}
+
+
 def source_of(metrics: Mapping[str, Any]) -> str:
     """What the speaker says it plays; `none` when it does not say."""
     source = metrics.get("source")

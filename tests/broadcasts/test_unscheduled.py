@@ -11,7 +11,9 @@ import orjson
 import paho.mqtt.client as paho
 import psycopg
 import pytest
+from fastapi.testclient import TestClient
 
+from gateway.app import create_app
 from ingest.service import IngestService, IngestSettings
 from services import media
 from services.alerts import config as alert_config
@@ -22,7 +24,8 @@ from services.errors import InvalidInput
 from services.topics import device_topic
 from tests.alerts.conftest import Receiver, alerts, running, settings, write_config
 from tests.broadcasts.conftest import SECRET, wav
-from tests.gateway.conftest import seed
+from tests.broadcasts.conftest import settings as gateway_settings
+from tests.gateway.conftest import Headers, seed
 from tests.support import scalar, wait_for
 
 USB = ("thoai-giang", "spk-trung-binh-1")  # plays a USB stick nobody scheduled
@@ -195,3 +198,18 @@ def test_allowed_sources_come_from_the_environment_and_are_set_per_commune_by_ov
     assert unscheduled.unscheduled({"playing": False, "source": "usb"}, False, here) == (False, {})
     with pytest.raises(InvalidInput, match=r"rules.unscheduled_broadcast.allowed_sources: must be a list"):
         alert_config.build({"rules": {"unscheduled_broadcast": {"allowed_sources": "vov1"}}})
+
+
+def test_the_rules_in_force_show_the_allowed_sources_of_the_environment(
+    seeded: str, tmp_path: Path, as_user: Headers
+) -> None:
+    s = gateway_settings(seeded, tmp_path, broadcast_allowed_sources="vov1,fm-xa")
+    with TestClient(create_app(s)) as http:
+        r = http.get("/api/v1/alert-rules", headers=as_user())
+        assert r.status_code == 200
+        assert r.json()["rules"]["unscheduled_broadcast"]["allowed_sources"] == ["vov1", "fm-xa"]
+        # An admin's edit replaces the environment's list, as IOC_ALERTS_FILE's would.
+        body = {"rules": {"unscheduled_broadcast": {"allowed_sources": ["vov1"]}}}
+        assert http.put("/api/v1/alert-rules", json=body, headers=as_user()).status_code == 200
+        rules = http.get("/api/v1/alert-rules", headers=as_user()).json()["rules"]
+        assert rules["unscheduled_broadcast"]["allowed_sources"] == ["vov1"]
