@@ -3,6 +3,7 @@
 signing out closes the session's live sockets on every gateway."""
 
 import json
+import re
 import signal
 import socket
 import subprocess
@@ -93,7 +94,8 @@ def test_readyz_silent_ingest_is_503_and_one_stopped_on_purpose_is_not(
         _ingest_row(db_url, "ingest-a", age_s=40)
         r = c.get("/readyz")
         assert r.status_code == 503 and r.json()["ingest"] == "silent"
-        assert r.json()["causes"] == ["ingest: no ingest has heard the broker for 40 s"]
+        (cause,) = r.json()["causes"]  # 40 s, or a little more on a busy machine
+        assert re.fullmatch(r"ingest: no ingest has heard the broker for 4\d s", cause), cause
         _ingest_row(db_url, "ingest-a", age_s=40, stopped="planned")
         r = c.get("/readyz")
         assert r.status_code == 200 and r.json()["ingest"] == "stopped", r.json()
