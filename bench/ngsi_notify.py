@@ -117,17 +117,19 @@ class FeedWatch:
             while not self.stop.is_set():
                 for _ in conn.notifies(timeout=0.5, stop_after=1):
                     pass
+                # Up to the head read first: a row committed meanwhile is read next time, never skipped.
+                top = conn.execute("SELECT value FROM counters WHERE name = 'feed'").fetchone()
+                head = int(top[0]) if top else after
                 rows = conn.execute(
-                    "SELECT f.seq_last, i->>'device_id', i->>'state' FROM feed f, json_array_elements(f.items) i"
-                    " WHERE f.seq_first > %s AND i->>'type' = 'status' AND i->>'device_id' = ANY(%s)"
-                    " ORDER BY f.seq_first",
-                    (after, self.ids),
+                    "SELECT i->>'device_id', i->>'state' FROM feed f, json_array_elements(f.items) i"
+                    " WHERE f.seq_first > %s AND f.seq_last <= %s AND i->>'type' = 'status'"
+                    " AND i->>'device_id' = ANY(%s)",
+                    (after, head, self.ids),
                 ).fetchall()
                 at = time.time()
-                top = conn.execute("SELECT coalesce(max(seq_last), %s) FROM feed", (after,)).fetchone()
-                for _, device, state in rows:
+                for device, state in rows:
                     self.seen.append((at, device, state))
-                after = max(after, int(top[0]) if top else after, *(r[0] for r in rows))
+                after = head
 
     def close(self) -> None:
         self.stop.set()
