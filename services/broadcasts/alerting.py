@@ -16,7 +16,7 @@ import psycopg
 from psycopg.rows import class_row, dict_row
 from psycopg.types.json import Jsonb
 
-from services import feed
+from services import feed, village_terms
 from services.alerts import messages
 from services.alerts import store as alert_store
 from services.broadcasts import store
@@ -72,7 +72,10 @@ def raise_not_reached(conn: psycopg.Connection, now: datetime, lang: str = "vi")
         affected = sorted(
             {d.device_id for d in ds if (d.commune_id, d.village_id) in {(c, v) for c, v, _ in missed}}
         )
-        headline = messages.headline(RULE, None, messages.Place(), details, lang)
+        # The communes' own word for their villages (ấp, xóm, thôn), when the missed ones share one.
+        terms = {village_terms.commune_terms(conn).get(c) for c, _, _ in missed}
+        place = messages.Place(village_term=terms.pop() if len(terms) == 1 else None)
+        headline = messages.headline(RULE, None, place, details, lang)
         with conn.cursor(row_factory=dict_row) as cur:
             row = cur.execute(
                 _INSERT,
