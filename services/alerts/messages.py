@@ -56,7 +56,7 @@ def describe(rule: str, details: Mapping[str, Any], lang: str = "vi", vt: str | 
     lg = _lang(lang)
     key = "flapping" if rule == "offline" and details.get("flapping") else rule
     if words.has(f"am.{key}"):
-        needed = set(_FIELD.findall(words.text(f"am.{key}", "vi", vt=vt))) - {"vt", "Vt"}
+        needed = set(_FIELD.findall(words.catalogue()["vi"][f"am.{key}"])) - {"vt", "Vt"}
         if all(_usable(details.get(f)) for f in needed):
             fields = {f: _show(details[f], lg, _DECIMALS.get(key) if f == "value" else None) for f in needed}
             return words.text(f"am.{key}", lg, vt=vt, **fields)
