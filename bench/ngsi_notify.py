@@ -51,7 +51,7 @@ class Receiver:
     def __init__(self) -> None:
         self.arrivals: list[tuple[float, str, bytes]] = []
         self.bulk = 0
-        self.bulk_entities_bytes = 0
+        self.bulk_bytes = 0
         self.lock = threading.Lock()
         outer = self
 
@@ -64,7 +64,7 @@ class Receiver:
                 with outer.lock:
                     if self.path.startswith("/bulk/"):
                         outer.bulk += 1
-                        outer.bulk_entities_bytes += len(body)
+                        outer.bulk_bytes += len(body)
                     else:
                         outer.arrivals.append((at, self.path, body))
                 self.send_response(204)
@@ -280,7 +280,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             alerts_log.close()
         with recv.lock:
             arrivals = list(recv.arrivals)
-            bulk = recv.bulk
+            bulk, bulk_bytes = recv.bulk, recv.bulk_bytes
     sample_body = arrivals[0][2] if arrivals else b"{}"
     post_ms = post_round_trip_detached(sample_body)
     recv.close()
@@ -326,6 +326,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         if notify_ms and feed_ms
         else None,
         "every_attribute_notifications": bulk,
+        # what the outbox keeps of them (delivered rows stay IOC_PUSH_KEEP_DAYS)
+        "every_attribute_bytes_per_s": round(bulk_bytes / elapsed),
         "ioc_alerts_cpu_pct_of_a_core": round(100 * cpu_alerts / elapsed, 1),
         "machine_load_1min_start_end": [round(load0, 1), round(load1, 1)],
     }
