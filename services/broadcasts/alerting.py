@@ -45,6 +45,8 @@ def _village_names(conn: psycopg.Connection, pairs: list[tuple[str, str]]) -> li
 def raise_not_reached(conn: psycopg.Connection, now: datetime, lang: str = "vi") -> list[int]:
     """Alert on every emergency occurrence past 2 minutes with villages not reached (once per
     occurrence); the ids of the alerts opened."""
+    if conn.execute("SELECT 1 FROM alerts WHERE rule = %s AND state <> 'resolved'", (RULE,)).fetchone():
+        return []  # one open at a time (alerts without a device): the others wait for it to resolve
     with conn.cursor(row_factory=class_row(Broadcast)) as cur:
         due = cur.execute(
             "SELECT * FROM broadcasts WHERE state = 'active' AND priority = 'emergency'"
@@ -73,7 +75,8 @@ def raise_not_reached(conn: psycopg.Connection, now: datetime, lang: str = "vi")
             {d.device_id for d in ds if (d.commune_id, d.village_id) in {(c, v) for c, v, _ in missed}}
         )
         # The communes' own word for their villages (ấp, xóm, thôn), when the missed ones share one.
-        terms = {village_terms.commune_terms(conn).get(c) for c, _, _ in missed}
+        word = village_terms.commune_terms(conn)
+        terms = {word.get(c) for c, _, _ in missed}
         place = messages.Place(village_term=terms.pop() if len(terms) == 1 else None)
         headline = messages.headline(RULE, None, place, details, lang)
         with conn.cursor(row_factory=dict_row) as cur:
