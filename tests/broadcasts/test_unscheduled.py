@@ -158,12 +158,17 @@ def test_a_speaker_playing_what_nobody_sent_raises_one_alert_until_it_stops_or_o
             bid = emergency(db_url, tmp_path, [USB[1], OURS[1]])
             wait_for(lambda: [r[1] for r in rows(db_url)] == ["resolved", "resolved"])
             assert {c["broadcast"] for c in speakers.commands} == {str(bid)}
-            states = scalar(
-                db_url,
-                "SELECT array_agg(state ORDER BY device_id) FROM deliveries WHERE broadcast_id = %s",
-                (bid,),
+            # (the alert resolves as soon as the command is sent; the speakers' results follow)
+            wait_for(
+                lambda: (
+                    scalar(
+                        db_url,
+                        "SELECT array_agg(state ORDER BY device_id) FROM deliveries WHERE broadcast_id = %s",
+                        (bid,),
+                    )
+                    == ["playing", "playing"]
+                )
             )
-            assert states == ["playing", "playing"]
 
             # A stream the commune does not allow on the relay speaker: raised. The speaker that
             # plays ours (its status says so since it took our command) raised nothing meanwhile.
