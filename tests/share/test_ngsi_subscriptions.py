@@ -232,7 +232,7 @@ def test_creates_updates_and_deletes_are_audited_without_receiver_credentials(
 
 
 def test_the_concise_format_drops_types_and_keeps_what_else_is_said() -> None:
-    from services.ngsi_subscriptions.producer import concise
+    from services.ngsi_subscriptions.matching import concise
 
     e = {
         "id": "urn:ngsi-ld:Device:thoai-giang:cam-ubnd-1",

@@ -1,0 +1,161 @@
+"""What a subscription is matched against and what its notifications hold: a device's registry
+row, a subscription as the producer sees it (scope, entities, watched attributes, q), and the
+notification bodies (CIM 009 §5.11.2) in the subscription's format."""
+
+import re
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from services.ngsi_entities import CORE_CONTEXT, iso, key_values, normalized, parse_q, pick
+
+MAX_DATA = 500  # entities per notification; more go in several
+
+
+@dataclass(frozen=True)
+class Device:
+    commune: str
+    village: str | None
+    kind: str
+    name: str | None
+    lat: float | None
+    lon: float | None
+    parent: str | None
+
+
+@dataclass(frozen=True)
+class Selector:
+    id: str | None
+    pattern: re.Pattern[str] | None
+
+    def matches(self, entity_id: str) -> bool:
+        return (self.id is None or self.id == entity_id) and (
+            self.pattern is None or self.pattern.search(entity_id) is not None
+        )
+
+
+@dataclass(frozen=True)
+class Sub:
+    """A subscription as the producer matches it."""
+
+    id: str
+    communes: frozenset[str] | None
+    kinds: frozenset[str] | None
+    usable: bool  # its key is not revoked
+    key_expires_at: datetime | None
+    active: bool
+    expires_at: datetime | None
+    throttling_s: float | None
+    entities: tuple[Selector, ...]
+    watched: frozenset[str] | None
+    q_eq: tuple[tuple[str, str], ...]
+    q_ne: tuple[tuple[str, str], ...]
+    attrs: list[str] | None
+    format: str
+    ld: bool  # application/ld+json: the @context in the body
+    context_url: str
+
+    @classmethod
+    def of(cls, row: tuple[Any, ...]) -> "Sub":
+        (
+            sub_id,
+            doc,
+            context_url,
+            active,
+            expires_at,
+            throttling_s,
+            communes,
+            kinds,
+            usable,
+            key_expires_at,
+        ) = row
+        eq, ne = parse_q(doc["q"]) if doc.get("q") else ({}, {})
+        n = doc["notification"]
+        return cls(
+            id=sub_id,
+            communes=frozenset(communes) if communes is not None else None,
+            kinds=frozenset(kinds) if kinds is not None else None,
+            usable=usable,
+            key_expires_at=key_expires_at,
+            active=active,
+            expires_at=expires_at,
+            throttling_s=throttling_s,
+            entities=tuple(
+                Selector(e.get("id"), re.compile(e["idPattern"]) if e.get("idPattern") else None)
+                for e in doc.get("entities") or ()
+            ),
+            watched=frozenset(doc["watchedAttributes"]) if doc.get("watchedAttributes") else None,
+            q_eq=tuple(eq.items()),
+            q_ne=tuple(ne.items()),
+            attrs=n.get("attributes"),
+            format=n.get("format", "normalized"),
+            ld=n["endpoint"].get("accept") == "application/ld+json",
+            context_url=context_url,
+        )
+
+    def live(self, now: datetime) -> bool:
+        return (
+            self.usable
+            and self.active
+            and (self.expires_at is None or self.expires_at > now)
+            and (self.key_expires_at is None or self.key_expires_at > now)
+        )
+
+    def selects(self, kv: dict[str, Any], changed: set[str]) -> bool:
+        """A change of this entity concerns the subscription (its watched attributes, scope, entities, q)."""
+        if self.watched is not None and self.watched.isdisjoint(changed):
+            return False
+        if self.communes is not None and kv["commune"] not in self.communes:
+            return False
+        if self.kinds is not None and kv["kind"] not in self.kinds:
+            return False
+        if self.entities and not any(s.matches(kv["id"]) for s in self.entities):
+            return False
+        return all(kv.get(a) == v for a, v in self.q_eq) and all(kv.get(a) != v for a, v in self.q_ne)
+
+    def entity(self, r: dict[str, Any]) -> dict[str, Any]:
+        if self.format == "keyValues":
+            return pick(key_values(r), self.attrs)
+        e = pick(normalized(r), self.attrs)
+        return concise(e) if self.format == "concise" else e
+
+
+def concise(e: dict[str, Any]) -> dict[str, Any]:
+    """The concise representation (CIM 009 §4.5.3.6): Properties without `type`, a bare value when
+    nothing else is said of it; Relationships as `object`; GeoProperties as their GeoJSON."""
+    out: dict[str, Any] = {}
+    for k, v in e.items():
+        if not isinstance(v, dict) or k in ("id", "type"):
+            out[k] = v
+        elif v.get("type") == "GeoProperty":
+            out[k] = v["value"]
+        elif v.get("type") == "Relationship":
+            out[k] = {"object": v["object"]}
+        else:
+            rest = {a: b for a, b in v.items() if a != "type"}
+            out[k] = (
+                rest["value"] if list(rest) == ["value"] and not isinstance(rest["value"], dict) else rest
+            )
+    return out
+
+
+def bodies(
+    sub: Sub, rows: Iterable[dict[str, Any]], now: datetime
+) -> Iterable[tuple[dict[str, Any], list[str]]]:
+    """Notification bodies (CIM 009 §5.11.2) of these entity rows, at most MAX_DATA entities each,
+    with the communes each carries."""
+    ordered = sorted(rows, key=lambda r: r["device_id"])
+    for i in range(0, len(ordered), MAX_DATA):
+        chunk = ordered[i : i + MAX_DATA]
+        body: dict[str, Any] = {
+            "id": f"urn:ngsi-ld:Notification:{uuid.uuid4()}",
+            "type": "Notification",
+            "subscriptionId": sub.id,
+            "notifiedAt": iso(now),
+            "data": [sub.entity(r) for r in chunk],
+        }
+        if sub.ld:
+            body["@context"] = [sub.context_url, CORE_CONTEXT]
+        yield body, sorted({r["commune"] for r in chunk})
