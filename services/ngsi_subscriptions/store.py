@@ -33,7 +33,8 @@ OWN_HEADERS = frozenset(
     {"content-type", "content-length", "host", "idempotency-key", "link", "transfer-encoding", "connection"}
 )
 _HEADER_RE = re.compile(r"[A-Za-z0-9!#$%&'*+.^_`|~-]{1,100}")
-_ID_RE = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*:[^\s<>\"{}|\\^`]{1,300}")
+# a URI that stays one path segment of /ngsi-ld/v1/subscriptions/{id} (no /, ?, # or %)
+_ID_RE = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*:[^\s<>\"{}|\\^`/?#%]{1,300}")
 # Expanded attribute names (the @context's IRIs) are taken for their short terms.
 _TERMS: dict[str, str] = {
     v if isinstance(v, str) else v["@id"]: k

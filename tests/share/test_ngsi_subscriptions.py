@@ -152,6 +152,8 @@ def test_bad_subscriptions_are_400_with_the_reason(client: TestClient, key_a: st
         (sub(expiresAt="tomorrow"), "BadRequestData", "expiresAt"),
         (sub(throttling=0), "BadRequestData", "throttling"),
         (sub(type="Subscriptions"), "BadRequestData", "Subscription"),
+        (sub(id="1234"), "BadRequestData", "URI"),
+        (sub(id="urn:ngsi-ld:Subscription:a/b"), "BadRequestData", "URI"),
         (sub(entities=None, watchedAttributes=None), "BadRequestData", "entities or watchedAttributes"),
         (sub(timeInterval=60), "InvalidRequest", "timeInterval"),
         ({k: v for k, v in sub().items() if k != "notification"}, "BadRequestData", "notification"),
