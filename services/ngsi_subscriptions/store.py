@@ -25,6 +25,8 @@ from services.ngsi_entities import ATTRS, CONTEXT, NAME_RE, RESERVED, URN_RE, is
 
 NOTIFY_CHANNEL = "ioc_ngsi_subscriptions"
 ID_PREFIX = "urn:ngsi-ld:Subscription:"
+# Each subscription is matched against every change: a key may hold this many.
+MAX_PER_KEY = 100
 DEVICE_TYPES = ("Device", "https://smartdatamodels.org/dataModel.Device/Device")
 FORMATS = ("normalized", "keyValues", "concise")
 ACCEPTS = ("application/json", "application/ld+json")
@@ -190,6 +192,13 @@ def create(conn: psycopg.Connection, key: ApiKey, doc: dict[str, Any], context_u
     if not isinstance(sub_id, str) or not _ID_RE.fullmatch(sub_id):
         raise InvalidInput(f"id {sub_id!r} is not a URI")
     stored = validate(conn, key, doc, datetime.now(UTC))
+    # The key's row locked: two creates at once cannot both pass the count.
+    conn.execute("SELECT 1 FROM api_keys WHERE id = %s FOR UPDATE", (key.id,))
+    held = conn.execute("SELECT count(*) FROM ngsi_subscriptions WHERE key_id = %s", (key.id,)).fetchone()
+    if held and held[0] >= MAX_PER_KEY:
+        raise InvalidInput(
+            f"this key already has {held[0]} subscriptions, the most it may hold; delete one first"
+        )
     row = conn.execute(
         "INSERT INTO ngsi_subscriptions (id, key_id, doc, context_url, is_active, expires_at, throttling_s)"
         " VALUES (%s, %s, %s, %s, %s, %s, %s) ON CONFLICT (id) DO NOTHING RETURNING id",

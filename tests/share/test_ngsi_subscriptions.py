@@ -4,8 +4,10 @@ delete; each key sees only its own; bad input is a ProblemDetails 400 with the E
 from typing import Any
 
 import psycopg
+import pytest
 from fastapi.testclient import TestClient
 
+from services.ngsi_subscriptions import store
 from tests.share.conftest import admin_token, hdr
 
 ERR = "https://uri.etsi.org/ngsi-ld/errors/"
@@ -257,3 +259,16 @@ def test_the_concise_format_drops_types_and_keeps_what_else_is_said() -> None:
         "refParent": {"object": "urn:ngsi-ld:Device:thoai-giang:gw-trung-binh"},
         "dateLastValueReported": {"value": {"@type": "DateTime", "@value": "2026-12-03T01:00:00Z"}},
     }
+
+
+def test_a_key_holds_a_bounded_number_of_subscriptions(
+    client: TestClient, key_a: str, key_all: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(store, "MAX_PER_KEY", 2)
+    first = create(client, key_a, sub())
+    create(client, key_a, sub())
+    r = client.post(BASE, json=sub(), headers=hdr(key_a))
+    assert r.status_code == 400 and "delete one first" in r.json()["detail"]
+    create(client, key_all, sub())  # another key's count is its own
+    assert client.delete(f"{BASE}/{first}", headers=hdr(key_a)).status_code == 204
+    create(client, key_a, sub())
