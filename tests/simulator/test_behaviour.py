@@ -120,6 +120,7 @@ def test_demo_registry_models_thoai_giang_and_long_thanh() -> None:
         + demo.SCENARIO.flapping
         + demo.SCENARIO.screen_fault
         + demo.SCENARIO.battery_low
+        + demo.SCENARIO.unscheduled_play
         + tuple(demo.SCENARIO.camera_faults)
     ):
         assert role in devs
