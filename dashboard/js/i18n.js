@@ -111,8 +111,11 @@ export function metricLabel(key, withUnit = false) {
 
 export function applyI18n(root) {
   document.title = t("app.title");
+  // Leaflet's zoom buttons say "Zoom in" unless told otherwise: every map made from now on.
+  if (window.L) Object.assign(L.Control.Zoom.prototype.options, { zoomInTitle: t("map.zoom_in"), zoomOutTitle: t("map.zoom_out") });
   for (const el of root.querySelectorAll("[data-i18n]")) el.textContent = t(el.dataset.i18n);
   for (const el of root.querySelectorAll("[data-i18n-placeholder]")) el.placeholder = t(el.dataset.i18nPlaceholder);
+  for (const el of root.querySelectorAll("[data-i18n-title]")) el.title = t(el.dataset.i18nTitle);
 }
 
 function formatter(kind) {

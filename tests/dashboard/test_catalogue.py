@@ -1,11 +1,11 @@
 """Every word of the Vietnamese page comes from the catalogue (dashboard/words.json).
 
-The test walks every view in Chromium against a real gateway and fails when a visible text node is
-not made of catalogue words. What is not a word and so is taken out first, by this rule:
+The test walks every view in Chromium against a real gateway and fails when a visible text (text
+nodes, placeholders, tooltips, aria-labels, the tab title) is not made of catalogue words. What is not a word and so is taken out first, by this rule:
 - data: ids and names from the registry (communes, districts, provinces, villages, devices), user
   names, what people typed (maintenance reasons, broadcast titles and texts, comments), what devices
-  sent (event messages, text status fields, stream and snapshot addresses), the time zone setting,
-  the criteria file's indicator names and sources (its own Vietnamese, docs/criteria.md);
+  sent (event messages, status field names and text values, stream and snapshot addresses), the
+  time zone setting, the criteria file's indicator names and sources (docs/criteria.md);
 - numbers, dates, times and the SI units of status fields (%, °C, dBm, ms, s, B);
 - the map library's attribution (Leaflet, © OpenStreetMap), which its licence asks to be shown as is;
 - text marked as English (`lang="en"`), such as the English line under the page for an unknown address.
@@ -50,6 +50,11 @@ VISIBLE_TEXTS = """() => {
     out.push(node.nodeValue);
   }
   for (const el of document.querySelectorAll("[placeholder]")) if (seen(el)) out.push(el.placeholder);
+  // Tooltips and the names screen readers say are read too.
+  for (const el of document.querySelectorAll("[title], [aria-label]")) {
+    if (!seen(el) || skip(el)) continue;
+    out.push(el.getAttribute("title") || "", el.getAttribute("aria-label") || "");
+  }
   return out.map((s) => s.replace(/\\s+/g, " ").trim()).filter(Boolean);
 }"""
 
@@ -124,6 +129,7 @@ def registry_data(db_url: str) -> tuple[set[str], set[str]]:
         # Text status fields are what the device said ("tb-2026-11", rtsp://…).
         for (metrics,) in conn.execute("SELECT metrics FROM device_state"):
             out.update(v for v in (metrics or {}).values() if isinstance(v, str))
+            out.update(metrics or {})  # the fields' own names, as a technician reads them in a tooltip
         terms = {t for t in village_terms.commune_terms(conn).values() if t}
     # The criteria file (the shipped one here) names its indicators and the decisions they come from.
     crit = criteria_catalogue.effective(None)

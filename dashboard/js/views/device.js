@@ -103,7 +103,7 @@ function renderLive() {
   const m = d.metrics || {};
   const keys = Object.keys(m).filter((k) => !isLink(k, m[k]) && !OWN_CARDS.test(k)).sort((a, b) => metricLabel(a).localeCompare(metricLabel(b), getLang()));
   root.querySelector("#device-metrics").innerHTML = keys.length
-    ? keys.map((k) => `<dt title="${esc(k)}" data-metric-label="${esc(k)}">${esc(metricLabel(k))}</dt>` +
+    ? keys.map((k) => `<dt title="${esc(t("dev.field_title", { key: k }))}" data-metric-label="${esc(k)}">${esc(metricLabel(k))}</dt>` +
       `<dd data-metric="${esc(k)}">${esc(fmtMetric(k, m[k]))}</dd>`).join("")
     : `<dt>${esc(t("misc.none"))}</dt><dd></dd>`;
   const links = collectLinks({ ...(d.attrs || {}), ...m });
