@@ -69,6 +69,8 @@ class Producer:
         self.last: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {}
         self.cursor = 0
         self.cursor_at: datetime | None = None
+        self.cursor_written = 0.0  # monotonic time the position was last written while idle
+        self.seeded = False  # self.last holds each device's entity at the cursor
         self.wake = asyncio.Event()
 
     def _row(self, device_id: str, dev: Device, item: dict[str, Any]) -> dict[str, Any]:
@@ -157,6 +159,8 @@ class Producer:
 
     async def _seed(self, conn: psycopg.AsyncConnection) -> None:
         """Each device's last entity at or before the cursor, read back from the feed."""
+        self.last.clear()
+        self.seeded = True
         need = set(self.devices)
         before = self.cursor
         rows_read = 0
@@ -185,13 +189,22 @@ class Producer:
             await conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ")
             try:
                 await self._load(conn)
-                rows = await feed.rows_after(conn, self.cursor, FEED_ROWS)
-                head = await feed.head_async(conn)
                 resync: list[tuple[str, dict[str, Any], bool]] | None = None
-                if (rows and rows[0][0] != self.cursor + 1) or (not rows and head > self.cursor):
+                rows: list[feed.Row] = []
+                if self.subs and not self.seeded:
+                    await self._seed(conn)
+                if self.subs:
+                    rows = await feed.rows_after(conn, self.cursor, FEED_ROWS)
+                head = await feed.head_async(conn)
+                if self.subs and (
+                    (rows and rows[0][0] != self.cursor + 1) or (not rows and head > self.cursor)
+                ):
                     resync = await self._current(conn)
             finally:
                 await conn.execute("COMMIT")
+        if not self.subs:
+            await self._idle(head, now)
+            return False
         matched: dict[str, dict[str, dict[str, Any]]] = {}
         new_at: datetime | None
         if resync is not None:
@@ -217,6 +230,18 @@ class Producer:
             new_at = now if rows else self.cursor_at
         await self._queue(matched, now, new_cursor, new_at)
         return len(rows) == FEED_ROWS
+
+    async def _idle(self, head: int, now: datetime) -> None:
+        """No subscription: nothing is read from the feed (most deployments have none), the
+        position follows its head (written at most once a second), and each device's last entity
+        is read back from the feed when a subscription comes."""
+        self.last.clear()
+        self.seeded = False
+        if head != self.cursor and time.monotonic() - self.cursor_written >= 1.0:
+            async with self.pool.connection() as conn, conn.transaction():
+                await conn.execute("UPDATE ngsi_producer SET feed_seq = %s, feed_at = %s", (head, now))
+            self.cursor, self.cursor_at = head, now
+            self.cursor_written = time.monotonic()
 
     async def _current(self, conn: psycopg.AsyncConnection) -> list[tuple[str, dict[str, Any], bool]]:
         cur = await conn.execute(

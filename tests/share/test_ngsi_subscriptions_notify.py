@@ -413,3 +413,18 @@ def test_after_a_stop_longer_than_the_feed_keeps_each_changed_device_is_sent_onc
         "spk-trung-binh-1": "online",
         "cam-ubnd-1": "offline",
     }
+
+
+def test_without_subscriptions_the_feed_is_skipped_and_a_new_one_starts_exactly(
+    client: TestClient, db_url: str, key_a: str, recv: Receiver
+) -> None:
+    with notifying(db_url):
+        report(db_url, "spk-trung-binh-1", "offline")
+        produced(db_url)  # passed over: no one subscribed
+        sid = subscribe(client, key_a, recv, "/new", watchedAttributes=["deviceState"])
+        report(db_url, "spk-trung-binh-1", "offline", rssi_dbm=-60)  # its state did not change
+        report(db_url, "spk-tay-binh-1", "offline")
+        (n,) = posted(recv, "/new", 1)
+        produced(db_url)
+        assert queued(db_url, sid) == 1
+    assert [e["id"].rsplit(":", 1)[1] for e in n["data"]] == ["spk-tay-binh-1"]
