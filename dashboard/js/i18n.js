@@ -53,8 +53,16 @@ let villageWord = null;
 
 
 
+const unknownKeys = new Set();
+
 export function t(key, vars) {
-  let s = DICT[lang][key] ?? DICT.vi[key] ?? key;
+  let s = DICT[lang][key] ?? DICT.vi[key];
+  if (s === undefined) {
+    // Shown as the key itself; said once in the console so that a missing word is found.
+    if (!unknownKeys.has(key)) console.warn(`words.json has no word "${key}"`);
+    unknownKeys.add(key);
+    s = key;
+  }
   if (vars) for (const [k, v] of Object.entries(vars)) s = s.replaceAll(`{${k}}`, v);
   if (s.includes("{vt}") || s.includes("{Vt}")) {
     const term = lang === "vi" ? villageWord || "xóm / ấp" : "village";

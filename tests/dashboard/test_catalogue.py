@@ -159,9 +159,13 @@ def walk_db(dash_db: str) -> str:
 def admin(browser: Browser, dash_url: str, walk_db: str) -> Iterator[Page]:
     ctx = browser.new_context(viewport={"width": 1366, "height": 768})
     page = ctx.new_page()
+    # A key the page asks for and the catalogue lacks is said in the console (dashboard/js/i18n.js).
+    missing: list[str] = []
+    page.on("console", lambda m: missing.append(m.text) if "has no word" in m.text else None)
     sign_in(page, dash_url)
     yield page
     ctx.close()
+    assert missing == []
 
 
 def not_words(page: Page, catalogue: Catalogue) -> dict[str, str]:
