@@ -91,6 +91,25 @@ class _Builder(_Loader):  # type: ignore[misc,valid-type]
         self.constructing: yaml.Node | None = None
         self.lines: dict[int, int] = {}
 
+    def construct_mapping(self, node: Any, deep: bool = False) -> Any:
+        """As PyYAML builds it, but a key written twice in one mapping is refused: PyYAML would keep
+        the last value silently, and the first is what its writer may have meant (a merge key's
+        values may still be overridden: that is what `<<` is for)."""
+        if isinstance(node, yaml.MappingNode):
+            seen: dict[Any, int] = {}
+            for key_node, _ in node.value:
+                if not isinstance(key_node, yaml.ScalarNode) or key_node.tag == "tag:yaml.org,2002:merge":
+                    continue
+                key = self.construct_object(key_node)
+                line = key_node.start_mark.line + 1
+                if key in seen:
+                    raise YamlRefused(
+                        line,
+                        f"{key} is given twice (first on line {seen[key]}); keep one",
+                    )
+                seen[key] = line
+        return super().construct_mapping(node, deep)
+
     def construct_object(self, node: Any, deep: bool = False) -> Any:
         self.constructing = node
         obj = super().construct_object(node, deep)

@@ -122,9 +122,7 @@ class _Map:
             if name is None:
                 errors.add(kline, f"{what}: a key must be a plain name")
                 continue
-            if name in self.lines:
-                errors.add(kline, f"{what}: {name} is given twice (first on line {self.lines[name]})")
-            self.lines.setdefault(name, kline)
+            self.lines[name] = kline  # a key given twice was refused by yaml_limits.load
         self.nodes = {k.value: v for k, v in node.value if isinstance(k, yaml.ScalarNode)}
 
     def at(self, key: str) -> int:

@@ -140,10 +140,10 @@ def test_number_and_text_keys_in_one_device_are_reported_not_sorted_into_a_type_
     assert line.startswith("r.yaml:3: unknown device field(s) 1, foo (allowed: heartbeat_s, id, kind,"), line
 
 
-def test_rows_after_a_duplicate_key_keep_their_line_numbers() -> None:
-    # the key that was kept is the second `devices:`; the old lookup took the first one's lines
+def test_a_second_devices_key_is_refused_where_it_is_written() -> None:
+    # PyYAML would keep the second `devices:` and drop the first list without a word
     text = OK + "devices: []\ndevices:\n  - {id: Bad_ID, kind: speaker}\n"
-    assert refused(text) == ["r.yaml:4: device id 'Bad_ID' must match [a-z0-9][a-z0-9-]{0,62}"]
+    assert refused(text) == ["r.yaml:3: devices is given twice (first on line 2); keep one"]
 
 
 def test_rows_from_a_merge_key_keep_their_line_numbers() -> None:
@@ -195,3 +195,13 @@ def test_file_not_in_utf8_names_the_line_of_the_first_bad_byte(tmp_path: Path) -
         registry_file.read(f)
     [line] = exc.value.detail
     assert line.startswith(f"{f}:3: not UTF-8 (byte 0x"), line
+
+
+def test_a_key_written_twice_is_a_line_numbered_error_not_the_last_value() -> None:
+    # PyYAML keeps the last value silently: a second `kind:` would have changed the device unseen.
+    assert refused(OK + "devices:\n  - id: a\n    kind: speaker\n    name: Loa\n    kind: camera\n") == [
+        "r.yaml:6: kind is given twice (first on line 4); keep one"
+    ]
+    # a merge key's values may still be overridden: that is what `<<` is for
+    merged = OK + "devices:\n  - &a {id: a, kind: speaker, name: Loa}\n  - {<<: *a, id: b, name: Loa 2}\n"
+    assert [d.name for d in registry_file.parse_yaml(merged, "r.yaml").devices] == ["Loa", "Loa 2"]

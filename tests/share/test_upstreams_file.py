@@ -85,7 +85,7 @@ def test_duplicates_missing_parts_and_bad_yaml() -> None:
     dup = "upstreams:\n  - {id: a, url: 'https://x/p'}\n  - {id: a, url: 'https://y/p'}\n"
     assert errors(dup) == ["up.yaml:3: upstream a is given twice (first on line 2)"]
     assert errors("upstreams:\n  - id: a\n    url: https://x/p\n    url: https://y/p\n") == [
-        "up.yaml:4: upstream: url is given twice (first on line 3)"
+        "up.yaml:4: url is given twice (first on line 3); keep one"
     ]
     assert errors("upstreams:\n  - {id: a, url: 'https://x', oauth2: {token_url: 'https://x/t'}}\n") == [
         "up.yaml:2: upstream a: oauth2.client_id is required",
