@@ -288,8 +288,19 @@ async def requeue_dead(conn: psycopg.AsyncConnection, target: str) -> int:
     return cur.rowcount
 
 
-async def prune(conn: psycopg.AsyncConnection, keep_days: int) -> int:
-    """Delete delivered rows (and alert change marks) older than `keep_days`; how many rows."""
+async def prune(conn: psycopg.AsyncConnection, keep_days: int, keep_bodies_hours: float = 24) -> int:
+    """Delete delivered rows (and alert change marks) older than `keep_days`; how many rows.
+
+    A delivered row's body is emptied (JSON null) after `keep_bodies_hours`: the row stays for the
+    criteria report's count of pushes and items, the bytes do not (an NGSI-LD subscription on every
+    attribute queues tens of kB a second). Pending and dead rows keep theirs: they are sent again.
+    """
+    if keep_bodies_hours > 0:
+        await conn.execute(
+            "UPDATE push_outbox SET body = 'null' WHERE status = 'delivered'"
+            " AND delivered_at < now() - make_interval(secs => %s) AND body::text <> 'null'",
+            (keep_bodies_hours * 3600,),
+        )
     if keep_days <= 0:
         return 0
     cur = await conn.execute(

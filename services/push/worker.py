@@ -49,6 +49,7 @@ class PushSettings(IocSettings):
     push_backoff_cap_s: float = 300.0
     push_max_pending: int = 2  # queued rows per upstream stream while its receiver is down
     push_keep_days: int = 30  # delivered rows kept (the criteria report counts pushes)
+    push_keep_bodies_hours: float = 24  # a delivered row's body kept this long, then emptied
     push_lock_poll_s: float = 1.0
     push_ngsi_concurrency: int = 16
 
@@ -307,7 +308,7 @@ class PushWorker:
         while not stop.is_set():
             try:
                 async with pool.connection() as conn:
-                    n = await outbox.prune(conn, self.s.push_keep_days)
+                    n = await outbox.prune(conn, self.s.push_keep_days, self.s.push_keep_bodies_hours)
                 if n:
                     log.info(
                         "push outbox: %s delivered row(s) older than %s days removed",

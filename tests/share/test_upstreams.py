@@ -606,3 +606,40 @@ def test_an_edited_upstreams_file_is_applied_and_a_bad_edit_is_not(
     assert [it["seq"] for it in receiver.items() + other.items()] == [
         it["seq"] for it in share_changes(seeded)
     ]
+
+
+def test_prune_empties_old_delivered_bodies_keeps_their_count_and_removes_rows_past_keep_days(
+    db_url: str,
+) -> None:
+    async def go() -> int:
+        async with await psycopg.AsyncConnection.connect(db_url) as conn:
+            for _ in range(4):
+                await outbox.enqueue(conn, "ngsi:s1", {"type": "Notification", "data": [{"x": 1}]})
+            await conn.commit()
+            # seq 1 delivered 40 days ago, 2 two days ago, 3 an hour ago; 4 still pending (receiver down)
+            for seq, age in ((1, "40 days"), (2, "2 days"), (3, "1 hour")):
+                await conn.execute(
+                    "UPDATE push_outbox SET status = 'delivered', delivered_at = now() - %s::interval"
+                    " WHERE target = 'ngsi:s1' AND seq = %s",
+                    (age, seq),
+                )
+            await conn.execute("UPDATE push_outbox SET created_at = now() - interval '3 days' WHERE seq = 4")
+            await conn.commit()
+            n = await outbox.prune(conn, keep_days=30, keep_bodies_hours=24)
+            await conn.commit()
+            return n
+
+    assert asyncio.run(go()) == 1
+    with psycopg.connect(db_url) as conn:
+        rows = conn.execute(
+            "SELECT seq, status, body::text, items FROM push_outbox WHERE target = 'ngsi:s1' ORDER BY seq"
+        ).fetchall()
+    assert [(seq, status, items) for seq, status, _, items in rows] == [
+        (2, "delivered", 1),
+        (3, "delivered", 1),
+        (4, "pending", 1),
+    ]
+    bodies = {seq: body for seq, _, body, _ in rows}
+    assert bodies[2] == "null"  # counted by the criteria report, its bytes gone
+    assert orjson.loads(bodies[3])["type"] == "Notification"  # delivered within the day: kept
+    assert orjson.loads(bodies[4])["type"] == "Notification"  # not delivered yet: sent as it is
