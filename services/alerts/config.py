@@ -9,6 +9,7 @@ from typing import Any
 
 import yaml
 
+from services import yaml_limits
 from services.alerts.hours import parse_hours
 from services.alerts.models import DEFAULT_REPEAT_S, Config, Escalation, Route, Rule
 from services.alerts.rule_schema import BUILTIN, COMMON, CUSTOM, Errors, check_rules, is_num
@@ -45,7 +46,11 @@ def load_file(path: Path | None) -> dict[str, Any]:
     except OSError as err:
         raise InvalidInput(f"{path}: {err.strerror}") from err
     try:
-        doc = yaml.safe_load(text) or {}
+        doc = yaml_limits.load(text).data or {}
+    except yaml_limits.YamlRefused as err:
+        raise InvalidInput(
+            f"{path}:{err.line}: {err.message}" if err.line else f"{path}: {err.message}"
+        ) from err
     except yaml.YAMLError as err:
         raise InvalidInput(f"{path}: not valid YAML: {err}") from err
     if not isinstance(doc, dict):

@@ -11,7 +11,7 @@ from typing import Any
 
 import yaml
 
-from services import payloads
+from services import payloads, yaml_limits
 from services.mapping import FieldMap, TsSpec, compile_field, compile_path, compile_ts, map_key
 
 NAME_RE = re.compile(r"[a-z0-9][a-z0-9_-]{0,62}")
@@ -337,7 +337,11 @@ def kind_errors(profile: Profile, kind: str) -> list[str]:
 
 def _load_file(path: Path, origin: str) -> Profile:
     try:
-        doc = yaml.safe_load(path.read_text(encoding="utf-8"))
+        doc = yaml_limits.load(path.read_text(encoding="utf-8")).data
+    except yaml_limits.YamlRefused as err:
+        raise ProfileError(
+            [f"{path}:{err.line}: {err.message}" if err.line else f"{path}: {err.message}"]
+        ) from err
     except (OSError, UnicodeDecodeError, yaml.YAMLError) as err:
         raise ProfileError([f"{path}: cannot read: {str(err).splitlines()[0]}"]) from err
     return parse(path.stem, doc, where=str(path), origin=origin)

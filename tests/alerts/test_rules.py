@@ -216,3 +216,13 @@ def test_repeated_events_keep_one_condition_from_the_first() -> None:
     cond = evaluate("camera_tamper", rule, d, s(90), s(90))
     assert cond.active and cond.since == s(0)
     assert not evaluate("camera_tamper", rule, d, s(140), s(140)).active
+
+
+def test_an_alerts_file_with_a_key_given_twice_is_refused_at_its_line(tmp_path: Path) -> None:
+    from services.alerts import config
+
+    path = tmp_path / "alerts.yaml"
+    path.write_text("rules:\n  device_offline: {for_s: 60}\n  device_offline: {for_s: 600}\n")
+    with pytest.raises(InvalidInput) as exc:
+        config.load_file(path)
+    assert exc.value.message == f"{path}:3: device_offline is given twice (first on line 2); keep one"

@@ -386,3 +386,13 @@ def test_every_source_kind_round_trips_through_its_stored_form() -> None:
         ),
     ):
         assert from_json(orjson.loads(orjson.dumps(to_json(src)))) == src
+
+
+def test_a_profiles_dir_file_with_a_key_given_twice_is_refused_at_its_line(tmp_path: Path) -> None:
+    from services.sources import profiles
+
+    path = tmp_path / "loa.yaml"
+    path.write_text('mqtt:\n  availability: "a/{id}/LWT"\n  availability: "b/{id}/LWT"\n')
+    with pytest.raises(profiles.ProfileError) as exc:
+        profiles.load_dir(tmp_path, "dir")
+    assert exc.value.errors == [f"{path}:3: availability is given twice (first on line 2); keep one"]
