@@ -63,7 +63,9 @@ export function t(key, vars) {
     unknownKeys.add(key);
     s = key;
   }
-  if (vars) for (const [k, v] of Object.entries(vars)) s = s.replaceAll(`{${k}}`, v);
+  // A function, not the text itself: replaceAll reads "$&" in a replacement string as a pattern,
+  // and fields carry what devices and people typed (a speaker's `source`, a broadcast's title).
+  if (vars) for (const [k, v] of Object.entries(vars)) s = s.replaceAll(`{${k}}`, () => String(v));
   if (s.includes("{vt}") || s.includes("{Vt}")) {
     const term = lang === "vi" ? villageWord || "xóm / ấp" : "village";
     s = s.replaceAll("{vt}", term).replaceAll("{Vt}", term.charAt(0).toUpperCase() + term.slice(1));
@@ -89,7 +91,8 @@ export function eventMessage(type, message, fields) {
   return has(key) ? t(key) : message || "";
 }
 
-// Why a device is in its state, in the page's words; the API keeps the server's own text.
+// Why a device is in its state, in the page's words; the API keeps the server's own text, and a
+// reason the page has no words for is «lý do khác» (the server's English is no word for people).
 const REASONS = [
   [/^no status for (\d+) s$/, "reason.silent"],
   [/^maintenance window$/, "reason.maintenance"],
@@ -108,7 +111,7 @@ export function reasonText(reason) {
     const m = reason.match(re);
     if (m) return t(key, { n: m[1] ? fmtNumber(Number(m[1])) : "" });
   }
-  return reason;
+  return t("reason.other");
 }
 
 // A status field's name for people, e.g. "Cường độ sóng (dBm)"; an unknown field keeps its key.

@@ -299,7 +299,7 @@ def test_state_reasons_and_event_names_read_in_vietnamese(page: Page) -> None:
     assert said == [
         "không nhận được tin trong 1.200 giây",
         "thiết bị ngắt kết nối (máy chủ nhận tin báo tự động của thiết bị)",
-        "something new",  # a reason the catalogue does not know is shown as the server wrote it
+        "lý do khác",  # a reason the catalogue does not know: a word, not the server's English
         "Khởi động",
         "vendor_thing",
         "Camera bị che, xoay hoặc chói",
