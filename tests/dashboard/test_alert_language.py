@@ -3,6 +3,7 @@ whatever language the server wrote its `message` in (IOC_LANG, for notifications
 
 import csv
 import io
+import re
 import unicodedata
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -96,6 +97,28 @@ CASES: list[tuple[str, str | None, dict[str, Any], str, str]] = [
         "Router ấp Bắc Thạnh Tải CPU = 95,5 (ngưỡng > 90)",
         "Router ấp Bắc Thạnh CPU load = 95.5 (threshold > 90)",
     ),
+    (
+        "unscheduled_broadcast",
+        "spk-tay-binh-1",
+        {"source": "usb", "playing": True},
+        "Loa ấp Tây Bình 1 đang phát nội dung không do IOC gửi (nguồn: usb)",
+        "Loa ấp Tây Bình 1 is playing something the IOC did not send (source: usb)",
+    ),
+    # What a device calls its source is text, never markup, nor a pattern of replaceAll ("$&").
+    (
+        "unscheduled_broadcast",
+        "spk-bac-thanh-1",
+        {"source": "<b>fm</b> $&", "playing": True},
+        "Loa ấp Bắc Thạnh 1 đang phát nội dung không do IOC gửi (nguồn: <b>fm</b> $&)",
+        "Loa ấp Bắc Thạnh 1 is playing something the IOC did not send (source: <b>fm</b> $&)",
+    ),
+    (
+        "broadcast_not_reached",
+        None,
+        {"broadcast": 7, "title": "Bão số 5", "villages": "Ấp Tây Bình", "missed": 1, "targeted": 3},
+        "Bản tin khẩn cấp «Bão số 5» chưa đến 1/3 ấp sau 2 phút: Ấp Tây Bình",
+        "The emergency broadcast «Bão số 5» has not reached 1 of 3 villages after 2 minutes: Ấp Tây Bình",
+    ),
     # A rule the page has no words for keeps the server's text.
     ("generator_stopped", "eb-ubnd", {}, "Máy phát điện UBND đã dừng", "Máy phát điện UBND đã dừng"),
 ]
@@ -175,3 +198,43 @@ def test_alert_text_follows_the_language_switch_without_reload(page: Page, alert
     page.click("#lang-switch")
     expect(gone).to_have_text("Router ấp Tây Bình mất kết nối")
     assert page.evaluate("window.__noReload") is True
+
+
+def test_broadcast_alert_links_to_its_broadcast_and_says_how_it_ended(page: Page, dash_db: str) -> None:
+    details = {"broadcast": 7, "title": "Bão số 5", "villages": "Ấp Tây Bình", "missed": 1, "targeted": 3}
+    alert_id = raise_alert(dash_db, "broadcast_not_reached", None, details, "Máy phát điện UBND đã dừng")
+    page.click("[data-nav=alerts]")
+    card = page.locator(f"#alert-list article[data-alert-id='{alert_id}']")
+    link = card.locator("[data-field=broadcast] a")
+    expect(link).to_have_attribute("href", "#/broadcasts/7")
+    expect(link).to_have_text("Bão số 5 #7")
+    expect(card.locator("[data-field=device]")).to_have_count(0)
+    expect(card.locator("[data-field=outcome]")).to_have_count(0)  # not over yet
+
+    # Resolved by itself as services/broadcasts/alerting.py resolves it: the broadcast expired.
+    with psycopg.connect(dash_db) as conn, conn.cursor(row_factory=dict_row) as cur:
+        row = cur.execute(
+            "UPDATE alerts SET state = 'resolved', resolved_at = now(), updated_at = now(),"  # noqa: S608
+            f" details = details || %s WHERE id = %s RETURNING {store.COLUMNS}",
+            (Jsonb({"outcome": "expired", "not_reached": "Ấp Tây Bình"}), alert_id),
+        ).fetchone()
+        assert row is not None
+        feed.publish(conn, [store.feed_item(row)])
+    page.click("[data-tab=resolved]")
+    outcome = card.locator("[data-field=outcome] dd")
+    expect(outcome).to_have_text(
+        "Bản tin đã hết hạn; chưa đến: Ấp Tây Bình. Cần báo cho những nơi này bằng cách khác."
+    )
+    expect(card.locator("[data-field=resolved_by] dd")).to_have_text(
+        "tự kết thúc theo bản tin (đến đủ nơi, hết hạn hoặc bị hủy)"
+    )
+    page.set_viewport_size({"width": 390, "height": 844})
+    card.scroll_into_view_if_needed()
+    shot(page, "alerts-broadcast-390")
+    page.click("#lang-switch")
+    expect(outcome).to_have_text("The broadcast expired; never reached: Ấp Tây Bình. Warn them another way.")
+    expect(card.locator("[data-field=broadcast] dt")).to_have_text("Broadcast")
+    page.click("#lang-switch")
+    expect(card.locator("[data-field=outcome] dt")).to_have_text("Kết quả")
+    card.locator("[data-field=broadcast] a").click()
+    expect(page).to_have_url(re.compile(r"#/broadcasts/7$"))

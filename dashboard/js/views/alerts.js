@@ -4,7 +4,7 @@
 
 import { ALERT_ROLES, allPages, api, MAINTENANCE_ROLES, query } from "../api.js";
 import { downloadTable, esc } from "../dom.js";
-import { alertText, fmtAgo, fmtSheet, fmtTime, getLang, t } from "../i18n.js";
+import { alertText, fmtAgo, fmtSheet, fmtTime, getLang, hasWord, t } from "../i18n.js";
 import { communeName, deviceName, store, villageName } from "../live.js";
 
 const TABS = ["open", "acked", "resolved"];
@@ -260,9 +260,32 @@ function deviceLink(id) {
   return `<a href="#/device/${encodeURIComponent(id)}" data-device-link="${esc(id)}">${esc(deviceName(id))}</a>`;
 }
 
+// An emergency that has not reached every village: its broadcast's page, as a device alert links to
+// its device (the notifications link there too). Null for other alerts.
+function broadcastOf(a) {
+  const id = a.rule === "broadcast_not_reached" && a.details ? a.details.broadcast : null;
+  return Number.isInteger(id) ? id : null;
+}
+
+function broadcastLink(a, id) {
+  const title = typeof a.details.title === "string" && a.details.title ? `${a.details.title} ` : "";
+  return `<a href="#/broadcasts/${id}" data-broadcast-link="${id}">${esc(title)}<small class="muted">#${id}</small></a>`;
+}
+
+// How a broadcast alert that resolved by itself ended (details.outcome), as its notification says it.
+function outcomeText(a) {
+  const outcome = a.details && a.details.outcome;
+  if (broadcastOf(a) === null || typeof outcome !== "string" || !hasWord(`nt.outcome.${outcome}`)) return null;
+  const never = typeof a.details.not_reached === "string" && a.details.not_reached ? a.details.not_reached : "—";
+  return t(`nt.outcome.${outcome}`, { not_reached: never });
+}
+
 function mainHtml(a) {
+  const bid = broadcastOf(a);
   const meta = [
-    item(t("al.device"), a.device_id ? deviceLink(a.device_id) : esc(t("al.ioc_wide")), "device"),
+    bid !== null
+      ? item(t("al.broadcast"), broadcastLink(a, bid), "broadcast")
+      : item(t("al.device"), a.device_id ? deviceLink(a.device_id) : esc(t("al.ioc_wide")), "device"),
     item(t("al.village"), esc(a.village ? villageName(a.commune, a.village) : t("misc.none")), "village"),
     item(t("al.opened"), when(a.opened_at, a.state !== "resolved"), "opened_at"),
     item(t("al.assignee"), a.assignee ? `<b>${esc(a.assignee)}</b>` : `<span class="muted">${esc(t("al.unassigned"))}</span>`, "assignee"),
@@ -272,8 +295,10 @@ function mainHtml(a) {
   }
   if (a.resolved_at) {
     meta.push(item(t("al.resolved"), when(a.resolved_at), "resolved_at"),
-      item(t("al.resolved_by"), a.resolved_by ? esc(a.resolved_by) : `<span class="muted">${esc(t("al.resolved_auto"))}</span>`, "resolved_by"));
+      item(t("al.resolved_by"), a.resolved_by ? esc(a.resolved_by) : `<span class="muted">${esc(t(bid !== null ? "al.resolved_auto_broadcast" : "al.resolved_auto"))}</span>`, "resolved_by"));
   }
+  const outcome = outcomeText(a);
+  if (outcome) meta.push(`<div class="wide" data-field="outcome"><dt>${esc(t("al.outcome"))}</dt><dd>${esc(outcome)}</dd></div>`);
   if (a.comment) meta.push(`<div class="wide" data-field="comment"><dt>${esc(t("al.comment"))}</dt><dd>${esc(a.comment)}</dd></div>`);
   const affected = a.affected || [];
   return `<header class="alert-head"><span class="sev" data-severity="${esc(a.severity)}">${esc(t(`sev.${a.severity}`))}</span>
