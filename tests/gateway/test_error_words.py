@@ -20,7 +20,7 @@ PATTERNS = (
 
 def codes_in_source() -> set[str]:
     found: set[str] = set()
-    for package in ("services", "gateway"):
+    for package in ("services", "gateway", "ingest"):
         for path in (ROOT / package).rglob("*.py"):
             text = path.read_text(encoding="utf-8")
             for pattern in PATTERNS:
