@@ -14,6 +14,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import psycopg
+import re2  # type: ignore[import-untyped]
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
@@ -22,6 +23,7 @@ from services.errors import Conflict, InvalidInput, NotFound
 from services.keys import ApiKey
 from services.models import KINDS
 from services.ngsi_entities import ATTRS, CONTEXT, NAME_RE, RESERVED, URN_RE, iso, parse_q
+from services.ngsi_subscriptions.matching import compile_id_pattern
 
 NOTIFY_CHANNEL = "ioc_ngsi_subscriptions"
 ID_PREFIX = "urn:ngsi-ld:Subscription:"
@@ -96,9 +98,12 @@ def _entities(given: Any, key: ApiKey) -> list[dict[str, str]] | None:
             e["id"] = sel["id"]
         if sel.get("idPattern") is not None:
             try:
-                re.compile(sel["idPattern"])
-            except re.error as err:
-                raise InvalidInput(f"entities[{i}].idPattern is not a regular expression: {err}") from err
+                compile_id_pattern(sel["idPattern"])
+            except re2.error as err:
+                raise InvalidInput(
+                    f"entities[{i}].idPattern is not a regular expression we take (RE2 syntax: no"
+                    f" backreferences or lookarounds): {err}"
+                ) from err
             e["idPattern"] = sel["idPattern"]
         out.append(e)
     return out

@@ -428,3 +428,22 @@ def test_without_subscriptions_the_feed_is_skipped_and_a_new_one_starts_exactly(
         produced(db_url)
         assert queued(db_url, sid) == 1
     assert [e["id"].rsplit(":", 1)[1] for e in n["data"]] == ["spk-tay-binh-1"]
+
+
+def test_a_pattern_that_backtracks_for_ever_in_python_matches_in_linear_time(
+    client: TestClient, db_url: str, key_a: str, recv: Receiver
+) -> None:
+    # With Python's re, this pattern takes ~2^40 steps on an id of ~40 letters that ends in a digit:
+    # the producer (and the alert engine beside it in ioc alerts) would never get past it.
+    hostile = subscribe(
+        client, key_a, recv, "/hostile", entities=[{"type": "Device", "idPattern": "^([A-Za-z:-]+)*$"}]
+    )
+    subscribe(
+        client, key_a, recv, "/plain", entities=[{"type": "Device", "idPattern": "spk-trung-binh-[0-9]+$"}]
+    )
+    with notifying(db_url):
+        report(db_url, "spk-trung-binh-1", "offline")
+        (n,) = posted(recv, "/plain", 1)
+        assert [e["id"] for e in n["data"]] == ["urn:ngsi-ld:Device:thoai-giang:spk-trung-binh-1"]
+        produced(db_url)
+        assert queued(db_url, hostile) == 0  # it matched nothing (the id has digits), and said so at once
