@@ -86,10 +86,11 @@ def test_v3_agent_answers_net_snmp() -> None:
     async def main() -> str:
         agent = snmp_agent.V3Agent(view=lambda: snmp_agent.table("ap-v3", "wifi", READINGS, 42), **AUTH_PRIV)
         await agent.serve(None, port)
+        await asyncio.sleep(0.1)
         try:
             proc = await asyncio.create_subprocess_exec(
                 "snmpget", "-m", "", "-v3", "-l", "authPriv", "-u", "ioc-ap", "-a", "SHA", "-A", "demo-auth-key-1",
-                "-x", "AES", "-X", "demo-priv-key-1", "-t", "2", "-r", "0", f"127.0.0.1:{port}",
+                "-x", "AES", "-X", "demo-priv-key-1", "-t", "5", "-r", "2", f"127.0.0.1:{port}",
                 "1.3.6.1.2.1.1.3.0", "1.3.6.1.4.1.41112.1.6.1.2.1.8.1",
                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
             )  # fmt: skip
