@@ -25,6 +25,10 @@ from services.state import derive
 log = logging.getLogger(__name__)
 _T = TypeVar("_T")
 
+# bytes of merged jsonb (uncompressed) past which a device's fields start again from its newest
+# status: one status is at most 64 KiB of JSON
+MERGED_METRICS_MAX = 64 * 1024
+
 _STAGE = (
     "CREATE TEMP TABLE IF NOT EXISTS stage_samples "
     "(device_id text, ts timestamptz, received_at timestamptz, metrics jsonb) ON COMMIT DELETE ROWS",
@@ -227,12 +231,15 @@ def _update_state(
         # Fields merge: a device may report only what changed, and the last known value of each
         # field stays. A replayed old status proves the device alive (last_seen) but does not
         # replace newer readings; a repeated availability report (retained replay) changes nothing.
+        # Unknown fields are kept, so a device that names a new field in every status would grow
+        # its row for ever: past MERGED_METRICS_MAX bytes the merge starts again from the newest.
         cur.execute(
             "UPDATE device_state d SET"
             " last_seen = CASE WHEN s.last_seen IS NULL THEN d.last_seen"
             "   ELSE GREATEST(d.last_seen, s.last_seen) END,"
             " metrics = CASE WHEN s.metrics_ts IS NOT NULL AND (d.metrics_ts IS NULL OR s.metrics_ts >= d.metrics_ts)"
-            "   THEN d.metrics || s.metrics ELSE d.metrics END,"
+            "   THEN CASE WHEN pg_column_size(d.metrics || s.metrics) > %s"
+            "     THEN s.metrics ELSE d.metrics || s.metrics END ELSE d.metrics END,"
             " metrics_ts = CASE WHEN s.metrics_ts IS NOT NULL AND (d.metrics_ts IS NULL OR s.metrics_ts >= d.metrics_ts)"
             "   THEN s.metrics_ts ELSE d.metrics_ts END,"
             " availability = COALESCE(s.availability, d.availability),"
@@ -245,7 +252,8 @@ def _update_state(
             "  AND (s.last_seen IS NOT NULL OR s.availability IS DISTINCT FROM d.availability)"
             " RETURNING d.device_id, d.state, d.since, d.last_seen, d.availability, d.reason,"
             # as text: parsed only for the few rows that need it (cameras, published items)
-            "  d.metrics::text"
+            "  d.metrics::text",
+            (MERGED_METRICS_MAX,),
         )
         updated = cur.fetchall()
     items, changes, flips = [], [], []

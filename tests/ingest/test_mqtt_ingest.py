@@ -1,12 +1,14 @@
 """MQTT ingest end to end: real Mosquitto -> ingest -> real TimescaleDB."""
 
 import json
+import os
 import time
 from datetime import UTC, datetime, timedelta
 
 import psycopg
 
 from ingest.service import IngestService
+from services import storage
 from services.topics import device_topic
 from tests.ingest.conftest import Publisher
 from tests.support import scalar, wait_for
@@ -303,3 +305,25 @@ def test_partial_statuses_merge_and_old_replays_do_not_overwrite(
     pub.publish(topic, json.dumps({"ts": "2026-11-25T07:00:00+07:00", "volume": 5}))
     wait_for(lambda: scalar(db_url, "SELECT count(*) FROM status_samples") == 3)
     assert scalar(db_url, "SELECT metrics->>'volume' FROM device_state WHERE device_id='spk-1'") == "40"
+
+
+def test_fields_named_anew_in_every_status_do_not_grow_the_state_row_for_ever(
+    ingest: IngestService, pub: Publisher, db_url: str
+) -> None:
+    topic = status_topic("speaker", "spk-1")
+    # 200 statuses of 20 new fields each: 3.6 MB merged, were every field kept
+    for n in range(200):
+        fields = {f"f{n}_{k}": os.urandom(450).hex() for k in range(20)}
+        pub.publish(topic, json.dumps({"volume": n % 100, **fields}))
+    wait_for(lambda: scalar(db_url, "SELECT count(*) FROM status_samples") == 200, timeout=30)
+    metrics = scalar(db_url, "SELECT metrics FROM device_state WHERE device_id='spk-1'")
+    assert len(json.dumps(metrics)) <= storage.MERGED_METRICS_MAX, len(metrics)
+    # the newest status is whole in the row, and later statuses still merge into it
+    assert metrics["volume"] == 199 % 100 and all(f"f199_{k}" in metrics for k in range(20))
+    pub.publish(topic, json.dumps({"playing": True}))
+    wait_for(
+        lambda: (
+            scalar(db_url, "SELECT metrics->>'playing' FROM device_state WHERE device_id='spk-1'") == "true"
+        )
+    )
+    assert scalar(db_url, "SELECT metrics->>'volume' FROM device_state WHERE device_id='spk-1'") == "99"
