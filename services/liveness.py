@@ -106,6 +106,8 @@ def sweep(
 STALL_S = 30.0
 # An ingest row older than this: that ingest does not hear its broker (or is gone).
 FRESH_S = 15.0
+# An ingest silent this long is gone: a running one forgets it (its row, its /metrics lines).
+GONE_S = 7 * 86400.0
 
 
 class Stall:
@@ -149,6 +151,11 @@ def report_health(
         "INSERT INTO process_health (name, kind, seen_at, info) VALUES (%s, 'ingest', now(), %s)"
         " ON CONFLICT (name) DO UPDATE SET seen_at = now(), info = EXCLUDED.info",
         (name, Jsonb(info)),
+    )
+    # an ingest gone for good (a host renamed, a container replaced) leaves the lists and /metrics
+    conn.execute(
+        "DELETE FROM process_health WHERE kind = 'ingest' AND name <> %s AND seen_at < now() - make_interval(secs => %s)",
+        (name, GONE_S),
     )
     conn.commit()
 

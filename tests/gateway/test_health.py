@@ -25,7 +25,7 @@ from websockets.sync.client import connect as ws_connect
 from cli.embedded import free_port
 from gateway.app import create_app
 from gateway.settings import GatewaySettings
-from services import topics
+from services import liveness, topics
 from services.intake import REASONS
 from tests.fix_mqtt import Mosquitto
 from tests.gateway.conftest import PASSWORD
@@ -114,6 +114,20 @@ def test_metrics_show_every_series_from_zero_and_ingest_gauges(db_url: str) -> N
     at = datetime(2026, 12, 2, 10, tzinfo=UTC).timestamp()
     assert f'ioc_ingest_last_commit_timestamp_seconds{{ingest="ingest-a"}} {at}' in text
     assert 'ioc_ingest_waiting_messages{ingest="ingest-a"} 3.0' in text
+
+
+def test_an_ingest_gone_for_a_week_leaves_the_metrics_when_another_reports(db_url: str) -> None:
+    _ingest_row(db_url, "ingest-old-host", age_s=liveness.GONE_S + 60, waiting=0)
+    _ingest_row(db_url, "ingest-down-since-yesterday", age_s=86400, waiting=0)
+    with psycopg.connect(db_url) as conn:
+        liveness.report_health(conn, "ingest-a", datetime.now(UTC), waiting=0)
+        names = [
+            n for (n,) in conn.execute("SELECT name FROM process_health WHERE kind = 'ingest' ORDER BY name")
+        ]
+    assert names == ["ingest-a", "ingest-down-since-yesterday"]
+    with TestClient(create_app(_settings(db_url, None))) as c:
+        text = c.get("/metrics").text
+    assert 'ingest="ingest-down-since-yesterday"' in text and "ingest-old-host" not in text
 
 
 def _bad_feed_row(url: str) -> None:
