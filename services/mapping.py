@@ -4,6 +4,7 @@ with `split` the list of its parts. Pure, no I/O; bad input is a `MappingError` 
 never another exception."""
 
 import math
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -11,6 +12,7 @@ from typing import Any
 
 import jmespath
 import orjson
+from jmespath import functions
 from jmespath.exceptions import JMESPathError
 
 from services import payloads
@@ -21,6 +23,34 @@ _FIELD_KEYS = {"path", "map", "scale", "offset", "kinds"}
 # name is kept under `vendor_<name>` (Shelly's switch status has "source": "init", which is not
 # what a speaker's `source` means).
 _EVENT_KEYS = ("ts", "type", "severity", "message")
+# Text a firmware sends for "no reading" where a number belongs: ESPHome publishes a failed sensor's
+# NaN as "nan" (value_accuracy_to_string), or as "None" with mqtt: publish_nan_as_none
+# (esphome/components/mqtt/mqtt_sensor.cpp). The field is then absent; the message still counts.
+NO_READING = frozenset({"nan", "-nan", "none", "null"})
+
+
+# Tasmota's uptime text, "<days>T<hh>:<mm>:<ss>" (GetUptime in support_tasmota.ino); firmware
+# before 7.0 sends it without "UptimeSec" (arendst/Tasmota devices_online.be parses it the same way)
+_DURATION_RE = re.compile(r"\s*(?:(\d+)\s*[Td]\s*)?(\d+):([0-5]\d):([0-5]\d)\s*")
+
+
+class _Functions(functions.Functions):
+    """JMESPath's functions and one more for firmwares that write durations as text."""
+
+    @functions.signature({"types": ["string", "number", "null"]})
+    def _func_duration_s(self, value: Any) -> Any:
+        """Seconds of "1T02:03:04" or "02:03:04"; a number as it is; other text unchanged (so the
+        kind's type check names the field)."""
+        if not isinstance(value, str):
+            return value
+        m = _DURATION_RE.fullmatch(value)
+        if m is None:
+            return value
+        days, h, mi, sec = (int(x) if x else 0 for x in m.groups())
+        return ((days * 24 + h) * 60 + mi) * 60 + sec
+
+
+SEARCH = jmespath.Options(custom_functions=_Functions())
 
 
 class MappingError(Exception):
@@ -157,7 +187,7 @@ def _number(name: str, v: Any) -> float | int:
 def read(fm: FieldMap, doc: Any) -> Any:
     """The field's value in a decoded payload (None when the payload does not carry it)."""
     try:
-        v = fm.expr.search(doc)
+        v = fm.expr.search(doc, options=SEARCH)
     except (JMESPathError, TypeError, ValueError, OverflowError) as err:
         raise MappingError(fm.name, f"{fm.path!r} failed: {str(err).splitlines()[0][:120]}") from None
     if v is None:
@@ -206,15 +236,29 @@ def typed(kind: str, name: str, v: Any) -> Any:
     raise MappingError(name, f"{kind} field {name} must be {_expect(check)}, got {str(v)[:60]!r}")
 
 
+def _no_reading(kind: str, name: str, v: Any) -> bool:
+    check = payloads.FIELDS[kind].get(name)
+    return isinstance(v, str) and v.strip().lower() in NO_READING and not (check is None or check(v))
+
+
 def apply_fields(kind: str, fields: tuple[FieldMap, ...], doc: Any) -> dict[str, Any]:
-    """Every field the payload carries, typed for the kind."""
+    """Every field the payload carries, typed for the kind. A payload that is text or a bare number
+    and that no field could read at all is a MappingError: JSON paths over it find nothing, and the
+    message would otherwise be stored as an empty status."""
     out: dict[str, Any] = {}
+    found = False
     for fm in fields:
         if not fm.applies(kind):
             continue
         v = read(fm, doc)
-        if v is not None:
+        if v is None:
+            continue
+        found = True
+        if not _no_reading(kind, fm.name, v):
             out[fm.name] = typed(kind, fm.name, v)
+    applicable = [fm for fm in fields if fm.applies(kind)]
+    if not found and applicable and not isinstance(doc, dict | list) and doc not in (None, ""):
+        raise MappingError("payload", f"is not a JSON object or list: {str(doc)[:40]!r}")
     return out
 
 
@@ -275,7 +319,7 @@ def compile_ts(spec: Any) -> TsSpec:
 def read_ts(ts: TsSpec, doc: Any) -> datetime | None:
     """The device's time of a payload, in UTC (None when the payload has none)."""
     try:
-        v = ts.expr.search(doc)
+        v = ts.expr.search(doc, options=SEARCH)
     except (JMESPathError, TypeError, ValueError, OverflowError) as err:
         raise MappingError("ts", f"{ts.path!r} failed: {str(err).splitlines()[0][:120]}") from None
     if v is None or v == "":

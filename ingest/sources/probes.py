@@ -23,14 +23,13 @@ from datetime import UTC, datetime
 from typing import Any, ClassVar
 
 import httpx
-import orjson
 from cryptography import x509
 from icmplib import ICMPv4Socket, ICMPv6Socket
 from icmplib.exceptions import SocketPermissionError
 from icmplib.utils import is_ipv6_address, unique_identifier
 
 from ingest.sources.reading import Reading
-from services.mapping import FieldMap, MappingError, apply_fields
+from services.mapping import FieldMap, MappingError, apply_fields, decode
 from services.models import Device
 from services.sources.model import HttpSource, PingSource, Source, TcpSource
 
@@ -558,11 +557,9 @@ class HttpProber:
 
 
 def body_fields(kind: str, fields: tuple[FieldMap, ...], raw: bytes) -> tuple[dict[str, Any], str | None]:
-    """The kind's fields read from a JSON answer, or what kept them from being read (never raises)."""
-    try:
-        doc = orjson.loads(raw)
-    except orjson.JSONDecodeError:
-        return {}, "the answer is not JSON, fields cannot be read"
+    """The kind's fields read from the answer, as from a vendor payload (JSON, else its text as `@`),
+    or what kept them from being read (never raises)."""
+    doc = decode(raw)
     try:
         return apply_fields(kind, fields, doc), None
     except MappingError as err:

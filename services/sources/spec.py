@@ -34,7 +34,9 @@ from services.sources.model import (
 from services.sources.profiles import NAME_RE, extra_oids
 
 HOST_RE = re.compile(r"[A-Za-z0-9._:\[\]-]{1,253}")
-TOPIC_ID_RE = re.compile(r"[^/+#\s]{1,128}")
+# Zigbee2MQTT lets a friendly_name hold "/" to structure topics (kitchen/floor_light): levels are
+# allowed, empty ones and the wildcards are not
+TOPIC_ID_RE = re.compile(r"(?=.{1,128}$)[^/+#\s]+(?:/[^/+#\s]+)*")
 ID_RE = re.compile(r"[a-z0-9][a-z0-9-]{0,62}")
 _KEYS = {
     "mqtt": {"profile", "id", "broker"},
@@ -284,7 +286,9 @@ def parse(spec: Any, *, device_id: str, kind: str) -> tuple[Source | None, dict[
             err.add(f"source.mqtt.profile is required: a profile name, got {profile!r}")
         topic_id = body.get("id", device_id)
         if not isinstance(topic_id, str | int) or not TOPIC_ID_RE.fullmatch(str(topic_id)):
-            err.add(f"source.mqtt.id {topic_id!r} cannot be part of a topic (no /, +, # or spaces)")
+            err.add(
+                f"source.mqtt.id {topic_id!r} cannot be part of a topic (no +, # or spaces; / only between levels)"
+            )
         broker = body.get("broker")
         if broker is not None and (not isinstance(broker, str) or not ID_RE.fullmatch(broker)):
             err.add(f"source.mqtt.broker {broker!r} is not a broker id")

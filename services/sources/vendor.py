@@ -11,7 +11,7 @@ import orjson
 from paho.mqtt.client import topic_matches_sub
 
 from services import topics
-from services.mapping import MappingError, apply_fields, decode, kept, map_key, read, read_ts
+from services.mapping import SEARCH, MappingError, apply_fields, decode, kept, map_key, read, read_ts
 from services.models import Device
 from services.payloads import MAX_PAYLOAD
 from services.sources.model import MqttSource
@@ -112,13 +112,14 @@ def _availability(rule: AvailabilityRule, payload: bytes) -> str:
     if rule.expr is not None:
         doc = decode(payload)
         if isinstance(doc, dict | list):
-            value = rule.expr.search(doc)
+            value = rule.expr.search(doc, options=SEARCH)
     if value is None:
         value = payload.decode("utf-8", errors="replace").strip()
+    # compared without case: a profile written `online: online` still reads Tasmota's "Online"
     key = map_key(value)
-    if key in rule.online:
+    if key.casefold() in {v.casefold() for v in rule.online}:
         return "online"
-    if key in rule.offline:
+    if key.casefold() in {v.casefold() for v in rule.offline}:
         return "offline"
     expect = "/".join(rule.online + rule.offline)
     raise MappingError("availability", f"{key[:40]!r} is none of {expect}")

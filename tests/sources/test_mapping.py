@@ -57,6 +57,49 @@ def test_a_field_scoped_to_kinds_applies_to_those_only() -> None:
         compile_field("uptime_s", {"path": "UptimeSec", "kinds": ["speaker"]})
 
 
+def test_duration_s_reads_tasmota_uptime_text_and_leaves_other_text_to_the_type_check() -> None:
+    # GetUptime in arendst/Tasmota support_tasmota.ino: "<days>T<hh>:<mm>:<ss>"
+    f = compile_field("uptime_s", "UptimeSec || duration_s(Uptime)")
+    assert apply_fields("gateway", (f,), {"Uptime": "1T02:03:04"}) == {"uptime_s": 93784}
+    assert apply_fields("gateway", (f,), {"Uptime": "0T00:15:09", "UptimeSec": 909}) == {"uptime_s": 909}
+    assert apply_fields("gateway", (f,), {"Uptime": "02:03:04"}) == {"uptime_s": 7384}
+    assert apply_fields("gateway", (f,), {"Heap": 29}) == {}
+    with pytest.raises(MappingError) as err:
+        apply_fields("gateway", (f,), {"Uptime": "soon"})
+    assert err.value.field == "uptime_s"
+
+
+@pytest.mark.parametrize("text", [b"nan", b"-nan", b"None", b"null"])
+def test_a_no_reading_text_leaves_a_numeric_field_absent(text: bytes) -> None:
+    # ESPHome: "nan" from value_accuracy_to_string, "None" with publish_nan_as_none (mqtt_sensor.cpp)
+    f = compile_field("temperature_c", "@")
+    assert apply_fields("speaker", (f,), decode(text)) == {}
+    # a text field takes the word as it is (JSON null excepted: no value at all)
+    firmware = apply_fields("speaker", (compile_field("firmware", "@"),), decode(text))
+    assert firmware == ({} if text == b"null" else {"firmware": text.decode()})
+
+
+def test_a_payload_that_is_not_a_json_object_is_a_mapping_error_when_no_field_reads_it() -> None:
+    fields = (compile_field("temperature_c", "DS18B20.Temperature"),)
+    for payload in (b"ON", b"41.5", b'"text"'):
+        with pytest.raises(MappingError) as err:
+            apply_fields("speaker", fields, decode(payload))
+        assert err.value.field == "payload"
+    # an empty payload or JSON null is nothing to read, not an error
+    assert apply_fields("speaker", fields, decode(b"")) == {}
+    assert apply_fields("speaker", fields, decode(b"null")) == {}
+
+
+def test_availability_payloads_compare_without_case() -> None:
+    profile = parse("lwt", {"mqtt": {"availability": {"topic": "t/{id}/LWT"}}})
+    router = Router(
+        routes([Device("d-1", "xa", "speaker", source=MqttSource("lwt", "x"))], {"lwt": profile}, "ioc")
+    )
+    (route,) = router.match("t/x/LWT")
+    assert translate(route, b"Online", NOW).payload == b"online"
+    assert translate(route, b"OFFLINE", NOW).payload == b"offline"
+
+
 # A profile that reaches into payloads every way the engine can: paths, maps, scale, functions,
 # text, split, device time.
 PROFILE = parse(

@@ -298,6 +298,17 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 self._send(401, b"no", headers={"WWW-Authenticate": 'Basic realm="eb"'})
         elif path == "/hang":
             self.release.wait(60)
+        elif path == "/hang-body":
+            # headers at once, then a body that never finishes (a wedged embedded web server)
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", "1000")
+            self.end_headers()
+            self.wfile.write(b'{"display": ')
+            self.wfile.flush()
+            self.release.wait(60)
+        elif path == "/temp":
+            self._send(200, b"41.5\n", "text/plain")
         else:
             self._send(404, b"not found")
 
@@ -414,6 +425,23 @@ def test_http_basic_auth_from_the_secret_password_and_a_refusal_is_auth_failed(w
 def test_http_endpoint_that_hangs_is_a_timeout(web: Server) -> None:
     r, _ = http_probe(web.url("/hang"), timeout_s=0.5)
     assert not r.ok and r.error_code == "timeout"
+
+
+def test_http_endpoint_that_sends_headers_then_hangs_in_its_body_is_a_timeout(web: Server) -> None:
+    r, _ = http_probe(
+        web.url("/hang-body"), timeout_s=0.5, fields=(compile_field("screen_on", "display.on"),)
+    )
+    assert not r.ok and r.error_code == "timeout"
+
+
+def test_http_text_answer_is_the_string_at_as_a_vendor_payload(web: Server) -> None:
+    # SPEC §8: a payload that is not JSON is the string `@` (numeric text becomes a number)
+    r, _ = http_probe(web.url("/temp"), fields=(compile_field("temperature_c", "@"),))
+    assert r.ok and r.error_code is None and r.metrics["temperature_c"] == 41.5
+    # JSON paths over a text answer find nothing: that is a malformed answer, not an empty one
+    r, state = http_probe(web.url("/temp"), fields=(compile_field("temperature_c", "temp"),))
+    assert r.ok and r.error_code == "malformed" and "not a JSON object" in (r.error or "")
+    assert state["payload"] == b"41.5\n"
 
 
 def test_http_to_a_closed_port_is_refused() -> None:
