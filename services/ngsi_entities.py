@@ -10,8 +10,6 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote
 
-from services.errors import InvalidInput
-
 CORE_CONTEXT = "https://uri.etsi.org/ngsi-ld/v1/ngsi-ld-core-context.jsonld"
 SDM = "https://smartdatamodels.org/"
 IOC = "https://commune-ioc.org/ns/"
@@ -72,7 +70,38 @@ ATTRS = (
 )
 RESERVED = {*ATTRS, "id", "type", "scope", "observedAt", "createdAt", "modifiedAt", "@context"}
 NAME_RE = re.compile(r"[A-Za-z][A-Za-z0-9_]{0,63}")
-Q_TERM = re.compile(r'\s*(deviceState|commune|village|kind|name)\s*(==|!=)\s*"?([^";]*)"?\s*')
+CORE_VOCAB = "https://uri.etsi.org/ngsi-ld/"
+DEFAULT_VOCAB = "https://uri.etsi.org/ngsi-ld/default-context/"
+DEVICE_TYPES = ("Device", f"{SDM}dataModel.Device/Device")
+_LOCAL: dict[str, Any] = CONTEXT["@context"][0]  # type: ignore[index, assignment]
+# Expanded attribute names (IRIs of the @context, the core context's location, the default
+# vocabulary of the status fields) to the short terms our entities use.
+TERMS: dict[str, str] = {
+    **{(v if isinstance(v, str) else v["@id"]): k for k, v in _LOCAL.items()},
+    f"{CORE_VOCAB}location": "location",
+}
+
+
+def compact(name: str) -> str:
+    """The short term of an attribute or type name given expanded or short."""
+    name = name.strip()
+    if name in TERMS:
+        return TERMS[name]
+    return name.removeprefix(DEFAULT_VOCAB)
+
+
+def expand(term: str) -> str:
+    """The IRI a short term stands for under our @context (CIM 009 §5.5.7)."""
+    v = _LOCAL.get(term)
+    if v is not None:
+        return v if isinstance(v, str) else str(v["@id"])
+    if term == "location":
+        return f"{CORE_VOCAB}location"
+    return DEFAULT_VOCAB + term
+
+
+def attribute_type(term: str) -> str:
+    return {"location": "GeoProperty", "refParent": "Relationship"}.get(term, "Property")
 
 
 def urn(commune: str, device_id: str) -> str:
@@ -161,15 +190,14 @@ def pick(e: dict[str, Any], attrs: list[str] | None) -> dict[str, Any]:
     return e if attrs is None else {k: v for k, v in e.items() if k in ("id", "type") or k in attrs}
 
 
-def parse_q(q: str) -> tuple[dict[str, str], dict[str, str]]:
-    eq: dict[str, str] = {}
-    ne: dict[str, str] = {}
-    for term in q.split(";"):
-        m = Q_TERM.fullmatch(term)
-        if not m:
-            raise InvalidInput(
-                f'q term {term!r} is not supported; use attr=="value" or attr!="value" with '
-                "attr one of deviceState, commune, village, kind, name, joined by ;"
-            )
-        (eq if m[2] == "==" else ne)[m[1]] = m[3]
-    return eq, ne
+def sys_attrs(e: dict[str, Any], r: dict[str, Any], normalized_attrs: bool) -> dict[str, Any]:
+    """`options=sysAttrs` (CIM 009 §4.8): createdAt and modifiedAt of the entity, and of each
+    attribute in the normalized representation (the registry row's and the last change's times)."""
+    created, modified = iso(r.get("created_at")), iso(r.get("modified_at") or r.get("created_at"))
+    out = dict(e)
+    if normalized_attrs:
+        for k, v in out.items():
+            if isinstance(v, dict) and k not in ("id", "type"):
+                out[k] = {**v, "createdAt": created, "modifiedAt": modified}
+    out["createdAt"], out["modifiedAt"] = created, modified
+    return out

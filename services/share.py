@@ -332,7 +332,8 @@ def _cell(v: Any) -> Any:
 _ENTITY = (
     "SELECT d.id AS device_id, d.commune_id AS commune, d.village_id AS village, d.kind, d.name, d.lat, d.lon,"
     " d.parent_id AS parent, coalesce(s.state, 'unknown') AS state, s.since, s.last_seen,"
-    " coalesce(s.metrics, '{}'::jsonb) AS metrics, s.metrics_ts"
+    " coalesce(s.metrics, '{}'::jsonb) AS metrics, s.metrics_ts, d.created_at,"
+    " greatest(d.updated_at, s.updated_at) AS modified_at"
     " FROM devices d LEFT JOIN device_state s ON s.device_id = d.id"
 )
 
@@ -342,14 +343,19 @@ def entity_rows(
     scope: Scope,
     *,
     device_id: str | None = None,
+    device_ids: list[str] | None = None,
     state: str | None = None,
     name: str | None = None,
     not_equal: dict[str, str] | None = None,
-    limit: int = 20,
+    limit: int | None = 20,
     offset: int = 0,
 ) -> tuple[list[dict[str, Any]], int]:
-    """Devices with their state for the NGSI-LD view, in id order, and how many match in all."""
+    """Devices with their state for the NGSI-LD view, in id order, and how many match in all
+    (`limit` None: every one)."""
     where, params = scope.where()
+    if device_ids is not None:
+        where += " AND d.id = ANY(%(e_ids)s)"
+        params["e_ids"] = device_ids
     for column, value, key in (
         ("d.id", device_id, "e_id"),
         ("coalesce(s.state, 'unknown')", state, "e_state"),
@@ -370,10 +376,15 @@ def entity_rows(
         params[f"ne{i}"] = value
     params.update(n=limit, off=offset)
     rows = _fetch(conn, f"{_ENTITY} WHERE {where} ORDER BY d.id LIMIT %(n)s OFFSET %(off)s", params)  # noqa: S608
+    if limit is None:
+        for r in rows:
+            for c in ("since", "last_seen", "metrics_ts", "created_at", "modified_at"):
+                r[c] = utc(r[c])
+        return rows, len(rows) + offset
     count_sql = f"SELECT count(*) FROM devices d LEFT JOIN device_state s ON s.device_id = d.id WHERE {where}"  # noqa: S608
     total = conn.execute(count_sql, params).fetchone()  # type: ignore[arg-type]
     for r in rows:
-        for c in ("since", "last_seen", "metrics_ts"):
+        for c in ("since", "last_seen", "metrics_ts", "created_at", "modified_at"):
             r[c] = utc(r[c])
     return rows, int(total[0]) if total else 0
 

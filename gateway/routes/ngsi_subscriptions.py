@@ -8,17 +8,15 @@ the key's communes and kinds. Errors are NGSI-LD ProblemDetails (gateway.problem
 from typing import Annotated, Any
 from urllib.parse import quote
 
-import orjson
 from fastapi import APIRouter, Body, Depends, Query, Request
 from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from gateway import problems
 from gateway.deps import Conn
-from gateway.routes.ngsi import CONTEXT_PATH, LD_JSON, negotiate
+from gateway.routes.ngsi import CONTEXT_PATH, LD_JSON, media_of, negotiate, respond
 from gateway.routes.share import ShareKey
 from services.errors import Conflict
-from services.ngsi_entities import CORE_CONTEXT
 from services.ngsi_subscriptions import store
 
 router = APIRouter(
@@ -112,21 +110,9 @@ def _context_url(request: Request) -> str:
 def _respond(
     request: Request, body: Any, headers: dict[str, str] | None = None, next_url: str | None = None
 ) -> Response:
-    """JSON-LD with the @context in the body when asked for, else JSON with the context linked."""
-    headers = dict(headers or {})
-    links = [f'<{next_url}>; rel="next"'] if next_url else []
-    media = "application/json"
-    if LD_JSON in request.headers.get("accept", ""):
-        for item in body if isinstance(body, list) else [body]:
-            item["@context"] = [_context_url(request), CORE_CONTEXT]
-        media = LD_JSON
-    else:
-        links.append(
-            f'<{_context_url(request)}>; rel="http://www.w3.org/ns/json-ld#context"; type="{LD_JSON}"'
-        )
-    if links:
-        headers["Link"] = ", ".join(links)
-    return Response(orjson.dumps(body), media_type=media, headers=headers)
+    """JSON-LD with the @context in the body when chosen, else JSON with the context linked."""
+    links = [f'<{next_url}>; rel="next"; type="{media_of(request)}"'] if next_url else []
+    return respond(request, body, headers, links)
 
 
 def _given(body: BaseModel) -> dict[str, Any]:

@@ -10,7 +10,8 @@ from typing import Any
 
 import re2  # type: ignore[import-untyped]
 
-from services.ngsi_entities import CORE_CONTEXT, iso, key_values, normalized, parse_q, pick
+from services.ngsi_entities import CORE_CONTEXT, TERMS, iso, key_values, normalized, pick
+from services.ngsi_query import Query
 
 MAX_DATA = 500  # entities per notification; more go in several
 
@@ -63,8 +64,7 @@ class Sub:
     throttling_s: float | None
     entities: tuple[Selector, ...]
     watched: frozenset[str] | None
-    q_eq: tuple[tuple[str, str], ...]
-    q_ne: tuple[tuple[str, str], ...]
+    q: Query | None
     attrs: list[str] | None
     format: str
     ld: bool  # application/ld+json: the @context in the body
@@ -84,7 +84,6 @@ class Sub:
             usable,
             key_expires_at,
         ) = row
-        eq, ne = parse_q(doc["q"]) if doc.get("q") else ({}, {})
         n = doc["notification"]
         return cls(
             id=sub_id,
@@ -100,8 +99,7 @@ class Sub:
                 for e in doc.get("entities") or ()
             ),
             watched=frozenset(doc["watchedAttributes"]) if doc.get("watchedAttributes") else None,
-            q_eq=tuple(eq.items()),
-            q_ne=tuple(ne.items()),
+            q=Query.parse(doc["q"], TERMS) if doc.get("q") else None,
             attrs=n.get("attributes"),
             format=n.get("format", "normalized"),
             ld=n["endpoint"].get("accept") == "application/ld+json",
@@ -126,7 +124,7 @@ class Sub:
             return False
         if self.entities and not any(s.matches(kv["id"]) for s in self.entities):
             return False
-        return all(kv.get(a) == v for a, v in self.q_eq) and all(kv.get(a) != v for a, v in self.q_ne)
+        return self.q is None or self.q.matches(kv)
 
     def entity(self, r: dict[str, Any]) -> dict[str, Any]:
         if self.format == "keyValues":

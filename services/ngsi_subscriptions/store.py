@@ -22,7 +22,8 @@ from services import audit, timerange
 from services.errors import Conflict, InvalidInput, NotFound
 from services.keys import ApiKey
 from services.models import KINDS
-from services.ngsi_entities import ATTRS, CONTEXT, NAME_RE, RESERVED, URN_RE, iso, parse_q
+from services.ngsi_entities import ATTRS, CONTEXT, NAME_RE, RESERVED, TERMS, URN_RE, iso
+from services.ngsi_query import Query
 from services.ngsi_subscriptions.matching import compile_id_pattern
 
 NOTIFY_CHANNEL = "ioc_ngsi_subscriptions"
@@ -150,7 +151,7 @@ def validate(conn: psycopg.Connection, key: ApiKey, doc: dict[str, Any], now: da
     if watched is not None:
         out["watchedAttributes"] = watched
     if doc.get("q") is not None:
-        eq, _ = parse_q(doc["q"])
+        eq = {k: str(v) for k, v in Query.parse(doc["q"], TERMS).equalities.items()}
         if eq.get("kind") is not None and eq["kind"] not in KINDS:
             raise InvalidInput(f"q: kind {eq['kind']!r} is not one of {', '.join(KINDS)}")
         key.check_commune(eq.get("commune"))
