@@ -112,8 +112,9 @@ def _secret(err: _Err, path: str, v: Any, min_len: int = 1) -> str | None:
 
 
 def status_ranges(spec: Any) -> tuple[tuple[int, int], ...]:
-    """`200`, `"200-399"` or a list of them; ValueError when it is none of those."""
-    items = spec if isinstance(spec, list) else [spec]
+    """`200`, `"200-399"` or a list of them (a YAML list, or text with commas as a CSV cell gives
+    it: `200,204`); ValueError when it is none of those."""
+    items = spec if isinstance(spec, list) else str(spec).split(",") if isinstance(spec, str) else [spec]
     out = []
     for item in items:
         text = str(item).strip()
@@ -282,8 +283,12 @@ def parse(spec: Any, *, device_id: str, kind: str) -> tuple[Source | None, dict[
     src: Source
     if skind == "mqtt":
         profile = body.get("profile")
-        if not isinstance(profile, str) or not NAME_RE.fullmatch(profile):
-            err.add(f"source.mqtt.profile is required: a profile name, got {profile!r}")
+        if profile is None or profile == "":
+            err.add("source.mqtt.profile is required: a profile name")
+        elif not isinstance(profile, str) or not NAME_RE.fullmatch(profile):
+            err.add(
+                f"source.mqtt.profile {profile!r} is not a profile name (lower case letters, digits, - and _)"
+            )
         topic_id = body.get("id", device_id)
         if not isinstance(topic_id, str | int) or not TOPIC_ID_RE.fullmatch(str(topic_id)):
             err.add(

@@ -396,3 +396,110 @@ def test_a_profiles_dir_file_with_a_key_given_twice_is_refused_at_its_line(tmp_p
     with pytest.raises(profiles.ProfileError) as exc:
         profiles.load_dir(tmp_path, "dir")
     assert exc.value.errors == [f"{path}:3: availability is given twice (first on line 2); keep one"]
+
+
+# Every CSV `source` form docs/sources.md promises, one a row (parsed without a database).
+CSV_FORMS = [
+    ("loa-1", "speaker", "profile://tasmota", MqttSource("tasmota", "loa-1")),
+    ("loa-2", "speaker", "profile://tasmota/loa_tb_2?broker=aiot", MqttSource("tasmota", "loa_tb_2", "aiot")),
+    # a Zigbee2MQTT friendly_name may structure topics with "/" (zigbee2mqtt.io, MQTT topics page)
+    (
+        "loa-3",
+        "speaker",
+        "profile://zigbee2mqtt/tu-loa/nhiet-do",
+        MqttSource("zigbee2mqtt", "tu-loa/nhiet-do"),
+    ),
+    ("ap-1", "wifi", "snmp://public@192.0.2.10", SnmpSource("192.0.2.10")),
+    ("ap-2", "wifi", "snmp://public@[2001:db8::10]:1161?version=1", SnmpSource("2001:db8::10", 1161, "1")),
+    (
+        "ap-3",
+        "wifi",
+        "snmp://ioc:AuthKey123@192.0.2.11?auth=md5&uplink=wan&profile=unifi&extra.cpu=1.3.6.1.4.1.2021.11.9.0"
+        "&poll_s=120&fail_after=3&timeout_s=1.5",
+        SnmpSource(
+            "192.0.2.11",
+            161,
+            "3",
+            "ioc",
+            "md5",
+            None,
+            "wan",
+            "unifi",
+            (("cpu", "1.3.6.1.4.1.2021.11.9.0"),),
+            120,
+            3,
+            1.5,
+        ),
+    ),
+    (
+        "ap-4",
+        "wifi",
+        "snmp://ioc:AuthKey123:PrivKey456@192.0.2.12?version=3&auth=sha&priv=des",
+        SnmpSource("192.0.2.12", 161, "3", "ioc", "sha", "des"),
+    ),
+    ("gw-1", "gateway", "ping://192.0.2.1", PingSource("192.0.2.1")),
+    (
+        "gw-2",
+        "gateway",
+        "ping://[2001:db8::1]?count=5&timeout_s=2&poll_s=20&fail_after=3",
+        PingSource("2001:db8::1", 5, 2.0, 20, 3),
+    ),
+    ("gw-3", "gateway", "ping://gw.thoai-giang.local", PingSource("gw.thoai-giang.local")),
+    (
+        "nvr-1",
+        "camera",
+        "tcp://192.0.2.40:554?timeout_s=2&poll_s=10&fail_after=4",
+        TcpSource("192.0.2.40", 554, 2.0, 10, 4),
+    ),
+    (
+        "eb-1",
+        "eboard",
+        "http://admin:p%40ss@192.0.2.30:8080/status?token=abc#expect_status=200,204"
+        "&expect_text=Thoai%20Giang&field.screen_on=display.on&timeout_s=5&poll_s=15&fail_after=3",
+        None,
+    ),
+    ("eb-2", "eboard", "https://eb.example.vn/status#expect_status=200-299", None),
+]
+
+
+def test_every_csv_source_form_of_the_docs_parses_to_its_source() -> None:
+    rows = "".join(f'thoai-giang,{i},{k},"{u}"\n' for i, k, u, _ in CSV_FORMS)
+    reg = registry_file.parse_csv("commune,id,kind,source\n" + rows, "reg", profiles_dir=None)
+    got = {d.id: d.source for d in reg.devices}
+    for dev_id, _kind, _url, want in CSV_FORMS:
+        if want is not None:
+            assert got[dev_id] == want, dev_id
+    eb1, eb2 = got["eb-1"], got["eb-2"]
+    assert isinstance(eb1, HttpSource) and isinstance(eb2, HttpSource)
+    # the query stays the endpoint's; the options came from the fragment; the password is a secret
+    assert eb1.url == "http://192.0.2.30:8080/status?token=abc" and eb1.username == "admin"
+    assert eb1.expect_status == ((200, 200), (204, 204)) and eb1.expect_text == "Thoai Giang"
+    assert (eb1.timeout_s, eb1.poll_s, eb1.fail_after, eb1.fields[0].name) == (5.0, 15, 3, "screen_on")
+    assert eb2.url == "https://eb.example.vn/status" and eb2.expect_status == ((200, 299),)
+    assert reg.source_secrets["eb-1"] == {"password": "p@ss"}
+    assert reg.source_secrets["ap-1"] == {"community": "public"}
+    assert reg.source_secrets["ap-4"] == {"auth_key": "AuthKey123", "priv_key": "PrivKey456"}
+
+
+def test_a_bad_csv_source_is_refused_at_its_line() -> None:
+    bad = [
+        ("x-1", "gateway", "ping://192.0.2.1?bogus=1", "unknown source.ping key(s) bogus"),
+        ("x-2", "gateway", "ping://192.0.2.1?count=1&count=2", "source option count is given twice"),
+        ("x-3", "camera", "tcp://192.0.2.40", "source.tcp.port is required"),
+        ("x-4", "camera", "tcp://192.0.2.40:99999", "is not a URL"),
+        ("x-5", "wifi", "snmp://ioc@192.0.2.11?version=3", "source.snmp.auth is required for SNMP v3"),
+        ("x-6", "wifi", "snmp://c@192.0.2.11?version=5", "source.snmp.version '5' must be 1, 2c or 3"),
+        ("x-7", "wifi", "snmp://c:extra@192.0.2.11", "takes no password"),
+        ("x-8", "eboard", "http:///status", "must be an http:// or https:// URL"),
+        ("x-9", "eboard", "http://192.0.2.30/#expect_status=abc", "source.http.expect_status"),
+        ("x-10", "eboard", "http://192.0.2.30/#field.clients=a", "a eboard has no field 'clients'"),
+        ("x-11", "speaker", "profile://Tasmota/x", "is not a profile name"),
+        ("x-12", "speaker", "profile://tasmota/a%20b", "cannot be part of a topic"),
+        ("x-13", "speaker", "ftp://192.0.2.10", "the scheme must be profile, snmp, ping, tcp, http or https"),
+    ]
+    rows = "".join(f'thoai-giang,{i},{k},"{u}"\n' for i, k, u, _ in bad)
+    with pytest.raises(InvalidInput) as err:
+        registry_file.parse_csv("commune,id,kind,source\n" + rows, "reg", profiles_dir=None)
+    detail = list(err.value.detail or [])
+    for line, (_i, _k, _u, words) in enumerate(bad, start=2):
+        assert any(d.startswith(f"reg:{line}: ") and words in d for d in detail), (line, words, detail)
