@@ -21,6 +21,11 @@ from services.broadcasts.model import RANK, Broadcast
 from services.maintenance import _parse_rrule
 
 _OPEN = ("sent", "accepted", "playing")
+# A command the device never answered (not even `accepted`) is sent again after this long, then
+# after twice that, up to every 8 minutes, until it expires: QoS 1 covers a lost packet, not a
+# broker killed before it saved the message, nor a worker that died between its commit and its
+# publish. A device takes the same delivery id twice as one (its results name the delivery).
+RESEND_AFTER_S = 30.0
 
 
 @dataclass(frozen=True)
@@ -60,9 +65,7 @@ def activate(conn: psycopg.Connection, now: datetime, tz: str) -> list[Broadcast
     for b in open_:
         occ = occurrence(b, now, tz)
         if occ is not None and occ != b.occurrence_at:
-            devices, _ = store.resolve_targets(conn, b.targets, None)
-            if b.media_id is None:
-                devices = [d for d in devices if d[3] == "eboard"]
+            devices = store.recipients(conn, b)
             expires = occ + (b.expires_at - b.starts_at)
             with conn.cursor() as cur:
                 cur.executemany(
@@ -92,16 +95,21 @@ def _all_over(conn: psycopg.Connection, b: Broadcast) -> bool:
 
 
 def expire(conn: psycopg.Connection, now: datetime) -> int:
-    """Deliveries with no final result by their expiry: `expired` (a playing one gets its length);
-    texts not sent by then are given up."""
+    """Deliveries with no final result by their expiry: `expired` (a playing one gets its length).
+    An e-board that took its text shows it until the expiry, which is its whole job: it ends
+    `done` (its village stays reached). Texts not sent by then are given up."""
     texts.expire(conn, now)
     cur = conn.execute(
-        "UPDATE deliveries d SET state = 'expired', updated_at = %(now)s, reason = CASE d.state"
-        "  WHEN 'scheduled' THEN coalesce(d.reason, 'never sent: the device was offline')"
+        "UPDATE deliveries d SET updated_at = %(now)s,"
+        " state = CASE WHEN d.kind = 'eboard' AND d.state IN ('accepted', 'playing') THEN 'done'"
+        "  ELSE 'expired' END,"
+        " reason = CASE WHEN d.kind = 'eboard' AND d.state IN ('accepted', 'playing') THEN NULL"
+        "  WHEN d.state = 'scheduled'"
+        "  THEN coalesce(d.reason, 'never sent: the device was offline')"
         "  ELSE 'no result from the device before expiry' END"
         " FROM broadcasts b LEFT JOIN media m ON m.id = b.media_id"
         " WHERE b.id = d.broadcast_id AND d.state IN ('scheduled', 'sent', 'accepted', 'playing')"
-        " AND d.expires_at + CASE WHEN d.state = 'playing'"
+        " AND d.expires_at + CASE WHEN d.state = 'playing' AND d.kind = 'speaker'"
         "  THEN make_interval(secs => coalesce(m.duration_s, 0) + 60) ELSE interval '0' END <= %(now)s",
         {"now": now},
     )
@@ -148,12 +156,21 @@ def _stop(row: dict[str, Any]) -> Command:
 _CANDIDATES = (
     "SELECT d.id, d.broadcast_id, d.device_id, d.commune_id, d.village_id, d.kind, d.state, d.expires_at,"
     " d.stop_owed, b.priority, b.title, b.text, b.volume, b.media_id, m.sha256, m.duration_s,"
-    " coalesce(s.state, 'unknown') AS device_state, s.since AS device_since, d.sent_at"
+    " coalesce(s.state, 'unknown') AS device_state, s.since AS device_since, d.sent_at, d.attempts"
     " FROM deliveries d JOIN broadcasts b ON b.id = d.broadcast_id LEFT JOIN media m ON m.id = b.media_id"
     " LEFT JOIN device_state s ON s.device_id = d.device_id"
     " WHERE (d.state IN ('scheduled', 'sent', 'accepted', 'playing') OR d.stop_owed)"
     " ORDER BY d.device_id, d.id FOR UPDATE OF d"
 )
+
+
+def _came_back(r: dict[str, Any]) -> bool:
+    return r["device_since"] is not None and r["device_since"] > r["sent_at"]
+
+
+def _unanswered(r: dict[str, Any], now: datetime) -> bool:
+    wait = RESEND_AFTER_S * 2 ** min(max(r["attempts"] - 1, 0), 4)
+    return r["state"] == "sent" and (now - r["sent_at"]).total_seconds() >= wait
 
 
 def due(conn: psycopg.Connection, now: datetime, public_url: str, secret: str) -> list[Command]:
@@ -179,14 +196,10 @@ def due(conn: psycopg.Connection, now: datetime, public_url: str, secret: str) -
             key=lambda r: (-RANK[r["priority"]], r["id"]),
         )
         online = device_rows[0]["device_state"] == "online"
-        # A device that came back since it was sent something lost it: send it again.
+        # A device that came back since it was sent something lost it, and one that never
+        # answered may never have had it: send it again.
         for r in live:
-            if (
-                online
-                and r["sent_at"] is not None
-                and r["device_since"] is not None
-                and r["device_since"] > r["sent_at"]
-            ):
+            if online and r["sent_at"] is not None and (_came_back(r) or _unanswered(r, now)):
                 out.append(_cmd(r, public_url, secret))
                 sent.append(r["id"])
         if not waiting:

@@ -10,6 +10,8 @@ KINDS = ("speaker", "eboard")
 BROADCAST_STATES = ("awaiting_approval", "scheduled", "active", "finished", "cancelled")
 OPEN_STATES = ("scheduled", "sent", "accepted", "playing")
 FINAL_STATES = ("done", "failed", "rejected", "cancelled", "expired")
+# The outcomes a device gives (the others, `cancelled` and `expired`, are the IOC's).
+DEVICE_OUTCOMES = ("done", "failed", "rejected")
 # What a device may report, and how far along each puts a delivery: a result never moves one back.
 RESULT_STATES = ("accepted", "playing", "done", "failed", "rejected")
 STEP = {"scheduled": 0, "sent": 1, "accepted": 2, "playing": 3, "done": 4, "failed": 4, "rejected": 4}

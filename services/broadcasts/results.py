@@ -1,44 +1,55 @@
 """Devices' `cmd_result`s (SPEC §9): applied to their deliveries, idempotently.
 
-A duplicate or a step back (results may arrive out of order) changes nothing; a result for a
-delivery that is not the device's, or that is over (expired, cancelled) with another outcome,
-is a dead letter with its reason, as is a payload that does not follow the contract.
+A duplicate or a step back (results may arrive out of order, QoS 1 redelivers) changes nothing;
+a result for a delivery that is not the device's, that the IOC closed (expired, cancelled), or
+that contradicts the device's own outcome (`failed` after `done`) is a dead letter with its
+reason, as is a payload that does not follow the contract. Nothing a device sends can raise here.
 """
 
+import re
 from datetime import datetime
 from typing import Any
 
 import orjson
 import psycopg
 
-from services.broadcasts.model import FINAL_STATES, RESULT_STATES, next_state
+from services.broadcasts.model import DEVICE_OUTCOMES, FINAL_STATES, RESULT_STATES, next_state
 from services.intake import DeadLetter, Raw, dead_letter
 from services.models import Device
+from services.payloads import MAX_PAYLOAD
 
 MAX_REASON = 500
+# ASCII digits only: str.isdigit() also takes "²" (which int() refuses) and "١٢" (which it reads
+# as 12), so a device could crash the batch or answer for another delivery.
+_DELIVERY_ID = re.compile(r"[0-9]{1,18}", re.ASCII)
 
 
-def _parse(payload: bytes) -> tuple[int, str, str | None] | str:
-    """(delivery id, status, reason), or what is wrong with the payload."""
+def _reason(value: object) -> str | None:
+    """A device's `reason` as text: firmwares send error codes and objects too, and a `failed`
+    must not be lost over the type of its explanation."""
+    if value is None or value == "":
+        return None
+    text = value if isinstance(value, str) else orjson.dumps(value).decode()
+    # PostgreSQL text cannot hold NUL (orjson refuses lone surrogates already).
+    return text.replace("\x00", "")[:MAX_REASON] or None
+
+
+def _parse(payload: bytes) -> tuple[int, str, str | None] | tuple[str, str]:
+    """(delivery id, status, reason), or (dead-letter reason, what is wrong with the payload)."""
+    if len(payload) > MAX_PAYLOAD:
+        return "too_large", f"payload of {len(payload)} bytes exceeds {MAX_PAYLOAD}"
     try:
         body: Any = orjson.loads(payload)
     except orjson.JSONDecodeError:
-        return "not JSON"
+        return "bad_result", "not JSON"
     if not isinstance(body, dict):
-        return "not a JSON object"
-    rid, status, reason = body.get("id"), body.get("status"), body.get("reason")
-    if (
-        not isinstance(rid, str | int)
-        or isinstance(rid, bool)
-        or not str(rid).isdigit()
-        or len(str(rid)) > 18
-    ):
-        return f"id {rid!r} is not a delivery id"
-    if status not in RESULT_STATES:
-        return f"status {status!r} is not one of {', '.join(RESULT_STATES)}"
-    if reason is not None and not isinstance(reason, str):
-        return "reason must be text"
-    return int(rid), status, (reason or None) and reason[:MAX_REASON].replace("\x00", "")
+        return "bad_result", "not a JSON object"
+    rid, status = body.get("id"), body.get("status")
+    if isinstance(rid, bool) or not isinstance(rid, str | int) or not _DELIVERY_ID.fullmatch(str(rid)):
+        return "bad_result", f"id {str(rid)[:40]!r} is not a delivery id"
+    if not isinstance(status, str) or status not in RESULT_STATES:
+        return "bad_result", f"status {str(status)[:40]!r} is not one of {', '.join(RESULT_STATES)}"
+    return int(rid), status, _reason(body.get("reason"))
 
 
 def apply(conn: psycopg.Connection, results: list[tuple[Device, Raw]], now: datetime) -> list[DeadLetter]:
@@ -47,8 +58,8 @@ def apply(conn: psycopg.Connection, results: list[tuple[Device, Raw]], now: date
     parsed: list[tuple[Device, Raw, int, str, str | None]] = []
     for device, raw in results:
         p = _parse(raw.payload)
-        if isinstance(p, str):
-            dead.append(dead_letter(raw, "bad_result", p, device.id))
+        if len(p) == 2:
+            dead.append(dead_letter(raw, p[0], p[1], device.id))
         else:
             parsed.append((device, raw, *p))
     if not parsed:
@@ -70,6 +81,8 @@ def apply(conn: psycopg.Connection, results: list[tuple[Device, Raw]], now: date
                 )
                 continue
             state = found[1]
+            if state in DEVICE_OUTCOMES and status not in DEVICE_OUTCOMES:
+                continue  # `accepted` or `playing` redelivered after the device's outcome
             if state in FINAL_STATES and state != status:
                 dead.append(
                     dead_letter(

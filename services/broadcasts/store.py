@@ -28,12 +28,14 @@ def _split_village(v: str) -> tuple[str | None, str]:
 
 
 def resolve_targets(
-    conn: psycopg.Connection, targets: dict[str, Any], scope: Sequence[str] | None
+    conn: psycopg.Connection, targets: dict[str, Any], scope: Sequence[str] | None, *, strict: bool = True
 ) -> tuple[list[tuple[str, str, str | None, str]], list[tuple[str, str]]]:
     """The devices a broadcast reaches — (device_id, commune, village, kind), a union of the listed
     communes, villages (`village` or `commune/village`) and devices of the listed kinds — and the
     villages it targets (commune, village). InvalidInput names every unknown commune, village or
-    device; Forbidden one outside `scope` (None: every commune)."""
+    device, and every listed device that is no speaker or e-board; Forbidden one outside `scope`
+    (None: every commune). Not `strict` (a broadcast made earlier, at its start): what the
+    registry lost since (a retired device) is left out, never an error that would stop delivery."""
     communes = list(dict.fromkeys(targets.get("communes") or []))
     villages = [_split_village(v) for v in dict.fromkeys(targets.get("villages") or [])]
     devices = list(dict.fromkeys(targets.get("devices") or []))
@@ -62,8 +64,14 @@ def resolve_targets(
         picked_villages += found
     known_devices = {r[0] for r in device_rows}
     unknown += [f"device {d!r}" for d in devices if d not in known_devices]
-    if unknown:
+    if unknown and strict:
         raise InvalidInput(f"targets: unknown {', '.join(unknown)}", detail={"unknown": unknown})
+    silent = sorted(r[0] for r in device_rows if r[3] not in KINDS)
+    if silent and strict:
+        raise InvalidInput(
+            f"targets.devices: {', '.join(silent)} cannot play or show a broadcast (only speakers and e-boards)",
+            detail={"not_speaker_or_eboard": silent},
+        )
     if scope is not None:
         outside = sorted(
             {c for c in communes if c not in scope}
@@ -88,6 +96,13 @@ def resolve_targets(
     }
     targeted |= {(r[1], r[2]) for r in rows if r[2] is not None}
     return [(r[0], r[1], r[2], r[3]) for r in rows], sorted(targeted)
+
+
+def recipients(conn: psycopg.Connection, b: Broadcast) -> list[tuple[str, str, str | None, str]]:
+    """The devices an occurrence of the broadcast goes to as the registry is now: its targets,
+    without speakers when it has no audio (e-boards show its text or title)."""
+    devices, _ = resolve_targets(conn, b.targets, None, strict=False)
+    return devices if b.media_id is not None else [d for d in devices if d[3] == "eboard"]
 
 
 def create(
@@ -268,6 +283,29 @@ def coverage(
     return out
 
 
+def _planned(conn: psycopg.Connection, b: Broadcast) -> list[dict[str, Any]]:
+    """Before its first occurrence, the deliveries it will make (no id yet): `scheduled` (its
+    coverage says why it waits), or how it ended without starting."""
+    state, reason = {
+        "cancelled": ("cancelled", f"cancelled by {b.cancelled_by}"),
+        "finished": ("expired", None),
+    }.get(b.state, ("scheduled", None))
+    at = b.cancelled_at or b.approved_at or b.created_at
+    return [
+        {
+            "id": None,
+            "device_id": device_id,
+            "commune": commune,
+            "village": village,
+            "kind": kind,
+            "state": state,
+            "reason": reason,
+            "updated_at": at,
+        }
+        for device_id, commune, village, kind in recipients(conn, b)
+    ]
+
+
 def delivery_row(d: Delivery) -> dict[str, Any]:
     return {
         "id": d.id,
@@ -313,7 +351,7 @@ def detail(conn: psycopg.Connection, b: Broadcast) -> dict[str, Any]:
     ds = deliveries(conn, b)
     cov = coverage(conn, b, ds)
     return row(b) | {
-        "deliveries": [delivery_row(d) for d in ds],
+        "deliveries": [delivery_row(d) for d in ds] if b.occurrence_at is not None else _planned(conn, b),
         "texts": texts.rows(conn, b),
         "coverage": cov,
         "villages_not_reached": [f"{c['commune']}/{c['village']}" for c in cov if not c["reached"]],

@@ -138,3 +138,33 @@ def test_only_the_creator_or_an_admin_cancels(client: TestClient, as_user: Heade
     assert client.post(f"/api/v1/broadcasts/{b['id']}/cancel", headers=as_user("op-tg")).status_code == 403
     r = client.post(f"/api/v1/broadcasts/{b['id']}/cancel", headers=as_user("admin"))
     assert r.status_code == 200 and r.json()["state"] == "cancelled"
+
+
+def test_the_201_lists_every_delivery_before_the_worker_has_run(client: TestClient, as_user: Headers) -> None:
+    m = upload(client, as_user("op-tg"))
+    body = {
+        "title": "Lũ khẩn cấp",
+        "priority": "emergency",
+        "media_id": m["id"],
+        "targets": {"villages": ["trung-binh", "tay-binh"]},
+    }
+    r = client.post("/api/v1/broadcasts", json=body, headers=as_user("op-tg"))
+    assert r.status_code == 201
+    b = r.json()
+    # No delivery worker runs in this test: the answer still names what will be delivered.
+    assert sorted((d["device_id"], d["state"]) for d in b["deliveries"]) == [
+        ("eb-tay-binh", "scheduled"),
+        ("spk-tay-binh-1", "scheduled"),
+        ("spk-trung-binh-1", "scheduled"),
+    ]
+    assert {"device_id", "commune", "village", "state", "reason", "updated_at"} <= set(b["deliveries"][0])
+    assert (
+        client.get(f"/api/v1/broadcasts/{b['id']}", headers=as_user()).json()["deliveries"] == b["deliveries"]
+    )
+
+
+def test_a_camera_named_as_a_target_is_a_400_naming_it(client: TestClient, as_user: Headers) -> None:
+    body = {"title": "x", "text": "y", "targets": {"devices": ["cam-ubnd-1", "eb-tay-binh"]}}
+    r = client.post("/api/v1/broadcasts", json=body, headers=as_user())
+    assert r.status_code == 400
+    assert "cam-ubnd-1" in r.json()["error"]["message"] and "eb-tay-binh" not in r.json()["error"]["message"]

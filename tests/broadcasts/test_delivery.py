@@ -124,7 +124,8 @@ def test_a_flood_of_bogus_results_is_dead_lettered_and_changes_nothing(conn: psy
         {"id": cmd["id"], "status": "exploded"},
         {"id": "../1", "status": "done"},
         {"id": True, "status": "done"},
-        {"id": cmd["id"], "status": "done", "reason": 5},
+        {"id": "²", "status": "done"},  # str.isdigit() says yes, int() raises
+        {"id": cmd["id"].translate(str.maketrans("0123456789", "٠١٢٣٤٥٦٧٨٩")), "status": "done"},
         {"id": "999999", "status": "done"},
         {"id": other_cmd["id"], "status": "done"},  # another device's delivery
     ] * 50
@@ -133,6 +134,34 @@ def test_a_flood_of_bogus_results_is_dead_lettered_and_changes_nothing(conn: psy
     assert set(reasons) == {"bad_result", "unknown_delivery"}
     assert states(conn, b)[SPK.id] == ("sent", None)
     assert states(conn, other)["spk-tay-binh-1"] == ("sent", None)
+
+
+def test_a_failure_whose_reason_is_no_text_is_kept_with_its_reason_as_text(conn: psycopg.Connection) -> None:
+    b = send(conn)
+    (cmd,) = tick(conn)
+    assert result(conn, [{"id": int(cmd["id"]), "status": "failed", "reason": {"code": 5}}]) == []
+    assert states(conn, b)[SPK.id] == ("failed", '{"code":5}')
+
+
+def test_a_result_over_64_kib_is_a_too_large_dead_letter(conn: psycopg.Connection) -> None:
+    b = send(conn)
+    (cmd,) = tick(conn)
+    assert result(conn, [{"id": cmd["id"], "status": "done", "reason": "x" * 70_000}]) == ["too_large"]
+    assert states(conn, b)[SPK.id] == ("sent", None)
+
+
+def test_a_step_back_after_the_devices_outcome_is_no_dead_letter_but_a_contradiction_is(
+    conn: psycopg.Connection,
+) -> None:
+    b = send(conn)
+    (cmd,) = tick(conn)
+    assert result(conn, [{"id": cmd["id"], "status": "done"}]) == []
+    # QoS 1 redelivers an earlier result after the outcome: an honest device, nothing to keep.
+    assert (
+        result(conn, [{"id": cmd["id"], "status": "accepted"}, {"id": cmd["id"], "status": "playing"}]) == []
+    )
+    assert result(conn, [{"id": cmd["id"], "status": "failed"}]) == ["late_result"]
+    assert states(conn, b)[SPK.id] == ("done", None)
 
 
 def test_a_result_after_expiry_is_a_late_dead_letter(conn: psycopg.Connection) -> None:
@@ -201,3 +230,96 @@ def test_cancel_owes_a_stop_to_a_device_playing_it(conn: psycopg.Connection) -> 
     assert stop["type"] == "stop" and stop["id"] == play["id"]
     assert tick(conn, T0 + timedelta(seconds=32)) == []
     assert result(conn, [{"id": play["id"], "status": "done"}]) == ["late_result"]
+
+
+EB = Device("eb-tay-binh", "thoai-giang", "eboard", "tay-binh")
+
+
+def test_an_eboard_that_showed_the_text_until_expiry_ends_done_and_its_village_stays_reached(
+    conn: psycopg.Connection,
+) -> None:
+    b = send(conn, devices=[EB.id])
+    (show,) = tick(conn)
+    assert show["type"] == "show" and show["text"] == b.title
+    assert result(conn, [{"id": show["id"], "status": "accepted"}], EB) == []
+    reached = [{"commune": "thoai-giang", "village": "tay-binh", "reached": True, "reason": None}]
+    assert store.coverage(conn, store.get(conn, b.id)) == reached
+    tick(conn, T0 + timedelta(hours=1))
+    assert states(conn, b)[EB.id] == ("done", None)
+    assert store.coverage(conn, store.get(conn, b.id)) == reached
+    (log,) = store.share_rows(conn, [store.get(conn, b.id)])
+    assert (log["villages_reached"], log["devices_done"]) == (1, 1)
+
+
+def test_a_command_never_answered_is_sent_again_after_30_s_then_less_often(conn: psycopg.Connection) -> None:
+    b = send(conn)
+    (first,) = tick(conn)
+    assert tick(conn, T0 + timedelta(seconds=29)) == []
+    (again,) = tick(conn, T0 + timedelta(seconds=30))
+    assert again == first
+    assert tick(conn, T0 + timedelta(seconds=89)) == []  # the next wait is twice as long
+    assert [c["id"] for c in tick(conn, T0 + timedelta(seconds=90))] == [first["id"]]
+    result(conn, [{"id": first["id"], "status": "accepted"}])
+    assert tick(conn, T0 + timedelta(minutes=10)) == []  # answered: the device has it
+    assert states(conn, b)[SPK.id] == ("accepted", None)
+
+
+def test_a_device_retired_before_the_start_is_left_out_and_the_others_get_it(
+    conn: psycopg.Connection,
+) -> None:
+    later = T0 + timedelta(minutes=30)
+    with conn.transaction():
+        b = store.create(
+            conn,
+            title="Bản tin chiều",
+            priority="emergency",
+            media_id=conn.media_id,  # type: ignore[attr-defined]
+            text=None,
+            targets={"devices": [SPK.id, "spk-tay-binh-1"]},
+            starts_at=later,
+            rrule=None,
+            expires_at=None,
+            risk_level=None,
+            volume=None,
+            actor="admin",
+            role="admin",
+            scope=None,
+            now=T0,
+            tz=TZ,
+        )
+    conn.execute("UPDATE devices SET retired_at = %s WHERE id = 'spk-tay-binh-1'", (T0,))
+    (cmd,) = tick(conn, later)  # a target the registry lost never stops the worker's round
+    assert cmd["topic"].endswith(f"/{SPK.id}/cmd")
+    assert set(states(conn, b)) == {SPK.id}
+
+
+def test_before_it_starts_a_broadcast_lists_the_deliveries_it_will_make(conn: psycopg.Connection) -> None:
+    with conn.transaction():
+        b = store.create(
+            conn,
+            title="Họp dân",
+            priority="normal",
+            media_id=None,
+            text="Họp dân 19h tại nhà văn hóa",
+            targets={"communes": ["thoai-giang"]},
+            starts_at=T0 + timedelta(hours=2),
+            rrule=None,
+            expires_at=None,
+            risk_level=None,
+            volume=None,
+            actor="op-tg",
+            role="operator",
+            scope=["thoai-giang"],
+            now=T0,
+            tz=TZ,
+        )
+    shown = store.detail(conn, b)
+    assert b.state == "awaiting_approval"
+    # Text only: the e-boards alone; each `scheduled` until it is approved and starts.
+    assert [(d["device_id"], d["kind"], d["state"], d["id"]) for d in shown["deliveries"]] == [
+        ("eb-tay-binh", "eboard", "scheduled", None)
+    ]
+    with conn.transaction():
+        store.cancel(conn, b.id, "op-tg", "operator", ["thoai-giang"], T0 + timedelta(minutes=1))
+    (d,) = store.detail(conn, store.get(conn, b.id))["deliveries"]
+    assert (d["state"], d["reason"]) == ("cancelled", "cancelled by op-tg")
