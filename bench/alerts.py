@@ -20,8 +20,8 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Mapping
 from datetime import UTC, datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +30,7 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench.loopback import LoopbackHttp  # noqa: E402
 from cli.embedded import Postgres  # noqa: E402
 from services import feed, registry, registry_file  # noqa: E402
 from services.alerts.engine import AlertsSettings, Engine  # noqa: E402
@@ -40,24 +41,14 @@ from services.settings import load  # noqa: E402
 KINDS = ("speaker", "camera", "eboard", "wifi")
 
 
-class Receiver:
+class Receiver(LoopbackHttp):
     def __init__(self) -> None:
         self.got: list[tuple[float, dict[str, Any]]] = []
-        outer = self
+        super().__init__(self._take)
 
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802
-                body = json.loads(self.rfile.read(int(self.headers["content-length"])))
-                outer.got.append((time.time(), body))
-                self.send_response(200)
-                self.end_headers()
-
-            def log_message(self, *a: Any) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.port = self.server.server_address[1]
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+    def _take(self, path: str, headers: Mapping[str, str], body: bytes) -> tuple[int, None]:
+        self.got.append((time.time(), json.loads(body)))
+        return 200, None
 
 
 def registry_yaml(villages: int, per_village: int) -> str:

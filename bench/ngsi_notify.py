@@ -27,7 +27,7 @@ import subprocess
 import sys
 import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +38,7 @@ import psycopg
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.fastpub import FastPublisher  # noqa: E402
+from bench.loopback import LoopbackHttp  # noqa: E402
 from bench.stack import ROOT, stack, wait_states  # noqa: E402
 from services import keys, registry, registry_file  # noqa: E402
 from services.topics import device_topic  # noqa: E402
@@ -45,7 +46,7 @@ from services.topics import device_topic  # noqa: E402
 KIND = "speaker"
 
 
-class Receiver:
+class Receiver(LoopbackHttp):
     """Records when each notification arrives; bodies are read after the run (no parsing under load)."""
 
     def __init__(self) -> None:
@@ -53,35 +54,17 @@ class Receiver:
         self.bulk = 0
         self.bulk_bytes = 0
         self.lock = threading.Lock()
-        outer = self
+        super().__init__(self._take)
 
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def do_POST(self) -> None:  # noqa: N802
-                body = self.rfile.read(int(self.headers.get("content-length") or 0))
-                at = time.time()
-                with outer.lock:
-                    if self.path.startswith("/bulk/"):
-                        outer.bulk += 1
-                        outer.bulk_bytes += len(body)
-                    else:
-                        outer.arrivals.append((at, self.path, body))
-                self.send_response(204)
-                self.send_header("content-length", "0")
-                self.end_headers()
-
-            def log_message(self, *a: Any) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.port = self.server.server_address[1]
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+    def _take(self, path: str, headers: Mapping[str, str], body: bytes) -> tuple[int, None]:
+        at = time.time()
+        with self.lock:
+            if path.startswith("/bulk/"):
+                self.bulk += 1
+                self.bulk_bytes += len(body)
+            else:
+                self.arrivals.append((at, path, body))
+        return 204, None
 
 
 def registry_yaml(commune: str, n: int, probes: int) -> str:

@@ -22,8 +22,8 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +32,7 @@ import psycopg
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench.loopback import LoopbackHttp  # noqa: E402
 from cli.embedded import Postgres  # noqa: E402
 from services import feed, registry, registry_file  # noqa: E402
 from services.migrate import migrate  # noqa: E402
@@ -44,7 +45,7 @@ from simulator import demo, scenario  # noqa: E402
 SECRET = "bench-secret"
 
 
-class Lgsp:
+class Lgsp(LoopbackHttp):
     """Token endpoint and receiver; counts items taken (once per Idempotency-Key)."""
 
     def __init__(self) -> None:
@@ -55,56 +56,26 @@ class Lgsp:
         self.last_at = 0.0
         self.first_ok_at = 0.0
         self.lock = threading.Lock()
-        outer = self
-        basic = "Basic " + base64.b64encode(f"ioc:{SECRET}".encode()).decode()
+        self.basic = "Basic " + base64.b64encode(f"ioc:{SECRET}".encode()).decode()
+        super().__init__(self._take)
 
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def do_POST(self) -> None:  # noqa: N802
-                body = self.rfile.read(int(self.headers.get("content-length") or 0))
-                if self.path == "/token":
-                    ok = self.headers.get("authorization") == basic
-                    self._answer(
-                        200 if ok else 401, {"access_token": "t1", "token_type": "Bearer", "expires_in": 3600}
-                    )
-                    return
-                if self.headers.get("authorization") != "Bearer t1":
-                    self._answer(401, {"error": "invalid_token"})
-                    return
-                with outer.lock:
-                    outer.posts += 1
-                    if outer.down:
-                        status = 503
-                    else:
-                        status = 200
-                        key = self.headers.get("idempotency-key") or ""
-                        if key not in outer.keys:
-                            outer.keys.add(key)
-                            outer.items += len(json.loads(body)["items"])
-                        outer.last_at = time.monotonic()
-                        outer.first_ok_at = outer.first_ok_at or outer.last_at
-                self._answer(status, {"ok": status == 200})
-
-            def _answer(self, status: int, doc: dict[str, Any]) -> None:
-                data = json.dumps(doc).encode()
-                self.send_response(status)
-                self.send_header("content-type", "application/json")
-                self.send_header("content-length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-            def log_message(self, *a: Any) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.port = self.server.server_address[1]
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+    def _take(self, path: str, headers: Mapping[str, str], body: bytes) -> tuple[int, dict[str, Any]]:
+        if path == "/token":
+            ok = headers.get("authorization") == self.basic
+            return (200 if ok else 401), {"access_token": "t1", "token_type": "Bearer", "expires_in": 3600}
+        if headers.get("authorization") != "Bearer t1":
+            return 401, {"error": "invalid_token"}
+        with self.lock:
+            self.posts += 1
+            if self.down:
+                return 503, {"ok": False}
+            key = headers.get("idempotency-key") or ""
+            if key not in self.keys:
+                self.keys.add(key)
+                self.items += len(json.loads(body)["items"])
+            self.last_at = time.monotonic()
+            self.first_ok_at = self.first_ok_at or self.last_at
+        return 200, {"ok": True}
 
 
 def demo_rate_per_hour() -> float:
