@@ -83,8 +83,6 @@ def _check_sources(conn: psycopg.Connection, reg: Registry) -> list[str]:
             profile = profiles.get(name)
             if profile is None:
                 errors.append(f"{where(d)}: unknown profile {name!r} (known: {', '.join(sorted(profiles))})")
-            else:
-                errors += [f"{where(d)}: {m}" for m in source_profiles.kind_errors(profile, d.kind)]
         broker = getattr(d.source, "broker", None)
         if broker is not None and broker not in brokers:
             known = ", ".join(sorted(brokers)) or "none"

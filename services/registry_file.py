@@ -209,8 +209,6 @@ def _source(
     profile_name = getattr(src, "profile", None)
     profile = ctx.profiles.get(profile_name) if profile_name else None
     if profile is not None:
-        for msg in source_profiles.kind_errors(profile, kind):
-            errors.add(line, msg)
         if src.kind == "mqtt" and profile.mqtt is None:
             errors.add(line, f"profile {profile.name} has no mqtt: section")
         if src.kind == "snmp" and profile.snmp is None:

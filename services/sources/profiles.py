@@ -93,12 +93,6 @@ class Profile:
     body: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
     origin: str = "registry"  # shipped | dir | registry
 
-    def status_fields(self, kind: str) -> set[str]:
-        """The fields its status rules map for a device of this kind."""
-        if self.mqtt is None:
-            return set()
-        return {f.name for rule in self.mqtt.status for f in rule.fields if f.applies(kind)}
-
 
 def is_oid(value: Any) -> bool:
     return isinstance(value, str) and OID_RE.fullmatch(value) is not None
@@ -321,18 +315,6 @@ def parse(name: str, body: Any, *, where: str = "profiles", origin: str = "regis
         raise ProfileError(err)
     stored = {k: v for k, v in body.items() if k not in _DOC_KEYS}
     return Profile(name, mqtt, snmp, stored, origin)
-
-
-def kind_errors(profile: Profile, kind: str) -> list[str]:
-    """Fields a profile maps that the device's kind does not have."""
-    names = payloads.FIELDS.get(kind, {})
-    bad = sorted(profile.status_fields(kind) - set(names))
-    if not bad:
-        return []
-    return [
-        f"profile {profile.name} maps {', '.join(bad)}, which a {kind} does not have "
-        f"({kind} fields: {', '.join(names)}; a profile serving several kinds scopes a field with kinds: [...])"
-    ]
 
 
 def _load_file(path: Path, origin: str) -> Profile:

@@ -149,7 +149,9 @@ devices:
         assert conn.execute("SELECT count(*) FROM devices").fetchone() == (0,)
 
 
-def test_a_profile_that_maps_a_field_the_kind_lacks_or_does_not_compile_is_refused(db_url: str) -> None:
+def test_a_profile_that_does_not_compile_is_refused_and_one_mapping_a_field_the_kind_lacks_imports(
+    db_url: str,
+) -> None:
     text = (
         """\
 profiles:
@@ -171,10 +173,65 @@ devices:
         "reg:5: profiles.broken.mqtt.status[0].fields.volume: 'foo[?' is not a valid JMESPath expression"
         in joined
     )
-    # the kind check needs the file's profiles to parse; once broken is fixed it is reported:
-    fixed = text.replace('"foo[?"', "vol")
-    joined = "\n".join(errors_of(db_url, fixed))
-    assert "reg:12: profile ap-vendor maps clients, which a speaker does not have" in joined
+    # a field the speaker lacks is published as an unknown field (SPEC §4 keeps those), as SPEC §8's
+    # own example does with uptime_s on a speaker
+    imported(db_url, text.replace('"foo[?"', "vol"))
+    with psycopg.connect(db_url) as conn:
+        assert [d.id for d in registry.devices(conn)] == ["loa-1"]
+
+
+# SPEC §8's example, as written there (the "…" secrets replaced: v3 keys need 8 characters)
+SPEC_8 = """\
+commune: {id: thoai-giang, name: "Xã Thoại Giang", province: "An Giang"}
+villages:
+  - {id: trung-binh, name: "Ấp Trung Bình"}
+brokers:
+  - {id: aiot, url: "mqtts://user:pass@aiot.example.vn:8883", client_id: ioc-thoai-giang}
+profiles:
+  tasmota:
+    mqtt:
+      availability: {topic: "tele/{id}/LWT", online: "Online", offline: "Offline"}
+      status:
+        - topic: "tele/{id}/STATE"
+          fields: {rssi_dbm: Wifi.Signal, uptime_s: UptimeSec,
+                   playing: {path: POWER, map: {"ON": true, "OFF": false}}}
+        - {topic: "tele/{id}/SENSOR", fields: {temperature_c: ANALOG.Temperature}}
+      events:
+        - {topic: "stat/{id}/RESULT", type: result}
+devices:
+  - {id: loa-tb-1, kind: speaker, village: trung-binh,
+     source: {mqtt: {profile: tasmota, id: loa_tb_1}}}
+  - {id: ap-buu-dien, kind: wifi, village: trung-binh, parent: gw-trung-binh,
+     source: {snmp: {host: 192.0.2.10, community: public}}}
+  - {id: ap-truong, kind: wifi, village: trung-binh,
+     source: {snmp: {host: 192.0.2.11, version: 3, user: ioc, auth: sha, auth_key: "auth-key-1",
+                     priv: aes, priv_key: "priv-key-1", uplink: eth0}}}
+  - {id: gw-trung-binh, kind: gateway, village: trung-binh, source: {ping: {host: 192.0.2.1}}}
+  - {id: eb-cho, kind: eboard, village: trung-binh,
+     source: {http: {url: "http://192.0.2.30/status", fields: {screen_on: display.on}}}}
+  - {id: nvr-ubnd, kind: camera, village: trung-binh, source: {tcp: {host: 192.0.2.40, port: 554}}}
+"""
+
+
+def test_the_spec_8_example_imports_and_its_tasmota_profile_maps_a_state(db_url: str) -> None:
+    from datetime import UTC, datetime
+
+    from services.sources.vendor import Router, routes, translate
+
+    imported(db_url, SPEC_8)
+    with psycopg.connect(db_url) as conn:
+        devices = {d.id: d for d in registry.devices(conn)}
+        (profile,) = source_store.registry_profiles(conn)
+    assert set(devices) == {"loa-tb-1", "ap-buu-dien", "ap-truong", "gw-trung-binh", "eb-cho", "nvr-ubnd"}
+    (route,) = Router(routes([devices["loa-tb-1"]], {"tasmota": profile}, "ioc")).match("tele/loa_tb_1/STATE")
+    # tele/%topic%/STATE from arendst/Tasmota tasmota/tasmota_xdrv_driver/xdrv_59_influxdb.ino, with
+    # "POWER" (a one-relay device) as the SPEC's profile reads it
+    state = (
+        b'{"Time":"2021-08-14T17:19:33","Uptime":"0T00:24:09","UptimeSec":1449,"Heap":29,"POWER":"ON",'
+        b'"Wifi":{"AP":1,"SSId":"indebuurt_IoT","Channel":11,"Mode":"11n","RSSI":100,"Signal":-44}}'
+    )
+    doc = orjson.loads(translate(route, state, datetime(2026, 12, 3, tzinfo=UTC)).payload)
+    assert (doc["rssi_dbm"], doc["playing"], doc["uptime_s"], doc["Wifi"]["RSSI"]) == (-44, True, 1449, 100)
 
 
 def test_csv_sources_are_urls_and_files_without_the_column_still_import(db_url: str) -> None:
