@@ -421,6 +421,11 @@ async def walk(
             status, index, vbs = await call.ask(wire.GETNEXT, names, 0, 0)
         else:
             status, index, vbs = await call.ask(wire.GETBULK, names, len(pending_scalars), max_rep)
+        if status == "tooBig" and version != "1" and max_rep > 1:
+            # an agent with a small message size (484 bytes is all RFC 3416 asks for) refuses a
+            # whole answer rather than cutting it: ask for fewer rows
+            max_rep //= 2
+            continue
         if status == "noSuchName" and version == "1" and 0 < index <= len(names):
             # v1: the end of the MIB past this column (or scalar)
             i = index - 1

@@ -177,6 +177,50 @@ def test_malformed_replies_are_offline_not_a_crash(udp_responder: Any, reply: An
     assert not r.ok and r.error_code == "malformed", r
 
 
+def _small_agent(snmpd_port: int, most_rows: int) -> Any:
+    """An agent with a small message size in front of snmpd: a GETBULK asking for more than
+    `most_rows` rows is answered tooBig (RFC 3416's error-status 1) with the request's varbinds."""
+    import socket
+
+    from pyasn1.codec.ber import decoder, encoder
+    from pysnmp.proto import api
+
+    v2 = api.PROTOCOL_MODULES[api.SNMP_VERSION_2C]
+
+    def reply(request: bytes) -> bytes | None:
+        msg, _ = decoder.decode(request, asn1Spec=v2.Message())
+        pdu = v2.apiMessage.get_pdu(msg)
+        if (
+            pdu.isSameTypeWith(v2.GetBulkRequestPDU())
+            and int(v2.apiBulkPDU.get_max_repetitions(pdu)) > most_rows
+        ):
+            out = v2.ResponsePDU()
+            v2.apiPDU.set_defaults(out)
+            v2.apiPDU.set_request_id(out, v2.apiPDU.get_request_id(pdu))
+            v2.apiPDU.set_error_status(out, 1)
+            v2.apiPDU.set_varbinds(out, v2.apiPDU.get_varbinds(pdu))
+            v2.apiMessage.set_pdu(msg, out)
+            return bytes(encoder.encode(msg))
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            s.settimeout(5)
+            s.sendto(request, ("127.0.0.1", snmpd_port))
+            return s.recvfrom(65535)[0]
+
+    return reply
+
+
+def test_an_agent_answering_too_big_is_asked_for_fewer_rows(snmpd: Snmpd, udp_responder: Any) -> None:
+    agent = udp_responder(_small_agent(snmpd.port, 2))
+    src = SnmpSource("127.0.0.1", agent.port, "2c", uplink="lo", timeout_s=5)
+    r = probe(SnmpProber(dict), src, {"community": COMMUNITY})
+    direct = probe(
+        SnmpProber(dict), SnmpSource("127.0.0.1", snmpd.port, "2c", uplink="lo"), {"community": COMMUNITY}
+    )
+    assert r.ok, r.error
+    assert [i["name"] for i in r.metrics["interfaces"]] == [i["name"] for i in direct.metrics["interfaces"]]
+    assert r.metrics["uplink_up"] is True and r.metrics["firmware"] == direct.metrics["firmware"]
+
+
 def test_a_hanging_agent_is_bounded_by_timeout_s(udp_responder: Any) -> None:
     agent = udp_responder(lambda _req: None)
     src = SnmpSource("127.0.0.1", agent.port, "2c", timeout_s=0.3)
