@@ -419,7 +419,7 @@ def types(request: Request, conn: Conn, key: ShareKey, p: Annotated[DiscoveryQue
     return respond(request, body)
 
 
-@router.get("/types/{type_name}", responses={200: {"content": {LD_JSON: {}}}})
+@router.get("/types/{type_name:path}", responses={200: {"content": {LD_JSON: {}}}})
 def type_info(type_name: str, request: Request, conn: Conn, key: ShareKey) -> Response:
     """Details of one entity type (CIM 009 §5.7.7); 404 for a type the key sees no entity of."""
     entities_ = _in_scope(conn, key) if compact(type_name) in DEVICE_TYPES else []
@@ -460,7 +460,7 @@ def attributes(
     return respond(request, body)
 
 
-@router.get("/attributes/{attr_name}", responses={200: {"content": {LD_JSON: {}}}})
+@router.get("/attributes/{attr_name:path}", responses={200: {"content": {LD_JSON: {}}}})
 def attribute_info(attr_name: str, request: Request, conn: Conn, key: ShareKey) -> Response:
     """Details of one attribute (CIM 009 §5.7.10); 404 for one no entity the key sees has."""
     name = compact(attr_name)

@@ -9,6 +9,7 @@ from typing import Annotated, Any
 from urllib.parse import quote
 
 from fastapi import APIRouter, Body, Depends, Query, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -19,8 +20,22 @@ from gateway.routes.share import ShareKey
 from services.errors import Conflict
 from services.ngsi_subscriptions import store
 
+
+def no_parameters(request: Request) -> None:
+    """An operation that takes no query parameter refuses any (CIM 009 §6.3.20: InvalidRequest)."""
+    if request.method != "GET" or request.url.path.rstrip("/") != "/ngsi-ld/v1/subscriptions":
+        names = sorted({k for k, _ in request.query_params.multi_items()})
+        if names:
+            raise RequestValidationError(
+                [{"type": "extra_forbidden", "loc": ("query", n), "msg": "unknown parameter"} for n in names]
+            )
+
+
 router = APIRouter(
-    prefix="/ngsi-ld/v1", tags=["ngsi-ld"], responses=problems.OPENAPI, dependencies=[Depends(negotiate)]
+    prefix="/ngsi-ld/v1",
+    tags=["ngsi-ld"],
+    responses=problems.OPENAPI,
+    dependencies=[Depends(negotiate), Depends(no_parameters)],
 )
 MAX_SUBSCRIPTIONS = 1000
 

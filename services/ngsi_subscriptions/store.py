@@ -194,9 +194,8 @@ def create(conn: psycopg.Connection, key: ApiKey, doc: dict[str, Any], context_u
     nulls = [k for k, v in doc.items() if v is None and k != "@context"]
     if nulls:
         raise InvalidInput(f"{', '.join(nulls)} is null; leave a member out instead")
-    sub_id = doc.get("id") or f"{ID_PREFIX}{uuid.uuid4()}"
-    if not isinstance(sub_id, str) or not _ID_RE.fullmatch(sub_id):
-        raise InvalidInput(f"id {sub_id!r} is not a URI")
+    sub_id = doc["id"] if "id" in doc else f"{ID_PREFIX}{uuid.uuid4()}"
+    check_id(sub_id)
     stored = validate(conn, key, doc, datetime.now(UTC))
     # The key's row locked: two creates at once cannot both pass the count.
     conn.execute("SELECT 1 FROM api_keys WHERE id = %s FOR UPDATE", (key.id,))
@@ -263,8 +262,15 @@ def render(r: dict[str, Any], now: datetime | None = None) -> dict[str, Any]:
     return out
 
 
+def check_id(sub_id: Any) -> None:
+    """400 for an id that is not a URI (CIM 009 §5.8: BadRequestData, before any lookup)."""
+    if not isinstance(sub_id, str) or not _ID_RE.fullmatch(sub_id):
+        raise InvalidInput(f"id {sub_id!r} is not a URI")
+
+
 def get(conn: psycopg.Connection, key: ApiKey, sub_id: str) -> dict[str, Any]:
     """One of the key's subscriptions; 404 for another key's or none."""
+    check_id(sub_id)
     with conn.cursor(row_factory=dict_row) as cur:
         r = cur.execute(f"{_SELECT} WHERE id = %s AND key_id = %s", (sub_id, key.id)).fetchone()  # noqa: S608
     if r is None:
@@ -287,6 +293,7 @@ def page(conn: psycopg.Connection, key: ApiKey, limit: int, offset: int) -> tupl
 def update(conn: psycopg.Connection, key: ApiKey, sub_id: str, fragment: dict[str, Any]) -> dict[str, Any]:
     """Apply a fragment (CIM 009 §5.8.2): the fields it names replace the stored ones, those of
     `notification` and `notification.endpoint` one by one; the result is checked as a whole."""
+    check_id(sub_id)
     row = conn.execute(
         "SELECT doc FROM ngsi_subscriptions WHERE id = %s AND key_id = %s FOR UPDATE", (sub_id, key.id)
     ).fetchone()
@@ -321,6 +328,7 @@ def update(conn: psycopg.Connection, key: ApiKey, sub_id: str, fragment: dict[st
 
 def delete(conn: psycopg.Connection, key: ApiKey, sub_id: str) -> None:
     """Remove one of the key's subscriptions; its queued notifications are then dropped."""
+    check_id(sub_id)
     cur = conn.execute("DELETE FROM ngsi_subscriptions WHERE id = %s AND key_id = %s", (sub_id, key.id))
     if cur.rowcount == 0:
         raise NotFound(f"no subscription {sub_id}")
