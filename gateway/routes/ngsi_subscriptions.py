@@ -82,6 +82,7 @@ class NotificationParams(_Status):
         None, max_length=100, description="attributes to send; all when left out"
     )
     format: str | None = Field(None, max_length=20, description="normalized (default), keyValues or concise")
+    sysAttrs: bool | None = Field(None, description="true: createdAt and modifiedAt in the entities")  # noqa: N815
     endpoint: Endpoint
 
 

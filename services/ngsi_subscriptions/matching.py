@@ -10,7 +10,7 @@ from typing import Any
 
 import re2  # type: ignore[import-untyped]
 
-from services.ngsi_entities import CORE_CONTEXT, TERMS, iso, key_values, normalized, pick
+from services.ngsi_entities import CORE_CONTEXT, TERMS, iso, key_values, normalized, pick, sys_attrs
 from services.ngsi_query import Query
 
 MAX_DATA = 500  # entities per notification; more go in several
@@ -37,6 +37,7 @@ class Device:
     lat: float | None
     lon: float | None
     parent: str | None
+    created_at: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -67,6 +68,7 @@ class Sub:
     q: Query | None
     attrs: list[str] | None
     format: str
+    sys_attrs: bool  # notification.sysAttrs: createdAt and modifiedAt in the entities
     ld: bool  # application/ld+json: the @context in the body
     context_url: str
 
@@ -102,6 +104,7 @@ class Sub:
             q=Query.parse(doc["q"], TERMS) if doc.get("q") else None,
             attrs=n.get("attributes"),
             format=n.get("format", "normalized"),
+            sys_attrs=bool(n.get("sysAttrs")),
             ld=n["endpoint"].get("accept") == "application/ld+json",
             context_url=context_url,
         )
@@ -128,8 +131,11 @@ class Sub:
 
     def entity(self, r: dict[str, Any]) -> dict[str, Any]:
         if self.format == "keyValues":
-            return pick(key_values(r), self.attrs)
+            e = pick(key_values(r), self.attrs)
+            return sys_attrs(e, r, normalized_attrs=False) if self.sys_attrs else e
         e = pick(normalized(r), self.attrs)
+        if self.sys_attrs:
+            e = sys_attrs(e, r, normalized_attrs=True)
         return concise(e) if self.format == "concise" else e
 
 
@@ -168,5 +174,8 @@ def bodies(
             "data": [sub.entity(r) for r in chunk],
         }
         if sub.ld:
+            # In the notification and in each entity: the ETSI suite (046_14) reads data[0]["@context"].
             body["@context"] = [sub.context_url, CORE_CONTEXT]
+            for e in body["data"]:
+                e["@context"] = [sub.context_url, CORE_CONTEXT]
         yield body, sorted({r["commune"] for r in chunk})

@@ -90,6 +90,8 @@ class Producer:
             "metrics": item.get("metrics") or {},
             # the feed carries the receive time of the last status, not the device's own ts
             "metrics_ts": last_seen,
+            "created_at": dev.created_at,
+            "modified_at": max((t for t in (_time(item.get("since")), last_seen) if t), default=None),
         }
 
     async def start(self) -> None:
@@ -120,7 +122,7 @@ class Producer:
         version = int(row[0]) if row else 0
         if version != self.registry_version:
             cur = await conn.execute(
-                "SELECT id, commune_id, village_id, kind, name, lat, lon, parent_id FROM devices"
+                "SELECT id, commune_id, village_id, kind, name, lat, lon, parent_id, created_at FROM devices"
                 " WHERE retired_at IS NULL"
             )
             self.devices = {r[0]: Device(*r[1:]) for r in await cur.fetchall()}

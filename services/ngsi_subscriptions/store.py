@@ -168,6 +168,11 @@ def validate(conn: psycopg.Connection, key: ApiKey, doc: dict[str, Any], now: da
     attrs = _attributes("notification.attributes", n.get("attributes"), known)
     if attrs is not None:
         notification["attributes"] = attrs
+    if n.get("sysAttrs") is not None:
+        if not isinstance(n["sysAttrs"], bool):
+            raise InvalidInput("notification.sysAttrs is true or false")
+        if n["sysAttrs"]:
+            notification["sysAttrs"] = True
     notification["endpoint"] = _endpoint(n["endpoint"])
     out["notification"] = notification
     if doc.get("expiresAt") is not None:

@@ -163,6 +163,10 @@ def test_changes_reach_each_subscriber_within_its_keys_scope(
         ]
         ld = bodies(recv, "/all")[0]
         assert ld["subscriptionId"] == every and "@context" in ld
+        # ETSI NGSI-LD test suite, SubscriptionNotificationBehaviour/046_14.robot (JSON-LD: each
+        # entity carries the @context) and 046_10.robot (JSON: none does; it is in the Link header).
+        assert all("@context" in e for e in ld["data"])
+        assert "@context" not in n["data"][0] and "@context" not in n
         assert ld["data"][0]["deviceState"]["type"] == "Property"
         produced(db_url)
         assert all(
@@ -238,6 +242,37 @@ def test_watched_attributes_and_q_choose_what_is_notified(
         assert n["data"][0]["id"].endswith(":spk-tay-binh-1") and n["data"][0]["firmwareVersion"] == "2.1"
         produced(db_url)
         assert queued(db_url, offline) == 1 and queued(db_url, battery) == 1
+
+
+def test_numeric_q_and_sys_attrs_in_notifications(
+    client: TestClient, db_url: str, key_a: str, recv: Receiver
+) -> None:
+    # q with a numeric comparison (CIM 009 §4.9) and notification.sysAttrs (ETSI NGSI-LD test
+    # suite, SubscriptionNotificationBehaviour/046_17.robot: data[0] has createdAt and modifiedAt).
+    report(db_url, "spk-trung-binh-1", "online", battery_pct=80)
+    low = subscribe(
+        client,
+        key_a,
+        recv,
+        "/low",
+        q="batteryLevel<0.2",
+        watchedAttributes=["batteryLevel"],
+        notification={"format": "normalized", "sysAttrs": True, "attributes": ["batteryLevel"]},
+    )
+    got = client.get(f"{BASE}/{low}", headers=hdr(key_a)).json()
+    assert got["q"] == "batteryLevel<0.2" and got["notification"]["sysAttrs"] is True
+    with notifying(db_url):
+        report(db_url, "spk-trung-binh-1", battery_pct=50)  # not below 20 %
+        produced(db_url)
+        assert queued(db_url, low) == 0
+        report(db_url, "spk-trung-binh-1", battery_pct=15)
+        wait_for(lambda: bodies(recv, "/low"), timeout=60)
+    (n,) = bodies(recv, "/low")
+    (e,) = n["data"]
+    assert e["id"] == "urn:ngsi-ld:Device:thoai-giang:spk-trung-binh-1"
+    assert e["batteryLevel"]["value"] == 0.15
+    for stamp in (e["createdAt"], e["modifiedAt"], e["batteryLevel"]["createdAt"]):
+        assert datetime.fromisoformat(stamp).tzinfo is not None
 
 
 class Clock:
