@@ -50,7 +50,9 @@ from ingest.sources.publish import IocPublisher
 from ingest.sources.reading import Prober, Reading
 from services.db import connect, first_line
 from services.errors import Unavailable
+from services.mapping import MappingError, typed
 from services.models import Device
+from services.payloads import FIELDS
 from services.registry_cache import FROM_ENV, RegistryCache
 from services.sources import store as source_store
 from services.sources.model import PingSource, Source, public
@@ -458,8 +460,28 @@ class PollScheduler:
             )
         if p.reachable is None:
             return  # never reached and not yet `fail_after` failures: it stays unknown
+        metrics = dict(r.metrics)
+        for name, value in list(metrics.items()):
+            # A value of the kind's own field that has not its type (an SNMP `extra` OID answering
+            # text where cpu_pct wants a number) would make ingest dead-letter the whole status, and
+            # the device would go offline while it answers: it is dead-lettered alone.
+            if name not in FIELDS.get(device.kind, {}):
+                continue
+            try:
+                metrics[name] = typed(device.kind, name, value)
+            except MappingError as err:
+                del metrics[name]
+                self._dead.append(
+                    source_store.Unmappable(
+                        datetime.now(UTC),
+                        f"{source.kind}://{getattr(source, 'host', '')}",
+                        f"{source.kind} source of {device.id}: {err}",
+                        device.id,
+                        orjson.dumps({name: value}, default=str),
+                    )
+                )
         body = {
-            **r.metrics,
+            **metrics,
             "probe_ok": r.ok,
             "probe_error": r.error_code,
             "probe_detail": r.error,

@@ -332,7 +332,8 @@ villages:
   - {{id: bac-thanh, name: "Ấp Bắc Thạnh"}}
 devices:
   - {{id: ap-bac-thanh, kind: wifi, village: bac-thanh,
-     source: {{snmp: {{host: 127.0.0.1, port: {snmpd.port}, community: {COMMUNITY}, poll_s: 5}}}}}}
+     source: {{snmp: {{host: 127.0.0.1, port: {snmpd.port}, community: {COMMUNITY}, poll_s: 5,
+                      extra: {{sys_location: 1.3.6.1.2.1.1.6.0, cpu_pct: 1.3.6.1.2.1.1.4.0}}}}}}}}
 """,
     )
     with IngestService(ingest_settings(db_url, mqtt_url)) as svc:
@@ -341,3 +342,17 @@ devices:
         metrics = scalar(db_url, "SELECT metrics FROM device_state WHERE device_id = 'ap-bac-thanh'")
         assert metrics["probe_ok"] is True and metrics["reachable"] is True
         assert metrics["uptime_s"] >= 0 and isinstance(metrics.get("interfaces"), list)
+        # an extra OID stored under its name; one answering text where the kind's cpu_pct wants a
+        # number (sysContact) is dead-lettered alone, and the device stays online
+        assert metrics["sys_location"] == "test" and "cpu_pct" not in metrics
+        wait_for(
+            lambda: (
+                scalar(
+                    db_url,
+                    "SELECT count(*) FROM dead_letters WHERE device_id = 'ap-bac-thanh' AND detail LIKE %s",
+                    ("%cpu_pct%",),
+                )
+                > 0
+            ),
+            timeout=30,
+        )
