@@ -26,18 +26,24 @@ async def upload(
     request: Request, conn: Conn, user: Operator, file: Annotated[UploadFile, File()]
 ) -> dict[str, Any]:
     """Operators and admins: one audio file (MP3, WAV or OGG, at most 50 MB) for broadcasts.
-    The file is read (mutagen), not trusted by its name: 422 when it is not audio of the type it
-    claims, 413 when too large. / Tải lên tệp âm thanh cho bản tin."""
+    Its format and duration are read from its bytes, never from its name or claimed type: 422
+    when it is not MP3, WAV or OGG audio, 413 when too large. / Tải lên tệp âm thanh cho bản tin."""
     data = await file.read(media.MAX_BYTES + 1)
 
     def keep() -> media.Media:
-        m = media.store(conn, media_dir(request), data, file.content_type or "", user.username)
+        m = media.store(conn, media_dir(request), data, user.username)
         audit.record(
             conn,
             actor_kind="user",
             actor=user.username,
             action="POST /api/v1/media",
-            params={"media_id": m.id, "filename": file.filename, "sha256": m.sha256, "bytes": m.size_bytes},
+            params={
+                "media_id": m.id,
+                "filename": file.filename,
+                "claimed_type": file.content_type,
+                "sha256": m.sha256,
+                "bytes": m.size_bytes,
+            },
             status=201,
             communes=user.communes,
         )
@@ -53,11 +59,13 @@ async def upload(
 
 
 @router.get("/media/{media_id}", response_class=FileResponse, dependencies=[Depends(params.known_only)])
+@router.head("/media/{media_id}", include_in_schema=False, dependencies=[Depends(params.known_only)])
 def fetch(
     request: Request, conn: Conn, media_id: str, exp: Annotated[int, Query()], sig: Annotated[str, Query()]
 ) -> FileResponse:
     """Devices: the audio of a broadcast by the signed URL of its `cmd` (no sign-in); the URL is
-    valid until the broadcast expires, for this file only (403 otherwise)."""
+    valid until the broadcast expires, for this file only (403 otherwise). HEAD and `Range`
+    requests are answered too (players that stream, or resume a fetch over a weak link)."""
     secret = request.app.state.settings.secret()
     if not media.check_signature(secret, media_id, exp, sig, datetime.now(UTC)):
         raise HTTPException(403, "the media URL is not valid (wrong signature, another file, or expired)")

@@ -25,7 +25,7 @@ SPK = Device("spk-trung-binh-1", "thoai-giang", "speaker", "trung-binh")
 def conn(db_url: str, tmp_path: Any) -> Iterator[psycopg.Connection]:
     seed(db_url)
     with psycopg.connect(db_url, autocommit=True) as c:
-        m = media.store(c, tmp_path, wav(2.0), "audio/wav", "admin")
+        m = media.store(c, tmp_path, wav(2.0), "admin")
         c.execute("UPDATE device_state SET state = 'online', since = %s", (T0 - timedelta(hours=1),))
         c.info  # noqa: B018
         c.media_id = m.id  # type: ignore[attr-defined]

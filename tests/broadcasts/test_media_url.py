@@ -44,3 +44,15 @@ def test_check_signature_follows_the_clock_given() -> None:
     assert not media.check_signature(
         "another-key-0123456789", "m-1", exp, sig, datetime(2026, 12, 2, 8, 0, tzinfo=UTC)
     )
+
+
+def test_a_player_may_ask_head_and_ranges_of_a_signed_url(client: TestClient, as_user: Headers) -> None:
+    data = wav(1.0)
+    m = upload(client, as_user(), data)
+    path = media.signed_path(SECRET, m["id"], datetime.now(UTC) + timedelta(minutes=5))
+    head = client.head(path)
+    assert head.status_code == 200 and head.content == b""
+    assert int(head.headers["content-length"]) == len(data)
+    part = client.get(path, headers={"Range": "bytes=100-199"})
+    assert part.status_code == 206 and part.content == data[100:200]
+    assert client.head(path.replace("sig=", "sig=0")).status_code == 403

@@ -49,7 +49,7 @@ def deliveries(db_url: str) -> tuple[str, dict[int, str]]:
     """One emergency to every speaker and e-board of both communes, sent: delivery id -> device."""
     seed(db_url)
     with psycopg.connect(db_url, autocommit=True) as conn, tempfile.TemporaryDirectory() as tmp:
-        m = media.store(conn, Path(tmp), wav(1.0), "audio/wav", "admin")
+        m = media.store(conn, Path(tmp), wav(1.0), "admin")
         conn.execute("UPDATE device_state SET state = 'online', since = %s", (T0 - timedelta(hours=1),))
         with conn.transaction():
             store.create(

@@ -188,7 +188,7 @@ def test_the_compose_form_learns_the_channel_names_and_never_their_urls(
 def test_each_occurrence_of_a_repeated_broadcast_sends_its_texts_once(seeded: str, tmp_path: Path) -> None:
     t0 = datetime(2026, 12, 2, 1, 0, tzinfo=UTC)  # 08:00 in the commune
     with psycopg.connect(seeded, autocommit=True) as conn:
-        m = media.store(conn, tmp_path, wav_bytes(), "audio/wav", "admin")
+        m = media.store(conn, tmp_path, wav_bytes(), "admin")
         with conn.transaction():
             b = store.create(
                 conn,

@@ -86,7 +86,7 @@ def rows(db_url: str) -> list[tuple[str, str, str, dict[str, Any]]]:
 
 def emergency(db_url: str, tmp_path: Path, devices: list[str]) -> int:
     with psycopg.connect(db_url) as conn, conn.transaction():
-        m = media.store(conn, tmp_path / "media", wav(30.0), "audio/wav", "admin")
+        m = media.store(conn, tmp_path / "media", wav(30.0), "admin")
         b = store.create(
             conn,
             title="Cảnh báo lũ",
