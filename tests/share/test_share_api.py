@@ -272,6 +272,28 @@ def test_alerts_since_returns_alerts_in_scope(
     assert [(a["device_id"], a["affected"]) for a in r.json()["items"]] == [("gw-trung-binh", ["cam-ubnd-1"])]
 
 
+def test_an_alerts_affected_devices_outside_the_key_are_left_out(
+    client: TestClient, conn: psycopg.Connection, key_a: str, key_all: str
+) -> None:
+    # A parent may serve another commune's devices (a shared uplink): key_a sees the parent's
+    # alert, never the ids of vong-the's devices under it.
+    conn.execute(
+        "INSERT INTO alerts (rule, device_id, commune_id, village_id, kind, severity, since, opened_at,"
+        " affected) VALUES ('offline', 'gw-trung-binh', 'thoai-giang', 'trung-binh', 'gateway',"
+        " 'critical', %s, %s, '{cam-ubnd-1,spk-vt-1,cam-vt-1,spk-trung-binh-1}')",
+        (T0, T0),
+    )
+    conn.commit()
+    r = client.get("/api/share/v1/alerts", headers=hdr(key_a))
+    assert [a["affected"] for a in r.json()["items"]] == [["cam-ubnd-1", "spk-trung-binh-1"]]
+    csv = client.get("/api/share/v1/alerts", headers=hdr(key_a), params={"format": "csv"}).text
+    assert "vt-1" not in csv
+    r = client.get("/api/share/v1/alerts", headers=hdr(key_all))
+    assert [a["affected"] for a in r.json()["items"]] == [
+        ["cam-ubnd-1", "spk-vt-1", "cam-vt-1", "spk-trung-binh-1"]
+    ]
+
+
 def test_rate_limit_is_counted_in_the_database_and_answers_429(
     client: TestClient, conn: psycopg.Connection, db_url: str
 ) -> None:
