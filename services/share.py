@@ -284,20 +284,27 @@ ALERT_COLUMNS = (
 )
 
 
-def alerts(
-    conn: psycopg.Connection, scope: Scope, since: datetime | None, limit: int, cursor: str | None
-) -> tuple[list[dict[str, Any]], str | None]:
-    """Device alerts in scope opened, acknowledged or resolved at or after `since`, by id; `affected`
-    lists only the devices under it that the key may see (a parent may serve other communes)."""
-    if conn.execute("SELECT to_regclass('alerts')").fetchone() == (None,):
-        return [], None
-    where, params = scope.where()
-    reach, reach_params = Scope(scope.communes, scope.kinds).where("ad")
-    params.update(reach_params)
+def alerts_select(scope: Scope) -> tuple[str, dict[str, Any]]:
+    """The SELECT of alerts as shared (`FROM alerts a JOIN devices d`) and its parameters: `affected`
+    lists only the devices under an alert that the scope's key may see (a parent may serve other
+    communes)."""
+    reach, params = Scope(scope.communes, scope.kinds).where("ad")
     affected = (
         "ARRAY(SELECT x FROM unnest(a.affected) WITH ORDINALITY u(x, i) JOIN devices ad ON ad.id = x"  # noqa: S608
         f" WHERE {reach} ORDER BY i) AS affected"
     )
+    return _ALERTS.replace("a.affected,", f"{affected},"), params
+
+
+def alerts(
+    conn: psycopg.Connection, scope: Scope, since: datetime | None, limit: int, cursor: str | None
+) -> tuple[list[dict[str, Any]], str | None]:
+    """Device alerts in scope opened, acknowledged or resolved at or after `since`, by id."""
+    if conn.execute("SELECT to_regclass('alerts')").fetchone() == (None,):
+        return [], None
+    where, params = scope.where()
+    select, reach_params = alerts_select(scope)
+    params.update(reach_params)
     if since is not None:
         where += " AND (a.opened_at >= %(since)s OR a.acked_at >= %(since)s OR a.resolved_at >= %(since)s)"
         params["since"] = since
@@ -305,7 +312,6 @@ def alerts(
         where += " AND a.id > %(after)s"
         (params["after"],) = paging.decode(cursor, [int])
     params["n"] = limit + 1
-    select = _ALERTS.replace("a.affected,", f"{affected},")
     rows = _fetch(conn, f"{select} WHERE {where} ORDER BY a.id LIMIT %(n)s", params)  # noqa: S608
     for r in rows:
         for c in ("since", "opened_at", "acked_at", "resolved_at", "updated_at"):

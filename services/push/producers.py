@@ -36,11 +36,6 @@ _CHANGES = (
     "SELECT c.seq, c.device_id, c.commune_id AS commune, c.village_id AS village, c.kind,"
     " c.state, c.prev_state, c.at, c.reason FROM state_changes c JOIN devices d ON d.id = c.device_id"
 )
-_ALERTS = (
-    "SELECT a.id, a.rule, a.device_id, a.commune_id AS commune, a.village_id AS village,"
-    " a.kind, a.severity, a.state, a.message, a.affected, a.since, a.opened_at, a.acked_at,"
-    " a.resolved_at, a.updated_at FROM alerts a JOIN devices d ON d.id = a.device_id"
-)
 _ALERT_TIMES = ("since", "opened_at", "acked_at", "resolved_at", "updated_at")
 # A report of what exists: (sync connection, first day, last day, communes) -> criteria report
 Report = Callable[[psycopg.Connection, date, date, list[str] | None], dict[str, Any]]
@@ -120,8 +115,9 @@ async def alert_rows(
         order.pop(alert_id, None)
         order[alert_id] = i
     where, params = scope(up).where()
-    params["ids"] = list(order)
-    rows = await _fetch(conn, f"{_ALERTS} WHERE a.id = ANY(%(ids)s) AND {where}", params)  # noqa: S608
+    select, reach = share.alerts_select(scope(up))
+    params.update(reach, ids=list(order))
+    rows = await _fetch(conn, f"{select} WHERE a.id = ANY(%(ids)s) AND {where}", params)  # noqa: S608
     for r in rows:
         for c in _ALERT_TIMES:
             r[c] = utc(r[c])
