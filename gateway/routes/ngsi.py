@@ -22,6 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from gateway import problems
 from gateway.deps import Conn
+from gateway.negotiation import choose
 from gateway.routes.share import MAX_RANGE, ShareKey
 from services import history, share
 from services.errors import InvalidInput, NotFound
@@ -56,45 +57,6 @@ _GEO_PATHS = ("/ngsi-ld/v1/entities",)
 _URI = re2.compile(r"^[A-Za-z][A-Za-z0-9+.\-]*:\S+$")
 _FORMATS = ("normalized", "keyValues", "simplified", "concise")
 _OPTIONS = (*_FORMATS, "sysAttrs")
-
-
-def choose(accept: str, offered: tuple[str, ...]) -> str | None:
-    """The media type to answer in (RFC 9110 §12.5.1, CIM 009 §6.3.4), or None (406).
-
-    The most specific range that matches a type gives its weight; the highest weight wins and
-    a tie goes to the earlier type of `offered`. A weight that is not a number counts as 1."""
-    if not accept.strip():
-        return offered[0]
-    ranges: list[tuple[str, float]] = []
-    for item in accept.split(","):
-        media, *params = (p.strip() for p in item.split(";"))
-        if not media:
-            continue
-        q = 1.0
-        for param in params:
-            name, _, value = param.partition("=")
-            if name.strip().lower() == "q":
-                try:
-                    q = min(max(float(value.strip()), 0.0), 1.0)
-                except ValueError:
-                    q = 1.0
-        ranges.append((media.lower(), q))
-    best: tuple[float, int] | None = None
-    chosen = None
-    for i, media in enumerate(offered):
-        main = media.split("/")[0]
-        weight = None
-        for pattern in (media, f"{main}/*", "*/*"):
-            hits = [q for r, q in ranges if r == pattern]
-            if hits:
-                weight = max(hits)
-                break
-        if weight is None or weight <= 0:
-            continue
-        rank = (weight, -i)
-        if best is None or rank > best:
-            best, chosen = rank, media
-    return chosen
 
 
 def negotiate(request: Request) -> None:

@@ -23,6 +23,7 @@ from pydantic import BaseModel, Field
 from gateway import problems
 from gateway.deps import POOL_RESERVE, Conn, bearer
 from gateway.errors import error_response
+from gateway.negotiation import choose
 from gateway.security import ASGIApp, Message, Receive, Send
 from gateway.security import Scope as AsgiScope
 from gateway.share_schemas import (
@@ -73,10 +74,11 @@ ShareKey = Annotated[ApiKey, Depends(share_key)]
 
 
 def wants_csv(request: Request, fmt: str | None) -> bool:
+    """`format=csv`, or an Accept that prefers text/csv to JSON by its q-values (JSON on a tie, and
+    for an Accept that admits neither)."""
     if fmt is not None:
         return fmt == "csv"
-    accept = request.headers.get("accept", "")
-    return "text/csv" in accept and "application/json" not in accept
+    return choose(request.headers.get("accept", ""), ("application/json", "text/csv")) == "text/csv"
 
 
 def reply(

@@ -143,6 +143,27 @@ def test_pages_follow_cursors_without_gaps_and_csv_has_the_same_rows(
     )
 
 
+@pytest.mark.parametrize(
+    ("accept", "media"),
+    [
+        ("text/csv", "text/csv"),
+        ("text/csv, application/json;q=0.5", "text/csv"),  # a client that takes JSON too, less gladly
+        ("application/json;q=0.5, text/csv", "text/csv"),
+        ("text/*", "text/csv"),
+        ("text/csv;q=0.5, application/json", "application/json"),
+        ("text/csv, application/json", "application/json"),  # a tie goes to JSON
+        ("*/*", "application/json"),
+        ("", "application/json"),
+        ("application/xml", "application/json"),
+    ],
+)
+def test_accept_q_values_choose_csv_or_json(
+    client: TestClient, key_all: str, accept: str, media: str
+) -> None:
+    r = client.get("/api/share/v1/devices", headers=hdr(key_all, Accept=accept), params={"limit": 2})
+    assert r.status_code == 200 and r.headers["content-type"].startswith(media), (accept, r.headers)
+
+
 def test_status_and_devices_answer_304_while_nothing_changed(
     client: TestClient, conn: psycopg.Connection, key_a: str
 ) -> None:
