@@ -10,6 +10,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+import orjson
+
 from services import topics
 from services.models import Device
 from services.payloads import BadPayload, Event, Status, parse_availability, parse_event, parse_status
@@ -263,6 +265,13 @@ def _status_ts(item: tuple[Status, datetime]) -> datetime:
     return item[0].ts
 
 
+# Bytes of a device's merged status fields past which the merge starts again from its newest status
+# (unknown fields are kept, so a device naming new fields in every status would grow without end;
+# one status is at most 64 KiB). Below _FEW_FIELDS fields a merge is never measured.
+MERGED_METRICS_MAX = 64 * 1024
+_FEW_FIELDS = 64
+
+
 def latest_per_device(batch: Batch) -> dict[str, dict[str, Any]]:
     """What the batch says about each device's present.
 
@@ -288,6 +297,9 @@ def latest_per_device(batch: Batch) -> dict[str, dict[str, Any]]:
         for st, _ in sts:
             merged.update(st.metrics)
         newest = sts[-1][0]
+        # as the stored row does (services.storage): a merge past the bound starts from the newest
+        if len(merged) > _FEW_FIELDS and len(orjson.dumps(merged)) > MERGED_METRICS_MAX:
+            merged = dict(newest.metrics)
         out[device_id]["status"] = (Status(newest.ts, newest.has_ts, merged), max(r for _, r in sts))
     for device, value, received_at in batch.availability:
         cur = out.setdefault(device.id, {"device": device})

@@ -18,16 +18,12 @@ from psycopg.types.json import Jsonb, JsonbBinaryDumper, set_json_loads
 
 from services import feed
 from services.db import first_line
-from services.intake import Batch, DeadLetter, join, latest_per_device
+from services.intake import MERGED_METRICS_MAX, Batch, DeadLetter, join, latest_per_device
 from services.models import Liveness, State
 from services.state import derive
 
 log = logging.getLogger(__name__)
 _T = TypeVar("_T")
-
-# bytes of merged jsonb (uncompressed) past which a device's fields start again from its newest
-# status: one status is at most 64 KiB of JSON
-MERGED_METRICS_MAX = 64 * 1024
 
 _STAGE = (
     "CREATE TEMP TABLE IF NOT EXISTS stage_samples "

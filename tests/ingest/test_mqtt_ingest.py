@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 import psycopg
 
 from ingest.service import IngestService
-from services import storage
+from services import intake
 from services.topics import device_topic
 from tests.ingest.conftest import Publisher
 from tests.support import scalar, wait_for
@@ -317,7 +317,7 @@ def test_fields_named_anew_in_every_status_do_not_grow_the_state_row_for_ever(
         pub.publish(topic, json.dumps({"volume": n % 100, **fields}))
     wait_for(lambda: scalar(db_url, "SELECT count(*) FROM status_samples") == 200, timeout=30)
     metrics = scalar(db_url, "SELECT metrics FROM device_state WHERE device_id='spk-1'")
-    assert len(json.dumps(metrics)) <= storage.MERGED_METRICS_MAX, len(metrics)
+    assert len(json.dumps(metrics)) <= intake.MERGED_METRICS_MAX, len(metrics)
     # the newest status is whole in the row, and later statuses still merge into it
     assert metrics["volume"] == 199 % 100 and all(f"f199_{k}" in metrics for k in range(20))
     pub.publish(topic, json.dumps({"playing": True}))
