@@ -8,14 +8,14 @@ the key's communes and kinds. Errors are NGSI-LD ProblemDetails (gateway.problem
 from typing import Annotated, Any
 from urllib.parse import quote
 
-from fastapi import APIRouter, Body, Depends, Query, Request
+from fastapi import APIRouter, Body, Depends, HTTPException, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from gateway import problems
 from gateway.deps import Conn
-from gateway.routes.ngsi import CONTEXT_PATH, LD_JSON, media_of, negotiate, respond
+from gateway.routes.ngsi import CONTEXT_PATH, JSON, LD_JSON, media_of, negotiate, respond
 from gateway.routes.share import ShareKey
 from services.errors import Conflict
 from services.ngsi_subscriptions import store
@@ -31,11 +31,24 @@ def no_parameters(request: Request) -> None:
             )
 
 
+MERGE_PATCH = "application/merge-patch+json"
+
+
+def body_media(request: Request) -> None:
+    """415 for a body that is not JSON or JSON-LD (CIM 009 §6.3.4; PATCH takes JSON Merge Patch too)."""
+    if request.method not in ("POST", "PATCH"):
+        return
+    media = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    allowed = (JSON, LD_JSON, MERGE_PATCH) if request.method == "PATCH" else (JSON, LD_JSON)
+    if media not in allowed:
+        raise HTTPException(415, f"Content-Type {media or '(none)'!r} is not one of {', '.join(allowed)}")
+
+
 router = APIRouter(
     prefix="/ngsi-ld/v1",
     tags=["ngsi-ld"],
     responses=problems.OPENAPI,
-    dependencies=[Depends(negotiate), Depends(no_parameters)],
+    dependencies=[Depends(negotiate), Depends(body_media), Depends(no_parameters)],
 )
 MAX_SUBSCRIPTIONS = 1000
 

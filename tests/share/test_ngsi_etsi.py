@@ -10,6 +10,7 @@ Vehicle entities are our Device entities: the view is read-only, so nothing is c
 from datetime import UTC, datetime
 
 import httpx2
+import orjson
 import psycopg
 import pytest
 from fastapi.testclient import TestClient
@@ -447,3 +448,22 @@ def test_query_subscriptions_pages_with_links_031_02(client: TestClient, key_a: 
     assert 'rel="next"' in r.headers["link"] and "offset=2" in r.headers["link"]
     last = client.get("/ngsi-ld/v1/subscriptions", params={"limit": 2, "offset": 2}, headers=hdr(key_a))
     assert len(last.json()) == 1 and 'rel="next"' not in last.headers["link"]
+
+
+def test_subscription_bodies_must_be_json_048_01_and_merge_patch_is_taken_044_02(
+    client: TestClient, key_a: str
+) -> None:
+    # CommonBehaviours/CommonResponses/VerifyUnsupportedMediaType/048_01.robot (048_01_02, 048_01_04):
+    # Content-Type application/xml is 415, also for a subscription that does not exist;
+    # VerifyMergePatchJson/044_02.robot: PATCH with application/merge-patch+json is 204.
+    base = "/ngsi-ld/v1/subscriptions"
+    xml = {"Content-Type": "application/xml"}
+    body = orjson.dumps({**SUB, "id": "urn:ngsi-ld:Subscription:048-01"})
+    assert client.post(base, content=body, headers=hdr(key_a, **xml)).status_code == 415
+    unknown = f"{base}/urn:ngsi-ld:Subscription:0000000000000001"
+    assert client.patch(unknown, content=b'{"isActive": false}', headers=hdr(key_a, **xml)).status_code == 415
+    url = make_subscription(client, key_a, "urn:ngsi-ld:Subscription:044-02")
+    merge = {"Content-Type": "application/merge-patch+json"}
+    r = client.patch(url, content=b'{"isActive": false}', headers=hdr(key_a, **merge))
+    assert r.status_code == 204, r.text
+    assert client.get(url, headers=hdr(key_a)).json()["status"] == "paused"
