@@ -114,6 +114,9 @@ class SubscriptionIn(_Loose):
     notification: NotificationParams
     expiresAt: str | None = Field(None, max_length=64, description="ISO 8601; in the future")  # noqa: N815
     throttling: float | None = Field(None, description="at least this many seconds between notifications")
+    timeInterval: float | None = Field(  # noqa: N815
+        None, description="periodic: every matching entity every this many seconds (at least 5)"
+    )
     isActive: bool | None = None  # noqa: N815
     status: str | None = Field(None, max_length=20, description="read-only; ignored")
     context: Any = Field(None, alias="@context", description="ignored: the IOC's terms are used")

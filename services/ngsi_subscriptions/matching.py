@@ -63,6 +63,7 @@ class Sub:
     active: bool
     expires_at: datetime | None
     throttling_s: float | None
+    time_interval_s: float | None  # periodic (CIM 009 §5.8.6): every matching entity this often
     entities: tuple[Selector, ...]
     watched: frozenset[str] | None
     q: Query | None
@@ -96,6 +97,7 @@ class Sub:
             active=active,
             expires_at=expires_at,
             throttling_s=throttling_s,
+            time_interval_s=doc.get("timeInterval"),
             entities=tuple(
                 Selector(e.get("id"), compile_id_pattern(e["idPattern"]) if e.get("idPattern") else None)
                 for e in doc.get("entities") or ()

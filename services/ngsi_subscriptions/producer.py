@@ -198,6 +198,8 @@ class Producer:
                 if self.subs:
                     rows = await feed.rows_after(conn, self.cursor, FEED_ROWS)
                 head = await feed.head_async(conn)
+                due = self._periodic_due(now)
+                current = await self._current(conn) if due else []
                 if self.subs and (
                     (rows and rows[0][0] != self.cursor + 1) or (not rows and head > self.cursor)
                 ):
@@ -230,8 +232,29 @@ class Producer:
                         self._observe(item["device_id"], item, matched, fresh=False, now=now)
             new_cursor = rows[-1][1] if rows else self.cursor
             new_at = now if rows else self.cursor_at
-        await self._queue(matched, now, new_cursor, new_at)
+        periodic: dict[str, list[dict[str, Any]]] = {}
+        for sub in due:
+            periodic[sub.id] = []
+            for d, item, _ in current:
+                r = self._row(d, self.devices[d], item)
+                kv = key_values(r)
+                if sub.selects(kv, set(kv)):
+                    periodic[sub.id].append(r)
+        await self._queue(matched, now, new_cursor, new_at, periodic)
         return len(rows) == FEED_ROWS
+
+    def _periodic_due(self, now: datetime) -> list[Sub]:
+        """Periodic subscriptions whose interval has passed since their last notification."""
+        return [
+            s
+            for s in self.subs.values()
+            if s.time_interval_s
+            and s.live(now)
+            and (
+                (last := self.notified.get(s.id)) is None
+                or now >= last + timedelta(seconds=s.time_interval_s)
+            )
+        ]
 
     async def _idle(self, head: int, now: datetime) -> None:
         """No subscription: nothing is read from the feed (most deployments have none), the
@@ -284,10 +307,19 @@ class Producer:
         now: datetime,
         new_cursor: int,
         new_at: datetime | None,
+        periodic: dict[str, list[dict[str, Any]]] | None = None,
     ) -> None:
         notes: list[tuple[Sub, list[dict[str, Any]]]] = []
         pending_writes: dict[str, tuple[list[str], datetime | None]] = {}
         for sub_id, sub in self.subs.items():
+            if sub.time_interval_s:
+                # Periodic: notified on its interval with every matching entity, never on a change.
+                if periodic and sub_id in periodic:
+                    if periodic[sub_id]:
+                        notes.append((sub, periodic[sub_id]))
+                    pending_writes[sub_id] = ([], now)
+                    self.notified[sub_id] = now
+                continue
             pending = self.pending.setdefault(sub_id, {})
             fresh = matched.get(sub_id, {})
             if not sub.live(now):
@@ -334,8 +366,18 @@ class Producer:
         self.cursor, self.cursor_at = new_cursor, new_at
 
     def next_due_s(self, now: datetime) -> float:
-        """Seconds until the first throttling window with devices waiting ends (at most POLL_S)."""
+        """Seconds until the first throttling window with devices waiting ends or a periodic
+        subscription is due (at most POLL_S)."""
         due = POLL_S
+        for periodic in self.subs.values():
+            if periodic.time_interval_s and periodic.live(now):
+                at = self.notified.get(periodic.id)
+                left = (
+                    0.0
+                    if at is None
+                    else (at + timedelta(seconds=periodic.time_interval_s) - now).total_seconds()
+                )
+                due = min(due, left)
         for sub_id, pending in self.pending.items():
             sub, last = self.subs.get(sub_id), self.notified.get(sub_id)
             if pending and sub is not None and sub.throttling_s and last is not None:

@@ -30,6 +30,8 @@ NOTIFY_CHANNEL = "ioc_ngsi_subscriptions"
 ID_PREFIX = "urn:ngsi-ld:Subscription:"
 # Each subscription is matched against every change: a key may hold this many.
 MAX_PER_KEY = 100
+# A periodic subscription sends every matching entity each time: not more often than this.
+MIN_INTERVAL_S = 5
 DEVICE_TYPES = ("Device", "https://smartdatamodels.org/dataModel.Device/Device")
 FORMATS = ("normalized", "keyValues", "concise")
 ACCEPTS = ("application/json", "application/ld+json")
@@ -185,6 +187,15 @@ def validate(conn: psycopg.Connection, key: ApiKey, doc: dict[str, Any], now: da
         if isinstance(t, bool) or not isinstance(t, int | float) or not 0 < t <= 86400:
             raise InvalidInput("throttling is seconds between notifications, more than 0 and at most 86400")
         out["throttling"] = t
+    if doc.get("timeInterval") is not None:
+        t = doc["timeInterval"]
+        if isinstance(t, bool) or not isinstance(t, int | float) or not MIN_INTERVAL_S <= t <= 86400:
+            raise InvalidInput(
+                f"timeInterval is seconds between periodic notifications, {MIN_INTERVAL_S} to 86400"
+            )
+        if "watchedAttributes" in out or "throttling" in out:
+            raise InvalidInput("timeInterval excludes watchedAttributes and throttling (CIM 009 §5.2.12)")
+        out["timeInterval"] = t
     out["isActive"] = bool(doc.get("isActive", True))
     return out
 

@@ -159,7 +159,9 @@ def test_bad_subscriptions_are_400_with_the_reason(client: TestClient, key_a: st
         (sub(id="1234"), "BadRequestData", "URI"),
         (sub(id="urn:ngsi-ld:Subscription:a/b"), "BadRequestData", "URI"),
         (sub(entities=None, watchedAttributes=None), "BadRequestData", "entities or watchedAttributes"),
-        (sub(timeInterval=60), "InvalidRequest", "timeInterval"),
+        (sub(timeInterval=60), "BadRequestData", "timeInterval"),  # with watchedAttributes
+        (sub(timeInterval=1, watchedAttributes=None), "BadRequestData", "timeInterval"),
+        (sub(timeInterval=60, watchedAttributes=None, throttling=30), "BadRequestData", "timeInterval"),
         ({k: v for k, v in sub().items() if k != "notification"}, "BadRequestData", "notification"),
     ]
     cases.append(({**sub(), "watchedAttributes": None}, "BadRequestData", "null"))  # only PATCH removes

@@ -327,6 +327,35 @@ def test_throttling_coalesces_changes_and_sends_the_latest_when_the_window_ends(
         assert queued(db_url, sid) == 3
 
 
+def test_a_periodic_subscription_sends_every_matching_entity_each_time_interval(
+    client: TestClient, db_url: str, key_a: str, recv: Receiver
+) -> None:
+    # timeInterval (CIM 009 §5.8.6; ETSI NGSI-LD test suite, SubscriptionNotificationBehaviour/
+    # 046_02.robot): notified on the interval with the matching entities, changed or not, and
+    # never on a change in between. The producer's clock is the test's.
+    clock = Clock()
+    mod = types.SimpleNamespace(
+        notification_target=real.notification_target,
+        record_delivery=real.record_delivery,
+        run_producer=lambda pool, stop: Producer(pool, clock=clock).run(stop),
+    )
+    report(db_url, "spk-tay-binh-1", "offline")
+    sid = subscribe(client, key_a, recv, "/p", timeInterval=10, q='kind=="speaker"')
+    assert client.get(f"{BASE}/{sid}", headers=hdr(key_a)).json()["timeInterval"] == 10
+    with notifying(db_url, mod):
+        (first,) = posted(recv, "/p", 1)  # at once: it was never notified
+        assert first["subscriptionId"] == sid
+        speakers = ["spk-tay-binh-1", "spk-trung-binh-1"]
+        assert [e["id"].rsplit(":", 1)[1] for e in first["data"]] == speakers
+        report(db_url, "spk-trung-binh-1", "offline")  # a change: nothing until the interval
+        produced(db_url)
+        assert queued(db_url, sid) == 1
+        clock.now += timedelta(seconds=11)
+        _, second = posted(recv, "/p", 2)
+        states = {e["id"].rsplit(":", 1)[1]: e["deviceState"] for e in second["data"]}
+        assert states == {"spk-tay-binh-1": "offline", "spk-trung-binh-1": "offline"}
+
+
 def test_paused_and_expired_subscriptions_are_not_notified(
     client: TestClient, db_url: str, key_a: str, recv: Receiver
 ) -> None:
