@@ -118,6 +118,9 @@ class SubscriptionIn(_Loose):
         None, description="periodic: every matching entity every this many seconds (at least 5)"
     )
     isActive: bool | None = None  # noqa: N815
+    notificationTrigger: list[str] | None = Field(  # noqa: N815
+        None, max_length=10, description="attributeCreated and/or attributeUpdated (the default: both)"
+    )
     status: str | None = Field(None, max_length=20, description="read-only; ignored")
     context: Any = Field(None, alias="@context", description="ignored: the IOC's terms are used")
 

@@ -61,7 +61,8 @@ def test_create_get_list_patch_delete_round_trip(client: TestClient, key_a: str)
     assert 'rel="http://www.w3.org/ns/json-ld#context"' in got.headers["link"]
     s = got.json()
     assert s["id"] == "urn:ngsi-ld:Subscription:tinh-1" and s["type"] == "Subscription"
-    assert s["status"] == "active" and s["isActive"] is True and s["throttling"] == 30
+    assert s["status"] == "active" and "isActive" not in s and s["throttling"] == 30  # a default: not shown
+    assert s["notificationTrigger"] == ["attributeCreated", "attributeUpdated"]
     assert s["expiresAt"] == "2099-01-01T00:00:00Z"
     assert s["q"] == 'deviceState=="offline";kind=="speaker"'
     n = s["notification"]
@@ -117,7 +118,7 @@ def test_a_key_sees_and_changes_only_its_own_subscriptions(
         assert r.status_code == 404 and r.json()["type"] == ERR + "ResourceNotFound", method
     r = client.patch(f"{BASE}/{theirs}", json={"isActive": False}, headers=hdr(key_a))
     assert r.status_code == 404
-    assert client.get(f"{BASE}/{theirs}", headers=hdr(key_all)).json()["isActive"] is True
+    assert client.get(f"{BASE}/{theirs}", headers=hdr(key_all)).json()["status"] == "active"
     # An id taken by another key is a conflict, not a way to read theirs.
     r = client.post(BASE, json=sub(id=theirs), headers=hdr(key_a))
     assert r.status_code == 409 and r.json()["type"] == ERR + "AlreadyExists"
@@ -161,6 +162,7 @@ def test_bad_subscriptions_are_400_with_the_reason(client: TestClient, key_a: st
         (sub(entities=None, watchedAttributes=None), "BadRequestData", "entities or watchedAttributes"),
         (sub(timeInterval=60), "BadRequestData", "timeInterval"),  # with watchedAttributes
         (sub(timeInterval=1, watchedAttributes=None), "BadRequestData", "timeInterval"),
+        (sub(notificationTrigger=["entityCreated"]), "BadRequestData", "notificationTrigger"),
         (sub(timeInterval=60, watchedAttributes=None, throttling=30), "BadRequestData", "timeInterval"),
         ({k: v for k, v in sub().items() if k != "notification"}, "BadRequestData", "notification"),
     ]
