@@ -136,6 +136,19 @@ def test_ngsi_routes_keep_to_the_key_scope(client: TestClient, live: psycopg.Con
     )
     assert client.get("/ngsi-ld/v1/entities/not-a-urn", headers=hdr(key_a)).status_code == 400
     assert client.get("/ngsi-ld/v1/entities", params={"type": "Device"}).status_code == 401
+    # The query routes answer only the key's devices, whatever they name.
+    world.sample(live, "spk-vt-1", T0, {"vt_only_field": 1})
+    for url, params in (
+        ("/ngsi-ld/v1/entities", {"type": "Device", "id": other}),
+        ("/ngsi-ld/v1/entities", {"type": "Device", "idPattern": "vong-the"}),
+        ("/ngsi-ld/v1/entities", {"attrs": "vt_only_field"}),
+        ("/ngsi-ld/v1/entities", {"type": "Device", "q": "vt_only_field==1"}),
+        ("/ngsi-ld/v1/temporal/entities", {"type": "Device", "id": other}),
+    ):
+        r = client.get(url, headers=hdr(key_a), params=params)
+        assert r.status_code == 200 and r.json() == [], (url, params, r.text)
+    assert "vt_only_field" not in client.get("/ngsi-ld/v1/attributes", headers=hdr(key_a)).text
+    assert client.get("/ngsi-ld/v1/attributes/vt_only_field", headers=hdr(key_a)).status_code == 404
 
 
 def test_temporal_entity_between_gives_state_and_measured_values(
