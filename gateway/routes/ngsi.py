@@ -199,8 +199,12 @@ def select(
     q: str | None,
     attrs: list[str] | None,
     geo: Callable[[dict[str, Any]], bool] | None,
-) -> list[dict[str, Any]]:
-    """The key's entity rows a query names, in id order (CIM 009 §5.7.2)."""
+    limit: int,
+    offset: int,
+) -> tuple[list[dict[str, Any]], int]:
+    """The page of the key's entity rows a query names, in id order (CIM 009 §5.7.2), and how
+    many it names in all. The key's scope and `q`'s equalities on registry columns narrow the
+    rows in SQL; the other filters are applied on the entities."""
     wanted = None
     if ids is not None:
         wanted = [i.strip() for i in ids.split(",") if i.strip()]
@@ -215,19 +219,22 @@ def select(
             raise InvalidInput(f"idPattern is not a regular expression we take (RE2 syntax): {err}") from err
     query = NgsiQuery.parse(q, {}) if q else None
     if type_ is not None and not _types_match(type_):
-        return []
+        return [], 0
     eq = query.equalities if query else {}
     narrow = {k: eq.get(k) for k in ("commune", "village", "kind", "deviceState", "name")}
     if any(v is not None and not isinstance(v, str) for v in narrow.values()):
-        return []
+        return [], 0
     if narrow["kind"] is not None and narrow["kind"] not in KINDS:
-        return []
+        return [], 0
     scope = Scope.of(key, narrow["commune"], narrow["village"], narrow["kind"])
+    if wanted is None and pattern is None and query is None and geo is None and attrs is None:
+        # Nothing to test on the entities: the database pages.
+        return share.entity_rows(conn, scope, limit=limit, offset=offset)
     device_ids = None
     if wanted is not None:
         device_ids = [m[2] for m in map(URN_RE.fullmatch, wanted) if m]
         if not device_ids:
-            return []
+            return [], 0
     rows, _ = share.entity_rows(
         conn, scope, device_ids=device_ids, state=narrow["deviceState"], name=narrow["name"], limit=None
     )
@@ -245,7 +252,7 @@ def select(
         if attrs is not None and not any(a in kv for a in attrs):
             continue
         out.append(r)
-    return out
+    return out[offset : offset + limit], len(out)
 
 
 def page_links(request: Request, offset: int, limit: int, returned: int, total: int) -> list[str]:
@@ -282,9 +289,18 @@ def entities(request: Request, conn: Conn, key: ShareKey, p: Annotated[EntitiesQ
         raise InvalidInput("limit=0 is only for count=true")
     attrs = _names(p.attrs, "attrs")
     geo = geo_filter(p.georel, p.geometry, p.coordinates, p.geoproperty)
-    rows = select(conn, key, type_=p.type, ids=p.id, id_pattern=p.idPattern, q=p.q, attrs=attrs, geo=geo)
-    total = len(rows)
-    shown = rows[p.offset : p.offset + p.limit]
+    shown, total = select(
+        conn,
+        key,
+        type_=p.type,
+        ids=p.id,
+        id_pattern=p.idPattern,
+        q=p.q,
+        attrs=attrs,
+        geo=geo,
+        limit=p.limit,
+        offset=p.offset,
+    )
     render = shaper(*rep)
     body: Any = [pick(render(r), attrs) for r in shown]
     request.state.audit_rows = len(body)
@@ -551,16 +567,26 @@ def temporal_entities(
         raise InvalidInput("limit=0 is only for count=true")
     window = _window(p)
     geo = geo_filter(p.georel, p.geometry, p.coordinates, p.geoproperty)
-    rows = select(conn, key, type_=p.type, ids=p.id, id_pattern=p.idPattern, q=p.q, attrs=None, geo=geo)
-    shown = rows[p.offset : p.offset + p.limit]
+    shown, total = select(
+        conn,
+        key,
+        type_=p.type,
+        ids=p.id,
+        id_pattern=p.idPattern,
+        q=p.q,
+        attrs=None,
+        geo=geo,
+        limit=p.limit,
+        offset=p.offset,
+    )
     body, n = [], 0
     for r in shown:
         item, k = _temporal(conn, r, window, p)
         body.append(item)
         n += k
     request.state.audit_rows = n
-    headers = {"NGSILD-Results-Count": str(len(rows))} if p.count else {}
-    return respond(request, body, headers, page_links(request, p.offset, p.limit, len(body), len(rows)))
+    headers = {"NGSILD-Results-Count": str(total)} if p.count else {}
+    return respond(request, body, headers, page_links(request, p.offset, p.limit, len(body), total))
 
 
 @router.get("/temporal/entities/{entity_id}", responses={200: {"content": {LD_JSON: {}}}})
