@@ -34,8 +34,10 @@ def no_parameters(request: Request) -> None:
 MERGE_PATCH = "application/merge-patch+json"
 
 
-def body_media(request: Request) -> None:
-    """415 for a body that is not JSON or JSON-LD (CIM 009 §6.3.4; PATCH takes JSON Merge Patch too)."""
+def body_media(request: Request, key: ShareKey) -> None:
+    """415 for a body that is not JSON or JSON-LD (CIM 009 §6.3.4; PATCH takes JSON Merge Patch too),
+    once the key is known (a caller without one gets 401 first)."""
+    del key
     if request.method not in ("POST", "PATCH"):
         return
     media = request.headers.get("content-type", "").split(";")[0].strip().lower()
