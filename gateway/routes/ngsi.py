@@ -118,6 +118,41 @@ def _names(text: str | None, what: str) -> list[str] | None:
     return names
 
 
+_MEMBER = re2.compile(r"^[A-Za-z@][A-Za-z0-9_:/#.\-]*$")
+
+
+def _members(text: str | None, what: str) -> list[str] | None:
+    """A `pick` or `omit` projection (CIM 009 §4.21): members joined by `,` or `|`; the view has
+    no linked entities, so no `{...}`."""
+    if text is None:
+        return None
+    parts = [p.strip() for p in text.replace("|", ",").split(",")]
+    bad = [p for p in parts if not _MEMBER.match(p)]
+    if bad or not parts:
+        raise InvalidInput(f"{what} {text!r} is not a list of entity members (e.g. id,deviceState)")
+    return [compact(p) for p in parts]
+
+
+def projection(
+    pick_: str | None, omit: str | None, attrs: list[str] | None
+) -> Callable[[dict[str, Any]], dict[str, Any]]:
+    """The `pick`/`omit` of a retrieve or query; 400 with `attrs` or a member in both."""
+    picked, omitted = _members(pick_, "pick"), _members(omit, "omit")
+    if (picked is not None or omitted is not None) and attrs is not None:
+        raise InvalidInput("pick and omit replace attrs: give one or the other")
+    if picked is not None and omitted is not None and set(picked) & set(omitted):
+        raise InvalidInput(f"{', '.join(sorted(set(picked) & set(omitted)))} is in both pick and omit")
+
+    def project(e: dict[str, Any]) -> dict[str, Any]:
+        if picked is not None:
+            e = {k: v for k, v in e.items() if k in picked or k == "@context"}
+        if omitted is not None:
+            e = {k: v for k, v in e.items() if k not in omitted}
+        return e
+
+    return project
+
+
 def representation(fmt: str | None, options: str | None) -> tuple[str, bool] | str:
     """(format, sysAttrs) of `format` and `options`, or the InvalidRequest detail (CIM 009 §6.3.7)."""
     opts = [o.strip() for o in (options or "").split(",") if o.strip()]
@@ -147,8 +182,9 @@ def _feature(e: dict[str, Any]) -> dict[str, Any]:
     """An entity as a GeoJSON Feature (CIM 009 §4.5.16): its location as the geometry."""
     loc = e.get("location")
     geometry = loc.get("value", loc) if isinstance(loc, dict) and "coordinates" not in loc else loc
-    props = {"type": e["type"], **{k: v for k, v in e.items() if k not in ("id", "type")}}
-    return {"id": e["id"], "type": "Feature", "geometry": geometry, "properties": props}
+    props = {k: v for k, v in e.items() if k != "id"}
+    feature = {"id": e["id"]} if "id" in e else {}
+    return {**feature, "type": "Feature", "geometry": geometry, "properties": props}
 
 
 def _types_match(text: str) -> bool:
@@ -175,6 +211,10 @@ class EntitiesQuery(BaseModel):
         description='NGSI-LD query, e.g. deviceState=="offline";batteryLevel<0.2 (; AND, | OR, == != > >= < <= ~=)',
     )
     attrs: str | None = Field(None, max_length=2000, description="comma-separated attributes to return")
+    pick: str | None = Field(
+        None, max_length=2000, description="entity members to keep (id, type, attributes)"
+    )
+    omit: str | None = Field(None, max_length=2000, description="entity members to leave out")
     georel: str | None = Field(
         None, max_length=100, description="near;maxDistance==m, within, intersects ..."
     )
@@ -288,6 +328,7 @@ def entities(request: Request, conn: Conn, key: ShareKey, p: Annotated[EntitiesQ
     if p.limit == 0 and not p.count:
         raise InvalidInput("limit=0 is only for count=true")
     attrs = _names(p.attrs, "attrs")
+    project = projection(p.pick, p.omit, attrs)
     geo = geo_filter(p.georel, p.geometry, p.coordinates, p.geoproperty)
     shown, total = select(
         conn,
@@ -302,7 +343,7 @@ def entities(request: Request, conn: Conn, key: ShareKey, p: Annotated[EntitiesQ
         offset=p.offset,
     )
     render = shaper(*rep)
-    body: Any = [pick(render(r), attrs) for r in shown]
+    body: Any = [e for e in (project(pick(render(r), attrs)) for r in shown) if e]
     request.state.audit_rows = len(body)
     headers = {"NGSILD-Results-Count": str(total)} if p.count else {}
     links = page_links(request, p.offset, p.limit, len(body), total)
@@ -331,6 +372,10 @@ class EntityQuery(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     attrs: str | None = Field(None, max_length=2000)
+    pick: str | None = Field(
+        None, max_length=2000, description="entity members to keep (id, type, attributes)"
+    )
+    omit: str | None = Field(None, max_length=2000, description="entity members to leave out")
     options: str | None = Field(None, max_length=100, description="keyValues, normalized, concise, sysAttrs")
     format: str | None = Field(None, max_length=20, description="normalized, keyValues, simplified, concise")
     geoproperty: str | None = Field(None, max_length=200, description="location (the only one)")
@@ -346,10 +391,14 @@ def entity(
     if isinstance(rep, str):
         return invalid_request(rep)
     attrs = _names(p.attrs, "attrs")
+    project = projection(p.pick, p.omit, attrs)
     r = _device(conn, key, entity_id)
     e = pick(shaper(*rep)(r), attrs)
     if attrs is not None and set(e) <= {"id", "type"}:
         raise NotFound(f"entity {entity_id} has none of the attributes {', '.join(attrs)}")
+    e = project(e)
+    if not e:
+        raise NotFound(f"nothing of entity {entity_id} is left after pick and omit")
     request.state.audit_rows = 1
     return respond(request, _feature(e) if media_of(request) == GEO_JSON else e)
 

@@ -8,6 +8,7 @@ Vehicle entities are our Device entities: the view is read-only, so nothing is c
 """
 
 from datetime import UTC, datetime
+from typing import Any
 
 import httpx2
 import orjson
@@ -467,3 +468,39 @@ def test_subscription_bodies_must_be_json_048_01_and_merge_patch_is_taken_044_02
     r = client.patch(url, content=b'{"isActive": false}', headers=hdr(key_a, **merge))
     assert r.status_code == 204, r.text
     assert client.get(url, headers=hdr(key_a)).json()["status"] == "paused"
+
+
+def test_pick_and_omit_018_17_018_18_018_19_019_18(
+    client: TestClient, live: psycopg.Connection, key_a: str
+) -> None:
+    # Consumption/Entity/RetrieveEntity/018_17.robot (pick and omit on attributes and core members),
+    # 018_18.robot and QueryEntities/019_18.robot (BadRequestData), 018_19.robot (nothing left: 404).
+    url = f"{ENTITIES}/{CAM}"
+
+    def get(**params: str) -> dict[str, Any]:
+        r = client.get(url, params=params, headers=hdr(key_a))
+        assert r.status_code == 200, (params, r.text)
+        return dict(r.json())
+
+    assert get(pick="deviceState") == {"deviceState": get()["deviceState"]}
+    assert "deviceState" not in get(omit="deviceState") and get(omit="deviceState")["id"] == CAM
+    assert get(pick="id") == {"id": CAM}
+    assert "id" not in get(omit="id")
+    assert set(get(pick="id,deviceState")) == {"id", "deviceState"}
+    assert "type" not in get(omit="type,deviceState") and "deviceState" not in get(omit="type,deviceState")
+    for params in (
+        {"pick": "name", "omit": "name"},
+        {"pick": "name", "attrs": "category"},
+        {"omit": "name", "attrs": "category"},
+        {"pick": "id;name"},
+        {"pick": "id,locatedAt{name"},
+        {"pick": "id,,name"},
+    ):
+        problem_type(client.get(url, params=params, headers=hdr(key_a)), 400, "BadRequestData")
+        q = client.get(ENTITIES, params={"type": "Device", **params}, headers=hdr(key_a))
+        problem_type(q, 400, "BadRequestData")
+    problem_type(client.get(url, params={"pick": "unknown"}, headers=hdr(key_a)), 404, "ResourceNotFound")
+    everything = ",".join(get())
+    problem_type(client.get(url, params={"omit": everything}, headers=hdr(key_a)), 404, "ResourceNotFound")
+    r = client.get(ENTITIES, params={"type": "Device", "pick": "id"}, headers=hdr(key_a))
+    assert r.json() == [{"id": e} for e in sorted([CAM, GW, SPK2, SPK])]
