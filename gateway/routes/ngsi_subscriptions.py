@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from gateway import problems
 from gateway.deps import Conn
-from gateway.routes.ngsi import CONTEXT_PATH, JSON, LD_JSON, media_of, negotiate, respond
+from gateway.routes.ngsi import CONTEXT_PATH, JSON, LD_JSON, negotiate, page_links, respond
 from gateway.routes.share import ShareKey
 from services.errors import Conflict
 from services.ngsi_subscriptions import store
@@ -144,14 +144,6 @@ def _context_url(request: Request) -> str:
     return str(request.base_url).rstrip("/") + CONTEXT_PATH
 
 
-def _respond(
-    request: Request, body: Any, headers: dict[str, str] | None = None, next_url: str | None = None
-) -> Response:
-    """JSON-LD with the @context in the body when chosen, else JSON with the context linked."""
-    links = [f'<{next_url}>; rel="next"; type="{media_of(request)}"'] if next_url else []
-    return respond(request, body, headers, links)
-
-
 def _given(body: BaseModel) -> dict[str, Any]:
     return body.model_dump(exclude_unset=True, by_alias=True)
 
@@ -197,17 +189,14 @@ def subscriptions(
     items, total = store.page(conn, key, p.limit, p.offset)
     request.state.audit_rows = len(items)
     headers = {"NGSILD-Results-Count": str(total)} if p.count else {}
-    nxt = None
-    if p.offset + len(items) < total:
-        nxt = f"/ngsi-ld/v1/subscriptions?limit={p.limit}&offset={p.offset + len(items)}"
-    return _respond(request, items, headers, nxt)
+    return respond(request, items, headers, page_links(request, p.offset, p.limit, len(items), total))
 
 
 @router.get("/subscriptions/{subscription_id}", responses={200: {"content": {LD_JSON: {}}}})
 def subscription(subscription_id: str, request: Request, conn: Conn, key: ShareKey) -> Response:
     """One of this key's subscriptions; 404 when it has none of this id. / Một đăng ký."""
     request.state.audit_params = {"subscription_id": subscription_id}
-    return _respond(request, store.get(conn, key, subscription_id))
+    return respond(request, store.get(conn, key, subscription_id))
 
 
 @router.patch("/subscriptions/{subscription_id}", status_code=204, response_class=Response)

@@ -95,7 +95,7 @@ def test_create_get_list_patch_delete_round_trip(client: TestClient, key_a: str)
     page = client.get(BASE, params={"limit": 1, "count": "true"}, headers=hdr(key_a))
     assert page.status_code == 200 and page.headers["ngsild-results-count"] == "2"
     assert [x["id"] for x in page.json()] == ["urn:ngsi-ld:Subscription:tinh-1"]
-    assert '</ngsi-ld/v1/subscriptions?limit=1&offset=1>; rel="next"' in page.headers["link"]
+    assert '</ngsi-ld/v1/subscriptions?count=true&limit=1&offset=1>; rel="next"' in page.headers["link"]
     page2 = client.get(BASE, params={"limit": 1, "offset": 1}, headers=hdr(key_a))
     assert [x["id"] for x in page2.json()] == [second] and 'rel="next"' not in page2.headers["link"]
 
