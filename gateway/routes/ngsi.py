@@ -32,6 +32,7 @@ from services.ngsi_entities import (
     CONTEXT,
     CORE_CONTEXT,
     DEVICE_TYPES,
+    TERMS,
     URN_RE,
     attribute_type,
     compact,
@@ -257,7 +258,7 @@ def select(
             pattern = compile_id_pattern(id_pattern)
         except re2.error as err:
             raise InvalidInput(f"idPattern is not a regular expression we take (RE2 syntax): {err}") from err
-    query = NgsiQuery.parse(q, {}) if q else None
+    query = NgsiQuery.parse(q, TERMS) if q else None
     if type_ is not None and not _types_match(type_):
         return [], 0
     eq = query.equalities if query else {}

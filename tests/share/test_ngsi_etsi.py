@@ -262,6 +262,7 @@ def test_query_entities_q_numeric_and_geoqueries_019_09_019_10_019_11(
     assert q(q='deviceState=="offline"|rssi<-70') == [SPK2, SPK]
     assert q(q='kind=="speaker";!rssi') == [SPK2]
     assert q(q='name~="(?i)^camera"') == [CAM]
+    assert q(q='https://smartdatamodels.org/dataModel.Device/deviceState=="offline"') == [SPK2]  # expanded
     # The camera is at 105.33, 10.39; the other devices have no location.
     assert q(georel="near;maxDistance==2000", geometry="Point", coordinates="[105.34,10.39]") == [CAM]
     assert q(georel="near;maxDistance==500", geometry="Point", coordinates="[105.34,10.39]") == []
