@@ -107,7 +107,8 @@ def produced(url: str) -> None:
         lambda: (
             (scalar(url, "SELECT feed_seq FROM ngsi_producer") or -1)
             >= scalar(url, "SELECT value FROM counters WHERE name = 'feed'")
-        )
+        ),
+        timeout=60,
     )
 
 
@@ -121,7 +122,7 @@ def bodies(recv: Receiver, path: str) -> list[dict[str, Any]]:
 
 
 def posted(recv: Receiver, path: str, n: int) -> list[dict[str, Any]]:
-    wait_for(lambda: len(bodies(recv, path)) >= n)
+    wait_for(lambda: len(bodies(recv, path)) >= n, timeout=60)
     got = bodies(recv, path)
     assert len(got) == n, got
     return got
