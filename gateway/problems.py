@@ -41,8 +41,6 @@ BY_STATUS = {
     500: INTERNAL_ERROR,
     503: INTERNAL_ERROR,
 }
-# Media types the NGSI-LD routes can answer in (CIM 009 clause 6.3.4).
-OFFERED = ("application/json", "application/ld+json")
 
 
 def applies(path: str) -> bool:
@@ -71,24 +69,6 @@ def _phrase(status: int) -> str:
         return "Error"
 
 
-def acceptable(accept: str) -> bool:
-    """Whether an Accept header admits JSON or JSON-LD; no header admits anything."""
-    if not accept.strip():
-        return True
-    for item in accept.split(","):
-        media, *params = (p.strip() for p in item.split(";"))
-        q = next((p.partition("=")[2] for p in params if p.replace(" ", "").lower().startswith("q=")), "1")
-        try:
-            if float(q) <= 0:
-                continue
-        except ValueError:
-            continue
-        media = media.lower()
-        if media in ("*/*", "application/*") or media in OFFERED:
-            return True
-    return False
-
-
 class ProblemDetails(BaseModel):
     type: str = Field(
         description="https://uri.etsi.org/ngsi-ld/errors/{BadRequestData, InvalidRequest, ResourceNotFound, "
@@ -112,7 +92,9 @@ OPENAPI: dict[int | str, dict[str, Any]] = {
     401: _doc("missing, unknown, revoked or expired key (about:blank)"),
     403: _doc("outside the key's communes or kinds (about:blank)"),
     404: _doc("no such entity (ResourceNotFound)"),
-    406: _doc("Accept admits neither application/json nor application/ld+json (about:blank)"),
+    406: _doc(
+        "Accept admits none of application/json, application/ld+json (and application/geo+json for entities) (about:blank)"
+    ),
     429: _doc(
         "over the key's rate; see Retry-After (about:blank)",
         headers={"Retry-After": {"description": "seconds to wait", "schema": {"type": "integer"}}},
