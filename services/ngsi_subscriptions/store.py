@@ -60,10 +60,19 @@ class Target:
     headers: dict[str, str]
 
 
-def known_attributes(conn: psycopg.Connection) -> set[str]:
-    """The Device attributes the view can show: its fixed ones and every status field reported so far."""
+def known_attributes(conn: psycopg.Connection, key: ApiKey) -> set[str]:
+    """The Device attributes the view can show the key: its fixed ones and every status field
+    reported so far by a device the key reaches (another commune's field names are not told)."""
     names = set(ATTRS)
-    for (k,) in conn.execute("SELECT DISTINCT k FROM device_state, jsonb_object_keys(metrics) k"):
+    for (k,) in conn.execute(
+        "SELECT DISTINCT k FROM device_state s JOIN devices d ON d.id = s.device_id,"
+        " jsonb_object_keys(s.metrics) k WHERE (%(c)s::text[] IS NULL OR d.commune_id = ANY(%(c)s))"
+        " AND (%(k)s::text[] IS NULL OR d.kind = ANY(%(k)s))",
+        {
+            "c": list(key.communes) if key.communes is not None else None,
+            "k": list(key.kinds) if key.kinds is not None else None,
+        },
+    ):
         if k not in RESERVED and NAME_RE.fullmatch(k):
             names.add(k)
     return names
@@ -139,7 +148,7 @@ def _endpoint(given: dict[str, Any]) -> dict[str, Any]:
 
 def validate(conn: psycopg.Connection, key: ApiKey, doc: dict[str, Any], now: datetime) -> dict[str, Any]:
     """The subscription as stored: every field checked (400 InvalidInput, 403 outside the key)."""
-    known = known_attributes(conn)
+    known = known_attributes(conn, key)
     if doc.get("type") != "Subscription":
         raise InvalidInput(f"type must be Subscription, not {doc.get('type')!r}")
     out: dict[str, Any] = {"type": "Subscription"}

@@ -278,3 +278,18 @@ def test_a_key_holds_a_bounded_number_of_subscriptions(
     create(client, key_all, sub())  # another key's count is its own
     assert client.delete(f"{BASE}/{first}", headers=hdr(key_a)).status_code == 204
     create(client, key_a, sub())
+
+
+def test_attribute_names_of_other_communes_are_neither_taken_nor_told(
+    client: TestClient, conn: psycopg.Connection, key_a: str, key_all: str
+) -> None:
+    conn.execute("UPDATE device_state SET metrics = '{\"vt_only_field\": 1}' WHERE device_id = 'spk-vt-1'")
+    conn.commit()
+    r = client.post(BASE, json=sub(watchedAttributes=["vt_only_field"]), headers=hdr(key_a))
+    assert r.status_code == 400 and "known:" in r.json()["detail"], r.text
+    r = client.post(BASE, json=sub(watchedAttributes=["nope"]), headers=hdr(key_a))
+    assert r.status_code == 400 and "vt_only_field" not in r.text
+    assert (
+        client.post(BASE, json=sub(watchedAttributes=["vt_only_field"]), headers=hdr(key_all)).status_code
+        == 201
+    )
