@@ -16,7 +16,8 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
         help="write Mosquitto passwd/acl and device credentials",
         description="Write Mosquitto's `passwd` and `acl` files and `credentials.csv` "
         "(device_id,username,password) to DIR. Usernames are device ids; each device may "
-        "publish only under ioc/v1/{commune}/{kind}/{device}/# and read only its own .../cmd. "
+        "publish only its own ioc/v1/{commune}/{kind}/{device}/status, availability, event and "
+        "cmd_result, and read only its own .../cmd. "
         "The IOC's own account `ioc` reads every device topic, publishes devices' cmd topics and "
         "uses ioc/internal/#. The shipped broker configs set use_username_as_clientid on the "
         "devices' listener: a device's client id is its id, so no device can take over an IOC "

@@ -85,9 +85,11 @@ def new_password() -> str:
     return password
 
 
-def device_prefix(d: Device) -> str:
-    """The topic subtree a device may publish under."""
-    return topics.device_topic(d.commune_id, d.kind, d.id, "#")
+def published_topics(d: Device) -> list[str]:
+    """The topics a device may publish: its channels (SPEC §4) and its commands' results (§9).
+    Not its own `cmd`: a command (retained, even) the device wrote to itself would come back to
+    it as the IOC's, on every reconnect."""
+    return [topics.device_topic(d.commune_id, d.kind, d.id, ch) for ch in (*topics.CHANNELS, topics.RESULTS)]
 
 
 def render_passwd(hashes: dict[str, str]) -> str:
@@ -112,11 +114,12 @@ def render_acl(devices: Sequence[Device]) -> str:
         f"topic write {topics.device_topic('+', '+', '+', 'cmd')}",
         f"topic readwrite {topics.INTERNAL}/#",
         "",
-        "# Each device publishes under its own prefix only (status, availability, event,",
-        "# cmd_result; anything else there is dead-lettered by ingest) and reads only its commands.",
+        "# Each device publishes its own status, availability, event and cmd_result only, and",
+        "# reads only its own commands.",
     ]
     for d in sorted(devices, key=lambda d: d.id):
-        lines += [f"user {d.id}", f"topic write {device_prefix(d)}", f"topic read {command_topic(d)}", ""]
+        lines += [f"user {d.id}", *(f"topic write {t}" for t in published_topics(d))]
+        lines += [f"topic read {command_topic(d)}", ""]
     return "\n".join(lines) + "\n"
 
 

@@ -136,7 +136,8 @@ def test_files_list_every_device_and_the_ioc_account(provisioned: tuple[Mosquitt
     users = [line.split(":")[0] for line in (out / "passwd").read_text().splitlines()]
     assert sorted(users) == ["cam-1", "ioc", "spk-1", "spk-2"]
     acl = (out / "acl").read_text()
-    assert "user spk-1\ntopic write ioc/v1/thoai-giang/speaker/spk-1/#\n" in acl
+    assert "user spk-1\ntopic write ioc/v1/thoai-giang/speaker/spk-1/status\n" in acl
+    assert "topic write ioc/v1/thoai-giang/speaker/spk-1/cmd_result\n" in acl
     assert "topic read ioc/v1/thoai-giang/speaker/spk-1/cmd\n" in acl
     pw_file = data / "mqtt" / "ioc.password"
     assert pw_file.read_text().strip() == creds["ioc"]
