@@ -14,7 +14,15 @@ import orjson
 
 from services import topics
 from services.models import Device
-from services.payloads import BadPayload, Event, Status, parse_availability, parse_event, parse_status
+from services.payloads import (
+    MAX_PAYLOAD,
+    BadPayload,
+    Event,
+    Status,
+    parse_availability,
+    parse_event,
+    parse_status,
+)
 
 log = logging.getLogger(__name__)
 
@@ -256,6 +264,11 @@ def _add_result(batch: Batch, raw: Raw, devices: dict[str, Device]) -> None:
     elif device.commune_id != commune_id or device.kind != kind:
         batch.dead.append(
             _dead(raw, "topic_mismatch", f"a cmd_result of {device.id} on another device's topic", device.id)
+        )
+    elif len(raw.payload) > MAX_PAYLOAD:
+        # refused here like a status, so the oversized result never reaches the broadcasts' transaction
+        batch.dead.append(
+            _dead(raw, "too_large", f"payload of {len(raw.payload)} bytes exceeds {MAX_PAYLOAD}", device.id)
         )
     else:
         batch.cmd_results.append((device, raw))
