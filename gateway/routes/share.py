@@ -268,6 +268,11 @@ class BroadcastLogItem(BaseModel):
     channels_sent: int
 
 
+# The CSV has exactly SPEC §9's columns, in its order, so a partner's parser that reads them by
+# position or compares the header keeps working; the JSON items add the text channels' counts.
+BROADCAST_CSV_COLUMNS = [c for c in BroadcastLogItem.model_fields if not c.startswith("channels_")]
+
+
 @router.get(
     "/broadcasts", response_model=Page[BroadcastLogItem], responses={200: {"content": {"text/csv": {}}}}
 )
@@ -283,9 +288,7 @@ def broadcasts_log(
     bs, nxt = broadcast_store.list_page(
         conn, scope=key.communes, limit=q.limit, cursor=q.cursor, commune=q.commune, since=t0, until=t1
     )
-    return reply(
-        request, q.format, broadcast_store.share_rows(conn, bs), nxt, list(BroadcastLogItem.model_fields)
-    )
+    return reply(request, q.format, broadcast_store.share_rows(conn, bs), nxt, BROADCAST_CSV_COLUMNS)
 
 
 class AuditMiddleware:
