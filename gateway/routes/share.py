@@ -288,7 +288,9 @@ def broadcasts_log(
     bs, nxt = broadcast_store.list_page(
         conn, scope=key.communes, limit=q.limit, cursor=q.cursor, commune=q.commune, since=t0, until=t1
     )
-    return reply(request, q.format, broadcast_store.share_rows(conn, bs), nxt, BROADCAST_CSV_COLUMNS)
+    counted = [q.commune] if q.commune else (list(key.communes) if key.communes is not None else None)
+    rows = broadcast_store.share_rows(conn, bs, counted)
+    return reply(request, q.format, rows, nxt, BROADCAST_CSV_COLUMNS)
 
 
 class AuditMiddleware:

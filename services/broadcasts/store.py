@@ -402,11 +402,15 @@ def list_page(
 _COUNTS = (
     # Each broadcast's latest occurrence: its targeted villages (as asked, and those of its devices)
     # reached as model.village_reached says, its deliveries, its texts — one query for a page.
-    "WITH b AS (SELECT id, occurrence_at, targets FROM broadcasts WHERE id = ANY(%s)),"
+    # Only the communes in `scope` (NULL: all) are counted: a key of one commune does not learn how
+    # many villages or devices of another commune a shared broadcast had.
+    "WITH b AS (SELECT id, occurrence_at, targets FROM broadcasts WHERE id = ANY(%(ids)s)),"
     " d AS (SELECT d.broadcast_id, d.commune_id, d.village_id, d.kind, d.state FROM deliveries d"
-    "  JOIN b ON d.broadcast_id = b.id AND d.occurrence_at = b.occurrence_at),"
-    " v AS (SELECT b.id AS bid, split_part(t, '/', 1) AS c, split_part(t, '/', 2) AS v FROM b,"
-    "  jsonb_array_elements_text(coalesce(b.targets->'villages_resolved', '[]')) AS t"
+    "  JOIN b ON d.broadcast_id = b.id AND d.occurrence_at = b.occurrence_at"
+    "  WHERE %(scope)s::text[] IS NULL OR d.commune_id = ANY(%(scope)s::text[])),"
+    " v AS (SELECT * FROM (SELECT b.id AS bid, split_part(t, '/', 1) AS c, split_part(t, '/', 2) AS v"
+    "  FROM b, jsonb_array_elements_text(coalesce(b.targets->'villages_resolved', '[]')) AS t) AS asked"
+    "  WHERE %(scope)s::text[] IS NULL OR asked.c = ANY(%(scope)s::text[])"
     "  UNION SELECT broadcast_id, commune_id, village_id FROM d WHERE village_id IS NOT NULL),"
     " r AS (SELECT v.bid, CASE WHEN bool_or(d.kind = 'speaker') THEN bool_or(d.kind = 'speaker'"
     "  AND d.state = 'done') ELSE coalesce(bool_or(d.state IN ('accepted', 'playing', 'done')), false)"
@@ -423,9 +427,12 @@ _COUNTS = (
 )
 
 
-def share_rows(conn: psycopg.Connection, bs: list[Broadcast]) -> list[dict[str, Any]]:
-    """The broadcast log's rows (SPEC §9) for the province, with the text channels asked and sent."""
-    counts = {r[0]: r[1:] for r in conn.execute(_COUNTS, ([b.id for b in bs],))}
+def share_rows(
+    conn: psycopg.Connection, bs: list[Broadcast], scope: list[str] | None = None
+) -> list[dict[str, Any]]:
+    """The broadcast log's rows (SPEC §9), with the text channels asked and sent; the villages and
+    devices counted are those of the communes in `scope` (None: all)."""
+    counts = {r[0]: r[1:] for r in conn.execute(_COUNTS, {"ids": [b.id for b in bs], "scope": scope})}
     out = []
     for b in bs:
         villages, reached, devices, done, texts_sent = counts.get(b.id, (0, 0, 0, 0, 0))

@@ -2,11 +2,14 @@
 
 import csv
 import io
+from datetime import UTC, datetime
 
 import psycopg
 from fastapi.testclient import TestClient
 
 from services import keys
+from services.broadcasts import delivery
+from tests.broadcasts.conftest import SECRET
 from tests.gateway.conftest import Headers
 
 
@@ -68,3 +71,37 @@ def test_the_log_pages_and_exports_csv_with_formulas_neutralised(
         "devices_targeted",
         "devices_done",
     ]  # SPEC §9's columns exactly; the JSON items add channels_targeted and channels_sent
+
+
+def test_a_broadcast_to_two_communes_is_counted_in_the_keys_communes_only(
+    client: TestClient, as_user: Headers, seeded: str
+) -> None:
+    body = {
+        "title": "Cảnh báo lũ",
+        "text": "Sơ tán",
+        "priority": "emergency",
+        "targets": {"communes": ["thoai-giang", "long-thanh"]},
+    }
+    r = client.post("/api/v1/broadcasts", json=body, headers=as_user())
+    assert r.status_code == 201, r.text
+    with psycopg.connect(seeded) as conn:
+        delivery.tick(conn, datetime.now(UTC), "Asia/Ho_Chi_Minh", "http://ioc.test", SECRET)
+        conn.commit()
+        asked = conn.execute("SELECT targets->'villages_resolved' FROM broadcasts").fetchone()[0]  # type: ignore[index]
+        devices = dict(
+            conn.execute("SELECT commune_id, count(*) FROM deliveries GROUP BY commune_id").fetchall()
+        )
+    per_commune = {c: sum(1 for t in asked if t.startswith(f"{c}/")) for c in ("thoai-giang", "long-thanh")}
+    assert min(per_commune.values()) > 0 and devices.get("thoai-giang", 0) > 0
+    everyone = client.get("/api/share/v1/broadcasts", headers=key(seeded, None)).json()["items"][0]
+    assert (everyone["villages_targeted"], everyone["devices_targeted"]) == (
+        len(asked),
+        sum(devices.values()),
+    )
+    for commune in ("thoai-giang", "long-thanh"):
+        for k, q in ((key(seeded, [commune]), ""), (key(seeded, None), f"?commune={commune}")):
+            row = client.get(f"/api/share/v1/broadcasts{q}", headers=k).json()["items"][0]
+            assert (row["villages_targeted"], row["devices_targeted"]) == (
+                per_commune[commune],
+                devices.get(commune, 0),
+            )
