@@ -52,9 +52,6 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
 def run(args: argparse.Namespace) -> int:
     context.data_dir_arg(args.data_dir)
     context.setup_logging(getattr(args, "verbose", False))
-    if not getattr(args, "verbose", False):
-        # httpx logs every request at INFO: a line per push, 86,400 a day. Failures are logged by the outbox.
-        logging.getLogger("httpx").setLevel(logging.WARNING)
     s = context.settings(Settings, need_db=not (args.check or args.test))
     cfg = check_config(s)
     ups = check_upstreams(s)

@@ -88,6 +88,11 @@ def setup_logging(verbose: bool = False) -> None:
         level=logging.DEBUG if verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    # httpx logs every request with its whole URL at INFO (httpcore its traffic at DEBUG): a line per
+    # HTTP probe, push or notification, tens of thousands a day, and a query string's key or token in
+    # the log. Their failures reach the log through the code that made the request.
+    for name in ("httpx", "httpcore"):
+        logging.getLogger(name).setLevel(logging.WARNING)
 
 
 def common() -> "argparse.ArgumentParser":

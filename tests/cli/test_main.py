@@ -55,3 +55,22 @@ def test_an_unknown_command_is_refused_with_the_list_of_commands() -> None:
         [sys.executable, "-m", "cli.main", "kyes"], capture_output=True, text=True, timeout=60, check=False
     )
     assert r.returncode == 2 and "invalid choice: 'kyes'" in r.stderr and "mqtt-auth" in r.stderr
+
+
+def test_no_process_logs_the_urls_httpx_requests_even_verbose() -> None:
+    """HTTP probes, pushes and notifications go through httpx, which logs each URL (query strings
+    with keys and tokens included) at INFO; `ioc`'s logging keeps those lines out."""
+    code = (
+        "import http.server, threading, httpx\n"
+        "from cli import context\n"
+        "context.setup_logging(verbose=True)\n"
+        "class Quiet(http.server.BaseHTTPRequestHandler):\n"
+        "    def log_message(self, *a): pass\n"
+        "srv = http.server.HTTPServer(('127.0.0.1', 0), Quiet)\n"
+        "threading.Thread(target=srv.serve_forever, daemon=True).start()\n"
+        "r = httpx.get(f'http://127.0.0.1:{srv.server_port}/status?token=s3cret-token')\n"
+        "print(r.status_code)\n"
+    )
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
+    assert r.stdout.strip() == "501"  # the request was made (the bare handler answers 501)
+    assert "s3cret-token" not in r.stderr
