@@ -68,6 +68,7 @@ EXTRA: dict[tuple[str, str], tuple[int, ...]] = {
     ("POST", "/api/v1/broadcasts/{broadcast_id}/approve"): (409,),
     ("POST", "/api/v1/broadcasts/{broadcast_id}/cancel"): (409,),
     ("GET", "/media/{media_id}"): (403,),  # a signature that is wrong, for another file, or expired
+    ("GET", "/api/v1/reports/criteria"): (404,),  # `commune=` naming no commune
 }
 MUTATING = {"POST", "PUT", "PATCH", "DELETE"}
 HEALTHZ = "/healthz"

@@ -98,6 +98,8 @@ def test_role_commune_and_state_refusals_are_documented_where_they_happen(doc: d
         assert "409" in paths[f"/api/v1/alerts/{{alert_id}}/{action}"]["post"]["responses"]
     login = paths["/api/v1/auth/login"]["post"]["responses"]
     assert "Retry-After" in login["429"]["headers"]
+    # `commune=` naming no commune (schemathesis found the undocumented 404)
+    assert "404" in paths["/api/v1/reports/criteria"]["get"]["responses"]
 
 
 def test_share_and_ngsi_errors_keep_their_shapes_and_fastapis_422_is_gone(doc: dict[str, Any]) -> None:
