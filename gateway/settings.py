@@ -52,7 +52,7 @@ class GatewaySettings(IocSettings):
     # a body must arrive within `http_body_timeout_s` plus one second per `http_body_min_bps`
     # bytes received (408), so a client trickling bytes cannot hold a socket for long.
     http_body_max_bytes: int = 1024 * 1024
-    http_body_max_bytes_by_path: dict[str, int] = {"/api/v1/media": 50 * 1024 * 1024}
+    http_body_max_bytes_by_path: dict[str, int] = {"/api/v1/media": 50_000_000 + 64 * 1024}
     http_body_timeout_s: float = 10.0
     http_body_min_bps: int = 50_000
     # A connection must finish sending a request's headers within this many seconds; past this

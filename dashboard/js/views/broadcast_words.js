@@ -10,7 +10,7 @@ import { communeName, store, villageName } from "../live.js";
 // admins approve; viewers and technicians read.
 export const SEND_ROLES = ["admin", "operator"];
 export const PRIORITIES = ["normal", "priority", "emergency"];
-export const MAX_MEDIA_BYTES = 50 * 1024 * 1024;
+export const MAX_MEDIA_BYTES = 50_000_000; // SPEC §9: 50 MB, as services/media.py
 // Broadcasts whose deliveries still move: their page asks the server again every few seconds.
 export const OPEN_STATES = ["awaiting_approval", "scheduled", "active"];
 
