@@ -22,7 +22,8 @@ _INSERT_ALERT = (
     "INSERT INTO alerts (rule, device_id, commune_id, village_id, kind, severity, message, details,"  # noqa: S608
     " affected, since, opened_at, notified_at, notify_count)"
     " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, 1)"
-    " ON CONFLICT (rule, coalesce(device_id, '')) WHERE state <> 'resolved' DO NOTHING"
+    " ON CONFLICT (rule, coalesce(device_id, ''), coalesce(details->>'broadcast', ''))"
+    " WHERE state <> 'resolved' DO NOTHING"
     f" RETURNING {store.COLUMNS}"
 )
 

@@ -27,7 +27,8 @@ _INSERT = (
     "INSERT INTO alerts (rule, device_id, commune_id, village_id, kind, severity, message, details,"  # noqa: S608
     " affected, since, opened_at, notified_at, notify_count)"
     " VALUES (%s, NULL, %s, NULL, NULL, 'critical', %s, %s, %s, %s, %s, %s, 1)"
-    " ON CONFLICT (rule, coalesce(device_id, '')) WHERE state <> 'resolved' DO NOTHING"
+    " ON CONFLICT (rule, coalesce(device_id, ''), coalesce(details->>'broadcast', ''))"
+    " WHERE state <> 'resolved' DO NOTHING"
     f" RETURNING {alert_store.COLUMNS}"
 )
 
@@ -45,8 +46,6 @@ def _village_names(conn: psycopg.Connection, pairs: list[tuple[str, str]]) -> li
 def raise_not_reached(conn: psycopg.Connection, now: datetime, lang: str = "vi") -> list[int]:
     """Alert on every emergency occurrence past 2 minutes with villages not reached (once per
     occurrence); the ids of the alerts opened."""
-    if conn.execute("SELECT 1 FROM alerts WHERE rule = %s AND state <> 'resolved'", (RULE,)).fetchone():
-        return []  # one open at a time (alerts without a device): the others wait for it to resolve
     with conn.cursor(row_factory=class_row(Broadcast)) as cur:
         due = cur.execute(
             "SELECT * FROM broadcasts WHERE state = 'active' AND priority = 'emergency'"
@@ -94,9 +93,7 @@ def raise_not_reached(conn: psycopg.Connection, now: datetime, lang: str = "vi")
                 ),
             ).fetchone()
         if row is None:
-            # One is open already (one open alert per rule without a device): this one is
-            # raised once that one resolves.
-            continue
+            continue  # this broadcast's alert is open already (one open alert per broadcast)
         conn.execute("UPDATE broadcasts SET alerted_for = occurrence_at WHERE id = %s", (b.id,))
         alert_store.history(conn, row["id"], "opened", None, details)
         # Routed and sent by the alert evaluator, as the gateway's requests are.
