@@ -164,6 +164,9 @@ _CANDIDATES = (
 )
 
 
+SENDABLE = ("online", "maintenance")
+
+
 def _came_back(r: dict[str, Any]) -> bool:
     return r["device_since"] is not None and r["device_since"] > r["sent_at"]
 
@@ -195,7 +198,10 @@ def due(conn: psycopg.Connection, now: datetime, public_url: str, secret: str) -
             (r for r in device_rows if r["state"] == "scheduled"),
             key=lambda r: (-RANK[r["priority"]], r["id"]),
         )
-        online = device_rows[0]["device_state"] == "online"
+        # Maintenance silences a device's alerts, it does not switch a loudspeaker off: a device
+        # being serviced still gets the broadcast (a village whose only speaker is in the window
+        # must still hear a flood warning if it plays); one that does not answer ends expired.
+        online = device_rows[0]["device_state"] in SENDABLE
         # A device that came back since it was sent something lost it, and one that never
         # answered may never have had it: send it again.
         for r in live:

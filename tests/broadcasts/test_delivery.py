@@ -86,6 +86,24 @@ def test_an_emergency_is_sent_to_each_online_speaker_with_a_signed_absolute_medi
     assert tick(conn) == []  # nothing twice
 
 
+def test_a_speaker_in_maintenance_still_gets_the_emergency_and_reaches_its_village(
+    conn: psycopg.Connection,
+) -> None:
+    """Maintenance silences alerts; it does not switch the speaker off."""
+    conn.execute("UPDATE device_state SET state = 'maintenance' WHERE device_id = 'spk-tay-binh-1'")
+    b = send(conn, communes=["thoai-giang"], kinds=["speaker"])
+    cmds = tick(conn)
+    assert sorted(c["topic"] for c in cmds) == [
+        "ioc/v1/thoai-giang/speaker/spk-tay-binh-1/cmd",
+        "ioc/v1/thoai-giang/speaker/spk-trung-binh-1/cmd",
+    ]
+    serviced = next(c for c in cmds if "spk-tay-binh-1" in c["topic"])
+    device = Device("spk-tay-binh-1", "thoai-giang", "speaker", "tay-binh")
+    assert result(conn, [{"id": serviced["id"], "status": "done"}], device) == []
+    cov = {c["village"]: c["reached"] for c in store.coverage(conn, store.get(conn, b.id))}
+    assert cov["tay-binh"] is True
+
+
 def test_a_device_that_never_answers_ends_expired(conn: psycopg.Connection) -> None:
     b = send(conn)
     assert len(tick(conn)) == 1
