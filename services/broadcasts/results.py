@@ -7,7 +7,7 @@ reason, as is a payload that does not follow the contract. Nothing a device send
 """
 
 import re
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import orjson
@@ -16,12 +16,14 @@ import psycopg
 from services.broadcasts.model import DEVICE_OUTCOMES, FINAL_STATES, RESULT_STATES, next_state
 from services.intake import DeadLetter, Raw, dead_letter
 from services.models import Device
-from services.payloads import MAX_PAYLOAD
+from services.payloads import MAX_PAYLOAD, BadPayload, parse_ts
 
 MAX_REASON = 500
 # ASCII digits only: str.isdigit() also takes "²" (which int() refuses) and "١٢" (which it reads
 # as 12), so a device could crash the batch or answer for another delivery.
 _DELIVERY_ID = re.compile(r"[0-9]{1,18}", re.ASCII)
+# A device clock a little behind ours may date its `accepted` just before we sent the command.
+CLOCK_SKEW = timedelta(seconds=30)
 
 
 def _reason(value: object) -> str | None:
@@ -34,8 +36,24 @@ def _reason(value: object) -> str | None:
     return text.replace("\x00", "")[:MAX_REASON] or None
 
 
-def _parse(payload: bytes) -> tuple[int, str, str | None] | tuple[str, str]:
-    """(delivery id, status, reason), or (dead-letter reason, what is wrong with the payload)."""
+def when(ts: object, sent_at: datetime | None, received_at: datetime) -> datetime:
+    """When the device says the result happened (`ts`, SPEC §9), where that is plausible: not after
+    it reached us, not before the command was sent (less a little clock skew). Otherwise, and
+    without `ts`, when it reached us: a device's wrong clock must not reorder a delivery's history,
+    and a result is never refused over its time."""
+    if ts is None:
+        return received_at
+    try:
+        t = parse_ts(ts, received_at)
+    except BadPayload:
+        return received_at
+    if t > received_at or (sent_at is not None and t < sent_at - CLOCK_SKEW):
+        return received_at
+    return t
+
+
+def _parse(payload: bytes) -> tuple[int, str, str | None, object] | tuple[str, str]:
+    """(delivery id, status, reason, ts as sent), or (dead-letter reason, what is wrong with it)."""
     if len(payload) > MAX_PAYLOAD:
         return "too_large", f"payload of {len(payload)} bytes exceeds {MAX_PAYLOAD}"
     try:
@@ -49,13 +67,13 @@ def _parse(payload: bytes) -> tuple[int, str, str | None] | tuple[str, str]:
         return "bad_result", f"id {str(rid)[:40]!r} is not a delivery id"
     if not isinstance(status, str) or status not in RESULT_STATES:
         return "bad_result", f"status {str(status)[:40]!r} is not one of {', '.join(RESULT_STATES)}"
-    return int(rid), status, _reason(body.get("reason"))
+    return int(rid), status, _reason(body.get("reason")), body.get("ts")
 
 
 def apply(conn: psycopg.Connection, results: list[tuple[Device, Raw]], now: datetime) -> list[DeadLetter]:
     """Apply results in arrival order, in one transaction; the dead letters of those refused."""
     dead: list[DeadLetter] = []
-    parsed: list[tuple[Device, Raw, int, str, str | None]] = []
+    parsed: list[tuple[Device, Raw, int, str, str | None, object]] = []
     for device, raw in results:
         p = _parse(raw.payload)
         if len(p) == 2:
@@ -66,12 +84,13 @@ def apply(conn: psycopg.Connection, results: list[tuple[Device, Raw]], now: date
         return dead
     with conn.transaction():
         rows = conn.execute(
-            "SELECT id, device_id, state FROM deliveries WHERE id = ANY(%s) ORDER BY id FOR UPDATE",
+            "SELECT id, device_id, state, sent_at FROM deliveries WHERE id = ANY(%s) ORDER BY id FOR UPDATE",
             (sorted({p[2] for p in parsed}),),
         ).fetchall()
         current = {r[0]: (r[1], r[2]) for r in rows}
-        changes: dict[int, tuple[str, str | None]] = {}
-        for device, raw, rid, status, reason in parsed:
+        sent_at = {r[0]: r[3] for r in rows}
+        changes: dict[int, tuple[str, str | None, datetime]] = {}
+        for device, raw, rid, status, reason, ts in parsed:
             found = current.get(rid)
             if found is None or found[0] != device.id:
                 dead.append(
@@ -97,11 +116,11 @@ def apply(conn: psycopg.Connection, results: list[tuple[Device, Raw]], now: date
             if new is None:
                 continue
             current[rid] = (device.id, new)
-            changes[rid] = (new, reason)
+            changes[rid] = (new, reason, when(ts, sent_at[rid], raw.received_at))
         if changes:
             with conn.cursor() as cur:
                 cur.executemany(
                     "UPDATE deliveries SET state = %s, reason = %s, updated_at = %s WHERE id = %s",
-                    [(state, reason, now, rid) for rid, (state, reason) in changes.items()],
+                    [(state, reason, at, rid) for rid, (state, reason, at) in changes.items()],
                 )
     return dead

@@ -341,3 +341,41 @@ def test_before_it_starts_a_broadcast_lists_the_deliveries_it_will_make(conn: ps
         store.cancel(conn, b.id, "op-tg", "operator", ["thoai-giang"], T0 + timedelta(minutes=1))
     (d,) = store.detail(conn, store.get(conn, b.id))["deliveries"]
     assert (d["state"], d["reason"]) == ("cancelled", "cancelled by op-tg")
+
+
+def test_a_results_ts_dates_the_delivery_when_plausible_else_its_arrival(conn: psycopg.Connection) -> None:
+    b = send(conn)
+    (cmd,) = tick(conn)  # sent at T0
+    topic = f"ioc/v1/{SPK.commune_id}/{SPK.kind}/{SPK.id}/cmd_result"
+
+    def answer(status: str, ts: object, received: datetime) -> datetime:
+        raw = Raw(topic, orjson.dumps({"id": cmd["id"], "status": status, "ts": ts}), received)
+        batch = classify([raw], {SPK.id: SPK})
+        assert results.apply(conn, batch.cmd_results, received) + batch.dead == []
+        (d,) = store.deliveries(conn, store.get(conn, b.id))
+        assert d.state == status
+        return d.updated_at
+
+    # the device's own time, 2 s before it reached us
+    assert answer("accepted", (T0 + timedelta(seconds=3)).isoformat(), T0 + timedelta(seconds=5)) == T0 + (
+        timedelta(seconds=3)
+    )
+    # epoch milliseconds too
+    at = T0 + timedelta(seconds=6)
+    assert answer("playing", int(at.timestamp() * 1000), T0 + timedelta(seconds=7)) == at
+    # a clock a day behind, or one ahead of us: when it reached us; the result is kept all the same
+    late = T0 + timedelta(seconds=9)
+    assert answer("done", (T0 - timedelta(days=1)).isoformat(), late) == late
+
+
+def test_a_results_unreadable_or_future_ts_keeps_the_result_at_its_arrival(conn: psycopg.Connection) -> None:
+    b = send(conn)
+    (cmd,) = tick(conn)
+    topic = f"ioc/v1/{SPK.commune_id}/{SPK.kind}/{SPK.id}/cmd_result"
+    for status, ts in (("accepted", "hôm qua"), ("done", (T0 + timedelta(minutes=3)).isoformat())):
+        received = T0 + timedelta(seconds=20)
+        raw = Raw(topic, orjson.dumps({"id": cmd["id"], "status": status, "ts": ts}), received)
+        batch = classify([raw], {SPK.id: SPK})
+        assert results.apply(conn, batch.cmd_results, received) + batch.dead == []
+        (d,) = store.deliveries(conn, store.get(conn, b.id))
+        assert (d.state, d.updated_at) == (status, received)
