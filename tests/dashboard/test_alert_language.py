@@ -203,6 +203,17 @@ def test_alert_text_follows_the_language_switch_without_reload(page: Page, alert
 def test_broadcast_alert_links_to_its_broadcast_and_says_how_it_ended(page: Page, dash_db: str) -> None:
     details = {"broadcast": 7, "title": "Bão số 5", "villages": "Ấp Tây Bình", "missed": 1, "targeted": 3}
     alert_id = raise_alert(dash_db, "broadcast_not_reached", None, details, "Máy phát điện UBND đã dừng")
+    # The overview's open alerts link it too, where a device alert names its device.
+    page.click("[data-nav=overview]")
+    row = page.locator(f"#alerts li[data-alert-id='{alert_id}']")
+    expect(row.locator("a[data-broadcast-link]")).to_have_attribute("href", "#/broadcasts/7")
+    expect(row.locator("a[data-broadcast-link]")).to_have_text("Bản tin #7")
+    expect(row.locator("a[href^='#/device/']")).to_have_count(0)
+    expect(row.locator("small")).not_to_contain_text("· ·")  # no village: nothing between the separators
+    page.set_viewport_size({"width": 390, "height": 844})
+    row.scroll_into_view_if_needed()
+    shot(page, "overview-broadcast-alert-390")
+    page.set_viewport_size({"width": 1366, "height": 768})
     page.click("[data-nav=alerts]")
     card = page.locator(f"#alert-list article[data-alert-id='{alert_id}']")
     link = card.locator("[data-field=broadcast] a")
@@ -210,6 +221,13 @@ def test_broadcast_alert_links_to_its_broadcast_and_says_how_it_ended(page: Page
     expect(link).to_have_text("Bão số 5 #7")
     expect(card.locator("[data-field=device]")).to_have_count(0)
     expect(card.locator("[data-field=outcome]")).to_have_count(0)  # not over yet
+    # The CSV says which broadcast, in a column of its own (empty for alerts of a device).
+    with page.expect_download() as info:
+        page.click("#alerts-csv")
+    text = Path(info.value.path()).read_text(encoding="utf-8-sig")
+    by_id = {int(r["Số"]): r for r in csv.DictReader(io.StringIO(text))}
+    assert by_id[alert_id]["Số bản tin"] == "7"
+    assert all(r["Số bản tin"] == "" for r in by_id.values() if r["Mã thiết bị"])
 
     # Resolved by itself as services/broadcasts/alerting.py resolves it: the broadcast expired.
     with psycopg.connect(dash_db) as conn, conn.cursor(row_factory=dict_row) as cur:

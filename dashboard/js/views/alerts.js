@@ -6,6 +6,7 @@ import { ALERT_ROLES, allPages, api, MAINTENANCE_ROLES, query } from "../api.js"
 import { downloadTable, esc } from "../dom.js";
 import { alertText, fmtAgo, fmtSheet, fmtTime, getLang, hasWord, t } from "../i18n.js";
 import { communeName, deviceName, store, villageName } from "../live.js";
+import { alertBroadcast } from "./broadcast_words.js";
 
 const TABS = ["open", "acked", "resolved"];
 const PAGE = 100;
@@ -260,13 +261,8 @@ function deviceLink(id) {
   return `<a href="#/device/${encodeURIComponent(id)}" data-device-link="${esc(id)}">${esc(deviceName(id))}</a>`;
 }
 
-// An emergency that has not reached every village: its broadcast's page, as a device alert links to
-// its device (the notifications link there too). Null for other alerts.
-function broadcastOf(a) {
-  const id = a.rule === "broadcast_not_reached" && a.details ? a.details.broadcast : null;
-  return Number.isInteger(id) ? id : null;
-}
-
+// An emergency that has not reached every village links to its broadcast's page, as a device alert
+// links to its device (the notifications link there too).
 function broadcastLink(a, id) {
   const title = typeof a.details.title === "string" && a.details.title ? `${a.details.title} ` : "";
   return `<a href="#/broadcasts/${id}" data-broadcast-link="${id}">${esc(title)}<small class="muted">#${id}</small></a>`;
@@ -275,13 +271,13 @@ function broadcastLink(a, id) {
 // How a broadcast alert that resolved by itself ended (details.outcome), as its notification says it.
 function outcomeText(a) {
   const outcome = a.details && a.details.outcome;
-  if (broadcastOf(a) === null || typeof outcome !== "string" || !hasWord(`nt.outcome.${outcome}`)) return null;
+  if (alertBroadcast(a) === null || typeof outcome !== "string" || !hasWord(`nt.outcome.${outcome}`)) return null;
   const never = typeof a.details.not_reached === "string" && a.details.not_reached ? a.details.not_reached : "—";
   return t(`nt.outcome.${outcome}`, { not_reached: never });
 }
 
 function mainHtml(a) {
-  const bid = broadcastOf(a);
+  const bid = alertBroadcast(a);
   const meta = [
     bid !== null
       ? item(t("al.broadcast"), broadcastLink(a, bid), "broadcast")
@@ -434,5 +430,6 @@ function exportCsv() {
     ["al.resolved", (a) => fmtSheet(a.resolved_at)],
     ["al.resolved_by", (a) => a.resolved_by || ""],
     ["csv.affected", (a) => a.affected || []],
+    ["csv.broadcast_id", (a) => alertBroadcast(a) ?? ""],
   ], rows());
 }

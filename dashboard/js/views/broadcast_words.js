@@ -30,6 +30,13 @@ export function canSend(session) {
   return Boolean(session.user && SEND_ROLES.includes(session.user.role));
 }
 
+// The broadcast a `broadcast_not_reached` alert is about (details.broadcast), or null: the alerts
+// page, the overview and the CSV name it, as the notification links to it.
+export function alertBroadcast(a) {
+  const id = a.rule === "broadcast_not_reached" && a.details ? a.details.broadcast : null;
+  return Number.isInteger(id) ? id : null;
+}
+
 export function isAdmin(session) {
   return Boolean(session.user && session.user.role === "admin");
 }

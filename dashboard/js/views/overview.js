@@ -5,7 +5,7 @@ import { ALERT_ROLES, api } from "../api.js";
 import { collate, esc, patchChildren, statePill, throttle } from "../dom.js";
 import { alertText, eventLabel, eventMessage, fmtAgo, fmtTime, KINDS, reasonText, STATES, t } from "../i18n.js";
 import { deviceName, formerCommune, recentActivity, store, villageName } from "../live.js";
-import { canSend } from "./broadcast_words.js";
+import { alertBroadcast, canSend } from "./broadcast_words.js";
 
 let root = null;
 let session = null;
@@ -186,13 +186,20 @@ function renderAlerts() {
     ? alerts.map((a) => `<li data-alert-id="${esc(a.id)}" data-severity="${esc(a.severity)}" data-state="${esc(a.state)}">
         <span class="sev" data-severity="${esc(a.severity)}">${esc(t(`sev.${a.severity}`))}</span>
         <div class="alert-body"><strong>${esc(alertText(a, (store.devices.get(a.device_id) || {}).name) || a.rule)}</strong>
-          <small>${a.device_id ? `<a href="#/device/${encodeURIComponent(a.device_id)}">${esc(deviceName(a.device_id))}</a> · ` : ""}` +
-          `${esc(villageName(a.commune, a.village))} · ${esc(fmtAgo(a.opened_at))}` +
+          <small>${place(a)}` +
+          `${a.village ? `${esc(villageName(a.commune, a.village))} · ` : ""}${esc(fmtAgo(a.opened_at))}` +
           `${a.affected && a.affected.length ? ` · ${esc(t("alert.affected", { n: a.affected.length }))}` : ""}` +
           `${a.state === "acked" ? ` · ${esc(t("alert.acked"))}${a.acked_by ? ` (${esc(a.acked_by)})` : ""}` : ""}</small></div>
         ${canAck && a.state === "open" ? `<button type="button" class="chip" data-ack="${esc(a.id)}">${esc(t("alert.ack"))}</button>` : ""}
       </li>`).join("")
     : `<li class="empty">${esc(t("ov.no_alerts"))}</li>`;
+}
+
+// Where an alert is: its device, or the broadcast a broadcast_not_reached alert is about.
+function place(a) {
+  const bid = alertBroadcast(a);
+  if (bid !== null) return `<a href="#/broadcasts/${bid}" data-broadcast-link="${bid}">${esc(t("al.broadcast"))} #${bid}</a> · `;
+  return a.device_id ? `<a href="#/device/${encodeURIComponent(a.device_id)}">${esc(deviceName(a.device_id))}</a> · ` : "";
 }
 
 function sevRank(s) {
