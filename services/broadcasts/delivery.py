@@ -17,7 +17,7 @@ from psycopg.rows import class_row
 
 from services import media, topics
 from services.broadcasts import alerting, store, texts
-from services.broadcasts.model import RANK, Broadcast
+from services.broadcasts.model import NO_RESULT_IN_MAINTENANCE, RANK, Broadcast
 from services.maintenance import _parse_rrule
 
 _OPEN = ("sent", "accepted", "playing")
@@ -106,12 +106,14 @@ def expire(conn: psycopg.Connection, now: datetime) -> int:
         " reason = CASE WHEN d.kind = 'eboard' AND d.state IN ('accepted', 'playing') THEN NULL"
         "  WHEN d.state = 'scheduled'"
         "  THEN coalesce(d.reason, 'never sent: the device was offline')"
+        "  WHEN EXISTS (SELECT 1 FROM device_state s WHERE s.device_id = d.device_id"
+        "   AND s.state = 'maintenance') THEN %(in_maintenance)s"
         "  ELSE 'no result from the device before expiry' END"
         " FROM broadcasts b LEFT JOIN media m ON m.id = b.media_id"
         " WHERE b.id = d.broadcast_id AND d.state IN ('scheduled', 'sent', 'accepted', 'playing')"
         " AND d.expires_at + CASE WHEN d.state = 'playing' AND d.kind = 'speaker'"
         "  THEN make_interval(secs => coalesce(m.duration_s, 0) + 60) ELSE interval '0' END <= %(now)s",
-        {"now": now},
+        {"now": now, "in_maintenance": NO_RESULT_IN_MAINTENANCE},
     )
     return cur.rowcount
 

@@ -63,6 +63,11 @@ class Delivery:
     updated_at: datetime
 
 
+# The reason of a delivery to a device in a maintenance window that expired without an answer
+# (services/broadcasts/delivery.py): its village's coverage says `maintenance`, not `expired`.
+NO_RESULT_IN_MAINTENANCE = "no result from the device before expiry: it is under maintenance"
+
+
 def next_state(current: str, status: str) -> str | None:
     """The state a device's result moves a delivery to, or None when it changes nothing
     (a duplicate, or a step back: results may arrive out of order)."""
@@ -82,15 +87,20 @@ def village_reached(kinds_states: list[tuple[str, str]]) -> bool:
     return any(s in ("accepted", "playing", "done") for _, s in kinds_states)
 
 
-def why_not(rows: list[tuple[str, str, bool]]) -> str:
-    """Why a village was not reached (yet), from its deliveries (kind, state, device offline):
-    `no_speaker`, `offline`, `rejected`, `failed`, `expired`, `cancelled` or `in_progress`."""
+def why_not(rows: list[tuple[str, str, str]]) -> str:
+    """Why a village was not reached (yet), from its deliveries (kind, state, where the device is:
+    `online`, `offline` or `maintenance`): `no_speaker`, `offline`, `maintenance` (sent to a device
+    being serviced, which has not answered or never did), `rejected`, `failed`, `expired`,
+    `cancelled` or `in_progress`."""
     if not rows:
         return "no_speaker"
     states = [s for _, s, _ in rows]
-    if all(off for _, s, off in rows if s in OPEN_STATES) and any(s in OPEN_STATES for s in states):
-        return "offline"
+    waiting_on = [where for _, s, where in rows if s in OPEN_STATES]
+    if waiting_on and "online" not in waiting_on:
+        return "maintenance" if "maintenance" in waiting_on else "offline"
     for s in ("rejected", "failed", "expired", "cancelled"):
         if s in states:
+            if s == "expired" and any(st == s and where == "maintenance" for _, st, where in rows):
+                return "maintenance"
             return s
     return "in_progress"

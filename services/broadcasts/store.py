@@ -10,7 +10,15 @@ from psycopg.types.json import Jsonb
 
 from services import maintenance, paging
 from services.broadcasts import texts
-from services.broadcasts.model import KINDS, PRIORITIES, Broadcast, Delivery, village_reached, why_not
+from services.broadcasts.model import (
+    KINDS,
+    NO_RESULT_IN_MAINTENANCE,
+    PRIORITIES,
+    Broadcast,
+    Delivery,
+    village_reached,
+    why_not,
+)
 from services.errors import Conflict, Forbidden, InvalidInput, NotFound
 
 # Told to the delivery worker so an emergency goes out at once instead of at its next poll.
@@ -259,13 +267,20 @@ def coverage(
 ) -> list[dict[str, Any]]:
     """Per targeted village: reached or not, and why not."""
     ds = deliveries(conn, b) if ds is None else ds
-    offline = {
-        r[0]
-        for r in conn.execute(
-            "SELECT device_id FROM device_state WHERE device_id = ANY(%s) AND state <> 'online'",
+    state_of: dict[str, str] = dict(
+        conn.execute(
+            "SELECT device_id, state FROM device_state WHERE device_id = ANY(%s)",
             ([d.device_id for d in ds],),
-        )
-    }
+        ).fetchall()
+    )
+
+    def where(d: Delivery) -> str:
+        # A delivery that expired unanswered in a window says so: the window may be over by now.
+        state = state_of.get(d.device_id)
+        if state == "maintenance" or d.reason == NO_RESULT_IN_MAINTENANCE:
+            return "maintenance"
+        return "online" if state == "online" else "offline"
+
     by_village: dict[tuple[str, str], list[Delivery]] = {}
     for v in b.targets.get("villages_resolved", []):
         c, _, vid = v.partition("/")
@@ -276,7 +291,7 @@ def coverage(
     out = []
     for (c, v), vds in sorted(by_village.items()):
         reached = village_reached([(d.kind, d.state) for d in vds])
-        reason = None if reached else why_not([(d.kind, d.state, d.device_id in offline) for d in vds])
+        reason = None if reached else why_not([(d.kind, d.state, where(d)) for d in vds])
         if b.occurrence_at is None and not reached:
             reason = "not_started"
         out.append({"commune": c, "village": v, "reached": reached, "reason": reason})

@@ -8,8 +8,9 @@ import orjson
 import psycopg
 import pytest
 
-from services import media
+from services import liveness, media
 from services.broadcasts import delivery, results, store
+from services.broadcasts.model import NO_RESULT_IN_MAINTENANCE, why_not
 from services.intake import Raw, classify
 from services.models import Device
 from tests.broadcasts.conftest import SECRET, wav
@@ -112,6 +113,25 @@ def test_a_device_that_never_answers_ends_expired(conn: psycopg.Connection) -> N
     tick(conn, T0 + timedelta(hours=1))
     assert states(conn, b)[SPK.id] == ("expired", "no result from the device before expiry")
     assert store.get(conn, b.id).state == "finished"
+
+
+def test_a_speaker_in_maintenance_that_never_answers_says_so_in_its_village(conn: psycopg.Connection) -> None:
+    """Sent like an online one; silent until expiry, its village reads `maintenance`, not `offline`,
+    and still does once the window is over."""
+    liveness.sweep(conn, {SPK.id: SPK}, T0, T0 - timedelta(hours=1), [SPK.id])  # the window opens
+    assert conn.execute("SELECT state FROM device_state WHERE device_id = %s", (SPK.id,)).fetchone() == (
+        "maintenance",
+    )
+    b = send(conn)
+    assert len(tick(conn)) == 1  # sent all the same
+    assert [c["reason"] for c in store.coverage(conn, store.get(conn, b.id))] == ["maintenance"]
+    tick(conn, T0 + timedelta(hours=1))
+    assert states(conn, b)[SPK.id] == ("expired", NO_RESULT_IN_MAINTENANCE)
+    liveness.sweep(conn, {SPK.id: SPK}, T0 + timedelta(hours=2), T0 - timedelta(hours=1), [])  # it closes
+    assert conn.execute("SELECT state FROM device_state WHERE device_id = %s", (SPK.id,)).fetchone() != (
+        "maintenance",
+    )
+    assert [c["reason"] for c in store.coverage(conn, store.get(conn, b.id))] == ["maintenance"]
 
 
 def test_results_move_a_delivery_forward_and_duplicates_change_nothing(conn: psycopg.Connection) -> None:
@@ -379,3 +399,13 @@ def test_a_results_unreadable_or_future_ts_keeps_the_result_at_its_arrival(conn:
         assert results.apply(conn, batch.cmd_results, received) + batch.dead == []
         (d,) = store.deliveries(conn, store.get(conn, b.id))
         assert (d.state, d.updated_at) == (status, received)
+
+
+def test_why_a_village_is_not_reached_tells_maintenance_from_offline() -> None:
+    assert why_not([("speaker", "sent", "maintenance")]) == "maintenance"
+    assert why_not([("speaker", "scheduled", "offline"), ("speaker", "sent", "maintenance")]) == "maintenance"
+    assert why_not([("speaker", "scheduled", "offline")]) == "offline"
+    assert why_not([("speaker", "sent", "online"), ("speaker", "sent", "maintenance")]) == "in_progress"
+    assert why_not([("speaker", "expired", "maintenance")]) == "maintenance"
+    assert why_not([("speaker", "expired", "online")]) == "expired"
+    assert why_not([("speaker", "rejected", "online"), ("speaker", "expired", "maintenance")]) == "rejected"

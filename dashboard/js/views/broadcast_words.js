@@ -83,6 +83,7 @@ const DELIVERY_REASONS = [
   [/^offline$/, "bc.dr_offline"],
   [/^never sent: the device was offline$/, "bc.dr_never_sent"],
   [/^no result from the device before expiry$/, "bc.dr_no_result"],
+  [/^no result from the device before expiry: it is under maintenance$/, "bc.dr_no_result_maint"],
   [/^waiting: the device plays broadcast (\d+)/, "bc.dr_waiting"],
   [/^preempted by broadcast (\d+)/, "bc.dr_preempted"],
   [/^cancelled by (.+)$/, "bc.dr_cancelled_by"],
