@@ -44,6 +44,7 @@ class BodyGuard:
         max_bytes: int,
         by_path: dict[str, int],
         timeout_s: float,
+        notes: dict[str, str] | None = None,
         min_bps: int,
         buffer_max: int = BUFFER_MAX,
         clock: Callable[[], float] = time.monotonic,
@@ -51,6 +52,8 @@ class BodyGuard:
         self.app = app
         self.max_bytes = max_bytes
         self.by_path = sorted(by_path.items(), key=lambda item: -len(item[0]))
+        # A path's own 413 sentence (the upload path names its setting), by prefix.
+        self.notes = notes or {}
         self.timeout_s = timeout_s
         self.min_bps = max(1, min_bps)
         self.buffer_max = buffer_max
@@ -58,6 +61,10 @@ class BodyGuard:
 
     def limit(self, path: str) -> int:
         return next((n for prefix, n in self.by_path if path.startswith(prefix)), self.max_bytes)
+
+    def too_large(self, path: str) -> str:
+        note = next((n for prefix, n in self.notes.items() if path.startswith(prefix)), None)
+        return note or _too_large(self.limit(path))
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -75,9 +82,11 @@ class BodyGuard:
         except ValueError:
             length = None
         if length is not None and length > limit:
-            await _refuse(scope, receive, send, BodyRefused(413, _too_large(limit)))
+            await _refuse(scope, receive, send, BodyRefused(413, self.too_large(scope["path"])))
             return
-        reader = _Reader(receive, limit, self.timeout_s, self.min_bps, self.clock)
+        reader = _Reader(
+            receive, limit, self.timeout_s, self.min_bps, self.clock, self.too_large(scope["path"])
+        )
         if limit <= self.buffer_max or scope["method"] in _NO_BODY:
             try:
                 messages = await reader.read_all()
@@ -115,10 +124,17 @@ class BodyGuard:
 
 class _Reader:
     def __init__(
-        self, receive: Receive, limit: int, timeout_s: float, min_bps: int, clock: Callable[[], float]
+        self,
+        receive: Receive,
+        limit: int,
+        timeout_s: float,
+        min_bps: int,
+        clock: Callable[[], float],
+        too_large: str,
     ) -> None:
         self._receive = receive
         self.limit = limit
+        self.too_large = too_large
         self.timeout_s = timeout_s
         self.min_bps = min_bps
         self.clock = clock
@@ -142,7 +158,7 @@ class _Reader:
             self.received += len(message.get("body", b""))
             if self.received > self.limit:
                 self.refused = True
-                raise BodyRefused(413, _too_large(self.limit))
+                raise BodyRefused(413, self.too_large)
             self.done = not message.get("more_body", False)
         else:
             self.done = True  # http.disconnect

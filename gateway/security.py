@@ -18,6 +18,7 @@ from gateway.admission import Slots
 from gateway.body_limits import BodyGuard
 from gateway.csrf import CsrfGuard
 from gateway.load_shed import LoadShed
+from services import media
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -250,6 +251,7 @@ def install(app: FastAPI) -> None:
         BodyGuard,
         max_bytes=settings.http_body_max_bytes,
         by_path=settings.http_body_max_bytes_by_path,
+        notes={"/api/v1/media": media.too_large_text(settings.media_max_bytes)},
         timeout_s=settings.http_body_timeout_s,
         min_bps=settings.http_body_min_bps,
     )

@@ -2,6 +2,9 @@
 
 from pathlib import Path
 
+from pydantic import model_validator
+
+from services import media
 from services.settings import IocSettings
 
 
@@ -17,6 +20,10 @@ class GatewaySettings(IocSettings):
     public_url: str | None = None
     # Where uploaded broadcast audio is kept, by sha256 (default: IOC_DATA_DIR/media).
     media_dir: Path | None = None
+    # The largest audio file POST /api/v1/media takes (413 above), in bytes: SPEC §9's 50 MB by
+    # default. A 10-minute bulletin at 128 kbit/s is about 10 MB; lower it where speakers fetch
+    # over a slow 4G link. The request body limit of that path follows it (plus the form's framing).
+    media_max_bytes: int = media.MAX_BYTES
     # Alert channels (names in IOC_ALERTS_FILE, comma-separated) an emergency broadcast also goes
     # out to as text when its request names none.
     broadcast_emergency_channels: str = ""
@@ -52,10 +59,18 @@ class GatewaySettings(IocSettings):
     # a body must arrive within `http_body_timeout_s` plus one second per `http_body_min_bps`
     # bytes received (408), so a client trickling bytes cannot hold a socket for long.
     http_body_max_bytes: int = 1024 * 1024
-    http_body_max_bytes_by_path: dict[str, int] = {"/api/v1/media": 50_000_000 + 64 * 1024}
+    # (/api/v1/media: media_max_bytes + 64 KiB unless named here)
+    http_body_max_bytes_by_path: dict[str, int] = {}
     http_body_timeout_s: float = 10.0
     http_body_min_bps: int = 50_000
     # A connection must finish sending a request's headers within this many seconds; past this
     # many open connections uvicorn answers 503 itself (keep it far above http_max_inflight).
     http_header_timeout_s: float = 10.0
     http_max_connections: int = 4096
+
+    @model_validator(mode="after")
+    def _media_body_limit(self) -> "GatewaySettings":
+        self.http_body_max_bytes_by_path.setdefault(
+            "/api/v1/media", self.media_max_bytes + media.FORM_OVERHEAD
+        )
+        return self

@@ -25,6 +25,9 @@ from services.errors import InvalidInput, NotFound
 # SPEC §9: "at most 50 MB", in decimal megabytes as people and the page count them (50 MiB would let
 # through files of 50-52 MB that a partner's test or the page's own check calls too large).
 MAX_BYTES = 50_000_000
+# What a multipart form adds around the file (boundaries, part headers): the request body limit of
+# the upload path is the file limit plus this much.
+FORM_OVERHEAD = 64 * 1024
 # What a file is, by its own bytes: mutagen's reading of its headers (a name or a claimed type
 # says nothing; a WAV renamed .mp3 is still a WAV, a text file renamed .mp3 is no audio).
 _TYPE_OF: dict[type, str] = {
@@ -55,7 +58,7 @@ class Media:
 
 
 class TooLarge(InvalidInput):
-    """A file over MAX_BYTES (413)."""
+    """A file over the limit (IOC_MEDIA_MAX_BYTES, default MAX_BYTES): 413."""
 
     code = "too_large"
 
@@ -126,10 +129,21 @@ def wave_length(data: bytes) -> float:
     return length
 
 
-def store(conn: psycopg.Connection, media_dir: Path, data: bytes, actor: str) -> Media:
+def too_large_text(max_bytes: int) -> str:
+    """The 413's sentence, Vietnamese first: the limit in MB and the setting that sets it."""
+    mb = f"{max_bytes / 1_000_000:.1f}".replace(".", ",").removesuffix(",0")
+    return (
+        f"Tệp quá lớn: tối đa {mb} MB ({max_bytes} byte, cài đặt IOC_MEDIA_MAX_BYTES)."
+        f" / The file is too large: at most {max_bytes} bytes (IOC_MEDIA_MAX_BYTES)."
+    )
+
+
+def store(
+    conn: psycopg.Connection, media_dir: Path, data: bytes, actor: str, max_bytes: int = MAX_BYTES
+) -> Media:
     """Check and keep an uploaded file (one copy per sha256) and its row."""
-    if len(data) > MAX_BYTES:
-        raise TooLarge(f"the file is {len(data)} bytes; at most {MAX_BYTES} are accepted")
+    if len(data) > max_bytes:
+        raise TooLarge(too_large_text(max_bytes))
     content_type, duration = inspect(data)
     digest = hashlib.sha256(data).hexdigest()
     path = media_dir / digest

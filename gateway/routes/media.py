@@ -25,13 +25,19 @@ def media_dir(request: Request) -> Path:
 async def upload(
     request: Request, conn: Conn, user: Operator, file: Annotated[UploadFile, File()]
 ) -> dict[str, Any]:
-    """Operators and admins: one audio file (MP3, WAV or OGG, at most 50 MB) for broadcasts.
-    Its format and duration are read from its bytes, never from its name or claimed type: 422
-    when it is not MP3, WAV or OGG audio, 413 when too large. / Tải lên tệp âm thanh cho bản tin."""
-    data = await file.read(media.MAX_BYTES + 1)
+    """Operators and admins: one audio file (MP3, WAV or OGG, at most 50 MB, IOC_MEDIA_MAX_BYTES)
+    for broadcasts. Its format and duration are read from its bytes, never from its name or
+    claimed type: 422 when it is not MP3, WAV or OGG audio, 413 when too large. / Tải lên tệp âm
+    thanh cho bản tin."""
+    max_bytes = request.app.state.settings.media_max_bytes
+    # The form was spooled to disk as it streamed in (counted by gateway.body_limits): one over the
+    # limit is refused by its size, never read into memory.
+    if file.size is not None and file.size > max_bytes:
+        raise HTTPException(413, media.too_large_text(max_bytes))
+    data = await file.read(max_bytes + 1)
 
     def keep() -> media.Media:
-        m = media.store(conn, media_dir(request), data, user.username)
+        m = media.store(conn, media_dir(request), data, user.username, max_bytes)
         audit.record(
             conn,
             actor_kind="user",

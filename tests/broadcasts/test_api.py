@@ -1,11 +1,15 @@
 """The broadcast and media API on the real database: bad input, roles, approval, the audit log."""
 
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from fastapi.testclient import TestClient
 
-from tests.broadcasts.conftest import upload, wav
+from gateway.app import create_app
+from gateway.settings import GatewaySettings
+from services import media
+from tests.broadcasts.conftest import settings, upload, wav
 from tests.gateway.conftest import Headers
 from tests.support import scalar
 
@@ -30,6 +34,52 @@ def test_a_file_over_50_mb_is_413(client: TestClient, as_user: Headers) -> None:
     big = head + b"\0" * (50_000_001 - len(head))
     r = client.post("/api/v1/media", files={"file": ("big.wav", big, "audio/wav")}, headers=as_user())
     assert r.status_code == 413
+
+
+def test_the_upload_limit_is_ioc_media_max_bytes_and_its_413_names_it(
+    seeded: str, tmp_path: Path, as_user: Headers
+) -> None:
+    """A deployment whose speakers fetch over a slow 4G link lowers the limit; the refusal says the
+    limit in Vietnamese first and the setting to change, whichever layer refuses it."""
+    head = wav()
+    limit = 200_000
+    with TestClient(create_app(settings(seeded, tmp_path, media_max_bytes=limit))) as c:
+        at_limit = head + b"\0" * (limit - len(head))
+        r = c.post("/api/v1/media", files={"file": ("ok.wav", at_limit, "audio/wav")}, headers=as_user())
+        assert r.status_code == 201, r.text
+        # One byte over: the body fits the request limit (file + form framing), the route refuses it.
+        r = c.post(
+            "/api/v1/media", files={"file": ("big.wav", at_limit + b"\0", "audio/wav")}, headers=as_user()
+        )
+        assert r.status_code == 413
+        assert "Tệp quá lớn: tối đa 0,2 MB" in r.text and "IOC_MEDIA_MAX_BYTES" in r.text
+        # Far over, with a Content-Length: refused before a byte of the body is read.
+        far = head + b"\0" * (3 * limit)
+        r = c.post("/api/v1/media", files={"file": ("far.wav", far, "audio/wav")}, headers=as_user())
+        assert r.status_code == 413 and "IOC_MEDIA_MAX_BYTES" in r.text
+
+        # Streamed without a length (chunked): counted as it arrives, refused once past the limit
+        # (that the rest is never read, on a real socket: tests/security/test_body_limits.py).
+        boundary = "x-ioc-test"
+
+        def form() -> Iterator[bytes]:
+            yield (
+                f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="s.wav"\r\n'
+                "Content-Type: audio/wav\r\n\r\n"
+            ).encode() + head
+            for _ in range(100):  # 6.4 MB if it were all read
+                yield b"\0" * 64 * 1024
+            yield f"\r\n--{boundary}--\r\n".encode()
+
+        r = c.post(
+            "/api/v1/media",
+            content=form(),
+            headers={**as_user(), "Content-Type": f"multipart/form-data; boundary={boundary}"},
+        )
+        assert r.status_code == 413 and "IOC_MEDIA_MAX_BYTES" in r.text
+    assert GatewaySettings(_env_file=None).http_body_max_bytes_by_path == {  # type: ignore[call-arg]
+        "/api/v1/media": media.MAX_BYTES + media.FORM_OVERHEAD
+    }
 
 
 def test_upload_reads_duration_and_stores_by_sha256(
