@@ -186,3 +186,37 @@ def test_the_resolve_notification_says_how_the_broadcast_ended(conn: psycopg.Con
     title, body, _ = messages.notification("resolve", alert_store.get(conn, alert["id"]), messages.Place())
     assert title.startswith("[ĐÃ KHẮC PHỤC] ") and "Bản tin đã đến đủ mọi nơi được gửi." in body
     assert "Đã khắc phục lúc: " in body
+
+
+def test_emergencies_in_two_communes_both_not_reached_are_two_alerts_each_resolving_by_itself(
+    conn: psycopg.Connection,
+) -> None:
+    """A storm over two communes: each warning's unreached village has its own open alert, in its
+    commune, and one commune's speaker coming back resolves only its own."""
+    conn.execute(
+        "UPDATE device_state SET state = 'offline' WHERE device_id IN ('spk-tay-binh-1', 'spk-xom-1')"
+    )
+    tg = send(conn, communes=["thoai-giang"], kinds=["speaker"])
+    lt = send(conn, communes=["long-thanh"], kinds=["speaker"])
+    (cmd,) = tick(conn)  # only Trung Bình's speaker is online
+    result(conn, [{"id": cmd["id"], "status": "done"}])
+    tick(conn, T0 + timedelta(seconds=121))
+    rows = conn.execute(
+        "SELECT (details->>'broadcast')::int, commune_id, state, message FROM alerts ORDER BY id"
+    ).fetchall()
+    assert [(b, c, s) for b, c, s, _ in rows] == [
+        (tg.id, "thoai-giang", "open"),
+        (lt.id, "long-thanh", "open"),
+    ]
+    assert "Ấp Tây Bình" in rows[0][3] and "Xóm 1" in rows[1][3]
+
+    conn.execute(
+        "UPDATE device_state SET state = 'online', since = %s WHERE device_id = 'spk-xom-1'",
+        (T0 + timedelta(minutes=3),),
+    )
+    (back,) = tick(conn, T0 + timedelta(minutes=3))
+    assert "spk-xom-1" in back["topic"]
+    xom = Device("spk-xom-1", "long-thanh", "speaker", "xom-1")
+    assert result(conn, [{"id": back["id"], "status": "done"}], xom) == []
+    tick(conn, T0 + timedelta(minutes=4))
+    assert outcome(conn) == [("open", None, None), ("resolved", "reached", None)]
