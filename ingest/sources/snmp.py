@@ -491,7 +491,9 @@ def _metrics(
         state["uptime_ticks"] = ticks
     descr = scalars.get(_SYS_DESCR)
     if isinstance(descr, str):
-        metrics["firmware"] = descr[:200]
+        # Its first line: Cisco's sysDescr goes on with "Technical Support: …", "Copyright …" lines.
+        first = next((line.strip() for line in descr.splitlines() if line.strip()), "")
+        metrics["firmware"] = first[:200]
     interfaces = []
     for index in sorted(set(table["descr"]) | set(table["name"]) | set(table["oper"])):
         in64, out64 = table["in64"].get(index), table["out64"].get(index)

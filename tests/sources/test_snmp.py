@@ -285,3 +285,23 @@ def test_a_reboot_between_recordings_is_an_event_and_no_rate(snmpsim: Any) -> No
     r = probes(prober, [(src, {"community": "reboot-2"})], state)[0]
     assert r.events == (("rebooted", "warning", {"uptime_s": 12, "previous_uptime_s": 86400}),)
     assert "rx_bps" not in r.metrics and "tx_bps" not in r.metrics
+
+
+def test_a_recorded_cisco_switch_gives_its_sysdescrs_first_line_as_firmware(snmpsim: Any) -> None:
+    """A walk of a real Catalyst 3560 from snmpsim's own recordings (github.com/etingof/snmpsim,
+    data/recorded/cisco-catalyst-3560.snmprec, cut to the system group and four interfaces): its
+    sysDescr has four CRLF lines."""
+    r = probe(SnmpProber(dict), SnmpSource("127.0.0.1", snmpsim.port, "2c"), {"community": "cisco-c3560"})
+    assert r.ok, r.error
+    assert r.metrics["firmware"] == (
+        "Cisco IOS Software, C3560 Software (C3560-IPSERVICESK9-M), Version 12.2(55)SE3,"
+        " RELEASE SOFTWARE (fc1)"
+    )
+    assert r.metrics["uptime_s"] == 4924464
+    assert {i["name"]: i["oper"] for i in r.metrics["interfaces"]} == {
+        "Vl1": "down",
+        "Vl2": "up",
+        "Vl3": "up",
+        "Vl999": "down",
+    }
+    assert (r.metrics["if_up"], r.metrics["if_down"]) == (2, 2)
