@@ -35,7 +35,7 @@ _DURATION_RE = re.compile(r"\s*(?:(\d+)\s*[Td]\s*)?(\d+):([0-5]\d):([0-5]\d)\s*"
 
 
 class _Functions(functions.Functions):
-    """JMESPath's functions and one more for firmwares that write durations as text."""
+    """JMESPath's functions and two more: durations written as text, temperatures in °F or K."""
 
     @functions.signature({"types": ["string", "number", "null"]})
     def _func_duration_s(self, value: Any) -> Any:
@@ -48,6 +48,25 @@ class _Functions(functions.Functions):
             return value
         days, h, mi, sec = (int(x) if x else 0 for x in m.groups())
         return ((days * 24 + h) * 60 + mi) * 60 + sec
+
+    @functions.signature({"types": ["string", "number", "null"]}, {"types": ["string", "null"]})
+    def _func_celsius(self, value: Any, unit: Any) -> Any:
+        """A temperature in °C from one the payload says is in `unit`: "F" (Tasmota's TempUnit with
+        SetOption8 1, written as c * 1.8 + 32 in support.ino) or "K" is converted, rounded to
+        0.01; "C", none or other text leaves it unchanged (so the kind's type check names it)."""
+        if value is None or not isinstance(unit, str):
+            return value
+        u = unit.strip().upper().lstrip("°")
+        if u not in ("F", "K") or isinstance(value, bool):
+            return value
+        try:
+            x = float(value)
+        except ValueError:
+            return value
+        if not math.isfinite(x):
+            return value
+        c = (x - 32) / 1.8 if u == "F" else x - 273.15
+        return round(c, 2)
 
 
 SEARCH = jmespath.Options(custom_functions=_Functions())

@@ -69,6 +69,25 @@ def test_duration_s_reads_tasmota_uptime_text_and_leaves_other_text_to_the_type_
     assert err.value.field == "uptime_s"
 
 
+def test_celsius_converts_a_temperature_the_payload_says_is_in_fahrenheit_or_kelvin() -> None:
+    # Tasmota with SetOption8 1: every Temperature is c * 1.8 + 32 and the SENSOR says "TempUnit":"F"
+    # (arendst/Tasmota tasmota/tasmota_support/support.ino, TempUnit and ConvertTempToFahrenheit)
+    f = compile_field("temperature_c", "celsius(DS18B20.Temperature, TempUnit)")
+    doc = {"DS18B20": {"Temperature": 81.5}, "TempUnit": "F"}
+    assert apply_fields("speaker", (f,), doc) == {"temperature_c": 27.5}
+    doc = {"DS18B20": {"Temperature": 27.5}, "TempUnit": "C"}
+    assert apply_fields("speaker", (f,), doc) == {"temperature_c": 27.5}
+    assert apply_fields("speaker", (f,), {"DS18B20": {"Temperature": 27.5}}) == {"temperature_c": 27.5}
+    doc = {"DS18B20": {"Temperature": "14.0"}, "TempUnit": "°f"}
+    assert apply_fields("speaker", (f,), doc) == {"temperature_c": -10}
+    doc = {"DS18B20": {"Temperature": 300.65}, "TempUnit": "K"}
+    assert apply_fields("speaker", (f,), doc) == {"temperature_c": 27.5}
+    assert apply_fields("speaker", (f,), {"TempUnit": "F"}) == {}
+    with pytest.raises(MappingError) as err:
+        apply_fields("speaker", (f,), {"DS18B20": {"Temperature": "hot"}, "TempUnit": "F"})
+    assert err.value.field == "temperature_c"
+
+
 @pytest.mark.parametrize("text", [b"nan", b"-nan", b"None", b"null"])
 def test_a_no_reading_text_leaves_a_numeric_field_absent(text: bytes) -> None:
     # ESPHome: "nan" from value_accuracy_to_string, "None" with publish_nan_as_none (mqtt_sensor.cpp)
