@@ -389,11 +389,28 @@ class _EngineCaller:
         return status, int(ex), [(tuple(name), _value(val)) for name, val in vbs]
 
 
+async def ask_split(call: _Caller, pdu: int, oids: list[Oid]) -> Answer:
+    """A GET or GETNEXT of these OIDs; answered tooBig (v1 has no GETBULK to ask fewer rows of, and
+    an agent's message size may be RFC 1157's 484 bytes), asked again as two halves, down to one
+    OID a request. An error of a half names its OID's place in the whole list."""
+    status, index, vbs = await call.ask(pdu, oids, 0, 0)
+    if status != "tooBig" or len(oids) < 2:
+        return status, index, vbs
+    half = len(oids) // 2
+    status, index, first = await ask_split(call, pdu, oids[:half])
+    if status:
+        return status, index, first
+    status, index, second = await ask_split(call, pdu, oids[half:])
+    if status:
+        return status, index + half if index else 0, second
+    return status, 0, [*first, *second]
+
+
 async def get(call: _Caller, version: str, oids: list[Oid]) -> dict[Oid, Any]:
     """The values of these OIDs (one the agent lacks is left out, as None)."""
     oids = list(oids)
     while oids:
-        status, index, vbs = await call.ask(wire.GET, oids, 0, 0)
+        status, index, vbs = await ask_split(call, wire.GET, oids)
         if status == "noSuchName" and version == "1" and 0 < index <= len(oids):
             # v1 answers a missing OID with an error naming it: ask again without it
             del oids[index - 1]
@@ -418,7 +435,7 @@ async def walk(
             break
         names = [*pending_scalars, *(cursor[c] for c in active)]
         if version == "1":
-            status, index, vbs = await call.ask(wire.GETNEXT, names, 0, 0)
+            status, index, vbs = await ask_split(call, wire.GETNEXT, names)
         else:
             status, index, vbs = await call.ask(wire.GETBULK, names, len(pending_scalars), max_rep)
         if status == "tooBig" and version != "1" and max_rep > 1:

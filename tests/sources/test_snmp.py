@@ -221,6 +221,53 @@ def test_an_agent_answering_too_big_is_asked_for_fewer_rows(snmpd: Snmpd, udp_re
     assert r.metrics["uplink_up"] is True and r.metrics["firmware"] == direct.metrics["firmware"]
 
 
+def _small_v1_agent(snmpd_port: int, most_oids: int, refused: list[int]) -> Any:
+    """A v1 agent with a small message size in front of snmpd: a GET or GETNEXT of more than
+    `most_oids` OIDs is answered tooBig (RFC 1157's error-status 1) with the request's varbinds."""
+    import socket
+
+    from pyasn1.codec.ber import decoder, encoder
+    from pysnmp.proto import api
+
+    v1 = api.PROTOCOL_MODULES[api.SNMP_VERSION_1]
+
+    def reply(request: bytes) -> bytes | None:
+        msg, _ = decoder.decode(request, asn1Spec=v1.Message())
+        pdu = v1.apiMessage.get_pdu(msg)
+        if len(v1.apiPDU.get_varbinds(pdu)) > most_oids:
+            refused.append(len(v1.apiPDU.get_varbinds(pdu)))
+            out = v1.GetResponsePDU()
+            v1.apiPDU.set_defaults(out)
+            v1.apiPDU.set_request_id(out, v1.apiPDU.get_request_id(pdu))
+            v1.apiPDU.set_error_status(out, 1)
+            v1.apiPDU.set_varbinds(out, v1.apiPDU.get_varbinds(pdu))
+            v1.apiMessage.set_pdu(msg, out)
+            return bytes(encoder.encode(msg))
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            s.settimeout(5)
+            s.sendto(request, ("127.0.0.1", snmpd_port))
+            return s.recvfrom(65535)[0]
+
+    return reply
+
+
+def test_a_v1_agent_answering_too_big_is_asked_fewer_oids_a_request(snmpd: Snmpd, udp_responder: Any) -> None:
+    # v1 has no GETBULK: a tooBig GET or GETNEXT is asked again in halves, down to one OID
+    refused: list[int] = []
+    agent = udp_responder(_small_v1_agent(snmpd.port, 1, refused))
+    extra = (("contact", "1.3.6.1.2.1.1.4.0"), ("nothing", "1.3.6.1.2.1.1.99.0"))
+    src = SnmpSource("127.0.0.1", agent.port, "1", uplink="lo", extra=extra, timeout_s=5)
+    r = probe(SnmpProber(dict), src, {"community": COMMUNITY})
+    direct = probe(
+        SnmpProber(dict), SnmpSource("127.0.0.1", snmpd.port, "1", uplink="lo"), {"community": COMMUNITY}
+    )
+    assert refused, "the small agent was never asked more than one OID"
+    assert r.ok, r.error
+    assert [i["name"] for i in r.metrics["interfaces"]] == [i["name"] for i in direct.metrics["interfaces"]]
+    assert r.metrics["uplink_up"] is True and r.metrics["firmware"] == direct.metrics["firmware"]
+    assert r.metrics["contact"] == "tests@example.invalid" and "nothing" not in r.metrics
+
+
 def test_a_hanging_agent_is_bounded_by_timeout_s(udp_responder: Any) -> None:
     agent = udp_responder(lambda _req: None)
     src = SnmpSource("127.0.0.1", agent.port, "2c", timeout_s=0.3)
