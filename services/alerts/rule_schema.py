@@ -50,6 +50,9 @@ BUILTIN: dict[str, dict[str, Any]] = {
     },
     "camera_clock_skew": {"severity": "warning", "for_s": 300, "kinds": ["camera"], "threshold": 60},
     "camera_auth_failed": {"severity": "warning", "for_s": 300, "kinds": ["camera"]},
+    # The other kinds answering but refusing our credentials (SPEC §8: an SNMP v3 key, an HTTP
+    # password, whatever the kind); cameras keep their own rule.
+    "auth_failed": {"severity": "warning", "for_s": 300, "kinds": ["speaker", "eboard", "wifi", "gateway"]},
     "eboard_screen_off": {
         "severity": "warning",
         "for_s": 300,

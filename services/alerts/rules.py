@@ -185,6 +185,7 @@ CHECKS: dict[str, Callable[[DeviceView, Mapping[str, Any], datetime], Condition]
     "camera_storage_failure": _event_rule,
     "camera_clock_skew": _metric(_clock),
     "camera_auth_failed": _auth_failed,
+    "auth_failed": _auth_failed,
     "eboard_screen_off": _screen_off,
     "speaker_battery_low": _metric(_battery),
     "uplink_down": _metric(_uplink),

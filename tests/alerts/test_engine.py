@@ -165,3 +165,30 @@ def test_tamper_status_field_raises_camera_tamper(db_url: str, receiver: Receive
     with running(settings(db_url, cfg)):
         set_state(db_url, "cam-ubnd-1", "online", metrics={"tamper": True})
         assert wait_for(lambda: alerts(db_url))[0]["rule"] == "camera_tamper"
+
+
+def test_a_device_of_any_kind_refusing_our_credentials_raises_auth_failed_and_a_camera_its_own(
+    db_url: str, receiver: Receiver, tmp_path: Path
+) -> None:
+    """SPEC §8: auth_failed whatever the kind (an SNMP v3 key, an HTTP password): one alert each,
+    the camera under its own rule, not both."""
+    load_registry(db_url)
+    all_online(db_url)
+    cfg = write_config(
+        tmp_path, base_config(receiver, auth_failed={"for_s": 0}, camera_auth_failed={"for_s": 0})
+    )
+    with running(settings(db_url, cfg)):
+        set_state(db_url, "wifi-trung-binh", "auth_failed")
+        set_state(db_url, "cam-ubnd-1", "auth_failed")
+        wait_for(
+            lambda: (
+                {(a["rule"], a["device_id"]) for a in alerts(db_url)}
+                == {("auth_failed", "wifi-trung-binh"), ("camera_auth_failed", "cam-ubnd-1")}
+            )
+        )
+        wifi = next(a for a in alerts(db_url) if a["rule"] == "auth_failed")
+        assert "từ chối tài khoản" in wifi["message"] and wifi["severity"] == "warning"
+        wait_for(lambda: len(receiver.requests) == 2)
+        set_state(db_url, "wifi-trung-binh", "online")
+        wait_for(lambda: any(a["state"] == "resolved" for a in alerts(db_url, "rule = 'auth_failed'")))
+    assert len(alerts(db_url)) == 2
