@@ -16,7 +16,8 @@ from psycopg.types.json import Jsonb
 from services import feed
 from services.models import Device, Liveness
 from services.sources.store import listening as sources_listening
-from services.state import derive
+from services.sources.store import refusing as sources_refusing
+from services.state import SOURCE_REFUSED, derive
 
 
 def sweep(
@@ -32,11 +33,17 @@ def sweep(
         # Candidates only: devices whose silence deadline has passed, and devices entering or
         # leaving a maintenance window. Reading every device every second would cost more than
         # the sweep itself; derive() still decides.
+        # Devices of a vendor broker refusing our credentials become auth_failed at once (§8), and
+        # leave it as soon as the broker accepts us again (a device never heard has no deadline).
+        refusing = sources_refusing(conn, now)
+        refused = [d.id for d in devices.values() if refusing and d.source_broker in refusing]
         rows = conn.execute(
             "SELECT device_id, state, last_seen, availability, metrics->'reachable', metrics->'auth_failed'"
             " FROM device_state WHERE (state IN ('online', 'auth_failed') AND deadline < %s)"
-            " OR (state = 'maintenance') <> (device_id = ANY(%s))",
-            (now, list(maint)),
+            " OR (state = 'maintenance') <> (device_id = ANY(%s))"
+            " OR (device_id = ANY(%s) AND state NOT IN ('auth_failed', 'maintenance'))"
+            " OR (state = 'auth_failed' AND reason = %s AND NOT device_id = ANY(%s))",
+            (now, list(maint), refused, SOURCE_REFUSED, refused),
         ).fetchall()
         due: list[tuple[Device, str, str, str, Any, Any]] = []
         sources: dict[str, datetime | None] | None = None
@@ -64,6 +71,7 @@ def sweep(
                     flags,
                     in_maintenance=device_id in maint,
                     polled=device.polled,
+                    source_refused=device.source_broker in refusing,
                 ),
                 now,
                 heard_since,

@@ -129,3 +129,5 @@ class Liveness:
     in_maintenance: bool = False
     # heard by polling (Device.polled): `reachable` and `auth_failed` count, as for cameras
     polled: bool = False
+    # heard through a vendor broker that refuses the IOC's credentials (SPEC §8)
+    source_refused: bool = False

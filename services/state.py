@@ -4,6 +4,9 @@ from datetime import datetime
 
 from services.models import Liveness, State
 
+# Why a device of a vendor broker that refuses the IOC's credentials is auth_failed (SPEC §8).
+SOURCE_REFUSED = "vendor broker refuses our credentials"
+
 
 def derive(d: Liveness, now: datetime, listening_since: datetime | None) -> tuple[State, str]:
     """The state a device is in, and why (the reason is shown to operators).
@@ -14,6 +17,9 @@ def derive(d: Liveness, now: datetime, listening_since: datetime | None) -> tupl
     """
     if d.in_maintenance:
         return State.MAINTENANCE, "maintenance window"
+    if d.source_refused:
+        # The source answers but refuses our credentials (§8); what the device last said is old news.
+        return State.AUTH_FAILED, SOURCE_REFUSED
     if d.availability == "offline":
         return State.OFFLINE, "device reported offline (last will)"
     if d.last_seen is None:

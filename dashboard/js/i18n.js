@@ -102,6 +102,7 @@ const REASONS = [
   [/^camera does not answer$/, "reason.no_answer"],
   [/^device refuses our credentials$/, "reason.device_auth_failed"],
   [/^device does not answer its polls$/, "reason.no_answer_polls"],
+  [/^vendor broker refuses our credentials$/, "reason.source_refused"],
   [/^status received$/, "reason.status"],
 ];
 

@@ -220,7 +220,9 @@ class SourceBridges:
         try:
             conn = self._db()
             for bid, a in self.active.items():
-                source_store.report(conn, bid, a.bridge.listening_since, a.bridge.error)
+                source_store.report(
+                    conn, bid, a.bridge.listening_since, a.bridge.error, refused=a.bridge.refused
+                )
             conn.commit()
         except (psycopg.Error, Unavailable) as err:
             log.warning("sources: cannot report broker health: %s", first_line(err))

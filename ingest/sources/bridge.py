@@ -35,6 +35,9 @@ log = logging.getLogger(__name__)
 
 # Unacknowledged vendor messages the broker may send us (MQTT 5 receive maximum).
 RECEIVE_MAXIMUM = 100
+# CONNACK reasons that mean "your credentials are wrong" (MQTT 5 0x86 bad user name or password,
+# 0x87 not authorized; paho maps MQTT 3.1.1's return codes 4 and 5 onto them).
+_REFUSED_CREDENTIALS = frozenset({0x86, 0x87})
 _SUBSCRIBE_CHUNK = 100
 
 
@@ -90,6 +93,9 @@ class VendorBridge:
         self.counts = Counts()
         self.listening_since: datetime | None = None
         self.error: str | None = None
+        # the broker answers but refuses our user name or password (SPEC §8: its devices are
+        # auth_failed); cleared by the next accepted connection
+        self.refused = False
         # set when the worker died of something unexpected: the owner fails the process
         self.failure: BaseException | None = None
         self._client = self._make_client(password)
@@ -167,8 +173,17 @@ class VendorBridge:
 
     def _on_connect(self, c: mqtt.Client, _u: object, flags: object, reason: object, _p: object) -> None:
         if getattr(reason, "is_failure", False):
+            self.refused = getattr(reason, "value", None) in _REFUSED_CREDENTIALS
             self.error = f"refused: {reason}"
-            log.warning("vendor broker %s refused the bridge: %s", self.broker.id, reason)
+            if self.refused:
+                log.warning(
+                    "vendor broker %s refuses the bridge's credentials (%s): check the broker's"
+                    " user name and password in the registry",
+                    self.broker.id,
+                    reason,
+                )
+            else:
+                log.warning("vendor broker %s refused the bridge: %s", self.broker.id, reason)
             return
         with self._lock:
             self._generation += 1
@@ -178,6 +193,7 @@ class VendorBridge:
             self._subscribe(sorted(self._subscribed))
             self.listening_since = datetime.now(UTC)
         self.error = None
+        self.refused = False
         log.info(
             "bridge connected to %s %s:%s (session %s)",
             self.broker.id,
@@ -195,12 +211,14 @@ class VendorBridge:
                 self.broker.port,
             )
         self.error = "cannot connect"
+        self.refused = False  # not answering is a lost broker, not a refusal
 
     def _on_disconnect(self, c: mqtt.Client, _u: object, _f: object, reason: object, _p: object) -> None:
         if self.listening_since is not None and not self._stop.is_set():
             log.warning("bridge lost vendor broker %s (%s); reconnecting", self.broker.id, reason)
         self.listening_since = None
-        if not self._stop.is_set():
+        if not self._stop.is_set() and not self.refused:
+            # after a refused CONNACK the broker closes the connection: the refusal is the news
             self.error = f"disconnected: {reason}"
         self._jitter(c)
 

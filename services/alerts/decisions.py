@@ -17,6 +17,10 @@ from services.alerts.statecache import StateRow
 from services.alerts.timing import Action, Track, step
 from services.alerts.topology import IOC_WIDE, DeviceRef, Topology
 
+# Device rules held back while the IOC cannot judge the device: its broker lost (offline), or its
+# vendor broker lost or refusing our credentials (the one source_lost alert covers them).
+_FROZEN_RULES = ("offline", "auth_failed")
+
 Key = tuple[str, str]  # (rule, device id or IOC_WIDE)
 
 
@@ -40,6 +44,8 @@ class Observed:
     in_grace: bool = False
     # vendor brokers nobody hears: broker id -> (last heard, the devices heard through it)
     sources_lost: Mapping[str, tuple[datetime | None, tuple[str, ...]]] = field(default_factory=dict)
+    # of those, the brokers that answer but refuse our credentials
+    sources_refused: Set[str] = frozenset()
     # devices one of our broadcasts is on now (services.alerts.unscheduled)
     broadcasting: Set[str] = frozenset()
 
@@ -141,7 +147,10 @@ class Decider:
         heard = [t for t, _ in lost.values() if t is not None]
         since = min(heard) if heard else (seen.now if lost else None)
         devices = tuple(sorted({d for _, ds in lost.values() for d in ds}))
-        details = {"sources": ", ".join(sorted(lost)), "devices": len(devices)}
+        details: dict[str, Any] = {"sources": ", ".join(sorted(lost)), "devices": len(devices)}
+        refused = sorted(b for b in lost if b in seen.sources_refused)
+        if refused:
+            details["refused"] = ", ".join(refused)
         self._ioc_rule("source_lost", bool(lost), since, details, seen, out, devices)
 
     def _broker_lost(self, seen: Observed) -> tuple[bool, datetime | None]:
@@ -238,7 +247,8 @@ class Decider:
                 if not cond.active:
                     out.cleared.append(key)
                 before = track.since
-                suppressed = below_down or (name == "offline" and (broker_lost or dev.id in frozen))
+                # A lost or refusing vendor broker is one source_lost alert, not one per device.
+                suppressed = below_down or (name in _FROZEN_RULES and (broker_lost or dev.id in frozen))
                 action = step(
                     track,
                     cond.active,

@@ -124,6 +124,7 @@ class Evaluator:
                     dirty=None if changed is None else changed | flipped | evented,
                     ingest_stalled=ingest.stalled,
                     sources_lost=inputs.sources_lost(self.conn, now),
+                    sources_refused=inputs.sources_refused(self.conn, now),
                     in_grace=self.grace_until is not None and now < self.grace_until,
                     broadcasting=unscheduled.broadcasting(self.conn),
                 )

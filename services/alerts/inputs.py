@@ -133,6 +133,11 @@ def sources_lost(
     return {bid: (lost[bid].listening_since or lost[bid].seen_at, tuple(ids)) for bid, ids in rows}
 
 
+def sources_refused(conn: psycopg.Connection, now: datetime) -> frozenset[str]:
+    """Vendor brokers that answer but refuse their bridge's credentials."""
+    return frozenset(source_store.refusing(conn, now) - {IOC_BROKER})
+
+
 @dataclass(frozen=True)
 class IngestView:
     """What the IOC-wide rules read of the ingest processes' own reports (services.liveness)."""

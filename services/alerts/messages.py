@@ -54,7 +54,11 @@ def describe(rule: str, details: Mapping[str, Any], lang: str = "vi", vt: str | 
     """What is wrong, e.g. 'mất kết nối', in the catalogue's words ("am.<rule>"); without the
     details its words need, its plain words ("am.<rule>.plain"). `vt`: the commune's village word."""
     lg = _lang(lang)
-    key = "flapping" if rule == "offline" and details.get("flapping") else rule
+    key = rule
+    if rule == "offline" and details.get("flapping"):
+        key = "flapping"
+    elif rule == "source_lost" and details.get("refused"):
+        key = "source_refused"  # the source answers but refuses our credentials: say so
     if words.has(f"am.{key}"):
         needed = set(_FIELD.findall(words.catalogue()["vi"][f"am.{key}"])) - {"vt", "Vt"}
         if all(_usable(details.get(f)) for f in needed):

@@ -117,13 +117,20 @@ def encrypt_secrets(vault: Vault, secrets: Mapping[str, str]) -> bytes:
 
 
 def report(
-    conn: psycopg.Connection, broker_id: str, listening_since: datetime | None, error: str | None = None
+    conn: psycopg.Connection,
+    broker_id: str,
+    listening_since: datetime | None,
+    error: str | None = None,
+    *,
+    refused: bool = False,
 ) -> None:
-    """A bridge's health row: it is alive, and since when it hears its broker (None: it does not)."""
+    """A bridge's health row: it is alive, since when it hears its broker (None: it does not), and
+    whether the broker refuses its credentials."""
     info = {
         "broker": broker_id,
         "listening_since": listening_since.isoformat() if listening_since else None,
         "error": error,
+        "refused": refused,
     }
     conn.execute(
         "INSERT INTO process_health (name, kind, seen_at, info) VALUES (%s, %s, now(), %s)"
@@ -138,12 +145,16 @@ class SourceHealth:
     seen_at: datetime
     listening_since: datetime | None
     error: str | None
+    refused: bool = False  # the broker answers but refuses the bridge's credentials
 
     def lost(self, now: datetime, stale_s: float = STALE_S) -> bool:
         """Nobody hears this broker: its bridge failed to reach it (not: is still connecting for the
         first time), or no bridge has reported lately."""
-        stale = (now - self.seen_at) > timedelta(seconds=stale_s)
-        return stale or (self.listening_since is None and self.error is not None)
+        return self.stale(now, stale_s) or (self.listening_since is None and self.error is not None)
+
+    def stale(self, now: datetime, stale_s: float = STALE_S) -> bool:
+        """No bridge has reported on this broker lately."""
+        return (now - self.seen_at) > timedelta(seconds=stale_s)
 
 
 def health(conn: psycopg.Connection) -> dict[str, SourceHealth]:
@@ -155,7 +166,11 @@ def health(conn: psycopg.Connection) -> dict[str, SourceHealth]:
         since = info.get("listening_since")
         bid = str(info.get("broker"))
         out[bid] = SourceHealth(
-            bid, seen_at, datetime.fromisoformat(since) if since else None, info.get("error")
+            bid,
+            seen_at,
+            datetime.fromisoformat(since) if since else None,
+            info.get("error"),
+            info.get("refused") is True,
         )
     return out
 
@@ -163,6 +178,12 @@ def health(conn: psycopg.Connection) -> dict[str, SourceHealth]:
 def listening(conn: psycopg.Connection, now: datetime) -> dict[str, datetime | None]:
     """Per broker, since when it has been heard without a gap (None: lost now)."""
     return {bid: (None if h.lost(now) else h.listening_since) for bid, h in health(conn).items()}
+
+
+def refusing(conn: psycopg.Connection, now: datetime) -> set[str]:
+    """Brokers that answer but refuse their bridge's credentials, as a bridge reported lately: their
+    devices are auth_failed (SPEC §8), and the one source_lost alert says why."""
+    return {bid for bid, h in health(conn).items() if h.refused and h.lost(now) and not h.stale(now)}
 
 
 @dataclass(frozen=True)

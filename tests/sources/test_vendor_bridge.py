@@ -19,6 +19,7 @@ import pytest
 from cli.embedded import Mosquitto
 from ingest.service import IngestService, IngestSettings
 from ingest.sources import SourceBridges
+from services.alerts.messages import describe
 from tests.alerts.conftest import running, write_config
 from tests.alerts.conftest import settings as alert_settings
 from tests.fix_vendor import VendorBroker, VendorDevice
@@ -47,10 +48,10 @@ SHELLY_SWITCH = (
 )
 
 
-def registry_text(vendor: VendorBroker, heartbeat_s: int = 60) -> str:
+def registry_text(vendor: VendorBroker, heartbeat_s: int = 60, url: str | None = None) -> str:
     return f"""\
 brokers:
-  - {{id: aiot, url: "{vendor.url()}", client_id: {CLIENT_ID}, ca_file: "{vendor.ca_file}"}}
+  - {{id: aiot, url: "{url or vendor.url()}", client_id: {CLIENT_ID}, ca_file: "{vendor.ca_file}"}}
 commune: {{id: thoai-giang, name: "Xã Thoại Giang"}}
 villages:
   - {{id: trung-binh, name: "Ấp Trung Bình"}}
@@ -255,6 +256,51 @@ def test_a_lost_vendor_broker_is_one_source_lost_alert_and_its_devices_freeze(
             lambda: scalar(db_url, "SELECT state FROM alerts WHERE rule = 'source_lost'") == "resolved",
             timeout=60,
         )
+
+
+def test_a_vendor_broker_refusing_our_password_makes_its_devices_auth_failed_under_one_alert_saying_so(
+    db_url: str, mqtt_url: str, vendor_broker: VendorBroker, vendor_device: VendorDevice, tmp_path: Path
+) -> None:
+    """SPEC §8: a source that answers but refuses our credentials is auth_failed, whatever the kind;
+    a vendor broker's devices are still one source_lost alert, which names the refusal."""
+    load(db_url, registry_text(vendor_broker))
+    rules = {"auth_failed": {"for_s": 0}, "offline": {"for_s": 0}, "source_lost": {"for_s": 0}}
+    alerts_file = write_config(tmp_path, {"rules": rules})
+    devices = ("loa-tb-1", "loa-tb-2")
+    with (
+        IngestService(ingest_settings(db_url, mqtt_url)) as svc,
+        bridges(db_url, mqtt_url) as sb,
+        running(alert_settings(db_url, alerts_file)),
+    ):
+        wait_for(lambda: svc.health.check() and listening(sb, "aiot"))
+        vendor_device.publish("tele/loa_tb_1/STATE", TASMOTA_STATE % 1)
+        wait_for(lambda: (state(db_url, "loa-tb-1") or ("",))[0] == "online")
+
+        load(db_url, registry_text(vendor_broker, url=vendor_broker.url(password="not-the-password")))
+        wait_for(lambda: [(state(db_url, d) or ("",))[0] for d in devices] == ["auth_failed"] * 2, timeout=60)
+        reasons = rows(db_url, "SELECT reason FROM device_state WHERE device_id IN ('loa-tb-1', 'loa-tb-2')")
+        assert reasons == [("vendor broker refuses our credentials",)] * 2
+        alert = wait_for(
+            lambda: rows(
+                db_url, "SELECT affected, details FROM alerts WHERE rule = 'source_lost' AND state = 'open'"
+            ),
+            timeout=30,
+        )
+        assert alert[0][0] == list(devices) and alert[0][1]["refused"] == "aiot"
+        text = describe("source_lost", alert[0][1])
+        assert "aiot" in text and "từ chối tên đăng nhập hoặc mật khẩu" in text, text
+        # Ticks of the engine later, still the one alert: no auth_failed or offline per device.
+        alert_seen = datetime.now(UTC)
+        wait_for(lambda: datetime.now(UTC) > alert_seen + timedelta(seconds=5), timeout=20)
+        assert scalar(db_url, "SELECT count(*) FROM alerts WHERE rule IN ('auth_failed', 'offline')") == 0
+        assert scalar(db_url, "SELECT count(*) FROM alerts WHERE rule = 'source_lost'") == 1
+
+        load(db_url, registry_text(vendor_broker))
+        wait_for(
+            lambda: scalar(db_url, "SELECT state FROM alerts WHERE rule = 'source_lost'") == "resolved",
+            timeout=60,
+        )
+        wait_for(lambda: all((state(db_url, d) or ("",))[0] != "auth_failed" for d in devices), timeout=30)
 
 
 RUNNER = """
