@@ -2,7 +2,7 @@
 
 One `ioc up` per data dir: it holds an `flock` on DATA_DIR/ioc-up.lock for its whole life, so
 a second one is refused and leaves the running one alone, while the servers of a killed one
-(a detached postmaster, see LIMITS.md) are recognised as orphans and recovered.
+(a detached postmaster) are recognised as orphans and recovered.
 
 Order matters both ways (docs/operations.md): database and broker first, then migrations, the
 first admin and the demo registry, then ingest, the gateway and the simulator, and the alert

@@ -1,7 +1,7 @@
 """The MQTT consumer: paho with manual acknowledgement, one writer thread, ack after commit.
 
 Why threads and not asyncio here: paho's own loop is the fastest consumer measured on this
-machine (LIMITS.md: 30k msg/s at QoS 1, aiomqtt 19k), and ingest must sustain 20k msg/s end
+machine (30k msg/s at QoS 1 against aiomqtt's 19k), and ingest must sustain 20k msg/s end
 to end. The paho network thread (`FastClient`: buffered reads, a lean QoS 1 path) only appends
 to a deque; the writer thread classifies, writes one transaction per batch and then
 acknowledges the batch in arrival order. A message is never acknowledged before its batch is

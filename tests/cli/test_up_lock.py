@@ -96,7 +96,7 @@ def test_second_up_is_refused_and_leaves_the_running_one_alone(data_dir: Path) -
         assert _children(data_dir) == children and all(_alive(p) for p in children)
         assert healthy(url)
         assert "restarting" not in first.tail() and "left running" not in first.tail()
-        # kill -9: the children follow their parent, the postmaster is orphaned (LIMITS.md)
+        # kill -9: the children follow their parent, the postmaster is orphaned
         first.stop(signal.SIGKILL)
         deadline = time.monotonic() + 20
         while any(_alive(p) for p in children) and time.monotonic() < deadline:

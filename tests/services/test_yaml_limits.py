@@ -14,7 +14,7 @@ from services import registry_file, yaml_limits
 from services.errors import InvalidInput
 
 OK = "commune: {id: tg, name: T}\n"
-# 9 levels of 9 aliases: ~387 M nodes once expanded (LIMITS.md), 600 bytes on disk
+# 9 levels of 9 aliases: ~387 M nodes once expanded, 600 bytes on disk
 BOMB = 'a0: &a0 ["lol"]\n' + "".join(
     f"a{i}: &a{i} [" + ", ".join([f"*a{i - 1}"] * 9) + "]\n" for i in range(1, 10)
 )
