@@ -274,7 +274,7 @@ class Decider:
                 self.clocked.discard(dev.id)
         # Alerts whose rule no longer applies (disabled, removed) or whose device left.
         for key, alert in open_alerts.items():
-            if key[1] != IOC_WIDE and not self._applies(key, states) and alert["state"] != "resolved":
+            if alert.get("device_id") and not self._applies(key, states) and alert["state"] != "resolved":
                 out.decisions.append(Resolve(alert, notify=False, reason="rule no longer applies"))
                 self.tracks.pop(key, None)
                 out.clocks[key] = None

@@ -111,10 +111,22 @@ class Recent:
 
 
 def open_alerts(conn: psycopg.Connection) -> dict[tuple[str, str], dict[str, Any]]:
-    """Unresolved alerts by (rule, device id or IOC_WIDE)."""
+    """Unresolved alerts by (rule, device id or IOC_WIDE); an alert about a broadcast by
+    (rule, "broadcast:<id>"), since two broadcasts may miss villages at once (SPEC §9)."""
     with conn.cursor(row_factory=dict_row) as cur:
         rows = cur.execute(f"SELECT {store.COLUMNS} FROM alerts WHERE state <> 'resolved'").fetchall()  # noqa: S608
-    return {(r["rule"], r["device_id"] or IOC_WIDE): r for r in rows}
+    return {(r["rule"], alert_key(r)): r for r in rows}
+
+
+BROADCAST_KEY = "broadcast:"
+
+
+def alert_key(alert: Mapping[str, Any]) -> str:
+    """The second half of an open alert's key: its device, its broadcast, or IOC_WIDE."""
+    if alert["device_id"]:
+        return str(alert["device_id"])
+    broadcast = (alert.get("details") or {}).get("broadcast")
+    return IOC_WIDE if broadcast is None else f"{BROADCAST_KEY}{broadcast}"
 
 
 def sources_lost(

@@ -201,3 +201,56 @@ def test_quiet_hours_hold_warnings_and_drop_them_when_resolved_first(
             )
         )
     assert ["mất kết nối" in m["title"] for m in receiver.json()] == [True]
+
+
+def _open_broadcast_alert(url: str, broadcast: int, village: str, minutes_ago: float) -> int:
+    """An open broadcast_not_reached alert as services.broadcasts.alerting writes it (no device)."""
+    at = datetime.now(UTC) - timedelta(minutes=minutes_ago)
+    with psycopg.connect(url) as conn:
+        (alert_id,) = conn.execute(
+            "INSERT INTO alerts (rule, device_id, commune_id, severity, message, details, affected,"
+            " since, opened_at, notified_at, notify_count)"
+            " VALUES ('broadcast_not_reached', NULL, 'thoai-giang', 'critical', %s, %s, %s, %s, %s, %s, 1)"
+            " RETURNING id",
+            (
+                f"Bản tin khẩn cấp chưa đến {village}",
+                psycopg.types.json.Jsonb(
+                    {"broadcast": broadcast, "title": f"Bão số {broadcast}", "villages": village, "missed": 1}
+                ),
+                ["spk-tay-binh-1"],
+                at,
+                at,
+                at,
+            ),
+        ).fetchone()  # type: ignore[misc]
+    return int(alert_id)
+
+
+def test_two_open_broadcast_alerts_are_each_repeated_to_the_routed_channel(
+    db_url: str, receiver: Receiver, tmp_path: Path
+) -> None:
+    """Two emergencies missing villages at once are two alerts with no device: each is repeated
+    (they were one key, so only one of them was), to the channel its route names."""
+    load_registry(db_url)
+    all_online(db_url)
+    first = _open_broadcast_alert(db_url, 101, "Ấp Tây Bình", 3)
+    second = _open_broadcast_alert(db_url, 102, "Ấp Trung Bình", 3)
+    doc = base_config(receiver) | {"repeat_s": 1}
+    with running(settings(db_url, write_config(tmp_path, doc))):
+        wait_for(
+            lambda: (
+                {a["id"] for a in alerts(db_url, "rule = 'broadcast_not_reached'") if a["notify_count"] >= 2}
+                == {first, second}
+            ),
+            timeout=20,
+        )
+        wait_for(
+            lambda: all(
+                any(m["title"].startswith("[NHẮC LẠI]") and link in m["message"] for m in receiver.json())
+                for link in ("#/broadcasts/101", "#/broadcasts/102")
+            ),
+            timeout=20,
+        )
+    assert {a["state"] for a in alerts(db_url, "rule = 'broadcast_not_reached'")} == {"open"}
+    for alert_id in (first, second):
+        assert "repeated" in [h["action"] for h in store_history(db_url, alert_id)]
