@@ -2,7 +2,7 @@
 
 import csv
 import io
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import psycopg
 from fastapi.testclient import TestClient
@@ -105,3 +105,31 @@ def test_a_broadcast_to_two_communes_is_counted_in_the_keys_communes_only(
                 per_commune[commune],
                 devices.get(commune, 0),
             )
+
+
+def test_the_log_is_the_last_24_hours_unless_from_and_to_say_otherwise(
+    client: TestClient, as_user: Headers, seeded: str
+) -> None:
+    for title in ("ba ngày trước", "hôm nay"):
+        body = {"title": title, "text": "x", "priority": "normal", "targets": {"villages": ["xom-1"]}}
+        assert client.post("/api/v1/broadcasts", json=body, headers=as_user()).status_code == 201
+    with psycopg.connect(seeded) as conn:
+        conn.execute(
+            "UPDATE broadcasts SET created_at = created_at - interval '3 days' WHERE title = 'ba ngày trước'"
+        )
+    k = key(seeded, None)
+
+    def titles(q: str) -> list[str]:
+        r = client.get(f"/api/share/v1/broadcasts{q}", headers=k)
+        assert r.status_code == 200, r.text
+        return [i["title"] for i in r.json()["items"]]
+
+    now = datetime.now(UTC)
+    day = timedelta(days=1)
+    assert titles("") == ["hôm nay"]  # default: the last 24 h
+    assert titles(f"?from={(now - 4 * day).isoformat()}".replace("+", "%2B")) == ["ba ngày trước", "hôm nay"]
+    assert titles(f"?from={(now - 4 * day):%Y-%m-%d}&to={(now - 2 * day):%Y-%m-%d}") == ["ba ngày trước"]
+    assert titles(f"?from={(now - 2 * day):%Y-%m-%d}&to={(now - day):%Y-%m-%d}") == []
+    for bad in ("?from=hôm-qua", f"?from={now:%Y-%m-%d}&to={(now - day):%Y-%m-%d}", "?from=1800-01-01"):
+        r = client.get(f"/api/share/v1/broadcasts{bad}", headers=k)
+        assert r.status_code == 400, (bad, r.status_code, r.text)
