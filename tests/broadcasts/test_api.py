@@ -190,6 +190,9 @@ def test_only_the_creator_or_an_admin_cancels(client: TestClient, as_user: Heade
     assert client.post(f"/api/v1/broadcasts/{b['id']}/cancel", headers=as_user("op-tg")).status_code == 403
     r = client.post(f"/api/v1/broadcasts/{b['id']}/cancel", headers=as_user("admin"))
     assert r.status_code == 200 and r.json()["state"] == "cancelled"
+    audit = client.get("/api/v1/audit", headers=as_user("admin")).json()["items"]
+    cancels = [e for e in audit if e["action"] == f"POST /api/v1/broadcasts/{b['id']}/cancel"]
+    assert [e["actor"] for e in cancels] == ["admin"]  # the change is audited, the refusal is not one
 
 
 def test_the_201_lists_every_delivery_before_the_worker_has_run(client: TestClient, as_user: Headers) -> None:

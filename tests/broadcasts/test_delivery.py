@@ -82,6 +82,7 @@ def test_an_emergency_is_sent_to_each_online_speaker_with_a_signed_absolute_medi
     (cmd,) = tick(conn)
     assert cmd["topic"] == "ioc/v1/thoai-giang/speaker/spk-trung-binh-1/cmd"
     assert cmd["type"] == "play" and cmd["priority"] == "emergency" and cmd["duration_s"] == 2.0
+    assert cmd["volume"] == 80  # the broadcast's volume, as SPEC §9's play command carries it
     assert cmd["media_url"].startswith(f"{URL}/media/{conn.media_id}?exp=")  # type: ignore[attr-defined]
     assert states(conn, b) == {"spk-trung-binh-1": ("sent", None), "spk-tay-binh-1": ("scheduled", "offline")}
     assert tick(conn) == []  # nothing twice
@@ -328,6 +329,7 @@ def test_a_device_retired_before_the_start_is_left_out_and_the_others_get_it(
     conn.execute("UPDATE devices SET retired_at = %s WHERE id = 'spk-tay-binh-1'", (T0,))
     (cmd,) = tick(conn, later)  # a target the registry lost never stops the worker's round
     assert cmd["topic"].endswith(f"/{SPK.id}/cmd")
+    assert "volume" not in cmd  # no volume chosen: the speaker keeps its own
     assert set(states(conn, b)) == {SPK.id}
 
 
@@ -409,3 +411,37 @@ def test_why_a_village_is_not_reached_tells_maintenance_from_offline() -> None:
     assert why_not([("speaker", "expired", "maintenance")]) == "maintenance"
     assert why_not([("speaker", "expired", "online")]) == "expired"
     assert why_not([("speaker", "rejected", "online"), ("speaker", "expired", "maintenance")]) == "rejected"
+
+
+def test_each_occurrence_of_a_daily_bulletin_is_delivered_again_with_its_own_results(
+    conn: psycopg.Connection,
+) -> None:
+    with conn.transaction():
+        b = store.create(
+            conn,
+            title="Bản tin sáng",
+            priority="normal",
+            media_id=conn.media_id,  # type: ignore[attr-defined]
+            text=None,
+            targets={"devices": [SPK.id]},
+            starts_at=T0,
+            rrule="FREQ=DAILY",
+            expires_at=T0 + timedelta(minutes=30),
+            risk_level=None,
+            volume=None,
+            actor="admin",
+            role="admin",
+            scope=None,
+            now=T0,
+            tz=TZ,
+        )
+    (first,) = tick(conn, T0)
+    assert result(conn, [{"id": first["id"], "status": "done"}]) == []
+    assert tick(conn, T0 + timedelta(hours=1)) == []  # between occurrences nothing is sent
+    (second,) = tick(conn, T0 + timedelta(days=1))
+    assert second["id"] != first["id"] and second["topic"] == first["topic"]
+    assert tick(conn, T0 + timedelta(days=1, seconds=1)) == []  # once per occurrence
+    rows = conn.execute(
+        "SELECT occurrence_at, state FROM deliveries WHERE broadcast_id = %s ORDER BY occurrence_at", (b.id,)
+    ).fetchall()
+    assert rows == [(T0, "done"), (T0 + timedelta(days=1), "sent")]
