@@ -17,7 +17,7 @@ import logging
 import os
 import secrets
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,6 +26,9 @@ import psycopg
 from services import csvcells, registry, topics
 from services.errors import InvalidInput, NotFound
 from services.models import Device
+from services.sources import IOC_BROKER, vendor
+from services.sources import profiles as source_profiles
+from services.sources import store as source_store
 
 log = logging.getLogger(__name__)
 
@@ -101,7 +104,22 @@ def command_topic(d: Device) -> str:
     return topics.device_topic(d.commune_id, d.kind, d.id, "cmd")
 
 
-def render_acl(devices: Sequence[Device]) -> str:
+def vendor_topics(conn: psycopg.Connection, devices: Sequence[Device]) -> dict[str, list[str]]:
+    """Device id -> the topic filters its vendor profile publishes on the IOC's own broker (SPEC §8:
+    a Tasmota speaker whose `source` is a profile without `broker`), from the same catalogue the
+    import checks (shipped, IOC_PROFILES_DIR, the registry's)."""
+    catalogue = source_profiles.effective(
+        source_profiles.catalogue(source_profiles.env_dir()), source_store.registry_profiles(conn)
+    )
+    out: dict[str, set[str]] = {}
+    for r in vendor.routes(devices, catalogue, IOC_BROKER):
+        out.setdefault(r.device.id, set()).add(r.filter)
+    return {d: sorted(fs) for d, fs in out.items()}
+
+
+def render_acl(devices: Sequence[Device], vendor_topics: Mapping[str, Sequence[str]] | None = None) -> str:
+    """The broker's ACL; `vendor_topics`: each device's vendor topics on this broker."""
+    by_device = vendor_topics or {}
     lines = [
         "# Written by `ioc mqtt-auth` from the device registry; run it again rather than edit.",
         "# Mosquitto refuses everything not granted here.",
@@ -113,12 +131,19 @@ def render_acl(devices: Sequence[Device]) -> str:
         f"topic write {topics.ROOT}/+/camera/#",
         f"topic write {topics.device_topic('+', '+', '+', 'cmd')}",
         f"topic readwrite {topics.INTERNAL}/#",
+    ]
+    heard = sorted({t for ts in by_device.values() for t in ts})
+    if heard:
+        lines += ["# ... and the vendor topics of devices heard through a profile on this broker."]
+        lines += [f"topic read {t}" for t in heard]
+    lines += [
         "",
-        "# Each device publishes its own status, availability, event and cmd_result only, and",
-        "# reads only its own commands.",
+        "# Each device publishes its own status, availability, event and cmd_result only (or its",
+        "# profile's topics), and reads only its own commands.",
     ]
     for d in sorted(devices, key=lambda d: d.id):
         lines += [f"user {d.id}", *(f"topic write {t}" for t in published_topics(d))]
+        lines += [f"topic write {t}" for t in by_device.get(d.id, ())]
         lines += [f"topic read {command_topic(d)}", ""]
     return "\n".join(lines) + "\n"
 
@@ -232,6 +257,6 @@ def provision(
             if c.username == IOC_USERNAME:
                 _write(ioc_password_file, c.password + "\n", 0o600)
         _write(out_dir / "credentials.csv", render_credentials(created), 0o600)
-        _write(out_dir / "acl", render_acl(devices), 0o640, group="mosquitto")
+        _write(out_dir / "acl", render_acl(devices, vendor_topics(conn, devices)), 0o640, group="mosquitto")
         _write(out_dir / "passwd", render_passwd(hashes), 0o640, group="mosquitto")
     return Provisioned(len(hashes), tuple(created), out_dir, ioc_password_file)

@@ -465,3 +465,53 @@ def test_simulated_devices_sign_in_with_their_credentials_on_the_devices_listene
         proc.terminate()
         proc.wait(20)
         ioc_sub.close()
+
+
+def test_a_device_heard_through_a_profile_on_the_ioc_broker_publishes_its_vendor_topics_only(
+    db_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A Tasmota speaker on the IOC's own broker (SPEC §8, a profile without `broker`) speaks its
+    firmware's topics: the ACL lets it publish those of its own Topic and the `ioc` account read
+    them; another device's Tasmota topics stay closed to it."""
+    _import(
+        db_url,
+        REGISTRY
+        + "  - {id: loa-tb-1, kind: speaker, village: trung-binh,"
+        + " source: {mqtt: {profile: tasmota, id: loa_tb_1}}}\n"
+        + "  - {id: loa-tb-2, kind: speaker, village: trung-binh,"
+        + " source: {mqtt: {profile: tasmota, id: loa_tb_2}}}\n",
+    )
+    data = private_dir("ioc-data-")
+    out = data / "mosquitto-auth"
+    monkeypatch.setenv("IOC_DATABASE_URL", db_url)
+    assert ioc(["mqtt-auth", "--out", str(out), "--data-dir", str(data)]) == 0
+    acl = (out / "acl").read_text()
+    assert "user loa-tb-1\n" in acl and "topic write tele/loa_tb_1/STATE\n" in acl
+    assert "topic read tele/loa_tb_1/LWT\n" in acl.split("user loa-tb-1")[0]  # the ioc account's part
+    m = Mosquitto(
+        private_dir("ioc-mqtt-"), passwd_file=out / "passwd", acl_file=out / "acl", device_listener=True
+    )
+    m.start()
+    try:
+        creds = _creds(out)
+        ioc_sub = Client(m, "ioc", creds["ioc"])
+        assert ioc_sub.connect() == 0
+        for t in ("tele/loa_tb_1/STATE", "tele/loa_tb_1/LWT", "tele/loa_tb_2/STATE"):
+            ioc_sub.subscribe(t)
+        spk = Client(m, "loa-tb-1", creds["loa-tb-1"])
+        assert spk.connect() == 0
+        spk.publish("tele/loa_tb_2/STATE", b'{"POWER": "OFF"}')  # another speaker's topic: dropped
+        spk.publish("tele/loa_tb_1/LWT", b"Online")
+        spk.publish("tele/loa_tb_1/STATE", b'{"POWER": "ON"}')
+        deadline = time.monotonic() + 10
+        while len(ioc_sub.received) < 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        time.sleep(0.2)  # one publisher's messages arrive in order: a forged one would be here
+        assert ioc_sub.received == [
+            ("tele/loa_tb_1/LWT", b"Online"),
+            ("tele/loa_tb_1/STATE", b'{"POWER": "ON"}'),
+        ]
+        spk.close()
+        ioc_sub.close()
+    finally:
+        m.stop()
