@@ -29,8 +29,11 @@ class Stack:
 
 
 @contextmanager
-def stack(prefix: str, seed: Callable[[str], None]) -> Iterator[Stack]:
-    """Start everything; `seed(db_url)` fills the registry before ingest loads it."""
+def stack(
+    prefix: str, seed: Callable[[str], None], ingest_env: dict[str, str] | None = None
+) -> Iterator[Stack]:
+    """Start everything; `seed(db_url)` fills the registry before ingest loads it; `ingest_env`: more
+    settings for ingest (e.g. IOC_SECRET_KEY, to read the secrets the seed encrypted)."""
     base = private_dir(prefix)
     pg = Postgres(base / "pg", fast_unsafe=True)
     mq = Mosquitto(base / "mqtt")
@@ -44,6 +47,7 @@ def stack(prefix: str, seed: Callable[[str], None]) -> Iterator[Stack]:
         env.update(
             IOC_DATABASE_URL=pg.url(), IOC_MQTT_URL=mq.url(), IOC_DATA_DIR=str(base), PYTHONPATH=str(ROOT)
         )
+        env.update(ingest_env or {})
         with (base / "ingest.log").open("wb") as log:
             ingest = subprocess.Popen(
                 [sys.executable, "-m", "cli.main", "ingest", "--no-onvif", "--id", "bench"],
