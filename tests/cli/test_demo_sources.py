@@ -27,7 +27,8 @@ from simulator import demo, probed
 from simulator.devices import Simulator
 from simulator.scenario import Scenario
 from tests.fix_pg import private_dir
-from tests.sources.test_vendor_bridge import SECRET, bridges, ingest_settings, listening, state
+from tests.sources.stack import ingest_settings as poll_settings
+from tests.sources.test_vendor_bridge import SECRET, bridges, listening, state
 from tests.support import wait_for
 
 
@@ -186,6 +187,9 @@ def test_router_outage_takes_every_child_down_through_every_source(db_url: str, 
                     return bool(
                         db_state("loa-bac-thanh") == "online"
                         and db_state("gw-bac-thanh") == "online"
+                        # polled by the IOC (HTTP, TCP every 5 s), heard through the pipeline
+                        and db_state("eb-bac-thanh") == "online"
+                        and db_state("ap-bac-thanh") == "online"
                         and doc
                         and "on" in doc.get("display", {})
                         and tcp_open(tcp_port)
@@ -211,17 +215,20 @@ def test_router_outage_takes_every_child_down_through_every_source(db_url: str, 
                 assert f".{vap0} = INTEGER:" in got
                 assert await asyncio.to_thread(snmpget, snmp_port, sys_up, community="public") is None
 
-                sim.outage("gw-bac-thanh", 10)
+                sim.outage("gw-bac-thanh", 30)
 
                 def everything_down() -> bool:
                     return (
                         db_state("gw-bac-thanh") == "offline"
                         and db_state("loa-bac-thanh") == "offline"
+                        # the IOC's own polls fail twice (fail_after 2): offline, as SPEC §8 says
+                        and db_state("eb-bac-thanh") == "offline"
+                        and db_state("ap-bac-thanh") == "offline"
                         and http_status(eb_url) is None
                         and not tcp_open(tcp_port)
                     )
 
-                await asyncio.to_thread(wait_for, everything_down, 20)
+                await asyncio.to_thread(wait_for, everything_down, 28)
                 assert await asyncio.to_thread(snmpget, snmp_port, sys_up) is None  # silent, as unpowered
                 assert watch.of("tele/loa_bac_thanh/LWT")[-1] == b"Offline"  # its last will, by the broker
                 await asyncio.to_thread(wait_for, everything_up, 40)
@@ -232,7 +239,7 @@ def test_router_outage_takes_every_child_down_through_every_source(db_url: str, 
                 await task
 
     try:
-        with IngestService(ingest_settings(db_url, mqtt_url)) as svc:
+        with IngestService(poll_settings(db_url, mqtt_url, "ingest-demo-sources", poll=True)) as svc:
             wait_for(lambda: svc.health.check())
             with bridges(db_url, mqtt_url) as sb:
                 wait_for(lambda: listening(sb, "vendor-cloud"))
