@@ -34,8 +34,17 @@ def conn(db_url: str, tmp_path: Any) -> Iterator[psycopg.Connection]:
 
 
 def send(
-    conn: psycopg.Connection, priority: str = "emergency", now: datetime = T0, **targets: Any
+    conn: psycopg.Connection,
+    priority: str = "emergency",
+    now: datetime = T0,
+    *,
+    starts_at: datetime | None = None,
+    rrule: str | None = None,
+    expires_at: datetime | None = None,
+    volume: int | None = 80,
+    **targets: Any,
 ) -> store.Broadcast:
+    """A broadcast created at `now` (by default starting then, to SPK) as the API makes it."""
     with conn.transaction():
         return store.create(
             conn,
@@ -44,11 +53,11 @@ def send(
             media_id=conn.media_id,  # type: ignore[attr-defined]
             text=None,
             targets=targets or {"devices": [SPK.id]},
-            starts_at=now,
-            rrule=None,
-            expires_at=None,
+            starts_at=starts_at or now,
+            rrule=rrule,
+            expires_at=expires_at,
             risk_level=None,
-            volume=80,
+            volume=volume,
             actor="admin",
             role="admin",
             scope=None,
@@ -307,25 +316,7 @@ def test_a_device_retired_before_the_start_is_left_out_and_the_others_get_it(
     conn: psycopg.Connection,
 ) -> None:
     later = T0 + timedelta(minutes=30)
-    with conn.transaction():
-        b = store.create(
-            conn,
-            title="Bản tin chiều",
-            priority="emergency",
-            media_id=conn.media_id,  # type: ignore[attr-defined]
-            text=None,
-            targets={"devices": [SPK.id, "spk-tay-binh-1"]},
-            starts_at=later,
-            rrule=None,
-            expires_at=None,
-            risk_level=None,
-            volume=None,
-            actor="admin",
-            role="admin",
-            scope=None,
-            now=T0,
-            tz=TZ,
-        )
+    b = send(conn, starts_at=later, volume=None, devices=[SPK.id, "spk-tay-binh-1"])
     conn.execute("UPDATE devices SET retired_at = %s WHERE id = 'spk-tay-binh-1'", (T0,))
     (cmd,) = tick(conn, later)  # a target the registry lost never stops the worker's round
     assert cmd["topic"].endswith(f"/{SPK.id}/cmd")
@@ -416,25 +407,7 @@ def test_why_a_village_is_not_reached_tells_maintenance_from_offline() -> None:
 def test_each_occurrence_of_a_daily_bulletin_is_delivered_again_with_its_own_results(
     conn: psycopg.Connection,
 ) -> None:
-    with conn.transaction():
-        b = store.create(
-            conn,
-            title="Bản tin sáng",
-            priority="normal",
-            media_id=conn.media_id,  # type: ignore[attr-defined]
-            text=None,
-            targets={"devices": [SPK.id]},
-            starts_at=T0,
-            rrule="FREQ=DAILY",
-            expires_at=T0 + timedelta(minutes=30),
-            risk_level=None,
-            volume=None,
-            actor="admin",
-            role="admin",
-            scope=None,
-            now=T0,
-            tz=TZ,
-        )
+    b = send(conn, "normal", rrule="FREQ=DAILY", expires_at=T0 + timedelta(minutes=30), volume=None)
     (first,) = tick(conn, T0)
     assert result(conn, [{"id": first["id"], "status": "done"}]) == []
     assert tick(conn, T0 + timedelta(hours=1)) == []  # between occurrences nothing is sent

@@ -92,6 +92,18 @@ def bridges(db_url: str, mqtt_url: str) -> Iterator[SourceBridges]:
         raise failure[0]
 
 
+@contextmanager
+def hearing_aiot(db_url: str, mqtt_url: str, alerts_file: Path) -> Iterator[SourceBridges]:
+    """Ingest, the bridges and the alert engine running, the bridge hearing the vendor broker."""
+    with (
+        IngestService(ingest_settings(db_url, mqtt_url)) as svc,
+        bridges(db_url, mqtt_url) as sb,
+        running(alert_settings(db_url, alerts_file)),
+    ):
+        wait_for(lambda: svc.health.check() and listening(sb, "aiot"))
+        yield sb
+
+
 def state(db_url: str, device_id: str) -> tuple[Any, ...] | None:
     with psycopg.connect(db_url) as conn:
         return conn.execute(
@@ -222,12 +234,7 @@ def test_a_lost_vendor_broker_is_one_source_lost_alert_and_its_devices_freeze(
 ) -> None:
     load(db_url, registry_text(vendor_broker, heartbeat_s=3))
     alerts_file = write_config(tmp_path, {"rules": {"offline": {"for_s": 0}, "source_lost": {"for_s": 0}}})
-    with (
-        IngestService(ingest_settings(db_url, mqtt_url)) as svc,
-        bridges(db_url, mqtt_url) as sb,
-        running(alert_settings(db_url, alerts_file)),
-    ):
-        wait_for(lambda: svc.health.check() and listening(sb, "aiot"))
+    with hearing_aiot(db_url, mqtt_url, alerts_file):
         vendor_device.publish("tele/loa_tb_1/STATE", TASMOTA_STATE % 1)
         vendor_device.publish("zigbee2mqtt/loa_tb_2", Z2M_STATE)
         wait_for(
@@ -267,12 +274,7 @@ def test_a_vendor_broker_refusing_our_password_makes_its_devices_auth_failed_und
     rules = {"auth_failed": {"for_s": 0}, "offline": {"for_s": 0}, "source_lost": {"for_s": 0}}
     alerts_file = write_config(tmp_path, {"rules": rules})
     devices = ("loa-tb-1", "loa-tb-2")
-    with (
-        IngestService(ingest_settings(db_url, mqtt_url)) as svc,
-        bridges(db_url, mqtt_url) as sb,
-        running(alert_settings(db_url, alerts_file)),
-    ):
-        wait_for(lambda: svc.health.check() and listening(sb, "aiot"))
+    with hearing_aiot(db_url, mqtt_url, alerts_file):
         vendor_device.publish("tele/loa_tb_1/STATE", TASMOTA_STATE % 1)
         wait_for(lambda: (state(db_url, "loa-tb-1") or ("",))[0] == "online")
 
