@@ -143,9 +143,9 @@ def test_a_speaker_playing_what_nobody_sent_raises_one_alert_until_it_stops_or_o
             speakers.status(USB, playing=True, source="usb")
             ((device, state, message, details),) = wait_for(lambda: rows(db_url))
             assert (device, state, details) == ("spk-trung-binh-1", "open", {"source": "usb"})
-            assert message.endswith("spk-trung-binh-1 đang phát nội dung không do IOC gửi (nguồn: usb)")
+            assert message.endswith("spk-trung-binh-1 đang phát nội dung không do Trung tâm gửi (nguồn: usb)")
             (note,) = wait_for(lambda: receiver.json())
-            assert "đang phát nội dung không do IOC gửi (nguồn: usb)" in note["title"]
+            assert "đang phát nội dung không do Trung tâm gửi (nguồn: usb)" in note["title"]
             assert "Ấp Trung Bình" in note["message"]
 
             # It stops: resolved.

@@ -101,7 +101,7 @@ CASES: list[tuple[str, str | None, dict[str, Any], str, str]] = [
         "unscheduled_broadcast",
         "spk-tay-binh-1",
         {"source": "usb", "playing": True},
-        "Loa ấp Tây Bình 1 đang phát nội dung không do IOC gửi (nguồn: usb)",
+        "Loa ấp Tây Bình 1 đang phát nội dung không do Trung tâm gửi (nguồn: usb)",
         "Loa ấp Tây Bình 1 is playing something the IOC did not send (source: usb)",
     ),
     # What a device calls its source is text, never markup, nor a pattern of replaceAll ("$&").
@@ -109,7 +109,7 @@ CASES: list[tuple[str, str | None, dict[str, Any], str, str]] = [
         "unscheduled_broadcast",
         "spk-bac-thanh-1",
         {"source": "<b>fm</b> $&", "playing": True},
-        "Loa ấp Bắc Thạnh 1 đang phát nội dung không do IOC gửi (nguồn: <b>fm</b> $&)",
+        "Loa ấp Bắc Thạnh 1 đang phát nội dung không do Trung tâm gửi (nguồn: <b>fm</b> $&)",
         "Loa ấp Bắc Thạnh 1 is playing something the IOC did not send (source: <b>fm</b> $&)",
     ),
     (

@@ -160,7 +160,7 @@ def test_device_page_says_how_the_device_is_heard(spage: Page, src_url: str) -> 
         "eb-cho": ("http", "HTTP · http://192.0.2.30/status · hỏi mỗi 10 giây"),
         "loa-tb-1": ("profile", "MQTT của hãng · hồ sơ tasmota"),
         "cam-ubnd-1": ("onvif", "ONVIF"),
-        "spk-1": ("mqtt", "MQTT của IOC"),
+        "spk-1": ("mqtt", "MQTT của Trung tâm"),
     }
     for device_id, (heard, text) in cases.items():
         spage.goto(f"{src_url}/#/device/{device_id}")
@@ -180,14 +180,14 @@ def test_device_page_shows_the_last_poll_and_its_error_in_the_page_language(
     expect(spage.locator("#probe-error")).to_have_text("hết thời gian chờ, thiết bị không trả lời")
     expect(spage.locator("#device-probe")).to_contain_text("3 lần hỏi liền không đạt")
     expect(spage.locator("#probe-detail")).to_have_text("no reply from 192.0.2.1 within 1 s")
-    expect(spage.locator(".device-state .reason")).to_contain_text("thiết bị không trả lời khi IOC hỏi")
+    expect(spage.locator(".device-state .reason")).to_contain_text("thiết bị không trả lời khi Trung tâm hỏi")
     # the probe fields are not repeated among the metrics; loss is a percentage
     expect(spage.locator("#device-metrics")).not_to_contain_text("probe_")
     expect(spage.locator("#device-metrics [data-metric=loss_pct]")).to_have_text("100%")
     shot(spage, "device-ping-failed")
     spage.goto(f"{src_url}/#/device/eb-cho")
     expect(spage.locator("#probe-error")).to_have_attribute("data-code", "auth")
-    expect(spage.locator("#probe-error")).to_have_text("thiết bị từ chối thông tin đăng nhập của IOC")
+    expect(spage.locator("#probe-error")).to_have_text("thiết bị từ chối thông tin đăng nhập của Trung tâm")
     expect(spage.locator("#device-state")).to_have_attribute("data-state", "auth_failed")
     spage.click("#lang-switch")
     expect(spage.locator("#probe-error")).to_have_text("the device refuses the IOC's credentials")

@@ -3,7 +3,7 @@
 
 import { allPages, api, MAINTENANCE_ROLES, query } from "../api.js";
 import { esc, fmtMetric, STATE_COLORS, statePill } from "../dom.js";
-import { eventLabel, eventMessage, fmtAgo, fmtTime, getLang, getTz, metricLabel, reasonText, t } from "../i18n.js";
+import { eventLabel, eventMessage, fmtAgo, fmtNumber, fmtTime, getLang, getTz, metricLabel, reasonText, t } from "../i18n.js";
 import { deviceName, formerCommune, store, villageName } from "../live.js";
 
 const uPlot = window.uPlot;
@@ -273,10 +273,11 @@ function renderCharts(rows) {
       ...base,
       height: 150,
       title: metricLabel(name, true),
-      series: [xSeries, { label: t("chart.min"), stroke: "#93c5fd", width: 1, dash: [4, 3] },
-        { label: t("chart.avg"), stroke: "#0f4c81", width: 2, fill: "rgba(15,76,129,0.08)" },
-        { label: t("chart.max"), stroke: "#93c5fd", width: 1, dash: [4, 3] }],
-      axes: [xAxis, { size: 56 }],
+      // Numbers in the page's style (vi-VN: «37,5»), on the axis and in the legend alike.
+      series: [xSeries, { label: t("chart.min"), stroke: "#93c5fd", width: 1, dash: [4, 3], value: legendNumber },
+        { label: t("chart.avg"), stroke: "#0f4c81", width: 2, fill: "rgba(15,76,129,0.08)", value: legendNumber },
+        { label: t("chart.max"), stroke: "#93c5fd", width: 1, dash: [4, 3], value: legendNumber }],
+      axes: [xAxis, { size: 56, values: (_, splits) => splits.map((v) => fmtNumber(v)) }],
     }, [xs, pick("min"), pick("avg"), pick("max")], el));
   }
   if (!resizeObs) {
@@ -287,6 +288,8 @@ function renderCharts(rows) {
     resizeObs.observe(box);
   }
 }
+
+const legendNumber = (_, v) => (v === null || v === undefined ? "—" : fmtNumber(v));
 
 // The share of a bucket's time in which the device's state was known (gateways before
 // known_share existed: all of it, as they had no way to tell).

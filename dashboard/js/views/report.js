@@ -86,7 +86,7 @@ function params() {
 async function run() {
   const p = params();
   const csv = root.querySelector("#report-csv");
-  csv.href = `/api/v1/reports/availability${query({ ...p, format: "csv", limit: 10000 })}`;
+  csv.href = `/api/v1/reports/availability${query({ ...p, format: "csv", limit: 10000, lang: getLang() })}`;
   csv.setAttribute("download", `availability-${form.group_by}-${form.from}-${form.to}.csv`);
   const table = root.querySelector("#report-table");
   table.innerHTML = `<tbody><tr><td class="muted">${esc(t("misc.loading"))}</td></tr></tbody>`;
