@@ -140,6 +140,8 @@ class Query:
     text: str
     matches: Predicate
     equalities: dict[str, Any]
+    # the attribute names its terms read, as the entities call them (the @context's terms applied)
+    attributes: frozenset[str] = frozenset()
 
     @classmethod
     def parse(cls, text: str, terms: dict[str, str] | None = None) -> "Query":
@@ -150,7 +152,14 @@ class Query:
         pred, rest, eqs = _or(tokens, 0)
         if rest != len(tokens):
             raise InvalidInput(f"q {text!r} is not well formed near token {rest + 1}")
-        return cls(text, pred, eqs)
+        names = frozenset(terms_of(p[1], p[4]) for kind, p in tokens if kind == "term")
+        return cls(text, pred, eqs, names)
+
+
+def terms_of(attr: str, terms: dict[str, str]) -> str:
+    """The entity attribute a q term reads: without `!`, the @context's term for an expanded name."""
+    name = attr.lstrip("!")
+    return terms.get(name, name)
 
 
 def _tokens(text: str, terms: dict[str, str]) -> list[tuple[str, Any]]:

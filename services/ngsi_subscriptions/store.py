@@ -164,7 +164,15 @@ def validate(conn: psycopg.Connection, key: ApiKey, doc: dict[str, Any], now: da
     if watched is not None:
         out["watchedAttributes"] = watched
     if doc.get("q") is not None:
-        eq = {k: str(v) for k, v in Query.parse(doc["q"], TERMS).equalities.items()}
+        query = Query.parse(doc["q"], TERMS)
+        # A term on an attribute no Device has would match nothing, ever: say so now (as for
+        # watchedAttributes) instead of storing a subscription that never fires.
+        unknown = sorted(a for a in query.attributes if a.split(".")[0] not in known)
+        if unknown:
+            raise InvalidInput(
+                f"q: no Device attribute {', '.join(map(repr, unknown))} (known: {', '.join(sorted(known))})"
+            )
+        eq = {k: str(v) for k, v in query.equalities.items()}
         if eq.get("kind") is not None and eq["kind"] not in KINDS:
             raise InvalidInput(f"q: kind {eq['kind']!r} is not one of {', '.join(KINDS)}")
         key.check_commune(eq.get("commune"))

@@ -153,6 +153,9 @@ def test_bad_subscriptions_are_400_with_the_reason(client: TestClient, key_a: st
         ),
         (sub(q="deviceState>>1"), "BadRequestData", "q term"),
         (sub(q='kind=="tractor"'), "BadRequestData", "tractor"),
+        # a term on an attribute no Device has: it would never match, so it is refused
+        (sub(q='deviceStat=="offline"'), "BadRequestData", "deviceStat"),
+        (sub(q='deviceState=="offline"|!batteryLvl'), "BadRequestData", "batteryLvl"),
         (sub(expiresAt="2020-01-01T00:00:00Z"), "BadRequestData", "past"),
         (sub(expiresAt="tomorrow"), "BadRequestData", "expiresAt"),
         (sub(throttling=0), "BadRequestData", "throttling"),
