@@ -242,6 +242,15 @@ def test_the_pdf_is_a4_in_vietnamese_with_charts_and_a_signature_block(client: T
     assert 1 <= len(pages) <= 3
     info = subprocess.run(["pdfinfo", "-"], input=r.content, capture_output=True, check=True).stdout.decode()
     assert "595.276 x 841.89 pts (A4)" in info
+    # Every font embedded, with a Unicode map (the diacritics are the font's glyphs, and copy out as
+    # text), and DejaVu's: a fallback font would draw «ạ» or «ữ» from another face, or as boxes.
+    fonts = subprocess.run(
+        ["pdffonts", str(OUT / "thoai-giang-2026-11.pdf")], capture_output=True, check=True, text=True
+    ).stdout.splitlines()[2:]
+    assert fonts, "no font in the PDF"
+    for line in fonts:
+        name, *_, emb, _sub, uni, _obj, _gen = line.split()
+        assert "DejaVu" in name and emb == "yes" and uni == "yes", line
 
 
 def test_the_pdf_of_every_commune_has_a_section_each(client: TestClient) -> None:
