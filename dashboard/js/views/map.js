@@ -149,13 +149,24 @@ function style(state) {
     radius: state === "online" ? 6 : bad ? 10 : 8 };
 }
 
+// The first view opens on the commune with the most devices in trouble (offline, refusing our
+// credentials), so an outage is on screen at once; the first by name when none or a tie.
+const TROUBLE = new Set(["offline", "auth_failed"]);
+function mostInTrouble(communes) {
+  const down = new Map();
+  for (const d of store.devices.values()) {
+    if (TROUBLE.has(d.state)) down.set(d.commune, (down.get(d.commune) || 0) + 1);
+  }
+  return communes.reduce((best, c) => ((down.get(c.id) || 0) > (down.get(best.id) || 0) ? c : best), communes[0]);
+}
+
 // The communes to choose from, and the devices of the one shown.
 function shownDevices() {
   const communes = [...store.communes.values()].sort((a, b) => collate(a.name, b.name));
   const select = root.querySelector("#map-commune");
   select.closest("label").hidden = communes.length < 2;
   if (communes.length < 2) return [...store.devices.values()];
-  if (commune === null || (commune && !store.communes.has(commune))) commune = communes[0].id;
+  if (commune === null || (commune && !store.communes.has(commune))) commune = mostInTrouble(communes).id;
   select.innerHTML = communes.map((c) => `<option value="${esc(c.id)}">${esc(c.name)}</option>`).join("") +
     `<option value="">${esc(t("map.all_communes"))}</option>`;
   select.value = commune;
