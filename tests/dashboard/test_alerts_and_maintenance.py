@@ -159,6 +159,38 @@ def test_several_open_alerts_are_acknowledged_at_once(page: Page, dash_db: str, 
         resolve_open_alerts(api)
 
 
+def test_alerts_are_searched_without_diacritics_and_one_opens_its_devices_maintenance(
+    page: Page, dash_db: str, api: httpx.Client
+) -> None:
+    ids = {
+        device: open_alert(dash_db, "offline", device, message=f"{device} mất kết nối")
+        for device in ("spk-bac-thanh-1", "gw-tay-binh")
+    }
+    try:
+        page.click("[data-nav=alerts]")
+        search = page.locator("#alert-search")
+        expect(search).to_have_attribute("placeholder", re.compile("không cần dấu"))
+        cards = page.locator("#alert-list article")
+        expect(cards).to_have_count(2)
+        # typed as people type: no diacritics, any case, words in any order
+        search.fill("BAC thanh loa")
+        expect(cards).to_have_count(1)
+        expect(cards.first).to_have_attribute("data-alert-id", str(ids["spk-bac-thanh-1"]))
+        search.fill("mat ket noi tay binh")
+        expect(cards).to_have_count(1)
+        expect(cards.first).to_have_attribute("data-alert-id", str(ids["gw-tay-binh"]))
+        search.fill("xyz không có")
+        expect(cards).to_have_count(0)
+        expect(page.locator("#alert-list .empty")).to_have_text("Không có cảnh báo nào khớp với «xyz không có»")
+        search.fill("")
+        expect(cards).to_have_count(2)
+        # an alert's own maintenance button opens the form on its device
+        page.locator(f"#alert-list article[data-alert-id='{ids['gw-tay-binh']}'] [data-maintenance]").click()
+        expect(page.locator("#mt-form select[name=device_id]")).to_have_value("gw-tay-binh")
+    finally:
+        resolve_open_alerts(api)
+
+
 def test_alerts_raised_and_resolved_while_the_view_is_open_appear_without_reload(
     page: Page, dash_db: str, api: httpx.Client
 ) -> None:

@@ -3,7 +3,7 @@
 // are read from the API, and read again when an alert message arrives while that tab is shown.
 
 import { ALERT_ROLES, allPages, api, MAINTENANCE_ROLES, query } from "../api.js";
-import { downloadTable, esc } from "../dom.js";
+import { downloadTable, esc, fold, matchesWords } from "../dom.js";
 import { alertText, fmtAgo, fmtSheet, fmtTime, getLang, hasWord, t } from "../i18n.js";
 import { communeName, deviceName, store, villageName } from "../live.js";
 import { alertBroadcast } from "./broadcast_words.js";
@@ -20,6 +20,7 @@ const FORM_TITLE = { ack: "al.do_ack", assign: "al.do_assign", resolve: "al.do_r
 const PICK_RANK = { technician: 0, operator: 1, admin: 2 };
 
 let tab = "open"; // kept across visits
+let search = ""; // folded (no diacritics, lower case); kept across visits
 let root = null;
 let session = null;
 let resolved = { items: [], next: null, loaded: false };
@@ -38,6 +39,8 @@ export function mount(el, _params, sess) {
         <div class="seg" role="tablist" aria-label="${esc(t("al.title"))}">${TABS.map((s) =>
           `<button type="button" role="tab" data-tab="${s}">${esc(t(`al.tab.${s}`))}<span class="tab-n" data-tab-count="${s}"></span></button>`).join("")}</div>
         <button type="button" id="alerts-csv" class="chip">${esc(t("misc.csv"))}</button></div>
+      <input type="search" id="alert-search" class="alert-search" placeholder="${esc(t("al.search"))}"
+        aria-label="${esc(t("al.search"))}" value="${esc(search)}">
       ${canAct() ? "" : `<p class="muted" id="alerts-view-only">${esc(t("al.view_only"))}</p>`}
       <div class="bulk" id="alerts-bulk" hidden>
         <label class="check"><input type="checkbox" id="pick-all"> ${esc(t("al.pick_all"))}</label>
@@ -50,7 +53,13 @@ export function mount(el, _params, sess) {
   el.append(root);
   root.addEventListener("click", onClick);
   root.addEventListener("submit", onSubmit);
-  root.addEventListener("input", (e) => e.target.removeAttribute("aria-invalid"));
+  root.addEventListener("input", (e) => {
+    e.target.removeAttribute("aria-invalid");
+    if (e.target.id === "alert-search") {
+      search = fold(e.target.value).trim();
+      renderList();
+    }
+  });
   root.addEventListener("change", onPick);
   showTab(tab);
   if (canAct()) loadUsers();
@@ -112,7 +121,19 @@ async function loadResolved(more = false) {
   }
 }
 
+// What a search reads of an alert: what is wrong, its device (name and id), village, commune and
+// rule, in the page's words, folded — "mat ket noi bac thanh" finds «mất kết nối … Bắc Thạnh».
+function searchText(a) {
+  const place = a.village ? villageName(a.commune, a.village) : "";
+  return fold(`${alertText(a)} ${a.device_id || ""} ${a.device_id ? deviceName(a.device_id) : ""} ${place} ` +
+    `${a.commune ? communeName(a.commune) : ""} ${ruleLabel(a.rule)} ${(a.details && a.details.title) || ""}`);
+}
+
 function rows() {
+  return tabRows().filter((a) => !search || matchesWords(searchText(a), search));
+}
+
+function tabRows() {
   if (tab === "resolved") return resolved.items;
   const list = [...store.alerts.values()].filter((a) => a.state === tab);
   if (tab === "open") {
@@ -190,7 +211,9 @@ function renderList() {
   list.dataset.showing = tab;
   list.dataset.n = items.length;
   if (!items.length) {
-    list.innerHTML = `<p class="empty muted">${esc(t(`al.empty.${tab}`))}</p>`;
+    const q = root.querySelector("#alert-search").value.trim();
+    const empty = search && tabRows().length ? t("al.empty.search", { q }) : t(`al.empty.${tab}`);
+    list.innerHTML = `<p class="empty muted">${esc(empty)}</p>`;
     return;
   }
   for (const el of list.querySelectorAll(":scope > :not(article)")) el.remove();
