@@ -9,7 +9,7 @@ import psycopg
 from psycopg import sql
 from psycopg.rows import dict_row
 
-from services import feed, sources, status
+from services import feed, sources, status, village_terms
 from services.alerts import store as alert_store
 
 RECENT = timedelta(hours=1)
@@ -65,11 +65,16 @@ def _read(conn: psycopg.Connection, scope: list[str] | None) -> dict[str, Any]:
                 params,
             )
         ]
-        communes = cur.execute(
-            "SELECT id, name, district, province FROM communes d"
-            " WHERE (%(scope)s::text[] IS NULL OR d.id = ANY(%(scope)s)) ORDER BY id",
-            params,
-        ).fetchall()
+        # each with its own word for its villages (ấp, xóm, thôn…), for views of one commune
+        words = village_terms.commune_terms(conn)
+        communes = [
+            c | {"village_term": words.get(c["id"])}
+            for c in cur.execute(
+                "SELECT id, name, district, province FROM communes d"
+                " WHERE (%(scope)s::text[] IS NULL OR d.id = ANY(%(scope)s)) ORDER BY id",
+                params,
+            ).fetchall()
+        ]
         villages = [
             {
                 "commune": r["commune_id"],

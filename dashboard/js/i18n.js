@@ -55,6 +55,20 @@ let villageWord = null;
 
 const unknownKeys = new Set();
 
+// Each commune's own word for its villages (the live snapshot's communes), for a view of one
+// commune: Long Thành's «Xóm» beside Thoại Giang's «Ấp» where the deployment as a whole says
+// «xóm / ấp».
+let communeWords = new Map();
+export function setCommuneWords(words) {
+  communeWords = words;
+}
+
+// t() in one commune's words: its {vt} is that commune's word when it has one.
+export function tIn(commune, key, vars) {
+  const word = lang === "vi" ? communeWords.get(commune) : null;
+  return word ? t(key, { ...vars, vt: word, Vt: word.charAt(0).toUpperCase() + word.slice(1) }) : t(key, vars);
+}
+
 export function t(key, vars) {
   let s = DICT[lang][key] ?? DICT.vi[key];
   if (s === undefined) {

@@ -3,6 +3,7 @@
 // so thousands of updates a second cost one render per frame, never one per message.
 
 import { api } from "./api.js";
+import { setCommuneWords } from "./i18n.js";
 
 const MAX_CHANGES = 500;
 const MAX_EVENTS = 200;
@@ -170,6 +171,7 @@ function applySnapshot(m) {
   store.seq = m.seq;
   store.devices = new Map(m.devices.map((d) => [d.device_id, d]));
   store.communes = new Map((m.communes || []).map((c) => [c.id, c]));
+  setCommuneWords(new Map([...store.communes.values()].map((c) => [c.id, c.village_term || null])));
   store.villages = new Map((m.villages || []).map((v) => [`${v.commune}/${v.id}`, v]));
   store.alerts = new Map((m.alerts || []).map((a) => [a.id, a]));
   store.changes = (m.changes || []).map((c) => ({ ...c, type: "change" }));

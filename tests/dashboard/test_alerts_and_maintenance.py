@@ -181,7 +181,9 @@ def test_alerts_are_searched_without_diacritics_and_one_opens_its_devices_mainte
         expect(cards.first).to_have_attribute("data-alert-id", str(ids["gw-tay-binh"]))
         search.fill("xyz không có")
         expect(cards).to_have_count(0)
-        expect(page.locator("#alert-list .empty")).to_have_text("Không có cảnh báo nào khớp với «xyz không có»")
+        expect(page.locator("#alert-list .empty")).to_have_text(
+            "Không có cảnh báo nào khớp với «xyz không có»"
+        )
         search.fill("")
         expect(cards).to_have_count(2)
         # an alert's own maintenance button opens the form on its device

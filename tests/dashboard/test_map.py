@@ -1,6 +1,7 @@
 """The map: one commune at a time with a selector, fitted to it, the commune's own tiles (MBTiles)
 and village boundaries (GeoJSON) served by the gateway — no internet."""
 
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -10,6 +11,7 @@ from playwright.sync_api import Browser, expect
 
 from services import registry, registry_file
 from tests.dashboard.conftest import shot, sign_in
+from tests.dashboard.pipeline import open_alert
 from tests.dashboard.serve import gateway
 from tests.map_tiles import make_boundaries, make_mbtiles
 
@@ -114,3 +116,26 @@ def test_a_wrong_tiles_file_stops_the_gateway_with_one_line(dash_db: str, tmp_pa
     with pytest.raises(RuntimeError, match="IOC_MAP_MBTILES"):
         with gateway(dash_db, map_mbtiles=str(tmp_path / "x.mbtiles")):
             pass
+
+
+def test_a_view_of_one_commune_calls_its_villages_what_that_commune_calls_them(
+    browser: Browser, map_url: str, dash_db: str
+) -> None:
+    """Thoại Giang's villages are ấp, Long Thành's are xóm: the deployment as a whole says
+    «xóm / ấp», an alert of one commune says its own word."""
+    ids = [open_alert(dash_db, "offline", d) for d in ("lt-spk-xom-1", "spk-tay-binh-1")]
+    ctx = browser.new_context(viewport={"width": 1366, "height": 768})
+    page = ctx.new_page()
+    try:
+        sign_in(page, map_url)
+        page.click("[data-nav=alerts]")
+        label = "#alert-list article[data-alert-id='{}'] [data-field=village] dt"
+        expect(page.locator(label.format(ids[0]))).to_have_text("Xóm")
+        expect(page.locator(label.format(ids[1]))).to_have_text("Ấp")
+        expect(page.locator("#alert-search")).to_have_attribute("placeholder", re.compile("xóm / ấp"))
+    finally:
+        ctx.close()
+        with psycopg.connect(dash_db) as conn:
+            conn.execute(
+                "UPDATE alerts SET state = 'resolved', resolved_at = now() WHERE id = ANY(%s)", (ids,)
+            )

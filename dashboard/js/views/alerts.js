@@ -4,7 +4,7 @@
 
 import { ALERT_ROLES, allPages, api, MAINTENANCE_ROLES, query } from "../api.js";
 import { downloadTable, esc, fold, matchesWords } from "../dom.js";
-import { alertText, fmtAgo, fmtSheet, fmtTime, getLang, hasWord, t } from "../i18n.js";
+import { alertText, fmtAgo, fmtSheet, fmtTime, getLang, hasWord, t, tIn } from "../i18n.js";
 import { communeName, deviceName, store, villageName } from "../live.js";
 import { alertBroadcast } from "./broadcast_words.js";
 
@@ -305,7 +305,7 @@ function mainHtml(a) {
     bid !== null
       ? item(t("al.broadcast"), broadcastLink(a, bid), "broadcast")
       : item(t("al.device"), a.device_id ? deviceLink(a.device_id) : esc(t("al.ioc_wide")), "device"),
-    item(t("al.village"), esc(a.village ? villageName(a.commune, a.village) : t("misc.none")), "village"),
+    item(tIn(a.commune, "al.village"), esc(a.village ? villageName(a.commune, a.village) : t("misc.none")), "village"),
     item(t("al.opened"), when(a.opened_at, a.state !== "resolved"), "opened_at"),
     item(t("al.assignee"), a.assignee ? `<b>${esc(a.assignee)}</b>` : `<span class="muted">${esc(t("al.unassigned"))}</span>`, "assignee"),
   ];

@@ -5,7 +5,7 @@
 
 import { api } from "../api.js";
 import { collate, esc, patchChildren } from "../dom.js";
-import { fmtTime, t } from "../i18n.js";
+import { fmtTime, t, tIn } from "../i18n.js";
 import { deviceName } from "../live.js";
 import {
   canSend, coverageReason, deliveryPill, deliveryReason, isAdmin, OPEN_STATES, priorityBadge, refusalText,
@@ -159,7 +159,10 @@ function renderCoverage() {
     if (!byVillage.has(key)) byVillage.set(key, []);
     byVillage.get(key).push(d);
   }
-  const head = `<tr><th>${esc(t("bc.col_village"))}</th><th>${esc(t("bc.col_heard"))}</th><th>${esc(t("bc.col_devices"))}</th></tr>`;
+  // A broadcast to one commune calls its villages what that commune calls them.
+  const communes = new Set(cov.map((c) => c.commune));
+  const villageHead = communes.size === 1 ? tIn([...communes][0], "bc.col_village") : t("bc.col_village");
+  const head = `<tr><th>${esc(villageHead)}</th><th>${esc(t("bc.col_heard"))}</th><th>${esc(t("bc.col_devices"))}</th></tr>`;
   patchChildren(root.querySelector("#bc-villages thead"), [["h", head]]);
   patchChildren(root.querySelector("#bc-villages tbody"), cov.map((c) => {
     const key = `${c.commune}/${c.village}`;
@@ -171,7 +174,7 @@ function renderCoverage() {
       ? ds.map((d) => `<span class="bc-dev"><a href="#/device/${encodeURIComponent(d.device_id)}">${esc(deviceName(d.device_id))}</a> ${deliveryPill(d.state)}</span>`).join("")
       : `<span class="muted">${esc(t("bc.no_device_targeted"))}</span>`;
     return [key, `<tr data-village="${esc(key)}" data-reached="${c.reached}" data-reason="${esc(c.reason || "")}">
-      <td data-label="${esc(t("bc.col_village"))}"><div><strong>${esc(villageLabel(key))}</strong></div></td>
+      <td data-label="${esc(villageHead)}"><div><strong>${esc(villageLabel(key))}</strong></div></td>
       <td data-label="${esc(t("bc.col_heard"))}"><div class="bc-status">${status}</div></td>
       <td data-label="${esc(t("bc.col_devices"))}"><div class="bc-devs">${devices}</div></td></tr>`];
   }));

@@ -5,7 +5,7 @@
 // device coordinates (no internet needed); with no coordinates at all, one block per village.
 
 import { collate, esc, STATE_COLORS, throttle } from "../dom.js";
-import { STATES, t } from "../i18n.js";
+import { STATES, t, tIn } from "../i18n.js";
 import { deviceName, store, villageName } from "../live.js";
 
 const L = window.L;
@@ -231,7 +231,7 @@ function build() {
     m.on("click", () => { location.hash = `#/device/${encodeURIComponent(d.device_id)}`; });
     markers.set(d.device_id, m);
   }
-  root.querySelector("#map-note").textContent = [tileUrl ? "" : t("map.plan"), placed ? t("map.no_coords", { n: placed }) : ""]
+  root.querySelector("#map-note").textContent = [tileUrl ? "" : t("map.plan"), placed ? tIn(commune, "map.no_coords", { n: placed }) : ""]
     .filter(Boolean).join(" · ");
   renderLegend();
   // The container got its size only now that the view is in the page.
