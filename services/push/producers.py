@@ -126,6 +126,30 @@ async def alert_rows(
     return rows, (marks[-1][0], int(marks[-1][1]))
 
 
+# At most this many past months are caught up after an outage (a year).
+MAX_MISSED_MONTHS = 12
+
+
+def missed_month_ends(last_sent: date | None, today: date) -> list[tuple[date, date]]:
+    """The months before today's whose report never covered their last day, from the one of the
+    day last sent on (first day, last day) each, oldest first, the last MAX_MISSED_MONTHS at most;
+    none when nothing was ever sent."""
+    if last_sent is None:
+        return []
+    out: list[tuple[date, date]] = []
+    this_month = today.replace(day=1)
+    year, month0 = divmod(this_month.year * 12 + this_month.month - 1 - MAX_MISSED_MONTHS, 12)
+    oldest = date(year, month0 + 1, 1)
+    first = max(last_sent.replace(day=1), oldest)
+    while first < this_month:
+        nxt = (first + timedelta(days=32)).replace(day=1)
+        end = nxt - timedelta(days=1)
+        if last_sent < end:
+            out.append((first, end))
+        first = nxt
+    return out
+
+
 class Producer:
     """The streams of one upstream, into its outbox target."""
 
@@ -223,6 +247,7 @@ class Producer:
             row = await cur.fetchone()
         if row is None or (row[0] is not None and row[0] >= today):
             return 0
+        last_sent: date | None = row[0]
         if self.report is None:
             if not self._no_report_logged:
                 log.warning(
@@ -230,10 +255,22 @@ class Producer:
                 )
                 self._no_report_logged = True
             return 0
-        first = today.replace(day=1)
+        # The report is the month so far, so a day missed is in the next day's. A month whose last
+        # days were missed (the IOC down over its end) gets its whole-month report first, in order.
+        sent = 0
+        for first, last in missed_month_ends(last_sent, today) + [(today.replace(day=1), today)]:
+            if not await self._send_daily(first, last, last_sent):
+                return sent
+            sent += 1
+            last_sent = last
+        return sent
+
+    async def _send_daily(self, first: date, last: date, expected: date | None) -> bool:
+        """Queue the report of first..last and mark `last` sent, unless another leader moved the mark."""
         communes = list(self.up.communes) if self.up.communes else None
         report = self.report
-        doc = await asyncio.to_thread(self._report, report, first, today, communes)
+        assert report is not None
+        doc = await asyncio.to_thread(self._report, report, first, last, communes)
         body = {"type": "daily_report", "period": doc.get("period"), "items": doc.get("items", [])}
         async with self.pool.connection() as conn, conn.transaction():
             cur = await conn.execute(
@@ -241,15 +278,15 @@ class Producer:
                 (self.up.id,),
             )
             row = await cur.fetchone()
-            if row is None or (row[0] is not None and row[0] >= today):
-                return 0  # another leader sent it meanwhile
+            if row is None or row[0] != expected:
+                return False  # another leader sent it meanwhile
             await outbox.enqueue(conn, self.up.target, body, communes=communes)
             await conn.execute(
                 "UPDATE push_cursors SET day = %s, updated_at = now() WHERE upstream = %s AND stream = 'daily_report'",
-                (today, self.up.id),
+                (last, self.up.id),
             )
-        log.info("upstream %s: daily report of %s..%s queued", self.up.id, first, today)
-        return 1
+        log.info("upstream %s: daily report of %s..%s queued", self.up.id, first, last)
+        return True
 
     def _report(self, report: Report, first: date, last: date, communes: list[str] | None) -> dict[str, Any]:
         with psycopg.connect(self.db_url, autocommit=True, connect_timeout=5) as conn:

@@ -643,3 +643,67 @@ def test_prune_empties_old_delivered_bodies_keeps_their_count_and_removes_rows_p
     assert bodies[2] == "null"  # counted by the criteria report, its bytes gone
     assert orjson.loads(bodies[3])["type"] == "Notification"  # delivered within the day: kept
     assert orjson.loads(bodies[4])["type"] == "Notification"  # not delivered yet: sent as it is
+
+
+def test_a_month_whose_last_days_were_missed_gets_its_whole_report_before_todays(
+    seeded: str, receiver: Lgsp, tmp_path: Path
+) -> None:
+    """The IOC was down from 27 November to 2 December: November's report never covered its last
+    days, and the month-so-far report of December cannot. November's whole month goes first."""
+    from zoneinfo import ZoneInfo
+
+    from psycopg_pool import AsyncConnectionPool
+
+    from services.push import producers
+
+    (up,) = ups(receiver, tmp_path, send="[daily_report]", daily_at='"16:30"')
+    tz = ZoneInfo("Asia/Ho_Chi_Minh")
+    calls: list[tuple[str, str]] = []
+
+    def report(conn: psycopg.Connection, first: Any, last: Any, communes: list[str] | None) -> dict[str, Any]:
+        calls.append((first.isoformat(), last.isoformat()))
+        return {"period": {"from": first.isoformat(), "to": last.isoformat()}, "items": []}
+
+    async def tick() -> int:
+        async with AsyncConnectionPool(seeded, open=False) as pool:
+            async with pool.connection() as conn:
+                await producers.start_cursors(conn, up)
+                await conn.execute(
+                    "UPDATE push_cursors SET day = '2026-11-27' WHERE upstream = %s AND stream = 'daily_report'",
+                    (up.id,),
+                )
+            at = datetime(2026, 12, 2, 16, 31, tzinfo=tz)
+            p = producers.Producer(pool, up, db_url=seeded, tz=tz, report=report, clock=lambda: at)
+            return await p.tick()
+
+    assert asyncio.run(tick()) == 2
+    assert calls == [("2026-11-01", "2026-11-30"), ("2026-12-01", "2026-12-02")]
+    with psycopg.connect(seeded) as conn:
+        periods = [
+            orjson.loads(b)["period"]
+            for (b,) in conn.execute("SELECT body::text FROM push_outbox ORDER BY seq")
+        ]
+        (day,) = conn.execute(
+            "SELECT day FROM push_cursors WHERE upstream = %s AND stream = 'daily_report'", (up.id,)
+        ).fetchone()  # type: ignore[misc]
+    assert periods == [{"from": "2026-11-01", "to": "2026-11-30"}, {"from": "2026-12-01", "to": "2026-12-02"}]
+    assert day.isoformat() == "2026-12-02"
+
+
+def test_missed_month_ends_are_the_months_whose_last_day_no_report_covered() -> None:
+    from datetime import date
+
+    from services.push.producers import MAX_MISSED_MONTHS, missed_month_ends
+
+    assert missed_month_ends(None, date(2026, 12, 2)) == []
+    assert missed_month_ends(date(2026, 12, 1), date(2026, 12, 2)) == []
+    assert missed_month_ends(date(2026, 11, 30), date(2026, 12, 2)) == []  # November's end was sent
+    assert missed_month_ends(date(2026, 10, 15), date(2027, 1, 3)) == [
+        (date(2026, 10, 1), date(2026, 10, 31)),
+        (date(2026, 11, 1), date(2026, 11, 30)),
+        (date(2026, 12, 1), date(2026, 12, 31)),
+    ]
+    assert missed_month_ends(date(2024, 2, 10), date(2024, 3, 1)) == [(date(2024, 2, 1), date(2024, 2, 29))]
+    years = missed_month_ends(date(2020, 1, 5), date(2026, 12, 2))  # the last twelve, not 2020's
+    assert len(years) == MAX_MISSED_MONTHS and years[0] == (date(2025, 12, 1), date(2025, 12, 31))
+    assert years[-1] == (date(2026, 11, 1), date(2026, 11, 30))
