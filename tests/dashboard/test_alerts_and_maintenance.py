@@ -182,7 +182,7 @@ def test_alerts_are_searched_without_diacritics_and_one_opens_its_devices_mainte
         search.fill("xyz không có")
         expect(cards).to_have_count(0)
         expect(page.locator("#alert-list .empty")).to_have_text(
-            "Không có cảnh báo nào khớp với «xyz không có»"
+            "Không có cảnh báo nào khớp với từ khóa đã gõ"
         )
         search.fill("")
         expect(cards).to_have_count(2)

@@ -243,11 +243,15 @@ def test_every_view_of_the_vietnamese_page_speaks_the_catalogue(
         "device page (speaker)": ("#/device/spk-trung-binh-1", "#device-metrics"),
         "device page (camera)": ("#/device/cam-ubnd-1", "#device-links"),
         "device page (refused camera)": ("#/device/cam-cho", "#device-metrics"),
+        "device page (router)": ("#/device/gw-trung-binh", "#device-metrics"),
+        "device page (Wi-Fi point)": ("#/device/wifi-cho", "#device-metrics"),
+        "device page (e-board)": ("#/device/eb-ubnd", "#device-metrics"),
         "alerts": ("#/alerts", "#alert-list article"),
         "maintenance": ("#/maintenance", "#mt-form"),
         "report": ("#/report", "#report-table[data-rows]"),
         "broadcasts": ("#/broadcasts", "#bc-new"),
         "new broadcast": ("#/broadcasts/new", "#bc-form"),
+        "emergency broadcast": ("#/broadcasts/emergency", "#bc-form"),
         "upstreams (admin)": ("#/upstreams", "#up-count"),
     }
     for where, (route, ready) in views.items():
@@ -282,6 +286,10 @@ def test_every_view_of_the_vietnamese_page_speaks_the_catalogue(
     page.goto(base + "#/devices")
     page.fill("input[name=q][type=search]", "khong co thiet bi nay")
     look("device list, nothing found", page)
+    page.goto(base + "#/alerts")
+    page.fill("#alert-search", "khong co canh bao nay")
+    page.wait_for_selector("#alert-list .empty")
+    look("alerts, nothing found", page)
 
     # An error path: the maintenance form refused by the server.
     page.goto(base + "#/maintenance")

@@ -211,8 +211,7 @@ function renderList() {
   list.dataset.showing = tab;
   list.dataset.n = items.length;
   if (!items.length) {
-    const q = root.querySelector("#alert-search").value.trim();
-    const empty = search && tabRows().length ? t("al.empty.search", { q }) : t(`al.empty.${tab}`);
+    const empty = search && tabRows().length ? t("al.empty.search") : t(`al.empty.${tab}`);
     list.innerHTML = `<p class="empty muted">${esc(empty)}</p>`;
     return;
   }
