@@ -10,12 +10,15 @@ dashboard's downloads use the same rule (`csvCell` in dashboard/js/dom.js).
 """
 
 import csv
+import math
 import re
 from collections.abc import Iterable
+from decimal import Decimal
 from typing import IO, Any
 
 TRIGGERS = ("=", "+", "-", "@", "\t", "\r", "\n")
-_NUMBER = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?")
+# A decimal number, with a dot or (sheets for people in Vietnamese) a comma for its decimals.
+_NUMBER = re.compile(r"[+-]?(?:\d+[.,]?\d*|[.,]\d+)(?:[eE][+-]?\d+)?")
 
 
 def cell(value: Any) -> Any:
@@ -25,20 +28,40 @@ def cell(value: Any) -> Any:
     return value
 
 
-class Writer:
-    """`csv.writer` whose every cell goes through `cell`."""
+def comma_decimal(value: float) -> str:
+    """A float as a Vietnamese spreadsheet reads a number: «99,5», «75» (no exponent, no grouping)."""
+    if not math.isfinite(value):
+        return str(value)
+    if value.is_integer():
+        return str(int(value))  # «75», not «75,0»
+    text = repr(value)
+    if "e" in text or "E" in text:
+        text = format(Decimal(text), "f")  # 1e-07 -> 0.0000001, its digits exactly
+    return text.replace(".", ",")
 
-    def __init__(self, f: IO[str], **fmt: Any) -> None:
+
+class Writer:
+    """`csv.writer` whose every cell goes through `cell`; `decimal_comma`: floats written with a
+    comma for their decimals, for a sheet a person opens in a Vietnamese spreadsheet (LibreOffice or
+    Excel set to vi-VN read «99,5» as the number 99.5 and «99.5» as text)."""
+
+    def __init__(self, f: IO[str], *, decimal_comma: bool = False, **fmt: Any) -> None:
         self._w = csv.writer(f, **fmt)
+        self._comma = decimal_comma
 
     def writerow(self, row: Iterable[Any]) -> None:
-        self._w.writerow([cell(v) for v in row])
+        self._w.writerow([self._value(v) for v in row])
+
+    def _value(self, v: Any) -> Any:
+        if self._comma and isinstance(v, float):
+            return comma_decimal(v)
+        return cell(v)
 
     def writerows(self, rows: Iterable[Iterable[Any]]) -> None:
         for row in rows:
             self.writerow(row)
 
 
-def writer(f: IO[str], **fmt: Any) -> Writer:
+def writer(f: IO[str], *, decimal_comma: bool = False, **fmt: Any) -> Writer:
     """A CSV writer for `f` (the `csv.writer` format options) that neutralises formulas."""
-    return Writer(f, **fmt)
+    return Writer(f, decimal_comma=decimal_comma, **fmt)

@@ -2,8 +2,9 @@
 dashboard's report page, headers in the catalogue's words (Vietnamese, or English), names instead
 of ids, hours instead of seconds, the period in local time (dd/MM/yyyy HH:mm), UTF-8 with a BOM.
 
-Numbers stay numbers with a dot for decimals, as in the page's own CSV downloads; every cell goes
-through services.csvcells. The province's CSV (/api/share/v1/availability) keeps its columns."""
+Numbers stay numbers: in Vietnamese with a comma for decimals («99,5», which a spreadsheet set to
+vi-VN reads as a number and one set to English as text, never as 995), in English with a dot, as
+the page's own CSV downloads write them; every cell goes through services.csvcells. The province's CSV (/api/share/v1/availability) keeps its columns."""
 
 import io
 import re
@@ -113,7 +114,7 @@ def availability_csv(
 
     out = io.StringIO()
     out.write("\ufeff")
-    sheet = csvcells.writer(out)
+    sheet = csvcells.writer(out, decimal_comma=lang == "vi")
     sheet.writerow([h for h, _ in columns])
     for r in sorted(rows, key=order):
         sheet.writerow(["" if (v := get(r)) is None else v for _, get in columns])

@@ -1,6 +1,6 @@
 // Small DOM and formatting pieces shared by the views.
 
-import { fmtNumber, METRIC_UNITS, metricLabel, t } from "./i18n.js";
+import { fmtNumber, getLang, METRIC_UNITS, metricLabel, t } from "./i18n.js";
 
 export const STATE_COLORS = {
   online: "#16a34a",
@@ -100,10 +100,16 @@ export function throttle(fn, ms) {
 // leading ' (numbers, and text that is exactly a number like "-12.5", stay as they are). The same
 // rule as services/csvcells.py, for every CSV the dashboard builds.
 const FORMULA_START = /^[=+\-@\t\r\n]/;
-const NUMBER = /^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$/;
+const NUMBER = /^[+-]?(\d+[.,]?\d*|[.,]\d+)([eE][+-]?\d+)?$/;
+
+// A number in a sheet for people: in Vietnamese «99,5» (a spreadsheet set to vi-VN reads it as the
+// number, and «99.5» as text), in English 99.5. As services/csvcells.py writes the server's sheets.
+function sheetNumber(v) {
+  return getLang() === "vi" && Number.isFinite(v) && !Number.isInteger(v) ? String(v).replace(".", ",") : String(v);
+}
 
 export function csvCell(v) {
-  let s = v === null || v === undefined ? "" : typeof v === "object" ? JSON.stringify(v) : String(v);
+  let s = v === null || v === undefined ? "" : typeof v === "number" ? sheetNumber(v) : typeof v === "object" ? JSON.stringify(v) : String(v);
   if (typeof v === "string" && FORMULA_START.test(s) && !NUMBER.test(s)) s = `'${s}`;
   return /[",\n\r]/.test(s) ? `"${s.replaceAll('"', '""')}"` : s;
 }

@@ -101,8 +101,8 @@ def _plain(v: float) -> int | float:
 
 def _csv(rep: dict[str, Any], lang: str) -> bytes:
     """The indicators as a table: Vietnamese headers (or English), UTF-8 with a BOM so that Excel
-    reads the diacritics; numbers as numbers (a dot for decimals, like the page's own CSV
-    downloads), every cell through services.csvcells."""
+    reads the diacritics; numbers as numbers (in Vietnamese with a comma for decimals, in English a
+    dot, like the page's own CSV downloads), every cell through services.csvcells."""
     t = _text
     columns = (
         "crit.col_id",
@@ -115,7 +115,7 @@ def _csv(rep: dict[str, Any], lang: str) -> bytes:
     )
     out = io.StringIO()
     out.write("\ufeff")
-    w = csvcells.writer(out)
+    w = csvcells.writer(out, decimal_comma=lang == "vi")
     w.writerow([t(c, lang) for c in columns])
     for i in rep["items"]:
         unit = "%" if i["unit"] == "%" else t("crit.unit_count", lang)

@@ -373,6 +373,8 @@ def test_availability_report_downloads_as_csv(page: Page) -> None:
     # The page's rows in its order, for people: names, Vietnamese headers (tests/gateway/test_report_csv.py).
     assert [r["Ấp"] for r in rows] == names
     assert "Tỷ lệ sẵn sàng (%)" in rows[0] and "availability_pct" not in rows[0]
+    # decimals with a comma, as a spreadsheet set to vi-VN reads numbers (a dot would make them text)
+    assert not [v for r in rows for v in r.values() if re.fullmatch(r"-?\d+\.\d+", v or "")], rows
     page.select_option("select[name=group_by]", "kind")
     expect(page.locator("#report-table tbody tr[data-row=speaker]")).to_contain_text("2/3")
     # Days read and typed as dd/MM/yyyy, whatever the browser's locale; a day that does not exist is refused.

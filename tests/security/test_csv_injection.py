@@ -31,7 +31,7 @@ KEY_NAME = "@SUM(1+1)*cmd|' /C calc'!A0"
 ROOT = Path(__file__).resolve().parents[2]
 # What Excel, LibreOffice and Google Sheets start a formula with, unless the cell is a number.
 _FORMULA = re.compile(r"[=+\-@\t\r\n]")
-_NUMBER = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")
+_NUMBER = re.compile(r"[+-]?(\d+[.,]?\d*|[.,]\d+)([eE][+-]?\d+)?")
 
 
 def formulas(text: str) -> list[str]:
@@ -52,6 +52,13 @@ def test_cell_neutralises_formulas_and_leaves_numbers() -> None:
     out = io.StringIO()
     csvcells.writer(out).writerow([EVIL, -1, "-1", "ok"])
     assert next(csv.reader(io.StringIO(out.getvalue()))) == ["'" + EVIL, "-1", "-1", "ok"]
+    # A sheet for people in Vietnamese: comma decimals, still numbers, formulas still neutralised.
+    assert csvcells.cell("-12,5") == "-12,5" and csvcells.cell("=1,5") == "'=1,5"
+    out = io.StringIO()
+    csvcells.writer(out, decimal_comma=True).writerow([EVIL, 99.5, -2.25, 75.0, 3, 1e-7, "-0,5"])
+    assert next(csv.reader(io.StringIO(out.getvalue()))) == [
+        "'" + EVIL, "99,5", "-2,25", "75", "3", "0,0000001", "-0,5",
+    ]  # fmt: skip
 
 
 @pytest.fixture
