@@ -108,9 +108,14 @@ def vendor_topics(conn: psycopg.Connection, devices: Sequence[Device]) -> dict[s
     """Device id -> the topic filters its vendor profile publishes on the IOC's own broker (SPEC §8:
     a Tasmota speaker whose `source` is a profile without `broker`), from the same catalogue the
     import checks (shipped, IOC_PROFILES_DIR, the registry's)."""
-    catalogue = source_profiles.effective(
-        source_profiles.catalogue(source_profiles.env_dir()), source_store.registry_profiles(conn)
-    )
+    if not any(getattr(d.source, "broker_id", None) == IOC_BROKER for d in devices):
+        return {}
+    try:
+        base = source_profiles.catalogue(source_profiles.env_dir())
+    except source_profiles.ProfileError as err:
+        # one line, as the import says it, not a traceback: the ACL would miss the profile's topics
+        raise InvalidInput(f"IOC_PROFILES_DIR: {'; '.join(err.errors)}") from err
+    catalogue = source_profiles.effective(base, source_store.registry_profiles(conn))
     out: dict[str, set[str]] = {}
     for r in vendor.routes(devices, catalogue, IOC_BROKER):
         out.setdefault(r.device.id, set()).add(r.filter)

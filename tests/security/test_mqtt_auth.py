@@ -515,3 +515,24 @@ def test_a_device_heard_through_a_profile_on_the_ioc_broker_publishes_its_vendor
         ioc_sub.close()
     finally:
         m.stop()
+
+
+def test_a_broken_profiles_dir_stops_mqtt_auth_in_one_line_and_writes_nothing(
+    db_url: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _import(
+        db_url,
+        REGISTRY
+        + "  - {id: loa-tb-1, kind: speaker, village: trung-binh,"
+        + " source: {mqtt: {profile: tasmota, id: loa_tb_1}}}\n",
+    )
+    profiles = private_dir("ioc-profiles-")
+    (profiles / "hang-x.yaml").write_text("mqtt: {status: [{topic: 'a/{id}', fields: {nope: x}}]}\n")
+    data = private_dir("ioc-data-")
+    out = data / "mosquitto-auth"
+    monkeypatch.setenv("IOC_DATABASE_URL", db_url)
+    monkeypatch.setenv("IOC_PROFILES_DIR", str(profiles))
+    assert ioc(["mqtt-auth", "--out", str(out), "--data-dir", str(data)]) != 0
+    err = capsys.readouterr().err.strip()
+    assert "IOC_PROFILES_DIR" in err and "Traceback" not in err and len(err.splitlines()) == 1, err
+    assert not (out / "acl").exists()
