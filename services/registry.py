@@ -83,6 +83,11 @@ def _check_sources(conn: psycopg.Connection, reg: Registry) -> list[str]:
             profile = profiles.get(name)
             if profile is None:
                 errors.append(f"{where(d)}: unknown profile {name!r} (known: {', '.join(sorted(profiles))})")
+            elif d.source is not None and d.source.kind == "http" and profile.http is None:
+                with_http = ", ".join(sorted(n for n, p in profiles.items() if p.http is not None)) or "none"
+                errors.append(
+                    f"{where(d)}: profile {name!r} has no http: section to read a vendor's list (profiles with one: {with_http})"
+                )
         broker = getattr(d.source, "broker", None)
         if broker is not None and broker not in brokers:
             known = ", ".join(sorted(brokers)) or "none"

@@ -108,8 +108,12 @@ def polled(device: Device) -> bool:
 
 def default_probers(profiles: Callable[[], Mapping[str, Any]] | None = None) -> dict[str, Prober]:
     """One prober per source kind; SNMP when its module imports (`profiles`: the profiles in
-    effect, for vendor OIDs)."""
-    probers: dict[str, Prober] = {"ping": PingProber(), "tcp": TcpProber(), "http": HttpProber()}
+    effect, for vendor OIDs and vendor servers' lists)."""
+    probers: dict[str, Prober] = {
+        "ping": PingProber(),
+        "tcp": TcpProber(),
+        "http": HttpProber(profiles=profiles),
+    }
     try:
         from ingest.sources.snmp import SnmpProber
     except ImportError as err:
@@ -448,7 +452,8 @@ class PollScheduler:
         elif p.fails >= source.fail_after:  # type: ignore[union-attr]
             p.reachable, p.auth_failed = False, False
         self._log_transition(p, r, was_failing)
-        if r.ok and r.error_code == "malformed":
+        # an answer that could not be read (a listed device's fields, or a vendor's whole list)
+        if r.error_code == "malformed" and (r.ok or "payload" in p.state):
             self._dead.append(
                 source_store.Unmappable(
                     datetime.now(UTC),

@@ -18,18 +18,21 @@ import socket
 import ssl
 import struct
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, ClassVar
 
 import httpx
+import orjson
 from cryptography import x509
 from icmplib import ICMPv4Socket, ICMPv6Socket
 from icmplib.exceptions import SocketPermissionError
 from icmplib.utils import is_ipv6_address, unique_identifier
+from jmespath.exceptions import JMESPathError
 
 from ingest.sources.reading import Reading
-from services.mapping import FieldMap, MappingError, apply_fields, decode
+from services.mapping import SEARCH, FieldMap, MappingError, apply_fields, decode, kept, map_key
 from services.models import Device
 from services.sources.model import HttpSource, PingSource, Source, TcpSource
 
@@ -40,6 +43,8 @@ log = logging.getLogger(__name__)
 PING_INTERVAL_S = 0.2
 # Read at most this much of an HTTP answer (text and fields are looked for in it).
 HTTP_BODY_MAX = 1 << 20
+# How deep strings holding JSON are decoded in a vendor's answer (ingest refuses deeper than 32).
+QUOTED_DEPTH_MAX = 16
 # 56 bytes, as ping's; fixed (icmplib's default draws a random one per packet, a fifth of its cost)
 ECHO_PAYLOAD = bytes(range(56))
 ICMP_ECHO_REQUEST_V4, ICMP_ECHO_REQUEST_V6 = 8, 128
@@ -438,22 +443,100 @@ def _http_failure(err: httpx.HTTPError, url: str) -> tuple[str, str]:
     return "malformed", f"{url}: {type(err).__name__}: {text[:150]}"
 
 
+@dataclass
+class _Answer:
+    """One GET's answer (or the failure that stood for it), shared by the devices of one vendor list."""
+
+    failure: Reading | None = None
+    status: int = 0
+    raw: bytes = b""
+    rtt_ms: float = 0.0
+    metrics: dict[str, Any] = field(default_factory=dict)
+    # the first device that finds a vendor's list unreadable dead-letters it; the others do not
+    claimed: bool = False
+
+
+# The console of a Vietnamese smart-radio system turns its vendor server's answer into JSON with
+# these replacements, in this order (hiepsieuhp89/truyenthanh, app/Jobs/UpdateDevicesStatus.php):
+# the server writes nested objects as raw JSON inside quotes.
+_QUOTED_JSON_FIXES = ((':"{', ":{"), (':"[{', ":[{"), ('"}"', "}"), ('"{"', "{"), (']"}', "]}"))
+
+
+def repair_quoted_json(raw: bytes) -> Any:
+    """A vendor answer whose nested objects arrive as strings: escaped (`"Data": "{\\"a\\": 1}"`,
+    decoded where a string holds a JSON object or list) or raw inside quotes (not JSON at all:
+    repaired as the vendor's own console does, then decoded). Text that is neither is returned as
+    text (so a profile's fields fail on it by name)."""
+    try:
+        doc = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        text = raw.decode("utf-8", errors="replace")
+        for old, new in _QUOTED_JSON_FIXES:
+            text = text.replace(old, new)
+        try:
+            doc = orjson.loads(text)
+        except orjson.JSONDecodeError:
+            return raw.decode("utf-8", errors="replace").strip()
+    return _unquote(doc, 0)
+
+
+def _unquote(v: Any, depth: int) -> Any:
+    if depth > QUOTED_DEPTH_MAX:
+        return v
+    if isinstance(v, dict):
+        return {k: _unquote(x, depth + 1) for k, x in v.items()}
+    if isinstance(v, list):
+        return [_unquote(x, depth + 1) for x in v]
+    if isinstance(v, str) and v[:1] in "{[" and v.rstrip()[-1:] in "}]":
+        try:
+            return _unquote(orjson.loads(v), depth + 1)
+        except orjson.JSONDecodeError:
+            return v
+    return v
+
+
 class HttpProber:
     """GET the URL; ok when its status is in `expect_status` and it holds `expect_text`. Metrics
     `rtt_ms` (to the response headers), `http_status`, `tls_days_left` for https, and the JSON
     `fields` mapped as a vendor payload's. 401 (or 403 to our credentials) is `auth_failed`. A body
     that does not fit `fields` is still an answer: ok, with error_code `malformed` (the scheduler
-    dead-letters it; the raw body is left in `state["payload"]`)."""
+    dead-letters it; the raw body is left in `state["payload"]`).
+
+    With a `profile` (SPEC §8 profiles, `http:`), the URL is a vendor server that lists its devices:
+    the device is its item whose `id` is `source.http.id`, read with the profile's fields; a device
+    the list does not name is a failure `not_listed` (not connected to its server). The devices of
+    one list share one GET per half poll period, so a server is asked about once per cycle, not
+    once per device."""
 
     kind: ClassVar[str] = "http"
 
-    def __init__(self, ca_file: str | None = None, body_max: int = HTTP_BODY_MAX) -> None:
+    def __init__(
+        self,
+        ca_file: str | None = None,
+        body_max: int = HTTP_BODY_MAX,
+        *,
+        profiles: Callable[[], Mapping[str, Any]] | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         # The system's CAs (Debian's store, which the admin manages; SSL_CERT_FILE honoured), a
         # process-wide private CA, or a source's own `ca_file`: one client per CA file. A fresh
         # connection per probe: a kept-alive one would prove less.
         self._default_ca = ca_file
         self._body_max = body_max
         self._clients: dict[str | None, httpx.AsyncClient] = {}
+        self._profiles = profiles or self._catalogue
+        self._loaded: Mapping[str, Any] | None = None
+        self._clock = clock
+        # (url, user, password, ca file) -> (good until, the GET in flight or done)
+        self._shared: dict[tuple[str, str, str, str], tuple[float, asyncio.Task[_Answer]]] = {}
+        self.gets = 0  # GETs sent (a vendor list's devices share them)
+
+    def _catalogue(self) -> Mapping[str, Any]:
+        if self._loaded is None:
+            from services.sources.profiles import catalogue, env_dir
+
+            self._loaded = catalogue(env_dir())
+        return self._loaded
 
     def _http(self, ca_file: str | None) -> httpx.AsyncClient:
         """The client trusting `ca_file` (OSError or ssl.SSLError when it cannot be read)."""
@@ -473,27 +556,24 @@ class HttpProber:
         for c in clients:
             await c.aclose()
 
-    async def probe(
-        self, device: Device, source: Source, secrets: Mapping[str, str], state: dict[str, Any]
-    ) -> Reading:
-        assert isinstance(source, HttpSource)
+    async def _get(self, source: HttpSource, auth: httpx.BasicAuth | None) -> _Answer:
         url = source.url
-        password = secrets.get("password")
-        auth = httpx.BasicAuth(source.username or "", password or "") if source.username or password else None
-        https = url.lower().startswith("https://")
         now = datetime.now(UTC)
         metrics: dict[str, Any] = {}
         ca_file = source.ca_file or self._default_ca
         try:
             client = self._http(ca_file)
         except (OSError, ssl.SSLError) as err:
-            return _failure("config", f"ca_file {ca_file}: cannot be read as PEM certificates: {err}")
+            return _Answer(
+                _failure("config", f"ca_file {ca_file}: cannot be read as PEM certificates: {err}")
+            )
+        self.gets += 1
         start = time.perf_counter()
         try:
             async with asyncio.timeout(source.timeout_s):
                 async with client.stream("GET", url, auth=auth, timeout=source.timeout_s) as resp:
                     rtt = round((time.perf_counter() - start) * 1000, 3)
-                    if https:
+                    if url.lower().startswith("https://"):
                         stream = resp.extensions.get("network_stream")
                         obj = stream.get_extra_info("ssl_object") if stream is not None else None
                         der = obj.getpeercert(binary_form=True) if obj is not None else None
@@ -506,17 +586,51 @@ class HttpProber:
                             del body[self._body_max :]
                             break
         except TimeoutError:
-            return _failure("timeout", f"{url}: no answer within {source.timeout_s:g} s")
+            return _Answer(_failure("timeout", f"{url}: no answer within {source.timeout_s:g} s"))
         except httpx.HTTPError as err:
             code, detail = _http_failure(err, url)
             if code == "tls":
                 u = httpx.URL(url)
                 der = await peer_certificate(u.host, u.port or 443, min(source.timeout_s, 5.0))
                 if der:
-                    return _failure(code, detail, metrics={"tls_days_left": tls_days_left(der, now)})
-            return _failure(code, detail)
-        status = resp.status_code
-        metrics.update(rtt_ms=rtt, http_status=status)
+                    return _Answer(_failure(code, detail, metrics={"tls_days_left": tls_days_left(der, now)}))
+            return _Answer(_failure(code, detail))
+        metrics.update(rtt_ms=rtt, http_status=resp.status_code)
+        return _Answer(None, resp.status_code, bytes(body), rtt, metrics)
+
+    async def _shared_get(self, source: HttpSource, auth: httpx.BasicAuth | None, password: str) -> _Answer:
+        """The answer of the list's GET, asked again once it is older than half a poll period."""
+        now = self._clock()
+        for k in [k for k, (until, task) in self._shared.items() if until <= now and task.done()]:
+            del self._shared[k]
+        key = (source.url, source.username or "", password, source.ca_file or "")
+        held = self._shared.get(key)
+        if held is None:
+            task = asyncio.get_running_loop().create_task(self._get(source, auth))
+            held = self._shared[key] = (now + source.poll_s / 2, task)
+        return await asyncio.shield(held[1])
+
+    async def probe(
+        self, device: Device, source: Source, secrets: Mapping[str, str], state: dict[str, Any]
+    ) -> Reading:
+        assert isinstance(source, HttpSource)
+        url = source.url
+        password = secrets.get("password")
+        auth = httpx.BasicAuth(source.username or "", password or "") if source.username or password else None
+        profile = None
+        if source.profile is not None:
+            profile = self._profiles().get(source.profile)
+            if profile is None or getattr(profile, "http", None) is None:
+                return _failure(
+                    "config", f"profile {source.profile!r} is unknown here or has no http: section"
+                )
+            answer = await self._shared_get(source, auth, password or "")
+        else:
+            answer = await self._get(source, auth)
+        if answer.failure is not None:
+            return answer.failure
+        metrics = dict(answer.metrics)
+        status, rtt, raw = answer.status, answer.rtt_ms, answer.raw
         if not any(lo <= status <= hi for lo, hi in source.expect_status):
             if status == 401 or (status == 403 and auth is not None):
                 return Reading(
@@ -536,7 +650,6 @@ class HttpProber:
                 error_code="http_status",
                 rtt_ms=rtt,
             )
-        raw = bytes(body)
         if source.expect_text is not None and source.expect_text not in raw.decode("utf-8", "replace"):
             return Reading(
                 ok=False,
@@ -545,6 +658,8 @@ class HttpProber:
                 error_code="text_missing",
                 rtt_ms=rtt,
             )
+        if profile is not None:
+            return _listed(device, source, profile, answer, metrics, state)
         if source.fields:
             mapped, problem = body_fields(device.kind, source.fields, raw)
             metrics.update(mapped)
@@ -554,6 +669,70 @@ class HttpProber:
                     ok=True, metrics=metrics, error=f"{url}: {problem}", error_code="malformed", rtt_ms=rtt
                 )
         return Reading(ok=True, metrics=metrics, rtt_ms=rtt)
+
+
+def _listed(
+    device: Device,
+    source: HttpSource,
+    profile: Any,
+    answer: _Answer,
+    metrics: dict[str, Any],
+    state: dict[str, Any],
+) -> Reading:
+    """The device's item in its vendor server's list, read with the profile's `http:` rules."""
+    hp = profile.http
+    where = f"{source.url}: profile {profile.name}"
+    rtt = answer.rtt_ms
+    doc = repair_quoted_json(answer.raw) if hp.repair == "quoted_json" else decode(answer.raw)
+    items: Any = None
+    if hp.devices_expr is not None:
+        try:
+            items = hp.devices_expr.search(doc, options=SEARCH)
+        except (JMESPathError, TypeError, ValueError, OverflowError):
+            items = None
+    if not isinstance(items, list):
+        if not answer.claimed:  # one dead letter per answer, not one per device of the list
+            answer.claimed = True
+            state["payload"] = answer.raw[:65536]
+        return Reading(
+            ok=False,
+            metrics=metrics,
+            error=f"{where}: the answer has no list of devices at {hp.devices!r}",
+            error_code="malformed",
+            rtt_ms=rtt,
+        )
+    item = None
+    for candidate in items:
+        try:
+            found = hp.id_expr.search(candidate, options=SEARCH)
+        except (JMESPathError, TypeError, ValueError, OverflowError):
+            continue
+        if found is not None and map_key(found) == source.id:
+            item = candidate
+            break
+    if item is None:
+        return Reading(
+            ok=False,
+            metrics=metrics,
+            error=f"{where}: the server does not list {source.id!r} (not connected to it)",
+            error_code="not_listed",
+            rtt_ms=rtt,
+        )
+    data = item
+    if hp.item_expr is not None:
+        try:
+            data = hp.item_expr.search(item, options=SEARCH)
+        except (JMESPathError, TypeError, ValueError, OverflowError):
+            data = None
+    try:
+        mapped = apply_fields(device.kind, hp.fields, data)
+    except MappingError as err:
+        state["payload"] = orjson.dumps(item, default=str)[:65536]
+        return Reading(ok=True, metrics=metrics, error=f"{where}: {err}", error_code="malformed", rtt_ms=rtt)
+    if hp.keep:
+        metrics.update(kept(device.kind, data, mapped, ("ts", *metrics), hp.drop))
+    metrics.update(mapped)
+    return Reading(ok=True, metrics=metrics, rtt_ms=rtt)
 
 
 def body_fields(kind: str, fields: tuple[FieldMap, ...], raw: bytes) -> tuple[dict[str, Any], str | None]:
@@ -570,4 +749,12 @@ def _ranges(ranges: tuple[tuple[int, int], ...]) -> str:
     return ", ".join(str(lo) if lo == hi else f"{lo}-{hi}" for lo, hi in ranges)
 
 
-__all__ = ["HttpProber", "IcmpSockets", "PingProber", "TcpProber", "body_fields", "tls_days_left"]
+__all__ = [
+    "HttpProber",
+    "IcmpSockets",
+    "PingProber",
+    "TcpProber",
+    "body_fields",
+    "repair_quoted_json",
+    "tls_days_left",
+]

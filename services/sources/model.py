@@ -90,6 +90,9 @@ class HttpSource:
     fail_after: int = DEFAULT_FAIL_AFTER
     # a private CA (PEM) that signs the endpoint's certificate; None: the system's CAs
     ca_file: str | None = None
+    # a vendor server listing its devices: the profile reading its answer, and the device's id there
+    profile: str | None = None
+    id: str | None = None
 
     @property
     def host(self) -> str:
@@ -178,12 +181,15 @@ def public(src: Source | None) -> dict[str, Any] | None:
         }
     if isinstance(src, HttpSource):
         u = urlsplit(src.url)  # a query string may carry a token: scheme, host and path only
-        return {
+        out = {
             "kind": "http",
             "host": src.host,
             "url": f"{u.scheme}://{u.netloc}{u.path}",
             "poll_s": src.poll_s,
         }
+        if src.profile is not None:
+            out.update(profile=src.profile, id=src.id)
+        return out
     if isinstance(src, TcpSource):
         return {"kind": "tcp", "host": src.host, "port": src.port, "poll_s": src.poll_s}
     return {"kind": "ping", "host": src.host, "poll_s": src.poll_s}

@@ -1,5 +1,5 @@
-"""Profiles: how a family of devices speaks MQTT (topics, fields, availability, events) or which
-vendor OIDs an SNMP agent has. Shipped in `services/profiles/*.yaml`, overridden by
+"""Profiles: how a family of devices speaks MQTT (topics, fields, availability, events), which
+vendor OIDs an SNMP agent has, or how a vendor's HTTP server lists its devices. Shipped in `services/profiles/*.yaml`, overridden by
 IOC_PROFILES_DIR files of the same name, overridden by the registry's `profiles:`."""
 
 import os
@@ -21,12 +21,16 @@ SHIPPED_DIR = Path(__file__).resolve().parent.parent / "profiles"
 SEVERITIES = ("info", "warning", "critical")
 # Documentation kept in a profile file next to what the engine reads.
 _DOC_KEYS = {"about", "references", "examples"}
-_PROFILE_KEYS = {"mqtt", "snmp"} | _DOC_KEYS
+_PROFILE_KEYS = {"mqtt", "snmp", "http"} | _DOC_KEYS
 _MQTT_KEYS = {"availability", "status", "events"}
 _STATUS_KEYS = {"topic", "fields", "split", "ts", "keep", "drop"}
 _AVAIL_KEYS = {"topic", "path", "online", "offline"}
 _EVENT_KEYS = {"topic", "type", "severity", "message", "fields", "ts", "drop"}
 _SNMP_KEYS = {"clients", "extra"}
+_HTTP_KEYS = {"devices", "id", "item", "fields", "keep", "drop", "repair"}
+# How a vendor's answer is made JSON: `quoted_json` decodes objects and lists that arrive as strings
+# (escaped, or written raw inside quotes; see ingest.sources.probes.repair_quoted_json).
+REPAIRS = ("quoted_json",)
 ALL_FIELDS = {name for kind in payloads.FIELDS.values() for name in kind}
 
 
@@ -85,10 +89,29 @@ class SnmpProfile:
 
 
 @dataclass(frozen=True)
+class HttpProfile:
+    """A vendor server that lists its devices in one answer: where the list is, how an item names
+    its device (`source.http.id`), where in the item the readings are, and the fields read there.
+    A device the list does not name is not connected to its vendor's server."""
+
+    devices: str
+    devices_expr: Any = field(compare=False, repr=False)
+    id: str = "id"
+    id_expr: Any = field(default=None, compare=False, repr=False)
+    item: str | None = None
+    item_expr: Any = field(default=None, compare=False, repr=False)
+    fields: tuple[FieldMap, ...] = ()
+    keep: bool = True
+    drop: tuple[str, ...] = ()
+    repair: str | None = None
+
+
+@dataclass(frozen=True)
 class Profile:
     name: str
     mqtt: MqttProfile | None = None
     snmp: SnmpProfile | None = None
+    http: HttpProfile | None = None
     # the registry form, as stored (without the documentation keys)
     body: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
     origin: str = "registry"  # shipped | dir | registry
@@ -280,6 +303,49 @@ def _snmp(err: list[str], path: str, spec: Any) -> SnmpProfile | None:
     )
 
 
+def _path(err: list[str], path: str, spec: Any) -> Any:
+    try:
+        return compile_path(spec)
+    except ValueError as bad:
+        err.append(f"{path}: {bad}")
+        return None
+
+
+def _http(err: list[str], path: str, spec: Any) -> HttpProfile | None:
+    if not isinstance(spec, Mapping):
+        err.append(f"{path}: must be {{devices, id, item, fields, keep, drop, repair}}")
+        return None
+    _unknown(err, path, spec, _HTTP_KEYS)
+    if spec.get("devices") is None:
+        err.append(f"{path}.devices: a JMESPath to the list of devices in the answer is required")
+    devices = _path(err, f"{path}.devices", spec.get("devices")) if spec.get("devices") is not None else None
+    id_path = spec.get("id", "id")
+    id_expr = _path(err, f"{path}.id", id_path)
+    item = spec.get("item")
+    item_expr = None if item is None else _path(err, f"{path}.item", item)
+    keep = spec.get("keep", True)
+    if not isinstance(keep, bool):
+        err.append(f"{path}.keep: must be true or false")
+    repair = spec.get("repair")
+    if repair is not None and repair not in REPAIRS:
+        err.append(f"{path}.repair: {repair!r} must be one of {', '.join(REPAIRS)}")
+    fields = _fields(err, f"{path}.fields", spec.get("fields"), ALL_FIELDS)
+    if not fields and not err:
+        err.append(f"{path}.fields: names no field (a device listed is online; say what it reports)")
+    return HttpProfile(
+        str(spec.get("devices")),
+        devices,
+        str(id_path),
+        id_expr,
+        None if item is None else str(item),
+        item_expr,
+        fields,
+        keep is not False,
+        _drop(err, f"{path}.drop", spec.get("drop")),
+        repair if repair in REPAIRS else None,
+    )
+
+
 def extra_oids(err: list[str], path: str, spec: Any) -> tuple[tuple[str, str], ...]:
     """`extra: {name: OID}` checked: metric names and OIDs."""
     if spec is None:
@@ -305,16 +371,17 @@ def parse(name: str, body: Any, *, where: str = "profiles", origin: str = "regis
     if not isinstance(name, str) or not NAME_RE.fullmatch(name):
         raise ProfileError([f"{path}: profile names match [a-z0-9][a-z0-9_-]{{0,62}}"])
     if not isinstance(body, Mapping):
-        raise ProfileError([f"{path}: a profile is a mapping with mqtt: and/or snmp:"])
+        raise ProfileError([f"{path}: a profile is a mapping with mqtt:, snmp: or http:"])
     _unknown(err, path, body, _PROFILE_KEYS)
     mqtt = _mqtt(err, f"{path}.mqtt", body["mqtt"]) if "mqtt" in body else None
     snmp = _snmp(err, f"{path}.snmp", body["snmp"]) if "snmp" in body else None
-    if mqtt is None and snmp is None and not err:
-        err.append(f"{path}: a profile needs mqtt: or snmp:")
+    http = _http(err, f"{path}.http", body["http"]) if "http" in body else None
+    if mqtt is None and snmp is None and http is None and not err:
+        err.append(f"{path}: a profile needs mqtt:, snmp: or http:")
     if err:
         raise ProfileError(err)
     stored = {k: v for k, v in body.items() if k not in _DOC_KEYS}
-    return Profile(name, mqtt, snmp, stored, origin)
+    return Profile(name, mqtt, snmp, http, stored, origin)
 
 
 def _load_file(path: Path, origin: str) -> Profile:

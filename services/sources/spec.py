@@ -8,6 +8,7 @@ CSV URL forms (docs/sources.md):
     ping://HOST[?count=3&timeout_s=1&poll_s=30&fail_after=2]
     tcp://HOST:PORT[?timeout_s=3&poll_s=30&fail_after=2]
     http[s]://[USER:PASSWORD@]HOST/PATH?QUERY[#expect_status=200-299&expect_text=OK&field.NAME=PATH&poll_s=30]
+    http[s]://HOST/PATH#profile=PROFILE&id=ID     (a device in its vendor server's list)
 The http options go in the fragment: the query belongs to the endpoint, and a fragment is never sent.
 """
 
@@ -59,7 +60,18 @@ _KEYS = {
     },
     "ping": {"host", "count", "timeout_s", "poll_s", "fail_after"},
     "tcp": {"host", "port", "timeout_s", "poll_s", "fail_after"},
-    "http": {"url", "expect_status", "expect_text", "fields", "ca_file", "timeout_s", "poll_s", "fail_after"},
+    "http": {
+        "url",
+        "expect_status",
+        "expect_text",
+        "fields",
+        "ca_file",
+        "timeout_s",
+        "poll_s",
+        "fail_after",
+        "profile",
+        "id",
+    },
 }
 _BROKER_KEYS = {"id", "url", "client_id", "ca_file", "keepalive_s", "session_expiry_s"}
 
@@ -234,6 +246,17 @@ def _http(err: _Err, kind: str, b: Mapping[str, Any], secrets: dict[str, str]) -
         ranges = ((200, 399),)
     text = b.get("expect_text")
     ca_file = _ca_file(err, b.get("ca_file"), parts)
+    profile, item_id = b.get("profile"), b.get("id")
+    if profile is not None and (not isinstance(profile, str) or not NAME_RE.fullmatch(profile)):
+        err.add(
+            f"source.http.profile {profile!r} is not a profile name (lower case letters, digits, - and _)"
+        )
+    if profile is not None and (item_id is None or not str(item_id).strip() or len(str(item_id)) > 128):
+        err.add(
+            "source.http.id is required with a profile: the device's id in its vendor's list (1-128 characters)"
+        )
+    if profile is None and item_id is not None:
+        err.add("source.http.id needs source.http.profile (the profile that reads the vendor's list)")
     return HttpSource(
         clean,
         ranges,
@@ -244,6 +267,8 @@ def _http(err: _Err, kind: str, b: Mapping[str, Any], secrets: dict[str, str]) -
         _int(err, "source.http.poll_s", b.get("poll_s"), 30, 5, 86400),
         _int(err, "source.http.fail_after", b.get("fail_after"), 2, 1, 100),
         ca_file,
+        profile if isinstance(profile, str) else None,
+        None if item_id is None else str(item_id),
     )
 
 

@@ -128,7 +128,11 @@ function heardText(d) {
   if (heard === "profile") {
     if (s.profile) parts.push(t("heard.profile_name", { p: s.profile }));
     if (s.broker) parts.push(t("heard.broker", { b: s.broker }));
-  } else if (heard === "http" && s.url) parts.push(s.url);
+  } else if (heard === "http" && s.url) {
+    parts.push(s.url);
+    // a receiver in its vendor server's list: the profile reading it and its id there
+    if (s.profile) parts.push(t("heard.profile_name", { p: s.profile }), t("heard.listed_as", { id: s.id }));
+  }
   else if (s.host) parts.push(s.port && heard !== "snmp" ? `${s.host}:${s.port}` : s.host);
   if (s.poll_s && heard !== "profile") parts.push(t("heard.every", { n: s.poll_s }));
   return parts.join(" · ");
