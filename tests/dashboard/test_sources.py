@@ -35,6 +35,9 @@ devices:
   - {id: cam-ubnd-1, kind: camera, village: trung-binh, name: "Camera cổng UBND",
      onvif: {host: 192.0.2.21, port: 80, username: admin, password: "pw-123456"}}
   - {id: spk-1, kind: speaker, village: trung-binh, name: "Loa ấp Trung Bình 1"}
+  - {id: loa-tt-1, kind: speaker, village: trung-binh, name: "Loa truyền thanh chợ",
+     source: {http: {url: "http://192.0.2.5:906/eyJEYXRhVHlwZSI6MjAsIkRhdGEiOiJHRVRfQUxMX0RFVklDRV9TVEFUVVMifQ==",
+                     profile: truyenthanh, id: "123456789ABCDF4"}}}
 """
 INTERFACES = [
     {
@@ -105,6 +108,20 @@ STATES = {
     "loa-tb-1": ("online", "status received", {"rssi_dbm": -44, "playing": True}),
     "cam-ubnd-1": ("online", "status received", {"reachable": True, "rtt_ms": 12.0}),
     "spk-1": ("online", "status received", {"volume": 60}),
+    "loa-tt-1": (
+        "offline",
+        "device does not answer its polls",
+        {
+            "reachable": False,
+            "probe_ok": False,
+            "probe_error": "not_listed",
+            "probe_detail": "http://192.0.2.5:906/eyJ…: profile truyenthanh: the server does not list '123456789ABCDF4'",
+            "probe_fails": 2,
+            "http_status": 200,
+            "volume": 53.333333333333336,
+            "RadioFrequency": "102.7",
+        },
+    ),
 }
 
 
@@ -161,6 +178,11 @@ def test_device_page_says_how_the_device_is_heard(spage: Page, src_url: str) -> 
         "loa-tb-1": ("profile", "MQTT của hãng · hồ sơ tasmota"),
         "cam-ubnd-1": ("onvif", "ONVIF"),
         "spk-1": ("mqtt", "MQTT của Trung tâm"),
+        "loa-tt-1": (
+            "http",
+            "HTTP · http://192.0.2.5:906/eyJEYXRhVHlwZSI6MjAsIkRhdGEiOiJHRVRfQUxMX0RFVklDRV9TVEFUVVMifQ=="
+            " · hồ sơ truyenthanh · mã thiết bị 123456789ABCDF4 · hỏi mỗi 30 giây",
+        ),
     }
     for device_id, (heard, text) in cases.items():
         spage.goto(f"{src_url}/#/device/{device_id}")
@@ -196,6 +218,15 @@ def test_device_page_shows_the_last_poll_and_its_error_in_the_page_language(
     expect(spage.locator("#probe-result")).to_have_text("✓ Answered (0,80 ms)".replace(",", "."))
     spage.click("#lang-switch")
     expect(spage.locator("#probe-result")).to_have_text("✓ Trả lời (0,80 ms)")
+    # a receiver its vendor's server does not list
+    spage.goto(f"{src_url}/#/device/loa-tt-1")
+    expect(spage.locator("#probe-error")).to_have_attribute("data-code", "not_listed")
+    expect(spage.locator("#probe-error")).to_have_text(
+        "máy chủ của hãng không liệt kê thiết bị (thiết bị chưa kết nối)"
+    )
+    # the values the profile keeps as the vendor sent them, named in the page's language
+    expect(spage.locator("#device-metrics")).to_contain_text("Tần số FM tiếp sóng")
+    shot(spage, "device-vendor-list-unlisted")
     # a device that is not polled has no poll card
     spage.goto(f"{src_url}/#/device/spk-1")
     expect(spage.locator("#device-probe-card")).to_be_hidden()
@@ -217,17 +248,18 @@ def test_device_page_lists_an_snmp_agents_interfaces_with_their_state(spage: Pag
 
 def test_device_list_filters_by_source(spage: Page, src_url: str) -> None:
     spage.click("[data-nav=devices]")
-    expect(spage.locator("#device-count")).to_have_attribute("data-n", "7")
+    expect(spage.locator("#device-count")).to_have_attribute("data-n", "8")
     for heard, ids in {
         "snmp": ["ap-buu-dien"],
         "ping": ["gw-trung-binh"],
         "profile": ["loa-tb-1"],
         "mqtt": ["spk-1"],
         "onvif": ["cam-ubnd-1"],
+        "http": ["eb-cho", "loa-tt-1"],
     }.items():
         spage.select_option("select[name=heard]", heard)
         expect(spage.locator("#device-count")).to_have_attribute("data-n", str(len(ids)))
         expect(spage.locator("#device-list [data-device-id]")).to_have_count(len(ids))
         expect(spage.locator(f"#device-list [data-device-id={ids[0]}]")).to_be_visible()
     spage.select_option("select[name=heard]", "")
-    expect(spage.locator("#device-count")).to_have_attribute("data-n", "7")
+    expect(spage.locator("#device-count")).to_have_attribute("data-n", "8")
