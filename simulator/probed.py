@@ -3,6 +3,9 @@
 - **http**: one small HTTP server per port; the device's `url` path answers JSON built from the
   registry's own `fields` map (`screen_on: display.on` gives `{"display": {"on": true}}`), filled
   with the device's current readings. Off the air, a request gets its connection reset.
+- **http with a profile** (a vendor server listing its devices): every device of one URL path
+  shares it; the answer lists the devices on the air, as the `truyenthanh` profile's server writes
+  them (nested objects raw inside quotes), so a receiver off the air is simply missing from it.
 - **tcp**: a listener on the device's port, closed while the device (or a router above it) is
   down, so a connect is refused, and opened again when it is back.
 
@@ -28,6 +31,7 @@ from contextlib import AsyncExitStack
 from typing import Any
 from urllib.parse import urlsplit
 
+import orjson
 from aiohttp import web
 
 from services.models import Registry
@@ -65,16 +69,50 @@ def _reset(request: web.Request) -> None:
     raise web.HTTPServiceUnavailable()
 
 
+def smart_radio_list(receivers: list[tuple[str, dict[str, Any]]]) -> bytes:
+    """A smart-radio vendor server's answer listing `receivers` (their id there, their readings):
+    DataType 5, Data[].DeviceID and DeviceData.Data (AudioOutState, Volume as a level 1-15,
+    RadioFrequency, PlayURL, Fan1Status), each nested object written raw inside quotes."""
+    items = []
+    for rid, now in receivers:
+        volume = now.get("volume")
+        level = max(1, min(15, round(float(volume) * 15 / 100))) if isinstance(volume, int | float) else 8
+        fm = "102.7" if now.get("source") == "fm-xa" else ""
+        data = orjson.dumps(
+            {
+                "AudioOutState": 1 if now.get("playing") else 0,
+                "Fan1Status": 1 if float(now.get("temperature_c") or 0) > 40 else 0,
+                "PlayURL": "",
+                "RadioFrequency": fm,
+                "Volume": level,
+            }
+        ).decode()
+        inner = '{"PacketType":5,"Data":"' + data + '"}'
+        items.append('{"DeviceID":' + orjson.dumps(rid).decode() + ',"DeviceData":"' + inner + '"}')
+    return ('{"DataType":5,"Data":"[' + ",".join(items) + ']"}').encode()
+
+
 class HttpDevices:
-    """The HTTP status pages of the devices on one loopback port."""
+    """The HTTP status pages of the devices on one loopback port, and the vendor lists there."""
 
     def __init__(
-        self, port: int, paths: dict[str, tuple[str, HttpSource]], off_air: OffAir, readings: Readings
+        self,
+        port: int,
+        paths: dict[str, tuple[str, HttpSource]],
+        off_air: OffAir,
+        readings: Readings,
+        lists: dict[str, list[tuple[str, HttpSource]]] | None = None,
     ):
         self.port, self.paths, self.off_air, self.readings = port, paths, off_air, readings
+        self.lists = lists or {}
         self.requests = 0
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
+        members = self.lists.get(request.path)
+        if members is not None:
+            self.requests += 1
+            on_air = [(src.id or d, self.readings(d)) for d, src in members if not self.off_air(d)]
+            return web.Response(body=smart_radio_list(on_air), content_type="text/plain")
         found = self.paths.get(request.path)
         if found is None:
             raise web.HTTPNotFound()
@@ -96,7 +134,10 @@ class HttpDevices:
         else:
             site = web.TCPSite(runner, "127.0.0.1", self.port, reuse_address=True)
         await site.start()
-        log.info("%d HTTP device(s) answer on 127.0.0.1:%d", len(self.paths), self.port)
+        listed = sum(len(m) for m in self.lists.values())
+        log.info(
+            "%d HTTP device(s) and %d listed ones answer on 127.0.0.1:%d", len(self.paths), listed, self.port
+        )
 
 
 class TcpDevice:
@@ -224,6 +265,7 @@ async def serve(
     """Answer every loopback HTTP and TCP source of `reg` until `stopping` is set and `stack` closes."""
     sockets = dict(sockets or {})
     by_port: dict[int, dict[str, tuple[str, HttpSource]]] = {}
+    lists: dict[int, dict[str, list[tuple[str, HttpSource]]]] = {}
     tcp: list[TcpDevice] = []
     pings: list[PingDevice] = []
     for d in reg.devices:
@@ -231,14 +273,17 @@ async def serve(
             continue
         src = d.source
         if isinstance(src, HttpSource) and (where := _loopback_port(src.url)):
-            by_port.setdefault(where[0], {})[where[1]] = (d.id, src)
+            if src.profile is not None:
+                lists.setdefault(where[0], {}).setdefault(where[1], []).append((d.id, src))
+            else:
+                by_port.setdefault(where[0], {})[where[1]] = (d.id, src)
         elif isinstance(src, TcpSource) and src.host in LOOPBACK:
             tcp.append(TcpDevice(d.id, src.port, off_air, sockets.pop(src.port, None)))
         elif isinstance(src, PingSource) and _is_own_loopback(src.host):
             pings.append(PingDevice(d.id, src.host, off_air))
     http = []
-    for port, paths in sorted(by_port.items()):
-        h = HttpDevices(port, paths, off_air, readings)
+    for port in sorted(set(by_port) | set(lists)):
+        h = HttpDevices(port, by_port.get(port, {}), off_air, readings, lists.get(port))
         await h.start(stack, sockets.pop(port, None))
         http.append(h)
     agents = 0

@@ -40,6 +40,10 @@ def free_listener() -> socket.socket:
     return s
 
 
+# a smart-radio vendor server's status request (base64 of GET_ALL_DEVICE_STATUS)
+TT_ASK = "eyJEYXRhVHlwZSI6MjAsIkRhdGEiOiJHRVRfQUxMX0RFVklDRV9TVEFUVVMifQ=="
+
+
 def registry_text(vendor_port: int, http_port: int, tcp_port: int, snmp_port: int = 9) -> str:
     return f"""
 commune: {{id: thoai-giang, name: Thoai Giang}}
@@ -56,6 +60,8 @@ devices:
      fields: {{screen_on: display.on, brightness_pct: display.brightness, content_id: content.id}}}}}}}}
   - {{id: ap-bac-thanh, kind: wifi, village: bac-thanh, parent: gw-bac-thanh, heartbeat_s: 60,
      source: {{tcp: {{host: 127.0.0.1, port: {tcp_port}, poll_s: 5}}}}}}
+  - {{id: tt-bac-thanh, kind: speaker, village: bac-thanh, parent: gw-bac-thanh, source: {{http: {{
+     url: "http://127.0.0.1:{http_port}/{TT_ASK}", profile: truyenthanh, id: TT0001, poll_s: 5}}}}}}
   - {{id: ap-truong, kind: wifi, village: bac-thanh, parent: gw-bac-thanh, heartbeat_s: 60,
      source: {{snmp: {{host: 127.0.0.1, port: {snmp_port}, community: demo-community, profile: unifi}}}}}}
 """
@@ -135,6 +141,13 @@ def test_demo_registry_names_the_bound_ports_and_a_device_per_source(tmp_path: P
         assert {"MqttSource", "HttpSource"} <= {
             type(sources[d]).__name__ for d, p in parents.items() if p == "lt-gw-xom-6" and d in sources
         }
+        # smart-radio receivers in their vendor server's list, one of them under Bắc Thạnh's router
+        listed = {
+            i: s for i, s in sources.items() if isinstance(s, HttpSource) and s.profile == "truyenthanh"
+        }
+        assert {"tg-spk-bac-thanh-1", "lt-spk-xom-3"} <= set(listed)
+        assert parents["tg-spk-bac-thanh-1"] in demo.SCENARIO.router_outage
+        assert all(s.url.startswith(f"http://127.0.0.1:{bound[18081]}/") and s.id for s in listed.values())
     finally:
         ports.close()
     # the saved ports are kept on the next start (the imported registry does not change)
@@ -190,6 +203,7 @@ def test_router_outage_takes_every_child_down_through_every_source(db_url: str, 
                         # polled by the IOC (HTTP, TCP every 5 s), heard through the pipeline
                         and db_state("eb-bac-thanh") == "online"
                         and db_state("ap-bac-thanh") == "online"
+                        and db_state("tt-bac-thanh") == "online"
                         and doc
                         and "on" in doc.get("display", {})
                         and tcp_open(tcp_port)
@@ -199,6 +213,9 @@ def test_router_outage_takes_every_child_down_through_every_source(db_url: str, 
                 doc = await asyncio.to_thread(http_status, eb_url)
                 assert doc is not None and set(doc) == {"display", "content"}
                 assert isinstance(doc["display"]["brightness"], int)
+                # the receiver, read from its vendor server's list as the shipped profile reads it
+                tt = state(db_url, "tt-bac-thanh")
+                assert tt is not None and isinstance(tt[2].get("volume"), int | float) and "playing" in tt[2]
                 # the speaker spoke Tasmota to the vendor cloud, and the bridge mapped it
                 state_doc = orjson.loads(watch.of("tele/loa_bac_thanh/STATE")[-1])
                 assert {"Time", "UptimeSec", "POWER", "Wifi"} <= set(state_doc)
@@ -224,6 +241,8 @@ def test_router_outage_takes_every_child_down_through_every_source(db_url: str, 
                         # the IOC's own polls fail twice (fail_after 2): offline, as SPEC §8 says
                         and db_state("eb-bac-thanh") == "offline"
                         and db_state("ap-bac-thanh") == "offline"
+                        # its vendor server no longer lists it (not connected): offline too
+                        and db_state("tt-bac-thanh") == "offline"
                         and http_status(eb_url) is None
                         and not tcp_open(tcp_port)
                     )
