@@ -45,7 +45,7 @@ import orjson
 import psycopg
 from psycopg.types.json import Jsonb
 
-from ingest.sources.probes import HttpProber, PingProber, TcpProber
+from ingest.sources.probes import HttpProber, ListHealth, PingProber, TcpProber
 from ingest.sources.publish import IocPublisher
 from ingest.sources.reading import Prober, Reading
 from services.db import connect, first_line
@@ -55,7 +55,7 @@ from services.models import Device
 from services.payloads import FIELDS
 from services.registry_cache import FROM_ENV, RegistryCache
 from services.sources import store as source_store
-from services.sources.model import PingSource, Source, public
+from services.sources.model import HttpSource, PingSource, Source, public
 from services.vault import Vault
 
 log = logging.getLogger(__name__)
@@ -250,8 +250,10 @@ class PollScheduler:
         while True:
             dead, self._dead = self._dead, []
             current = {i: p.device for i, p in self.polls.items()}
+            http = (self._probers or {}).get("http")
+            lists = dict(getattr(http, "lists", {}))
             try:
-                view = await asyncio.to_thread(self._read, dead, current)
+                view = await asyncio.to_thread(self._read, dead, current, lists)
                 backoff = 1.0
             except (psycopg.OperationalError, psycopg.InterfaceError, Unavailable) as err:
                 # Keep polling on the last view: the others keep theirs too (no double polling).
@@ -276,9 +278,15 @@ class PollScheduler:
             self._conn.close()
         self._conn = None
 
-    def _read(self, dead: list[source_store.Unmappable], current: dict[str, Device]) -> _View:
+    def _read(
+        self,
+        dead: list[source_store.Unmappable],
+        current: dict[str, Device],
+        lists: Mapping[str, ListHealth] | None = None,
+    ) -> _View:
         """One control cycle's database work (in a thread): write dead letters, report this
-        member, read the members and the registry, and what the devices newly ours need."""
+        member and the vendor lists' servers its devices are in, read the members and the
+        registry, and what the devices newly ours need."""
         conn = self._db()
         source_store.dead_letters(conn, dead)
         hears = self._publisher is not None and self._publisher.connected.is_set()
@@ -288,6 +296,10 @@ class PollScheduler:
                 " ON CONFLICT (name) DO UPDATE SET seen_at = now(), info = EXCLUDED.info",
                 (health_name(self.name), HEALTH_KIND, Jsonb({"devices": len(current)})),
             )
+            ours = {d.source_broker for d in current.values() if isinstance(d.source, HttpSource)}
+            for sid, h in (lists or {}).items():
+                if sid in ours:
+                    source_store.report(conn, sid, h.listening_since, h.error, refused=h.refused)
         rows = conn.execute(
             "SELECT name FROM process_health WHERE kind = %s"
             " AND seen_at > now() - make_interval(secs => %s) ORDER BY name",
@@ -443,6 +455,20 @@ class PollScheduler:
     def _publish(self, p: _Poll, r: Reading, at: float) -> None:
         device, source = p.device, p.source
         ts = datetime.fromtimestamp(at, UTC)
+        if r.source_down:
+            # The vendor server listing it is lost: nothing is known of the device, whose state
+            # freezes (services.liveness), and the server is one source_lost alert, not N outages.
+            if r.error_code == "malformed" and "payload" in p.state:
+                self._dead.append(
+                    source_store.Unmappable(
+                        datetime.now(UTC),
+                        (public(source) or {}).get("url") or "",
+                        f"{source.kind} source of {device.id}: {r.error}",
+                        device.id,
+                        bytes(p.state.pop("payload", b"")),
+                    )
+                )
+            return
         p.fails = 0 if r.ok else p.fails + 1
         was_failing = p.reachable is False or p.auth_failed is True
         if r.auth_failed:

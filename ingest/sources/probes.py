@@ -454,6 +454,17 @@ class _Answer:
     metrics: dict[str, Any] = field(default_factory=dict)
     # the first device that finds a vendor's list unreadable dead-letters it; the others do not
     claimed: bool = False
+    # judged once for the devices of a list: None while not yet, else (the list, or why it is lost)
+    verdict: "tuple[list[Any] | None, Reading | None] | None" = None
+
+
+@dataclass(frozen=True)
+class ListHealth:
+    """A vendor list's server as its pollers last found it (reported as the health of a source)."""
+
+    listening_since: datetime | None
+    error: str | None = None
+    refused: bool = False
 
 
 # The console of a Vietnamese smart-radio system turns its vendor server's answer into JSON with
@@ -506,7 +517,9 @@ class HttpProber:
     the device is its item whose `id` is `source.http.id`, read with the profile's fields; a device
     the list does not name is a failure `not_listed` (not connected to its server). The devices of
     one list share one GET per half poll period, so a server is asked about once per cycle, not
-    once per device."""
+    once per device. A server that does not answer, refuses our credentials or answers no list is
+    lost: its devices' readings say `source_down` (their states freeze) and `lists` has the
+    server's health, which the scheduler reports as a source's (one source_lost alert)."""
 
     kind: ClassVar[str] = "http"
 
@@ -530,6 +543,8 @@ class HttpProber:
         # (url, user, password, ca file) -> (good until, the GET in flight or done)
         self._shared: dict[tuple[str, str, str, str], tuple[float, asyncio.Task[_Answer]]] = {}
         self.gets = 0  # GETs sent (a vendor list's devices share them)
+        # by source id (`HttpSource.broker_id`): what the last answer of each list's server said
+        self.lists: dict[str, ListHealth] = {}
 
     def _catalogue(self) -> Mapping[str, Any]:
         if self._loaded is None:
@@ -610,6 +625,65 @@ class HttpProber:
             held = self._shared[key] = (now + source.poll_s / 2, task)
         return await asyncio.shield(held[1])
 
+    def _judge_list(
+        self, source: HttpSource, profile: Any, answer: _Answer, with_credentials: bool
+    ) -> tuple[list[Any] | None, Reading | None]:
+        """Once per answer of a list's server: its list, or the Reading that says the server is
+        lost (`source_down`: nothing is said of its devices), and the server's health."""
+        sid = source.broker_id or source.url
+        items, down = None, answer.failure
+        url, status = source.url, answer.status
+        if down is None and not any(lo <= status <= hi for lo, hi in source.expect_status):
+            refused = status == 401 or (status == 403 and with_credentials)
+            why = "our credentials are refused" if refused else f"expected {_ranges(source.expect_status)}"
+            down = Reading(
+                False, error=f"{url}: HTTP {status}: {why}", error_code="auth" if refused else "http_status"
+            )
+        if (
+            down is None
+            and source.expect_text is not None
+            and source.expect_text not in answer.raw.decode("utf-8", "replace")
+        ):
+            down = Reading(
+                False,
+                error=f"{url}: the answer does not contain {source.expect_text[:60]!r}",
+                error_code="text_missing",
+            )
+        if down is None:
+            hp = profile.http
+            doc = repair_quoted_json(answer.raw) if hp.repair == "quoted_json" else decode(answer.raw)
+            try:
+                found = hp.devices_expr.search(doc, options=SEARCH)
+            except (JMESPathError, TypeError, ValueError, OverflowError):
+                found = None
+            if isinstance(found, list):
+                items = found
+            else:
+                down = Reading(
+                    False,
+                    error=f"{url}: profile {profile.name}: the answer has no list of devices at {hp.devices!r}",
+                    error_code="malformed",
+                )
+        before = self.lists.get(sid)
+        if down is None:
+            since = (
+                before.listening_since if before is not None and before.listening_since else datetime.now(UTC)
+            )
+            self.lists[sid] = ListHealth(since)
+            return items, None
+        self.lists[sid] = ListHealth(None, down.error, down.error_code == "auth")
+        if before is None or before.error is None:
+            log.warning("vendor list %s lost: %s", sid, down.error)
+        metrics = {**answer.metrics, **down.metrics}
+        return None, Reading(
+            False,
+            metrics=metrics,
+            error=down.error,
+            error_code=down.error_code,
+            rtt_ms=answer.rtt_ms or None,
+            source_down=True,
+        )
+
     async def probe(
         self, device: Device, source: Source, secrets: Mapping[str, str], state: dict[str, Any]
     ) -> Reading:
@@ -625,6 +699,16 @@ class HttpProber:
                     "config", f"profile {source.profile!r} is unknown here or has no http: section"
                 )
             answer = await self._shared_get(source, auth, password or "")
+            if answer.verdict is None:
+                answer.verdict = self._judge_list(source, profile, answer, auth is not None)
+            items, down = answer.verdict
+            if down is not None:
+                if down.error_code == "malformed" and not answer.claimed:
+                    answer.claimed = True  # one dead letter per answer, not one per device of the list
+                    state["payload"] = answer.raw[:65536]
+                return down
+            assert items is not None
+            return _listed(device, source, profile, answer, items, state)
         else:
             answer = await self._get(source, auth)
         if answer.failure is not None:
@@ -658,8 +742,6 @@ class HttpProber:
                 error_code="text_missing",
                 rtt_ms=rtt,
             )
-        if profile is not None:
-            return _listed(device, source, profile, answer, metrics, state)
         if source.fields:
             mapped, problem = body_fields(device.kind, source.fields, raw)
             metrics.update(mapped)
@@ -672,35 +754,12 @@ class HttpProber:
 
 
 def _listed(
-    device: Device,
-    source: HttpSource,
-    profile: Any,
-    answer: _Answer,
-    metrics: dict[str, Any],
-    state: dict[str, Any],
+    device: Device, source: HttpSource, profile: Any, answer: _Answer, items: list[Any], state: dict[str, Any]
 ) -> Reading:
     """The device's item in its vendor server's list, read with the profile's `http:` rules."""
     hp = profile.http
     where = f"{source.url}: profile {profile.name}"
-    rtt = answer.rtt_ms
-    doc = repair_quoted_json(answer.raw) if hp.repair == "quoted_json" else decode(answer.raw)
-    items: Any = None
-    if hp.devices_expr is not None:
-        try:
-            items = hp.devices_expr.search(doc, options=SEARCH)
-        except (JMESPathError, TypeError, ValueError, OverflowError):
-            items = None
-    if not isinstance(items, list):
-        if not answer.claimed:  # one dead letter per answer, not one per device of the list
-            answer.claimed = True
-            state["payload"] = answer.raw[:65536]
-        return Reading(
-            ok=False,
-            metrics=metrics,
-            error=f"{where}: the answer has no list of devices at {hp.devices!r}",
-            error_code="malformed",
-            rtt_ms=rtt,
-        )
+    rtt, metrics = answer.rtt_ms, dict(answer.metrics)
     item = None
     for candidate in items:
         try:

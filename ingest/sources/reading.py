@@ -29,6 +29,9 @@ class Reading:
     # timeout | refused | unreachable | auth | malformed | http_status | text_missing | tls | dns ...
     error_code: str | None = None
     rtt_ms: float | None = None
+    # the vendor server listing the device is lost or refuses us: nothing is said of the device
+    # (its state freezes; the server is one source_lost alert)
+    source_down: bool = False
 
 
 class Prober(Protocol):

@@ -17,7 +17,7 @@ from services.alerts import store
 from services.alerts.models import Config
 from services.alerts.rules import norm_type
 from services.alerts.topology import IOC_WIDE
-from services.sources import IOC_BROKER
+from services.sources import IOC_BROKER, from_json
 from services.sources import store as source_store
 
 EVENT_RULES = ("camera_tamper", "camera_signal_loss", "camera_storage_failure")
@@ -142,7 +142,19 @@ def sources_lost(
         " WHERE retired_at IS NULL AND source->'mqtt'->>'broker' = ANY(%s) GROUP BY 1",
         (list(lost),),
     ).fetchall()
-    return {bid: (lost[bid].listening_since or lost[bid].seen_at, tuple(ids)) for bid, ids in rows}
+    by_source: dict[str, list[str]] = {bid: list(ids) for bid, ids in rows}
+    if any("://" in bid for bid in lost):
+        # vendor lists' servers (`scheme://host:port` of their devices' URLs)
+        for device_id, doc in conn.execute(
+            "SELECT id, source FROM devices WHERE retired_at IS NULL AND source->'http'->>'profile' IS NOT NULL"
+        ):
+            sid = from_json(doc).broker_id  # type: ignore[union-attr]
+            if sid in lost:
+                by_source.setdefault(sid, []).append(device_id)
+    return {
+        bid: (lost[bid].listening_since or lost[bid].seen_at, tuple(sorted(ids)))
+        for bid, ids in by_source.items()
+    }
 
 
 def sources_refused(conn: psycopg.Connection, now: datetime) -> frozenset[str]:

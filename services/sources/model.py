@@ -98,6 +98,15 @@ class HttpSource:
     def host(self) -> str:
         return urlsplit(self.url).hostname or ""
 
+    @property
+    def broker_id(self) -> str | None:
+        """A vendor list's server as a source the IOC can lose, `scheme://host:port` (its devices
+        freeze while it is lost, as a vendor broker's do); None when the URL is not a list."""
+        if self.profile is None:
+            return None
+        u = urlsplit(self.url)
+        return f"{u.scheme}://{u.netloc}"
+
 
 Source = MqttSource | SnmpSource | PingSource | TcpSource | HttpSource
 

@@ -25,7 +25,8 @@ DEAD_REASON = "unmappable"
 
 
 def health_name(broker_id: str) -> str:
-    return f"source:mqtt:{broker_id}"
+    """The health row of a vendor broker (its id) or of a vendor list's server (`http://host:port`)."""
+    return f"source:{broker_id}" if "://" in broker_id else f"source:mqtt:{broker_id}"
 
 
 def upsert_brokers(

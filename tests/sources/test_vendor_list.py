@@ -7,6 +7,7 @@ import asyncio
 import http.server
 import threading
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import orjson
@@ -32,6 +33,7 @@ EXAMPLES = [(i, ex) for i, ex in enumerate(shipped_examples(PROFILE))]
 
 class _Handler(http.server.BaseHTTPRequestHandler):
     body: list[bytes]
+    status: list[int]
     paths: list[str]
 
     def log_message(self, *_a: Any) -> None:
@@ -39,8 +41,8 @@ class _Handler(http.server.BaseHTTPRequestHandler):
 
     def do_GET(self) -> None:  # noqa: N802 - http.server's name
         self.paths.append(self.path)
-        data = self.body[0]
-        self.send_response(200)
+        data, status = self.body[0], self.status[0]
+        self.send_response(status)
         self.send_header("Content-Type", "text/plain")
         self.send_header("Content-Length", str(len(data)))
         self.end_headers()
@@ -52,8 +54,9 @@ class VendorServer:
 
     def __init__(self) -> None:
         self.body = [b"{}"]
+        self.status = [200]
         self.paths: list[str] = []
-        handler = type("H", (_Handler,), {"body": self.body, "paths": self.paths})
+        handler = type("H", (_Handler,), {"body": self.body, "status": self.status, "paths": self.paths})
         self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
         self.httpd.daemon_threads = True
         self.thread = threading.Thread(target=self.httpd.serve_forever, name="test.vendor", daemon=True)
@@ -119,7 +122,7 @@ def test_shipped_profile_reads_its_written_answers(vendor: VendorServer, i: int,
     vendor.body[0] = example["body"].encode()
     [[(reading, state)]], _ = probe_all(vendor.url, [str(example["id"])], kind=example["kind"])
     if example.get("not_listed"):
-        assert (reading.ok, reading.error_code) == (False, "not_listed"), reading
+        assert (reading.ok, reading.error_code, reading.source_down) == (False, "not_listed", False), reading
         assert str(example["id"]) in (reading.error or "")
     elif example.get("malformed"):
         assert (reading.ok, reading.error_code) == (False, "malformed"), reading
@@ -151,7 +154,7 @@ def test_the_devices_of_one_list_share_one_get_per_half_poll_period(vendor: Vend
 def test_an_unreadable_list_is_one_dead_letter_per_answer_not_one_per_device(vendor: VendorServer) -> None:
     vendor.body[0] = b'{"DataType":3,"Data":"No Data"}'
     [readings], _ = probe_all(vendor.url, ["A1", "A2", "A3"])
-    assert [(r.ok, r.error_code) for r, _ in readings] == [(False, "malformed")] * 3
+    assert [(r.ok, r.error_code, r.source_down) for r, _ in readings] == [(False, "malformed", True)] * 3
     assert sum("payload" in st for _, st in readings) == 1
     assert "no list of devices at 'Data'" in (readings[0][0].error or "")
 
@@ -160,7 +163,7 @@ def test_a_vendor_server_that_is_down_fails_its_devices_as_refused_not_as_unlist
     with socket_port() as port:
         url = f"http://127.0.0.1:{port}{ASK}"
     [readings], _ = probe_all(url, ["A1", "A2"])
-    assert [(r.ok, r.error_code) for r, _ in readings] == [(False, "refused")] * 2
+    assert [(r.ok, r.error_code, r.source_down) for r, _ in readings] == [(False, "refused", True)] * 2
 
 
 class socket_port:  # noqa: N801 - a context manager read as a phrase
@@ -287,19 +290,20 @@ def _listing(*ids: str) -> bytes:
 
 
 @pytest.mark.slow
-def test_receivers_of_a_vendor_list_go_online_offline_when_unlisted_and_down_with_their_server(
+def test_receivers_of_a_vendor_list_go_offline_when_unlisted_and_freeze_under_one_alert_when_it_is_lost(
     db_url: str, mqtt_url: str, tmp_path: Any, vendor: VendorServer
 ) -> None:
     from ingest.service import IngestService
+    from services.alerts.messages import describe
     from tests.alerts.conftest import running, write_config
     from tests.alerts.conftest import settings as alert_settings
     from tests.sources import stack
     from tests.sources.test_poll import rows, state, states
     from tests.support import scalar, wait_for
 
-    assert _listing(A)  # the helper writes what the shipped example does
     assert repair_quoted_json(_listing(A, B))["Data"][1]["DeviceID"] == B
     vendor.body[0] = _listing(A, B)
+    server = vendor.url.split(ASK)[0]  # the source's id: http://127.0.0.1:PORT
     stack.load(
         db_url,
         f"""\
@@ -307,22 +311,21 @@ commune: {{id: thoai-giang, name: "Xã Thoại Giang"}}
 villages:
   - {{id: bac-thanh, name: "Ấp Bắc Thạnh"}}
 devices:
-  - {{id: tt-server, kind: gateway, village: bac-thanh, name: "Máy chủ truyền thanh",
-     source: {{http: {{url: "{vendor.url}", expect_text: DataType, poll_s: 5, timeout_s: 2}}}}}}
-  - {{id: loa-a, kind: speaker, village: bac-thanh, parent: tt-server,
+  - {{id: loa-a, kind: speaker, village: bac-thanh,
      source: {{http: {{url: "{vendor.url}", profile: {PROFILE}, id: "{A}", poll_s: 5, timeout_s: 2}}}}}}
-  - {{id: loa-b, kind: speaker, village: bac-thanh, parent: tt-server,
+  - {{id: loa-b, kind: speaker, village: bac-thanh,
      source: {{http: {{url: "{vendor.url}", profile: {PROFILE}, id: "{B}", poll_s: 5, timeout_s: 2}}}}}}
 """,
     )
-    alerts_file = write_config(tmp_path, {"rules": {"offline": {"for_s": 15}}})
-    ids = ("tt-server", "loa-a", "loa-b")
+    rules = {"offline": {"for_s": 0}, "auth_failed": {"for_s": 0}, "source_lost": {"for_s": 0}}
+    alerts_file = write_config(tmp_path, {"rules": rules})
+    ids = ("loa-a", "loa-b")
     with (
         IngestService(stack.ingest_settings(db_url, mqtt_url, "ingest-vendor-list", poll=True)) as svc,
         running(alert_settings(db_url, alerts_file)),
     ):
         wait_for(lambda: svc.health.check())
-        wait_for(lambda: states(db_url, ids) == ["online"] * 3, timeout=60)
+        wait_for(lambda: states(db_url, ids) == ["online"] * 2, timeout=60)
         a = scalar(db_url, "SELECT metrics FROM device_state WHERE device_id = 'loa-a'")
         assert (a["playing"], a["volume"], a["RadioFrequency"]) == (False, 20, "102.7")
         b = scalar(db_url, "SELECT metrics FROM device_state WHERE device_id = 'loa-b'")
@@ -336,25 +339,59 @@ devices:
             scalar(db_url, "SELECT metrics->>'probe_error' FROM device_state WHERE device_id = 'loa-b'")
             == "not_listed"
         )
+        wait_for(lambda: rows(db_url, "SELECT 1 FROM alerts WHERE rule = 'offline' AND device_id = 'loa-b'"))
         vendor.body[0] = _listing(A, B)
-        wait_for(lambda: state(db_url, "loa-b") == "online", timeout=60)
+        wait_for(lambda: states(db_url, ids) == ["online"] * 2, timeout=60)
+        offline_alerts = scalar(db_url, "SELECT count(*) FROM alerts WHERE rule = 'offline'")
 
-        # The server goes down: one alert, on the server, its receivers in it
-        vendor.close()
-        wait_for(lambda: states(db_url, ids) == ["offline"] * 3, timeout=60)
+        # The server answers no list (its error text): one source_lost alert naming it, the
+        # receivers' states frozen as they were, far past their liveness window (3 × 5 s)
+        vendor.body[0] = b"Request Invalid!"
         alert = wait_for(
             lambda: rows(
-                db_url,
-                "SELECT affected FROM alerts WHERE rule = 'offline' AND state = 'open'"
-                " AND device_id = 'tt-server' AND cardinality(affected) = 2",
+                db_url, "SELECT affected, details FROM alerts WHERE rule = 'source_lost' AND state = 'open'"
             ),
             timeout=60,
         )
-        assert alert[0][0] == ["loa-a", "loa-b"]
-        assert (
-            scalar(
-                db_url,
-                "SELECT count(*) FROM alerts WHERE rule = 'offline' AND device_id IN ('loa-a', 'loa-b')",
-            )
-            == 0
+        assert alert[0][0] == ["loa-a", "loa-b"] and alert[0][1]["sources"] == server
+        assert server in describe("source_lost", alert[0][1])
+        lost_at = datetime.now(UTC)
+        wait_for(lambda: datetime.now(UTC) > lost_at + timedelta(seconds=20), timeout=40)
+        assert states(db_url, ids) == ["online"] * 2
+        assert scalar(db_url, "SELECT count(*) FROM alerts WHERE rule = 'offline'") == offline_alerts
+        # the unreadable answer is kept, once per answer (not once per receiver)
+        dead = rows(
+            db_url, "SELECT payload, detail FROM dead_letters WHERE payload = %s", (b"Request Invalid!",)
         )
+        assert dead and all("no list of devices" in d for _, d in dead)
+        assert len(dead) <= 2 * 20 / 5 + 2
+
+        vendor.body[0] = _listing(A, B)
+        wait_for(
+            lambda: scalar(db_url, "SELECT state FROM alerts WHERE rule = 'source_lost'") == "resolved",
+            timeout=60,
+        )
+
+        # The server refuses our credentials: its receivers are auth_failed under the one alert
+        vendor.status[0] = 401
+        wait_for(lambda: states(db_url, ids) == ["auth_failed"] * 2, timeout=60)
+        alert = wait_for(
+            lambda: rows(db_url, "SELECT details FROM alerts WHERE rule = 'source_lost' AND state = 'open'"),
+            timeout=60,
+        )
+        assert alert[0][0]["refused"] == server
+        assert scalar(db_url, "SELECT count(*) FROM alerts WHERE rule = 'auth_failed'") == 0
+        vendor.status[0] = 200
+        wait_for(lambda: states(db_url, ids) == ["online"] * 2, timeout=60)
+
+        # The server goes down: the same, one alert
+        vendor.close()
+        wait_for(
+            lambda: (
+                scalar(db_url, "SELECT count(*) FROM alerts WHERE rule = 'source_lost' AND state = 'open'")
+                == 1
+            ),
+            timeout=60,
+        )
+        assert states(db_url, ids) == ["online"] * 2
+        assert scalar(db_url, "SELECT count(*) FROM alerts WHERE rule = 'offline'") == offline_alerts
