@@ -456,6 +456,9 @@ class _Answer:
     claimed: bool = False
     # judged once for the devices of a list: None while not yet, else (the list, or why it is lost)
     verdict: "tuple[list[Any] | None, Reading | None] | None" = None
+    # the list's items by their id, built once per answer (a thousand receivers are one pass, not
+    # a thousand)
+    index: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -540,8 +543,8 @@ class HttpProber:
         self._profiles = profiles or self._catalogue
         self._loaded: Mapping[str, Any] | None = None
         self._clock = clock
-        # (url, user, password, ca file) -> (good until, the GET in flight or done)
-        self._shared: dict[tuple[str, str, str, str], tuple[float, asyncio.Task[_Answer]]] = {}
+        # (url, user, password, ca file, profile) -> (good until, the GET in flight or done)
+        self._shared: dict[tuple[str, str, str, str, str], tuple[float, asyncio.Task[_Answer]]] = {}
         self.gets = 0  # GETs sent (a vendor list's devices share them)
         # by source id (`HttpSource.broker_id`): what the last answer of each list's server said
         self.lists: dict[str, ListHealth] = {}
@@ -618,7 +621,7 @@ class HttpProber:
         now = self._clock()
         for k in [k for k, (until, task) in self._shared.items() if until <= now and task.done()]:
             del self._shared[k]
-        key = (source.url, source.username or "", password, source.ca_file or "")
+        key = (source.url, source.username or "", password, source.ca_file or "", source.profile or "")
         held = self._shared.get(key)
         if held is None:
             task = asyncio.get_running_loop().create_task(self._get(source, auth))
@@ -760,15 +763,16 @@ def _listed(
     hp = profile.http
     where = f"{source.url}: profile {profile.name}"
     rtt, metrics = answer.rtt_ms, dict(answer.metrics)
-    item = None
-    for candidate in items:
-        try:
-            found = hp.id_expr.search(candidate, options=SEARCH)
-        except (JMESPathError, TypeError, ValueError, OverflowError):
-            continue
-        if found is not None and map_key(found) == source.id:
-            item = candidate
-            break
+    if answer.index is None:
+        answer.index = {}
+        for candidate in items:
+            try:
+                found = hp.id_expr.search(candidate, options=SEARCH)
+            except (JMESPathError, TypeError, ValueError, OverflowError):
+                continue
+            if found is not None:
+                answer.index.setdefault(map_key(found), candidate)  # the first of a repeated id
+    item = answer.index.get(source.id or "")
     if item is None:
         return Reading(
             ok=False,
