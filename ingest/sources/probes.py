@@ -634,24 +634,8 @@ class HttpProber:
         """Once per answer of a list's server: its list, or the Reading that says the server is
         lost (`source_down`: nothing is said of its devices), and the server's health."""
         sid = source.broker_id or source.url
-        items, down = None, answer.failure
-        url, status = source.url, answer.status
-        if down is None and not any(lo <= status <= hi for lo, hi in source.expect_status):
-            refused = status == 401 or (status == 403 and with_credentials)
-            why = "our credentials are refused" if refused else f"expected {_ranges(source.expect_status)}"
-            down = Reading(
-                False, error=f"{url}: HTTP {status}: {why}", error_code="auth" if refused else "http_status"
-            )
-        if (
-            down is None
-            and source.expect_text is not None
-            and source.expect_text not in answer.raw.decode("utf-8", "replace")
-        ):
-            down = Reading(
-                False,
-                error=f"{url}: the answer does not contain {source.expect_text[:60]!r}",
-                error_code="text_missing",
-            )
+        items, down = None, answer.failure or _checked(source, answer, with_credentials)
+        url = source.url
         if down is None:
             hp = profile.http
             doc = repair_quoted_json(answer.raw) if hp.repair == "quoted_json" else decode(answer.raw)
@@ -669,6 +653,8 @@ class HttpProber:
                 )
         before = self.lists.get(sid)
         if down is None:
+            if before is not None and before.error is not None:
+                log.info("vendor list %s answers again", sid)
             since = (
                 before.listening_since if before is not None and before.listening_since else datetime.now(UTC)
             )
@@ -716,35 +702,10 @@ class HttpProber:
             answer = await self._get(source, auth)
         if answer.failure is not None:
             return answer.failure
-        metrics = dict(answer.metrics)
-        status, rtt, raw = answer.status, answer.rtt_ms, answer.raw
-        if not any(lo <= status <= hi for lo, hi in source.expect_status):
-            if status == 401 or (status == 403 and auth is not None):
-                return Reading(
-                    ok=False,
-                    metrics=metrics,
-                    auth_failed=True,
-                    error=f"{url}: HTTP {status}: our credentials are refused"
-                    if auth
-                    else f"{url}: HTTP {status}: the endpoint wants credentials",
-                    error_code="auth",
-                    rtt_ms=rtt,
-                )
-            return Reading(
-                ok=False,
-                metrics=metrics,
-                error=f"{url}: HTTP {status}, expected {_ranges(source.expect_status)}",
-                error_code="http_status",
-                rtt_ms=rtt,
-            )
-        if source.expect_text is not None and source.expect_text not in raw.decode("utf-8", "replace"):
-            return Reading(
-                ok=False,
-                metrics=metrics,
-                error=f"{url}: the answer does not contain {source.expect_text[:60]!r}",
-                error_code="text_missing",
-                rtt_ms=rtt,
-            )
+        refused = _checked(source, answer, auth is not None)
+        if refused is not None:
+            return refused
+        metrics, rtt, raw = dict(answer.metrics), answer.rtt_ms, answer.raw
         if source.fields:
             mapped, problem = body_fields(device.kind, source.fields, raw)
             metrics.update(mapped)
@@ -754,6 +715,40 @@ class HttpProber:
                     ok=True, metrics=metrics, error=f"{url}: {problem}", error_code="malformed", rtt_ms=rtt
                 )
         return Reading(ok=True, metrics=metrics, rtt_ms=rtt)
+
+
+def _checked(source: HttpSource, answer: _Answer, with_credentials: bool) -> Reading | None:
+    """The failure an answer is by its status (`expect_status`) or its text (`expect_text`); None
+    when it passes. 401 (or 403 to our credentials) is `auth_failed`."""
+    url, status, metrics, rtt = source.url, answer.status, dict(answer.metrics), answer.rtt_ms
+    if not any(lo <= status <= hi for lo, hi in source.expect_status):
+        if status == 401 or (status == 403 and with_credentials):
+            return Reading(
+                ok=False,
+                metrics=metrics,
+                auth_failed=True,
+                error=f"{url}: HTTP {status}: our credentials are refused"
+                if with_credentials
+                else f"{url}: HTTP {status}: the endpoint wants credentials",
+                error_code="auth",
+                rtt_ms=rtt,
+            )
+        return Reading(
+            ok=False,
+            metrics=metrics,
+            error=f"{url}: HTTP {status}, expected {_ranges(source.expect_status)}",
+            error_code="http_status",
+            rtt_ms=rtt,
+        )
+    if source.expect_text is not None and source.expect_text not in answer.raw.decode("utf-8", "replace"):
+        return Reading(
+            ok=False,
+            metrics=metrics,
+            error=f"{url}: the answer does not contain {source.expect_text[:60]!r}",
+            error_code="text_missing",
+            rtt_ms=rtt,
+        )
+    return None
 
 
 def _listed(
