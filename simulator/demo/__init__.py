@@ -26,7 +26,7 @@ UDP_PORTS = (18161, 18162, 18163)  # and the SNMP agents' (UDP)
 
 # What goes wrong in the demo, by name, so an operator can tell the story.
 SCENARIO = Scenario(
-    # ấp Bắc Thạnh's router loses power: 2 speakers (one through the vendor cloud, one a smart-radio
+    # ấp Bắc Thạnh's router loses power: 3 speakers (one through the vendor cloud, one a smart-radio
     # receiver in its vendor server's list), a Wi-Fi
     # and 4 cameras go with it; xóm 6's takes 2 cameras, a Wi-Fi, a vendor speaker and the HTTP e-board
     router_outage=("tg-gw-bac-thanh", "lt-gw-xom-4", "lt-gw-xom-6"),

@@ -145,8 +145,8 @@ def test_demo_registry_names_the_bound_ports_and_a_device_per_source(tmp_path: P
         listed = {
             i: s for i, s in sources.items() if isinstance(s, HttpSource) and s.profile == "truyenthanh"
         }
-        assert {"tg-spk-bac-thanh-1", "lt-spk-xom-3"} <= set(listed)
-        assert parents["tg-spk-bac-thanh-1"] in demo.SCENARIO.router_outage
+        assert {"tg-spk-bac-thanh-3", "lt-spk-xom-3-2"} <= set(listed)
+        assert parents["tg-spk-bac-thanh-3"] in demo.SCENARIO.router_outage
         assert all(s.url.startswith(f"http://127.0.0.1:{bound[18081]}/") and s.id for s in listed.values())
     finally:
         ports.close()
