@@ -13,6 +13,8 @@ from typing import Any
 import orjson
 import psycopg
 import pytest
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
 
 from ingest.sources.probes import HttpProber, repair_quoted_json
 from ingest.sources.reading import Reading
@@ -395,3 +397,62 @@ devices:
         )
         assert states(db_url, ids) == ["online"] * 2
         assert scalar(db_url, "SELECT count(*) FROM alerts WHERE rule = 'offline'") == offline_alerts
+
+
+# -- inputs nobody thought of ------------------------------------------------------------------
+
+_json = st.recursive(
+    st.none() | st.booleans() | st.integers(-(2**53), 2**53) | st.text(max_size=8),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=6), inner, max_size=4),
+    max_leaves=12,
+)
+
+
+def _quoted(v: Any) -> Any:
+    """`v` with every nested object and list written as a JSON string (escaped), as the vendor does."""
+    if isinstance(v, dict):
+        return {
+            k: orjson.dumps(_quoted(x)).decode() if isinstance(x, dict | list) and x else _quoted(x)
+            for k, x in v.items()
+        }
+    if isinstance(v, list):
+        return [_quoted(x) for x in v]
+    return v
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.binary(max_size=300))
+def test_repair_of_any_bytes_never_raises(raw: bytes) -> None:
+    repair_quoted_json(raw)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.dictionaries(st.text(max_size=6), _json, max_size=4))
+def test_nested_objects_written_as_strings_come_back_as_they_were(doc: dict[str, Any]) -> None:
+    def looks_like_json(v: Any) -> bool:
+        if isinstance(v, str):
+            t = v.strip()
+            return t[:1] in "{[" and t.rstrip()[-1:] in "}]"
+        if isinstance(v, dict):
+            return any(looks_like_json(x) for x in v.values())
+        if isinstance(v, list):
+            return any(looks_like_json(x) for x in v)
+        return False
+
+    assume(not looks_like_json(doc))  # a string of the vendor's that is JSON text is decoded: by design
+    assert repair_quoted_json(orjson.dumps(_quoted(doc))) == doc
+
+
+def test_a_list_answer_of_any_shape_is_a_reading_never_an_exception(vendor: VendorServer) -> None:
+    """Whatever JSON the server answers, each device gets a Reading (listed, not_listed, or the
+    server lost), through the real prober and one loopback server for every example."""
+
+    @settings(max_examples=60, deadline=None)
+    @given(_json, st.sampled_from(["123456789ABCDF4", "0", "True", ""]))
+    def check(doc: Any, rid: str) -> None:
+        vendor.body[0] = orjson.dumps({"DataType": 5, "Data": doc})
+        [[(r, _st)]], _ = probe_all(vendor.url, [rid])
+        assert isinstance(r, Reading)
+        assert r.ok or r.error_code in ("not_listed", "malformed"), r
+
+    check()
