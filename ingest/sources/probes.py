@@ -454,11 +454,9 @@ class _Answer:
     metrics: dict[str, Any] = field(default_factory=dict)
     # the first device that finds a vendor's list unreadable dead-letters it; the others do not
     claimed: bool = False
-    # judged once for the devices of a list: None while not yet, else (the list, or why it is lost)
-    verdict: "tuple[list[Any] | None, Reading | None] | None" = None
-    # the list's items by their id, built once per answer (a thousand receivers are one pass, not
-    # a thousand)
-    index: dict[str, Any] | None = None
+    # judged once for the devices of a list: None while not yet, else (the list's items by their
+    # id, or why the server is lost); one pass for a thousand receivers, not a thousand
+    verdict: "tuple[dict[str, Any] | None, Reading | None] | None" = None
 
 
 @dataclass(frozen=True)
@@ -630,11 +628,12 @@ class HttpProber:
 
     def _judge_list(
         self, source: HttpSource, profile: Any, answer: _Answer, with_credentials: bool
-    ) -> tuple[list[Any] | None, Reading | None]:
-        """Once per answer of a list's server: its list, or the Reading that says the server is
-        lost (`source_down`: nothing is said of its devices), and the server's health."""
+    ) -> tuple[dict[str, Any] | None, Reading | None]:
+        """Once per answer of a list's server: its items by their id, or the Reading that says the
+        server is lost (`source_down`: nothing is said of its devices), and the server's health."""
         sid = source.broker_id or source.url
-        items, down = None, answer.failure or _checked(source, answer, with_credentials)
+        index: dict[str, Any] | None = None
+        down = answer.failure or _checked(source, answer, with_credentials)
         url = source.url
         if down is None:
             hp = profile.http
@@ -644,7 +643,14 @@ class HttpProber:
             except (JMESPathError, TypeError, ValueError, OverflowError):
                 found = None
             if isinstance(found, list):
-                items = found
+                index = {}
+                for item in found:
+                    try:
+                        item_id = hp.id_expr.search(item, options=SEARCH)
+                    except (JMESPathError, TypeError, ValueError, OverflowError):
+                        continue
+                    if item_id is not None:
+                        index.setdefault(map_key(item_id), item)  # the first of a repeated id
             else:
                 down = Reading(
                     False,
@@ -659,7 +665,7 @@ class HttpProber:
                 before.listening_since if before is not None and before.listening_since else datetime.now(UTC)
             )
             self.lists[sid] = ListHealth(since)
-            return items, None
+            return index, None
         self.lists[sid] = ListHealth(None, down.error, down.error_code == "auth")
         if before is None or before.error is None:
             log.warning("vendor list %s lost: %s", sid, down.error)
@@ -690,16 +696,15 @@ class HttpProber:
             answer = await self._shared_get(source, auth, password or "")
             if answer.verdict is None:
                 answer.verdict = self._judge_list(source, profile, answer, auth is not None)
-            items, down = answer.verdict
+            index, down = answer.verdict
             if down is not None:
                 if down.error_code == "malformed" and not answer.claimed:
                     answer.claimed = True  # one dead letter per answer, not one per device of the list
                     state["payload"] = answer.raw[:65536]
                 return down
-            assert items is not None
-            return _listed(device, source, profile, answer, items, state)
-        else:
-            answer = await self._get(source, auth)
+            assert index is not None
+            return _listed(device, source, profile, answer, index, state)
+        answer = await self._get(source, auth)
         if answer.failure is not None:
             return answer.failure
         refused = _checked(source, answer, auth is not None)
@@ -752,22 +757,18 @@ def _checked(source: HttpSource, answer: _Answer, with_credentials: bool) -> Rea
 
 
 def _listed(
-    device: Device, source: HttpSource, profile: Any, answer: _Answer, items: list[Any], state: dict[str, Any]
+    device: Device,
+    source: HttpSource,
+    profile: Any,
+    answer: _Answer,
+    index: dict[str, Any],
+    state: dict[str, Any],
 ) -> Reading:
     """The device's item in its vendor server's list, read with the profile's `http:` rules."""
     hp = profile.http
     where = f"{source.url}: profile {profile.name}"
     rtt, metrics = answer.rtt_ms, dict(answer.metrics)
-    if answer.index is None:
-        answer.index = {}
-        for candidate in items:
-            try:
-                found = hp.id_expr.search(candidate, options=SEARCH)
-            except (JMESPathError, TypeError, ValueError, OverflowError):
-                continue
-            if found is not None:
-                answer.index.setdefault(map_key(found), candidate)  # the first of a repeated id
-    item = answer.index.get(source.id or "")
+    item = index.get(source.id or "")
     if item is None:
         return Reading(
             ok=False,
