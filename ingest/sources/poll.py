@@ -455,29 +455,6 @@ class PollScheduler:
     def _publish(self, p: _Poll, r: Reading, at: float) -> None:
         device, source = p.device, p.source
         ts = datetime.fromtimestamp(at, UTC)
-        if r.source_down:
-            # The vendor server listing it is lost: nothing is known of the device, whose state
-            # freezes (services.liveness), and the server is one source_lost alert, not N outages.
-            if r.error_code == "malformed" and "payload" in p.state:
-                self._dead.append(
-                    source_store.Unmappable(
-                        datetime.now(UTC),
-                        (public(source) or {}).get("url") or "",
-                        f"{source.kind} source of {device.id}: {r.error}",
-                        device.id,
-                        bytes(p.state.pop("payload", b"")),
-                    )
-                )
-            return
-        p.fails = 0 if r.ok else p.fails + 1
-        was_failing = p.reachable is False or p.auth_failed is True
-        if r.auth_failed:
-            p.reachable, p.auth_failed = True, True
-        elif r.ok:
-            p.reachable, p.auth_failed = True, False
-        elif p.fails >= source.fail_after:  # type: ignore[union-attr]
-            p.reachable, p.auth_failed = False, False
-        self._log_transition(p, r, was_failing)
         # an answer that could not be read (a listed device's fields, or a vendor's whole list)
         if r.error_code == "malformed" and (r.ok or "payload" in p.state):
             self._dead.append(
@@ -489,6 +466,19 @@ class PollScheduler:
                     bytes(p.state.pop("payload", b"")),
                 )
             )
+        if r.source_down:
+            # The vendor server listing it is lost: nothing is known of the device, whose state
+            # freezes (services.liveness), and the server is one source_lost alert, not N outages.
+            return
+        p.fails = 0 if r.ok else p.fails + 1
+        was_failing = p.reachable is False or p.auth_failed is True
+        if r.auth_failed:
+            p.reachable, p.auth_failed = True, True
+        elif r.ok:
+            p.reachable, p.auth_failed = True, False
+        elif p.fails >= source.fail_after:  # type: ignore[union-attr]
+            p.reachable, p.auth_failed = False, False
+        self._log_transition(p, r, was_failing)
         if p.reachable is None:
             return  # never reached and not yet `fail_after` failures: it stays unknown
         metrics = dict(r.metrics)

@@ -148,7 +148,7 @@ def sources_lost(
         for device_id, doc in conn.execute(
             "SELECT id, source FROM devices WHERE retired_at IS NULL AND source->'http'->>'profile' IS NOT NULL"
         ):
-            sid = from_json(doc).broker_id  # type: ignore[union-attr]
+            sid = getattr(from_json(doc), "broker_id", None)
             if sid in lost:
                 by_source.setdefault(sid, []).append(device_id)
     return {
