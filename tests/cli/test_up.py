@@ -184,7 +184,7 @@ def test_up_demo_starts_prints_url_and_login_and_stops_cleanly(data_dir: Path) -
         )
         assert listed.returncode == 0, listed.stderr
         ids = {row.split(",")[0] for row in listed.stdout.splitlines()[1:]}
-        assert {"tg-gw-trung-binh", "tg-cam-ubnd-cong", "lt-spk-xom-11"} <= ids and len(ids) == 80
+        assert {"tg-gw-trung-binh", "tg-cam-ubnd-cong", "lt-spk-xom-11"} <= ids and len(ids) == 82
         pg_pid = int((data_dir / "pg" / "postmaster.pid").read_text().split()[0])
         assert Path(f"/proc/{pg_pid}").stat().st_uid != 0, "PostgreSQL never runs as root"
         # a child that dies is started again
