@@ -35,6 +35,7 @@ from ingest.sources.reading import Reading
 from services.mapping import SEARCH, FieldMap, MappingError, apply_fields, decode, kept, map_key
 from services.models import Device
 from services.sources.model import HttpSource, PingSource, Source, TcpSource
+from services.sources.profiles import read_once
 
 log = logging.getLogger(__name__)
 
@@ -538,21 +539,13 @@ class HttpProber:
         self._default_ca = ca_file
         self._body_max = body_max
         self._clients: dict[str | None, httpx.AsyncClient] = {}
-        self._profiles = profiles or self._catalogue
-        self._loaded: Mapping[str, Any] | None = None
+        self._profiles = profiles or read_once()
         self._clock = clock
         # (url, user, password, ca file, profile) -> (good until, the GET in flight or done)
         self._shared: dict[tuple[str, str, str, str, str], tuple[float, asyncio.Task[_Answer]]] = {}
         self.gets = 0  # GETs sent (a vendor list's devices share them)
         # by source id (`HttpSource.broker_id`): what the last answer of each list's server said
         self.lists: dict[str, ListHealth] = {}
-
-    def _catalogue(self) -> Mapping[str, Any]:
-        if self._loaded is None:
-            from services.sources.profiles import catalogue, env_dir
-
-            self._loaded = catalogue(env_dir())
-        return self._loaded
 
     def _http(self, ca_file: str | None) -> httpx.AsyncClient:
         """The client trusting `ca_file` (OSError or ssl.SSLError when it cannot be read)."""

@@ -42,7 +42,7 @@ from ingest.sources.reading import Reading
 from ingest.sources.snmp_wire import Oid
 from services.models import Device
 from services.sources.model import SnmpSource, Source
-from services.sources.profiles import Profile, catalogue, env_dir
+from services.sources.profiles import Profile, read_once
 
 log = logging.getLogger(__name__)
 
@@ -170,8 +170,7 @@ class SnmpProber:
         max_repetitions: int = MAX_REPETITIONS,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        self._profiles = profiles or self._catalogue
-        self._loaded: Mapping[str, Profile] | None = None
+        self._profiles = profiles or read_once()
         self._max_rep = max_repetitions
         self._clock = clock
         self._engines: dict[tuple[str, ...], tuple[SnmpEngine, _Heard]] = {}
@@ -181,12 +180,6 @@ class SnmpProber:
         # once per OID for every poll (the columns asked each time; continuation cursors vary)
         self._types: dict[Oid, ObjectType] = {}
         self._addresses: dict[tuple[str, int], tuple[str, int]] = {}
-
-    def _catalogue(self) -> Mapping[str, Profile]:
-        """Shipped and IOC_PROFILES_DIR profiles, read once (not on every poll)."""
-        if self._loaded is None:
-            self._loaded = catalogue(env_dir())
-        return self._loaded
 
     def close(self) -> None:
         """Close every socket (on the event loop they were opened on)."""

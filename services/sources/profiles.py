@@ -4,7 +4,7 @@ IOC_PROFILES_DIR files of the same name, overridden by the registry's `profiles:
 
 import os
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -428,6 +428,20 @@ def catalogue(profiles_dir: Path | None) -> dict[str, Profile]:
             raise ProfileError([f"IOC_PROFILES_DIR {profiles_dir} is not a directory"])
         out.update(load_dir(profiles_dir, "dir"))
     return out
+
+
+def read_once() -> Callable[[], dict[str, Profile]]:
+    """The catalogue (shipped and IOC_PROFILES_DIR), read at the first call and kept: for a
+    prober given no profiles, which must not read the files on every poll."""
+    loaded: dict[str, Profile] | None = None
+
+    def get() -> dict[str, Profile]:
+        nonlocal loaded
+        if loaded is None:
+            loaded = catalogue(env_dir())
+        return loaded
+
+    return get
 
 
 def effective(base: Mapping[str, Profile], registry: Iterable[Profile]) -> dict[str, Profile]:
