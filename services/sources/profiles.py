@@ -235,12 +235,7 @@ def _mqtt(err: list[str], path: str, spec: Any) -> MqttProfile | None:
             err.append(f"{p}: must be a topic or {{topic, path, online, offline}}")
             continue
         _unknown(err, p, a, _AVAIL_KEYS)
-        expr = None
-        if a.get("path") is not None:
-            try:
-                expr = compile_path(a.get("path"))
-            except ValueError as bad:
-                err.append(f"{p}.path: {bad}")
+        expr = None if a.get("path") is None else _path(err, f"{p}.path", a.get("path"))
         online, offline = _values(a.get("online", "online")), _values(a.get("offline", "offline"))
         if set(online) & set(offline):
             err.append(f"{p}: a payload cannot mean both online and offline")
